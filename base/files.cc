@@ -1,0 +1,104 @@
+#include "base/files.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/unique_fd.h"
+
+namespace kapal::base {
+
+absl::Status ErrnoStatus(int errno_value, absl::string_view context) {
+  return absl::ErrnoToStatus(errno_value, context);
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, absl::StrCat("open ", path));
+  std::string content;
+  char buffer[64 * 1024];
+  for (;;) {
+    ssize_t n = ::read(fd.Get(), buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, absl::StrCat("read ", path));
+    }
+    if (n == 0) break;
+    content.append(buffer, static_cast<size_t>(n));
+  }
+  return content;
+}
+
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view content, mode_t mode) {
+  std::string temp = absl::StrCat(path, ".tmp-", ::getpid());
+  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  if (!fd) return ErrnoStatus(errno, absl::StrCat("create ", temp));
+  absl::string_view rest = content;
+  while (!rest.empty()) {
+    ssize_t n = ::write(fd.Get(), rest.data(), rest.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      absl::Status status = ErrnoStatus(errno, absl::StrCat("write ", temp));
+      ::unlink(temp.c_str());
+      return status;
+    }
+    rest.remove_prefix(static_cast<size_t>(n));
+  }
+  if (::fsync(fd.Get()) != 0 || ::fchmod(fd.Get(), mode) != 0) {
+    absl::Status status = ErrnoStatus(errno, absl::StrCat("sync ", temp));
+    ::unlink(temp.c_str());
+    return status;
+  }
+  fd.Reset();
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    absl::Status status = ErrnoStatus(errno, absl::StrCat("rename ", temp, " to ", path));
+    ::unlink(temp.c_str());
+    return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MakeDirectories(const std::string& path, mode_t mode) {
+  if (path.empty()) return absl::InvalidArgumentError("empty directory path");
+  // Each prefix ending before a '/' (and the whole path) is created in turn.
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    std::string prefix = path.substr(0, slash);
+    if (::mkdir(prefix.c_str(), mode) != 0 && errno != EEXIST) {
+      return ErrnoStatus(errno, absl::StrCat("mkdir ", prefix));
+    }
+    if (slash == std::string::npos) break;
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
+  if (!S_ISDIR(st.st_mode)) return absl::FailedPreconditionError(path + " is not a directory");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FindExecutable(absl::string_view name) {
+  if (name.empty()) return absl::InvalidArgumentError("empty executable name");
+  auto executable = [](const std::string& candidate) {
+    struct stat st {};
+    return ::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+           ::access(candidate.c_str(), X_OK) == 0;
+  };
+  if (name.find('/') != absl::string_view::npos) {
+    std::string path(name);
+    if (executable(path)) return path;
+    return absl::NotFoundError(absl::StrCat(name, " does not exist or is not executable"));
+  }
+  const char* env_path = std::getenv("PATH");
+  std::string search = env_path != nullptr ? env_path : "/usr/sbin:/usr/bin:/sbin:/bin";
+  for (absl::string_view dir : absl::StrSplit(search, ':', absl::SkipEmpty())) {
+    std::string candidate = absl::StrCat(dir, "/", name);
+    if (executable(candidate)) return candidate;
+  }
+  return absl::NotFoundError(absl::StrCat(name, " not found in PATH (", search, ")"));
+}
+
+}  // namespace kapal::base

@@ -1,0 +1,31 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace kapal::base {
+
+// An error status for a failed system call: the code follows errno (ENOENT is NOT_FOUND, EACCES
+// is PERMISSION_DENIED, ...) and the message is "CONTEXT: strerror".
+absl::Status ErrnoStatus(int errno_value, absl::string_view context);
+
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// Writes the whole file through a temporary sibling, fsyncs it and renames it into place, so a
+// reader (or a crash) sees either the old content or the new one, never half of it.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view content,
+                                 mode_t mode = 0644);
+
+// mkdir -p, with MODE for the directories it creates. Existing directories are left as they are.
+absl::Status MakeDirectories(const std::string& path, mode_t mode);
+
+// Finds an executable the way execvp would: an absolute or relative path is checked as it is,
+// a bare name is looked up in $PATH (or in /usr/sbin:/usr/bin:/sbin:/bin when PATH is unset).
+absl::StatusOr<std::string> FindExecutable(absl::string_view name);
+
+}  // namespace kapal::base

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace kapal::cri {
+
+inline constexpr const char kDefaultConfigPath[] = "/etc/kapal/kapal.toml";
+
+enum class CgroupDriverSetting { kAuto, kCgroupfs, kSystemd };
+
+// An OCI runtime that pods can ask for by RuntimeClass handler name.
+struct RuntimeHandler {
+  // Absolute path, or a name looked up in PATH when the runtime is used.
+  std::string binary;
+  bool operator==(const RuntimeHandler&) const = default;
+};
+
+// Everything kapald reads from kapal.toml. Every field has a default, so no file is needed.
+struct Config {
+  std::string root_dir = "/var/lib/kapal";
+  std::string state_dir = "/run/kapal";
+  std::string log_level = "info";
+  std::string socket_path = "/run/kapal/kapal.sock";
+  // HOST:PORT for the Prometheus endpoint; empty turns it off. Loopback only by default: metrics
+  // reveal pod and image names.
+  std::string metrics_address = "127.0.0.1:9754";
+  CgroupDriverSetting cgroup_driver = CgroupDriverSetting::kAuto;
+  std::string default_runtime = "runc";
+  std::map<std::string, RuntimeHandler> runtimes = {{"runc", {"runc"}}, {"crun", {"crun"}}};
+  std::string cni_conf_dir = "/etc/cni/net.d";
+  std::vector<std::string> cni_bin_dirs = {"/usr/lib/cni", "/opt/cni/bin"};
+
+  bool operator==(const Config&) const = default;
+};
+
+// Parses kapal.toml text. SOURCE names the file in error messages. Every error names the key
+// (and line) at fault; all errors found are reported together, one per line.
+absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_view source);
+
+// Reads PATH. A missing file gives the defaults unless MUST_EXIST (an explicit --config).
+absl::StatusOr<Config> LoadConfig(const std::string& path, bool must_exist);
+
+// The configuration as a TOML file with a comment on every key; for Config{} this is what
+// `kapald --print-default-config` prints.
+std::string RenderConfig(const Config& config);
+
+nlohmann::json ConfigToJson(const Config& config);
+
+absl::string_view CgroupDriverSettingName(CgroupDriverSetting setting);
+
+}  // namespace kapal::cri
