@@ -1,0 +1,43 @@
+#pragma once
+
+#include <memory>
+#include <ostream>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cri/proto/api.grpc.pb.h"
+#include "ctl/client_config.h"
+#include "ctl/output.h"
+
+namespace kapal::ctl {
+
+// Connections to the runtime and image endpoints, with the per-call deadline of --timeout.
+class CriClient {
+ public:
+  // Fails with UNAVAILABLE, naming the endpoint, when nothing answers within the timeout.
+  static absl::StatusOr<std::unique_ptr<CriClient>> Connect(const ClientConfig& config);
+
+  runtime::v1::RuntimeService::Stub& Runtime() { return *runtime_; }
+  runtime::v1::ImageService::Stub& Images() { return *images_; }
+  // A context whose deadline is the configured timeout from now.
+  std::unique_ptr<grpc::ClientContext> NewContext() const;
+  bool Debug() const { return config_.debug; }
+
+ private:
+  explicit CriClient(ClientConfig config) : config_(std::move(config)) {}
+  ClientConfig config_;
+  std::unique_ptr<runtime::v1::RuntimeService::Stub> runtime_;
+  std::unique_ptr<runtime::v1::ImageService::Stub> images_;
+};
+
+// A failed call as the user should see it: "Version: NOT_FOUND: message".
+absl::Status RpcError(absl::string_view rpc, const grpc::Status& status);
+
+// `kapalctl version`: like crictl's "Version: ..." lines for table, or the message as json/yaml.
+absl::Status RunVersion(CriClient& client, OutputFormat format, std::ostream& out);
+
+// `kapalctl info`: runtime conditions, handlers and the daemon's verbose info (config, host,
+// runtime), like crictl info; table prints the conditions and a few key facts.
+absl::Status RunInfo(CriClient& client, OutputFormat format, std::ostream& out);
+
+}  // namespace kapal::ctl
