@@ -84,7 +84,8 @@ absl::StatusOr<std::string> FindExecutable(absl::string_view name) {
   if (name.empty()) return absl::InvalidArgumentError("empty executable name");
   auto executable = [](const std::string& candidate) {
     struct stat st {};
-    return ::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+    // access(X_OK) alone is true for root whenever any x bit is set; the mode decides here.
+    return ::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) != 0 &&
            ::access(candidate.c_str(), X_OK) == 0;
   };
   if (name.find('/') != absl::string_view::npos) {

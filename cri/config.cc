@@ -137,8 +137,8 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
   // The kernel keeps a unix socket path in sockaddr_un.sun_path, NUL included.
   if (config.socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     errors.push_back(absl::StrCat("key 'grpc.address': \"", config.socket_path, "\" is ",
-                                  config.socket_path.size(), " bytes long; a unix socket path has ",
-                                  sizeof(sockaddr_un{}.sun_path) - 1, " at most"));
+                                  config.socket_path.size(), " bytes long; a unix socket path has at most ",
+                                  sizeof(sockaddr_un{}.sun_path) - 1, " bytes"));
   }
   if (absl::StatusOr<base::LogLevel> level = base::ParseLogLevel(config.log_level); !level.ok()) {
     errors.push_back(absl::StrCat("key 'log_level': ", level.status().message()));

@@ -5,7 +5,7 @@
 #include "base/logger.h"
 #include "cri/config.h"
 #include "cri/host_facts.h"
-#include "cri/proto/api.grpc.pb.h"
+#include "cri/proto/cri_api.h"
 #include "store/store.h"
 
 namespace kapal::cri {

@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cri/proto/api.grpc.pb.h"
+#include "cri/proto/cri_api.h"
 #include "ctl/client_config.h"
 #include "ctl/output.h"
 

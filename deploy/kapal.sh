@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# kapal's one set-up script: installs what kapal needs from Debian (apt only), builds it, and
+# runs the demo or the test suite. Safe to run again: every step is idempotent.
+#
+#   deploy/kapal.sh deps    install Debian packages (build, runtime and test dependencies)
+#   deploy/kapal.sh build   deps + CMake build in ./build (warnings are errors)
+#   deploy/kapal.sh demo    build + install to /usr/local/bin, start kapald, show it answering
+#   deploy/kapal.sh test    build + the whole test suite (ctest); what CI runs
+#   deploy/kapal.sh stop    stop a kapald started by `demo`
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build_dir=${KAPAL_BUILD_DIR:-$repo/build}
+jobs=$(nproc)
+
+# Build tools and libraries.
+build_packages=(
+  cmake g++ make pkg-config git
+  libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libabsl-dev
+  libsqlitecpp-dev libsqlite3-dev prometheus-cpp-dev libcpp-httplib-dev libssl-dev
+  libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
+  libarchive-dev libzstd-dev zlib1g-dev
+  libgtest-dev libgmock-dev
+  python3 python3-protobuf
+)
+# What kapald runs: OCI runtimes and CNI plugins.
+runtime_packages=(runc crun containernetworking-plugins iproute2 iptables)
+# What the tests use: a real registry and images built from busybox.
+test_packages=(docker-registry busybox-static skopeo umoci curl)
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "kapal.sh: $1 needs root (run it with sudo)" >&2
+    exit 1
+  fi
+}
+
+deps() {
+  need_root "installing packages"
+  local wanted=("${build_packages[@]}" "${runtime_packages[@]}" "${test_packages[@]}")
+  local missing=()
+  for package in "${wanted[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$package")
+    fi
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "kapal.sh: all ${#wanted[@]} Debian packages are installed"
+    return
+  fi
+  echo "kapal.sh: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+}
+
+build() {
+  deps
+  cmake -S "$repo" -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKAPAL_WERROR=ON
+  cmake --build "$build_dir" -j "$jobs"
+}
+
+demo() {
+  build
+  install -m 0755 "$build_dir/cri/kapald" /usr/local/bin/kapald
+  install -m 0755 "$build_dir/ctl/kapalctl" /usr/local/bin/kapalctl
+  if [ -d /run/systemd/system ]; then
+    install -m 0644 "$repo/deploy/kapal.service" /etc/systemd/system/kapal.service
+    systemctl daemon-reload
+    systemctl restart kapal.service
+  else
+    # No systemd here: run it in the background with its embedded defaults.
+    stop_background
+    mkdir -p /var/log
+    nohup /usr/local/bin/kapald >>/var/log/kapald.log 2>&1 </dev/null &
+    echo $! >/run/kapald-demo.pid
+  fi
+  for _ in $(seq 1 100); do
+    [ -S /run/kapal/kapal.sock ] && break
+    sleep 0.1
+  done
+  echo
+  echo "$ kapalctl version"
+  kapalctl version
+  echo
+  echo "$ kapalctl info -o table"
+  kapalctl info -o table
+  echo
+  echo "kapald is running with its default configuration (kapald --print-default-config shows it)."
+  echo "Socket: unix:///run/kapal/kapal.sock   Metrics: http://127.0.0.1:9754/metrics"
+  if [ -d /run/systemd/system ]; then
+    echo "Logs: journalctl -u kapal   Stop: systemctl stop kapal"
+  else
+    echo "Logs: /var/log/kapald.log   Stop: deploy/kapal.sh stop"
+  fi
+}
+
+stop_background() {
+  if [ -f /run/kapald-demo.pid ]; then
+    local pid
+    pid=$(cat /run/kapald-demo.pid)
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid"
+      for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
+    fi
+    rm -f /run/kapald-demo.pid
+  fi
+}
+
+stop() {
+  if [ -d /run/systemd/system ] && systemctl is-active --quiet kapal.service 2>/dev/null; then
+    systemctl stop kapal.service
+  fi
+  stop_background
+}
+
+test_suite() {
+  need_root "the test suite (it mounts, makes namespaces and runs containers)"
+  build
+  cd "$build_dir"
+  # Each test has its own temporary root, socket and ports, so they may run in parallel.
+  ctest -j "$jobs" --output-on-failure --timeout 900
+}
+
+case "${1:-}" in
+  deps) deps ;;
+  build) build ;;
+  demo) demo ;;
+  test) test_suite ;;
+  stop) stop ;;
+  *)
+    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
