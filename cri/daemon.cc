@@ -165,7 +165,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;
   observers.push_back(std::make_unique<RpcObserverFactory>(*parts->rpc_metrics, logger));
   builder.experimental().SetInterceptorCreators(std::move(observers));
+  // The socket must be 0660 from the moment it accepts calls, not only after a chmod below:
+  // gRPC binds it inside BuildAndStart with the process umask, so the umask says 0660 for that
+  // call. Nothing else creates files during start-up, so the process-wide umask is safe to turn.
+  mode_t saved_umask = ::umask(0117);
   parts->server = builder.BuildAndStart();
+  ::umask(saved_umask);
   if (parts->server == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot serve gRPC on ", config.socket_path));
   }

@@ -234,6 +234,23 @@ TEST_F(KapaldTest, SecondDaemonOnTheSameRootRefusesToStart) {
   EXPECT_TRUE(kapald_->RuntimeStub()->Version(Context().get(), {}, &response).ok());
 }
 
+TEST_F(KapaldTest, LiveSocketOfADaemonOnAnotherRootIsNotTakenOver) {
+  // Another root, so the root lock does not stop it: the socket check must.
+  auto dir = base::TempDir::Create("kapal-e2e-other", "/tmp");
+  ASSERT_TRUE(dir.ok());
+  std::string config = dir->Join("kapal.toml");
+  ASSERT_TRUE(base::WriteFileAtomically(
+                  config, absl::StrCat("root = \"", dir->Join("root"), "\"\nstate = \"",
+                                       dir->Join("state"), "\"\n[grpc]\naddress = \"",
+                                       kapald_->SocketPath(), "\"\n[metrics]\naddress = \"\"\n"))
+                  .ok());
+  CommandResult second = RunCommand({KAPALD_BINARY, "--config", config});
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_THAT(second.err, HasSubstr("is served by a running process"));
+  runtime::v1::VersionResponse response;
+  EXPECT_TRUE(kapald_->RuntimeStub()->Version(Context().get(), {}, &response).ok());
+}
+
 TEST_F(KapaldTest, SigtermExitsZeroAndRemovesTheSocket) {
   absl::StatusOr<base::ExitInfo> exit = kapald_->Terminate(std::chrono::seconds(40));
   ASSERT_TRUE(exit.ok()) << exit.status();

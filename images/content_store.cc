@@ -1,0 +1,205 @@
+#include "images/content_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "base/unique_fd.h"
+
+namespace kapal::images {
+
+namespace {
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+absl::Status WriteAll(int fd, const char* data, size_t size, const std::string& path) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return base::ErrnoStatus(errno, "write " + path);
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ContentStore>> ContentStore::Open(std::string root,
+                                                                 store::Store& store) {
+  for (const char* sub : {"/blobs/sha256", "/blobs/sha512", "/ingest"}) {
+    if (absl::Status made = base::MakeDirectories(root + sub, 0700); !made.ok()) return made;
+  }
+  auto content = std::unique_ptr<ContentStore>(new ContentStore(std::move(root), store));
+  if (absl::Status cleaned = content->CleanIngest(); !cleaned.ok()) return cleaned;
+  return content;
+}
+
+std::string ContentStore::PathOf(const Digest& digest) const {
+  return absl::StrCat(root_, "/blobs/", digest.Algorithm(), "/", digest.Hex());
+}
+
+bool ContentStore::Has(const Digest& digest) const {
+  struct stat st {};
+  return ::stat(PathOf(digest).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+absl::StatusOr<int64_t> ContentStore::SizeOf(const Digest& digest) const {
+  struct stat st {};
+  if (::stat(PathOf(digest).c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat("blob ", digest.String(), " is not in the content store"));
+  }
+  return static_cast<int64_t>(st.st_size);
+}
+
+BlobWriter::BlobWriter(ContentStore& content, Digest expected, int64_t expected_size,
+                       std::string media_type, std::string temp_path, int fd, Hasher hasher)
+    : content_(content), expected_(std::move(expected)), expected_size_(expected_size),
+      media_type_(std::move(media_type)), temp_path_(std::move(temp_path)), fd_(fd),
+      hasher_(std::move(hasher)) {}
+
+BlobWriter::~BlobWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(temp_path_.c_str());
+}
+
+absl::Status BlobWriter::Write(const char* data, size_t size) {
+  if (committed_ || fd_ < 0) return absl::FailedPreconditionError("blob writer is closed");
+  written_ += static_cast<int64_t>(size);
+  if (expected_size_ >= 0 && written_ > expected_size_) {
+    return absl::DataLossError(absl::StrCat("blob ", expected_.String(), ": more than the ",
+                                            expected_size_, " bytes expected"));
+  }
+  hasher_.Update(data, size);
+  return WriteAll(fd_, data, size, temp_path_);
+}
+
+absl::StatusOr<int64_t> BlobWriter::Commit() {
+  if (committed_ || fd_ < 0) return absl::FailedPreconditionError("blob writer is closed");
+  if (expected_size_ >= 0 && written_ != expected_size_) {
+    return absl::DataLossError(absl::StrCat("blob ", expected_.String(), ": size mismatch (got ",
+                                            written_, " bytes, expected ", expected_size_, ")"));
+  }
+  Digest actual = hasher_.Finish();
+  if (actual != expected_) {
+    return absl::DataLossError(absl::StrCat("blob ", expected_.String(), ": digest mismatch (got ",
+                                            actual.String(), ")"));
+  }
+  if (::fsync(fd_) != 0) return base::ErrnoStatus(errno, "fsync " + temp_path_);
+  ::close(fd_);
+  fd_ = -1;
+  std::string final_path = content_.PathOf(expected_);
+  if (::rename(temp_path_.c_str(), final_path.c_str()) != 0) {
+    return base::ErrnoStatus(errno, "rename " + temp_path_);
+  }
+  committed_ = true;
+  // The rename must reach the disk before the row that says the blob exists.
+  base::UniqueFd dir(::open(final_path.substr(0, final_path.rfind('/')).c_str(),
+                            O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir) ::fsync(dir.Get());
+  if (absl::Status recorded = content_.Record(expected_, written_, media_type_); !recorded.ok()) {
+    return recorded;
+  }
+  return written_;
+}
+
+absl::StatusOr<std::unique_ptr<BlobWriter>> ContentStore::Writer(const Digest& expected,
+                                                                 int64_t expected_size,
+                                                                 const std::string& media_type) {
+  absl::StatusOr<Hasher> hasher = Hasher::ForAlgorithm(expected.Algorithm());
+  if (!hasher.ok()) return hasher.status();
+  // Unique per writer, so two pulls of one blob never write the same file.
+  static std::atomic<uint64_t> counter{0};
+  std::string temp = absl::StrFormat("%s/ingest/%s-%d-%d", root_, expected.Hex(), ::getpid(),
+                                     counter.fetch_add(1));
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return base::ErrnoStatus(errno, "create " + temp);
+  return std::unique_ptr<BlobWriter>(new BlobWriter(*this, expected, expected_size, media_type,
+                                                    std::move(temp), fd, std::move(*hasher)));
+}
+
+absl::Status ContentStore::Record(const Digest& digest, int64_t size,
+                                  const std::string& media_type) {
+  return store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement insert(db,
+                             "INSERT INTO content(digest, size, media_type, created_at) "
+                             "VALUES(?, ?, ?, ?) ON CONFLICT(digest) DO NOTHING");
+    insert.bind(1, digest.String());
+    insert.bind(2, size);
+    insert.bind(3, media_type);
+    insert.bind(4, NowSeconds());
+    insert.exec();
+  });
+}
+
+absl::StatusOr<int64_t> ContentStore::IngestBytes(const Digest& expected, const std::string& data,
+                                                  const std::string& media_type) {
+  if (Has(expected)) return SizeOf(expected);
+  absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
+      Writer(expected, static_cast<int64_t>(data.size()), media_type);
+  if (!writer.ok()) return writer.status();
+  if (absl::Status written = (*writer)->Write(data.data(), data.size()); !written.ok()) {
+    return written;
+  }
+  return (*writer)->Commit();
+}
+
+absl::StatusOr<std::string> ContentStore::ReadAll(const Digest& digest) const {
+  absl::StatusOr<std::string> data = base::ReadFile(PathOf(digest));
+  if (!data.ok() && absl::IsNotFound(data.status())) {
+    return absl::NotFoundError(absl::StrCat("blob ", digest.String(), " is not in the content store"));
+  }
+  return data;
+}
+
+absl::Status ContentStore::Remove(const Digest& digest) {
+  absl::Status forgotten = store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement remove(db, "DELETE FROM content WHERE digest = ?");
+    remove.bind(1, digest.String());
+    remove.exec();
+  });
+  if (!forgotten.ok()) return forgotten;
+  if (::unlink(PathOf(digest).c_str()) != 0 && errno != ENOENT) {
+    return base::ErrnoStatus(errno, "remove " + PathOf(digest));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<Digest> ContentStore::List() const {
+  std::vector<Digest> digests;
+  (void)store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement query(db, "SELECT digest FROM content ORDER BY digest");
+    while (query.executeStep()) {
+      if (auto digest = Digest::Parse(query.getColumn(0).getString()); digest.ok()) {
+        digests.push_back(*digest);
+      }
+    }
+  });
+  return digests;
+}
+
+absl::Status ContentStore::CleanIngest() {
+  std::string ingest = root_ + "/ingest";
+  if (absl::Status removed = base::RemoveTree(ingest); !removed.ok()) return removed;
+  return base::MakeDirectories(ingest, 0700);
+}
+
+}  // namespace kapal::images

@@ -1,0 +1,83 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "images/digest.h"
+#include "store/store.h"
+
+namespace kapal::images {
+
+class ContentStore;
+
+// Receives one blob's bytes as they arrive (from a registry, an archive, a test). Commit checks
+// size and digest and only then makes the blob visible; a writer destroyed without a successful
+// Commit removes what it wrote, so every failure path keeps nothing.
+class BlobWriter {
+ public:
+  ~BlobWriter();
+  BlobWriter(const BlobWriter&) = delete;
+  BlobWriter& operator=(const BlobWriter&) = delete;
+
+  absl::Status Write(const char* data, size_t size);
+  // Verifies, fsyncs, renames into place and records the blob; returns its size.
+  absl::StatusOr<int64_t> Commit();
+  int64_t Written() const { return written_; }
+
+ private:
+  friend class ContentStore;
+  BlobWriter(ContentStore& content, Digest expected, int64_t expected_size, std::string media_type,
+             std::string temp_path, int fd, Hasher hasher);
+
+  ContentStore& content_;
+  Digest expected_;
+  int64_t expected_size_;
+  std::string media_type_;
+  std::string temp_path_;
+  int fd_;
+  Hasher hasher_;
+  int64_t written_ = 0;
+  bool committed_ = false;
+};
+
+// Blobs (manifests, configs, layers) stored by digest under ROOT/blobs/ALGORITHM/HEX, as in an
+// OCI image layout. A blob becomes visible only once its size and digest match what was
+// expected: it is written to ROOT/ingest first, fsynced, then renamed into place and recorded
+// in the store. A mismatch keeps nothing.
+class ContentStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<ContentStore>> Open(std::string root, store::Store& store);
+
+  // A writer for blob EXPECTED of EXPECTED_SIZE bytes (< 0: unknown). Callers check Has()
+  // first when they want to skip a download.
+  absl::StatusOr<std::unique_ptr<BlobWriter>> Writer(const Digest& expected, int64_t expected_size,
+                                                     const std::string& media_type = "");
+  // Writes DATA as blob EXPECTED (nothing happens when it is already present).
+  absl::StatusOr<int64_t> IngestBytes(const Digest& expected, const std::string& data,
+                                      const std::string& media_type = "");
+
+  bool Has(const Digest& digest) const;
+  std::string PathOf(const Digest& digest) const;
+  absl::StatusOr<std::string> ReadAll(const Digest& digest) const;
+  absl::StatusOr<int64_t> SizeOf(const Digest& digest) const;
+  // Removes the blob; removing one that is absent succeeds.
+  absl::Status Remove(const Digest& digest);
+  std::vector<Digest> List() const;
+
+  // Removes ingest files left by a crash mid-download.
+  absl::Status CleanIngest();
+  const std::string& Root() const { return root_; }
+
+ private:
+  friend class BlobWriter;
+  absl::Status Record(const Digest& digest, int64_t size, const std::string& media_type);
+  ContentStore(std::string root, store::Store& store) : root_(std::move(root)), store_(store) {}
+  std::string root_;
+  store::Store& store_;
+};
+
+}  // namespace kapal::images

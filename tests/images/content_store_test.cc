@@ -1,0 +1,160 @@
+#include "images/content_store.h"
+
+#include <dirent.h>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kapal::images {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ContentStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = base::TempDir::Create("kapal-content");
+    ASSERT_TRUE(dir.ok());
+    dir_.emplace(std::move(*dir));
+    auto store = store::Store::Open(dir_->Join("kapal.db"));
+    ASSERT_TRUE(store.ok());
+    store_ = std::move(*store);
+    auto content = ContentStore::Open(dir_->Join("content"), *store_);
+    ASSERT_TRUE(content.ok()) << content.status();
+    content_ = std::move(*content);
+  }
+
+  int IngestEntries() {
+    int count = 0;
+    DIR* dir = ::opendir((content_->Root() + "/ingest").c_str());
+    while (dirent* entry = ::readdir(dir)) count += entry->d_name[0] != '.';
+    ::closedir(dir);
+    return count;
+  }
+
+  int ContentRows() {
+    int rows = 0;
+    EXPECT_TRUE(store_->WithDatabase([&](SQLite::Database& db) {
+      rows = db.execAndGet("SELECT COUNT(*) FROM content").getInt();
+    }).ok());
+    return rows;
+  }
+
+  std::optional<base::TempDir> dir_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<ContentStore> content_;
+};
+
+TEST_F(ContentStoreTest, VerifiedBlobBecomesVisible) {
+  std::string data = "layer bytes";
+  Digest digest = Digest::Sha256Of(data);
+  auto size = content_->IngestBytes(digest, data, "application/vnd.oci.image.layer.v1.tar");
+  ASSERT_TRUE(size.ok()) << size.status();
+  EXPECT_EQ(*size, static_cast<int64_t>(data.size()));
+  EXPECT_TRUE(content_->Has(digest));
+  EXPECT_EQ(content_->ReadAll(digest).value_or(""), data);
+  EXPECT_EQ(content_->PathOf(digest), content_->Root() + "/blobs/sha256/" + digest.Hex());
+  EXPECT_THAT(content_->List(), ::testing::ElementsAre(digest));
+  EXPECT_EQ(IngestEntries(), 0);
+}
+
+TEST_F(ContentStoreTest, DigestMismatchKeepsNothing) {
+  Digest expected = Digest::Sha256Of("what the manifest promised");
+  auto size = content_->IngestBytes(expected, "what the registry served");
+  ASSERT_FALSE(size.ok());
+  EXPECT_EQ(size.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(size.status().message()), HasSubstr(expected.String()));
+  EXPECT_THAT(std::string(size.status().message()), HasSubstr("digest mismatch (got sha256:"));
+  EXPECT_FALSE(content_->Has(expected));
+  EXPECT_EQ(IngestEntries(), 0);
+  EXPECT_EQ(ContentRows(), 0);
+}
+
+TEST_F(ContentStoreTest, SizeMismatchKeepsNothing) {
+  std::string data = "twelve bytes";
+  Digest digest = Digest::Sha256Of(data);
+  {
+    auto writer = content_->Writer(digest, 100);
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE((*writer)->Write(data.data(), data.size()).ok());
+    auto committed = (*writer)->Commit();
+    EXPECT_EQ(committed.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(committed.status().message()), HasSubstr("size mismatch"));
+  }
+  {
+    auto writer = content_->Writer(digest, 5);
+    ASSERT_TRUE(writer.ok());
+    EXPECT_EQ((*writer)->Write(data.data(), data.size()).code(), absl::StatusCode::kDataLoss);
+  }
+  EXPECT_FALSE(content_->Has(digest));
+  EXPECT_EQ(IngestEntries(), 0);
+}
+
+TEST_F(ContentStoreTest, AbandonedWriterKeepsNothing) {
+  // A download that breaks off: the writer goes out of scope without Commit.
+  Digest digest = Digest::Sha256Of("complete content");
+  {
+    auto writer = content_->Writer(digest, -1);
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE((*writer)->Write("comp", 4).ok());
+    EXPECT_EQ(IngestEntries(), 1);
+  }
+  EXPECT_FALSE(content_->Has(digest));
+  EXPECT_EQ(IngestEntries(), 0);
+  EXPECT_EQ(ContentRows(), 0);
+}
+
+TEST_F(ContentStoreTest, TwoWritersOfOneBlobBothSucceed) {
+  std::string data = "shared layer";
+  Digest digest = Digest::Sha256Of(data);
+  auto first = content_->Writer(digest, static_cast<int64_t>(data.size()));
+  auto second = content_->Writer(digest, static_cast<int64_t>(data.size()));
+  ASSERT_TRUE(first.ok() && second.ok());
+  ASSERT_TRUE((*first)->Write(data.data(), data.size()).ok());
+  ASSERT_TRUE((*second)->Write(data.data(), data.size()).ok());
+  EXPECT_TRUE((*first)->Commit().ok());
+  EXPECT_TRUE((*second)->Commit().ok());
+  EXPECT_EQ(content_->ReadAll(digest).value_or(""), data);
+  EXPECT_EQ(ContentRows(), 1);
+}
+
+TEST_F(ContentStoreTest, PresentBlobIsNotWrittenAgain) {
+  std::string data = "same";
+  Digest digest = Digest::Sha256Of(data);
+  ASSERT_TRUE(content_->IngestBytes(digest, data).ok());
+  auto again = content_->IngestBytes(digest, data);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 4);
+  EXPECT_EQ(IngestEntries(), 0);
+}
+
+TEST_F(ContentStoreTest, RemoveForgetsTheBlobAndIsIdempotent) {
+  std::string data = "gone soon";
+  Digest digest = Digest::Sha256Of(data);
+  ASSERT_TRUE(content_->IngestBytes(digest, data).ok());
+  ASSERT_TRUE(content_->Remove(digest).ok());
+  EXPECT_FALSE(content_->Has(digest));
+  EXPECT_EQ(ContentRows(), 0);
+  EXPECT_TRUE(content_->Remove(digest).ok());
+  EXPECT_EQ(content_->ReadAll(digest).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ContentStoreTest, IngestLeftoversFromACrashAreCleanedAtOpen) {
+  ASSERT_TRUE(base::WriteFileAtomically(content_->Root() + "/ingest/abc-1-0", "partial").ok());
+  auto reopened = ContentStore::Open(content_->Root(), *store_);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(IngestEntries(), 0);
+}
+
+TEST_F(ContentStoreTest, UnsupportedAlgorithmIsRefused) {
+  auto digest = Digest::Parse("blake3:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  ASSERT_TRUE(digest.ok());
+  EXPECT_EQ(content_->IngestBytes(*digest, "x").status().code(), absl::StatusCode::kUnimplemented);
+}
+
+}  // namespace
+}  // namespace kapal::images
