@@ -1,0 +1,349 @@
+#include "images/registry_client.h"
+
+#include <arpa/inet.h>
+#include <httplib.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
+
+namespace kapal::images {
+
+namespace {
+
+constexpr char kManifestAccept[] =
+    "application/vnd.oci.image.index.v1+json, "
+    "application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.docker.distribution.manifest.v2+json";
+constexpr int kMaxRedirects = 5;
+constexpr size_t kMaxManifestBytes = 4 * 1024 * 1024;
+constexpr size_t kMaxErrorBytes = 4096;
+
+bool IsLoopbackHost(absl::string_view host_port) {
+  std::string host(host_port);
+  if (absl::StartsWith(host, "[")) {
+    host = host.substr(1, host.find(']') - 1);
+  } else if (size_t colon = host.rfind(':'); colon != std::string::npos) {
+    host = host.substr(0, colon);
+  }
+  if (host == "localhost") return true;
+  // Parsed, not matched by prefix: "127.example.com" is a public name.
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+// Splits "https://host:port/path?q" into "https://host:port" and "/path?q".
+std::pair<std::string, std::string> SplitUrl(const std::string& url) {
+  size_t scheme_end = url.find("://");
+  size_t path_start = scheme_end == std::string::npos ? 0 : url.find('/', scheme_end + 3);
+  if (path_start == std::string::npos) return {url, "/"};
+  return {url.substr(0, path_start), url.substr(path_start)};
+}
+
+// Parses the parameters of `Bearer realm="...",service="...",scope="..."`.
+std::map<std::string, std::string> ChallengeParameters(absl::string_view text) {
+  std::map<std::string, std::string> parameters;
+  size_t space = text.find(' ');
+  absl::string_view rest = space == absl::string_view::npos ? "" : text.substr(space + 1);
+  while (!rest.empty()) {
+    rest = absl::StripLeadingAsciiWhitespace(rest);
+    size_t eq = rest.find('=');
+    if (eq == absl::string_view::npos) break;
+    std::string key = absl::AsciiStrToLower(absl::StripAsciiWhitespace(rest.substr(0, eq)));
+    rest = rest.substr(eq + 1);
+    std::string value;
+    if (absl::StartsWith(rest, "\"")) {
+      size_t i = 1;
+      for (; i < rest.size() && rest[i] != '"'; ++i) {
+        if (rest[i] == '\\' && i + 1 < rest.size()) ++i;
+        value += rest[i];
+      }
+      rest = rest.substr(std::min(rest.size(), i + 1));
+    } else {
+      size_t comma = rest.find(',');
+      value = std::string(absl::StripAsciiWhitespace(rest.substr(0, comma)));
+      rest = comma == absl::string_view::npos ? "" : rest.substr(comma);
+    }
+    parameters[key] = value;
+    rest = absl::StripLeadingAsciiWhitespace(rest);
+    if (absl::StartsWith(rest, ",")) rest.remove_prefix(1);
+  }
+  return parameters;
+}
+
+std::unique_ptr<httplib::Client> MakeClient(const std::string& base_url,
+                                            const RegistryEndpoint& endpoint,
+                                            const RegistryClient::Options& options) {
+  auto client = std::make_unique<httplib::Client>(base_url);
+  client->set_connection_timeout(static_cast<time_t>(options.connect_timeout.count()), 0);
+  client->set_read_timeout(static_cast<time_t>(options.read_timeout.count()), 0);
+  client->set_follow_location(false);
+  if (absl::StartsWith(base_url, "https://")) {
+    client->enable_server_certificate_verification(!endpoint.skip_verify);
+    if (!endpoint.ca_file.empty()) client->set_ca_cert_path(endpoint.ca_file);
+  }
+  return client;
+}
+
+std::string Form(const std::map<std::string, std::string>& fields) {
+  std::string out;
+  for (const auto& [key, value] : fields) {
+    if (!out.empty()) out += '&';
+    absl::StrAppend(&out, httplib::detail::encode_query_param(key), "=",
+                    httplib::detail::encode_query_param(value));
+  }
+  return out;
+}
+
+// A registry's error body ({"errors":[{"code":"MANIFEST_UNKNOWN","message":"..."}]}) as text.
+std::string ErrorText(const std::string& body) {
+  nlohmann::json json = nlohmann::json::parse(body, nullptr, false);
+  if (!json.is_discarded() && json.contains("errors") && json["errors"].is_array() &&
+      !json["errors"].empty()) {
+    const auto& first = json["errors"][0];
+    return absl::StrCat(first.value("code", ""), ": ", first.value("message", ""));
+  }
+  return std::string(absl::StripAsciiWhitespace(body.substr(0, 200)));
+}
+
+}  // namespace
+
+absl::Status DecodeAuthField(const std::string& auth, Credentials& credentials) {
+  if (auth.empty()) return absl::OkStatus();
+  std::string decoded;
+  if (!absl::Base64Unescape(auth, &decoded)) {
+    return absl::InvalidArgumentError("auth: not valid base64 (expected base64 of user:password)");
+  }
+  size_t colon = decoded.find(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(
+        "auth: the decoded value has no ':' (expected user:password)");
+  }
+  if (credentials.username.empty()) credentials.username = decoded.substr(0, colon);
+  if (credentials.password.empty()) credentials.password = decoded.substr(colon + 1);
+  return absl::OkStatus();
+}
+
+RegistryEndpoint DefaultEndpoint(const std::string& domain) {
+  RegistryEndpoint endpoint;
+  endpoint.host = domain == "docker.io" ? "registry-1.docker.io" : domain;
+  endpoint.plain_http = IsLoopbackHost(domain);
+  return endpoint;
+}
+
+std::string RegistryClient::Response::Header(const std::string& name) const {
+  for (const auto& [key, value] : headers) {
+    if (absl::EqualsIgnoreCase(key, name)) return value;
+  }
+  return "";
+}
+
+RegistryClient::RegistryClient(RegistryEndpoint endpoint, Credentials credentials, Options options)
+    : endpoint_(std::move(endpoint)), credentials_(std::move(credentials)), options_(options) {}
+
+absl::StatusOr<RegistryClient::Response> RegistryClient::GetOnce(const std::string& base_url,
+                                                                 const std::string& path,
+                                                                 const std::string& accept,
+                                                                 const std::string& authorization,
+                                                                 const BlobSink* sink) {
+  std::unique_ptr<httplib::Client> client = MakeClient(base_url, endpoint_, options_);
+  httplib::Headers headers = {{"User-Agent", "kapal"}};
+  if (!accept.empty()) headers.emplace("Accept", accept);
+  if (!authorization.empty()) headers.emplace("Authorization", authorization);
+  Response response;
+  absl::Status sink_status;
+  size_t limit = sink != nullptr ? kMaxErrorBytes : kMaxManifestBytes;
+  auto result = client->Get(
+      path, headers,
+      [&](const httplib::Response& head) {
+        response.status = head.status;
+        for (const auto& [key, value] : head.headers) response.headers.emplace(key, value);
+        return true;
+      },
+      [&](const char* data, size_t length) {
+        if (sink != nullptr && response.status == 200) {
+          sink_status = (*sink)(data, length);
+          return sink_status.ok();
+        }
+        if (response.body.size() + length > limit) {
+          sink_status = absl::InvalidArgumentError(
+              absl::StrCat(base_url, path, ": response larger than ", limit, " bytes"));
+          return false;
+        }
+        response.body.append(data, length);
+        return true;
+      });
+  if (!sink_status.ok()) return sink_status;
+  if (!result) {
+    return absl::UnavailableError(
+        absl::StrCat(base_url, path, ": ", httplib::to_string(result.error())));
+  }
+  return response;
+}
+
+absl::StatusOr<std::string> RegistryClient::Authorize(const std::string& challenge,
+                                                      const std::string& scope) {
+  if (absl::StartsWithIgnoreCase(challenge, "basic")) {
+    if (credentials_.username.empty()) {
+      return absl::UnauthenticatedError(
+          absl::StrCat(endpoint_.host, " requires a user name and password"));
+    }
+    return absl::StrCat("Basic ",
+                        absl::Base64Escape(credentials_.username + ":" + credentials_.password));
+  }
+  if (!absl::StartsWithIgnoreCase(challenge, "bearer")) {
+    return absl::UnauthenticatedError(
+        absl::StrCat(endpoint_.host, ": unsupported authentication challenge \"", challenge, "\""));
+  }
+  if (!credentials_.registry_token.empty()) return "Bearer " + credentials_.registry_token;
+  std::map<std::string, std::string> parameters = ChallengeParameters(challenge);
+  std::string realm = parameters["realm"];
+  if (realm.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(endpoint_.host, ": Bearer challenge without realm"));
+  }
+  // The scope we need, or the one the registry named.
+  std::string wanted_scope = parameters.contains("scope") ? parameters["scope"] : scope;
+  auto [realm_base, realm_path] = SplitUrl(realm);
+  std::unique_ptr<httplib::Client> client = MakeClient(realm_base, endpoint_, options_);
+  auto request_token = [&]() -> httplib::Result {
+    if (!credentials_.identity_token.empty()) {
+      // OAuth2 refresh-token grant, as docker does with an identity token.
+      std::map<std::string, std::string> form = {{"grant_type", "refresh_token"},
+                                                 {"refresh_token", credentials_.identity_token},
+                                                 {"service", parameters["service"]},
+                                                 {"scope", wanted_scope},
+                                                 {"client_id", "kapal"}};
+      return client->Post(realm_path, Form(form), "application/x-www-form-urlencoded");
+    }
+    std::map<std::string, std::string> query = {{"service", parameters["service"]},
+                                                {"scope", wanted_scope}};
+    if (!credentials_.username.empty()) {
+      client->set_basic_auth(credentials_.username, credentials_.password);
+    }
+    std::string separator = absl::StrContains(realm_path, "?") ? "&" : "?";
+    return client->Get(realm_path + separator + Form(query), {{"User-Agent", "kapal"}});
+  };
+  httplib::Result result = request_token();
+  if (!result) {
+    return absl::UnavailableError(
+        absl::StrCat("token server ", realm, ": ", httplib::to_string(result.error())));
+  }
+  if (result->status == 401 || result->status == 403) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("token server ", realm, " refused the ",
+                     credentials_.Empty() ? "anonymous request" : "credentials", " (HTTP ",
+                     result->status, ")"));
+  }
+  if (result->status != 200) {
+    return absl::UnavailableError(absl::StrCat("token server ", realm, ": HTTP ", result->status));
+  }
+  nlohmann::json token = nlohmann::json::parse(result->body, nullptr, false);
+  std::string value;
+  if (!token.is_discarded() && token.is_object()) {
+    value = token.value("token", token.value("access_token", ""));
+  }
+  if (value.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("token server ", realm, " returned no token"));
+  }
+  return "Bearer " + value;
+}
+
+absl::StatusOr<RegistryClient::Response> RegistryClient::Get(const std::string& repository,
+                                                             const std::string& path,
+                                                             const std::string& accept,
+                                                             const BlobSink* sink) {
+  std::string scope = absl::StrCat("repository:", repository, ":pull");
+  std::string authorization;
+  {
+    std::lock_guard lock(tokens_mutex_);
+    if (auto found = authorization_by_scope_.find(scope); found != authorization_by_scope_.end()) {
+      authorization = found->second;
+    }
+  }
+  std::string base_url = endpoint_.Url();
+  std::string current_path = path;
+  bool authorized_once = false;
+  for (int redirects = 0; redirects <= kMaxRedirects;) {
+    // Credentials go only to the registry itself, never to a host it redirects to.
+    bool same_host = base_url == endpoint_.Url();
+    absl::StatusOr<Response> response =
+        GetOnce(base_url, current_path, accept, same_host ? authorization : "", sink);
+    if (!response.ok()) return response.status();
+    int status = response->status;
+    if (status == 401 && same_host && !authorized_once) {
+      authorized_once = true;
+      absl::StatusOr<std::string> granted = Authorize(response->Header("WWW-Authenticate"), scope);
+      if (!granted.ok()) return granted.status();
+      authorization = *granted;
+      std::lock_guard lock(tokens_mutex_);
+      authorization_by_scope_[scope] = authorization;
+      continue;
+    }
+    if (status >= 300 && status < 400) {
+      std::string location = response->Header("Location");
+      if (location.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(base_url, current_path, ": redirect without Location"));
+      }
+      if (absl::StartsWith(location, "/")) {
+        current_path = location;
+      } else {
+        std::tie(base_url, current_path) = SplitUrl(location);
+      }
+      ++redirects;
+      continue;
+    }
+    if (status == 200) return response;
+    std::string what = absl::StrCat(endpoint_.host, "/", repository, ": ", path, ": HTTP ", status);
+    std::string detail = ErrorText(response->body);
+    if (!detail.empty()) absl::StrAppend(&what, " (", detail, ")");
+    if (status == 401) return absl::UnauthenticatedError(what);
+    if (status == 403) return absl::PermissionDeniedError(what);
+    if (status == 404) return absl::NotFoundError(what);
+    if (status == 429 || status >= 500) return absl::UnavailableError(what);
+    return absl::InvalidArgumentError(what);
+  }
+  return absl::UnavailableError(
+      absl::StrCat(endpoint_.host, path, ": more than ", kMaxRedirects, " redirects"));
+}
+
+absl::StatusOr<FetchedManifest> RegistryClient::FetchManifest(const std::string& repository,
+                                                              const std::string& reference) {
+  absl::StatusOr<Response> response =
+      Get(repository, absl::StrCat("/v2/", repository, "/manifests/", reference), kManifestAccept,
+          nullptr);
+  if (!response.ok()) return response.status();
+  std::string content_type = response->Header("Content-Type");
+  Digest body_digest = Digest::Sha256Of(response->body);
+  FetchedManifest manifest{content_type.substr(0, content_type.find(';')),
+                           std::move(response->body), std::move(body_digest)};
+  if (absl::StatusOr<Digest> wanted = Digest::Parse(reference); wanted.ok()) {
+    absl::StatusOr<Hasher> hasher = Hasher::ForAlgorithm(wanted->Algorithm());
+    if (!hasher.ok()) return hasher.status();
+    hasher->Update(manifest.body.data(), manifest.body.size());
+    Digest actual = hasher->Finish();
+    if (actual != *wanted) {
+      return absl::DataLossError(absl::StrCat("manifest ", repository, "@", wanted->String(),
+                                              ": digest mismatch (got ", actual.String(), ")"));
+    }
+    manifest.digest = *wanted;
+  }
+  return manifest;
+}
+
+absl::Status RegistryClient::FetchBlob(const std::string& repository, const Digest& digest,
+                                       const BlobSink& sink) {
+  absl::StatusOr<Response> response =
+      Get(repository, absl::StrCat("/v2/", repository, "/blobs/", digest.String()), "", &sink);
+  return response.status();
+}
+
+}  // namespace kapal::images
