@@ -1,0 +1,270 @@
+#include "images/unpack.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <set>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
+
+namespace kapal::images {
+
+namespace {
+
+constexpr char kWhiteoutPrefix[] = ".wh.";
+constexpr char kOpaqueMarker[] = ".wh..wh..opq";
+
+struct ArchiveReader {
+  archive* handle = archive_read_new();
+  ~ArchiveReader() { archive_read_free(handle); }
+};
+struct ArchiveDiskWriter {
+  archive* handle = archive_write_disk_new();
+  ~ArchiveDiskWriter() { archive_write_free(handle); }
+};
+
+// Decompressed bytes from the blob reader, hashed on their way to the tar reader.
+struct HashingSource {
+  archive* decompressed = nullptr;
+  Hasher hasher;
+  int64_t bytes = 0;
+  std::vector<char> buffer = std::vector<char>(1 << 20);
+};
+
+la_ssize_t ReadDecompressed(archive* reader, void* client, const void** data) {
+  auto* source = static_cast<HashingSource*>(client);
+  la_ssize_t n = archive_read_data(source->decompressed, source->buffer.data(), source->buffer.size());
+  if (n < 0) {
+    archive_set_error(reader, EIO, "%s", archive_error_string(source->decompressed));
+    return -1;
+  }
+  source->hasher.Update(source->buffer.data(), static_cast<size_t>(n));
+  source->bytes += n;
+  *data = source->buffer.data();
+  return n;
+}
+
+// The entry's path as clean components, or an error when it escapes.
+absl::StatusOr<std::vector<std::string>> CleanPath(absl::string_view raw) {
+  std::vector<std::string> parts;
+  for (absl::string_view part : absl::StrSplit(raw, '/', absl::SkipEmpty())) {
+    if (part == ".") continue;
+    if (part == "..") {
+      return absl::InvalidArgumentError(absl::StrCat("layer entry \"", raw, "\" leaves the root"));
+    }
+    parts.emplace_back(part);
+  }
+  return parts;
+}
+
+// Refuses a path whose existing parent directories include a symlink: writing through it could
+// land outside ROOT (a layer that plants `lib -> /etc` and then writes `lib/passwd`).
+absl::Status CheckNoSymlinkParents(const std::string& root, const std::vector<std::string>& parts,
+                                   absl::string_view raw) {
+  std::string path = root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    absl::StrAppend(&path, "/", parts[i]);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return absl::OkStatus();
+      return base::ErrnoStatus(errno, "stat " + path);
+    }
+    if (S_ISLNK(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat("layer entry \"", raw,
+                                                     "\" would be written through the symlink \"",
+                                                     absl::StrJoin(parts.begin(), parts.begin() + i + 1, "/"), "\""));
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer entry \"", raw, "\": a parent is not a directory"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EnsureDirectory(const std::string& path) { return base::MakeDirectories(path, 0755); }
+
+// Overlay form of a whiteout: a 0/0 character device where the deleted name was.
+absl::Status MakeOverlayWhiteout(const std::string& path) {
+  ::unlink(path.c_str());
+  if (::mknod(path.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0) {
+    return base::ErrnoStatus(errno, "mknod whiteout " + path);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MakeOpaque(const std::string& directory) {
+  if (::lsetxattr(directory.c_str(), "trusted.overlay.opaque", "y", 1, 0) != 0) {
+    return base::ErrnoStatus(errno, "set opaque xattr on " + directory);
+  }
+  return absl::OkStatus();
+}
+
+// Native form of an opaque directory: drop what lower layers put there, keep this layer's.
+absl::Status ClearLowerEntries(const std::string& directory, const std::string& relative,
+                               const std::set<std::string>& created) {
+  DIR* dir = ::opendir(directory.c_str());
+  if (dir == nullptr) return errno == ENOENT ? absl::OkStatus() : base::ErrnoStatus(errno, directory);
+  std::vector<std::string> names;
+  while (dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(dir);
+  for (const std::string& name : names) {
+    std::string child = relative.empty() ? name : absl::StrCat(relative, "/", name);
+    if (created.contains(child)) continue;
+    if (absl::Status removed = base::RemoveTree(absl::StrCat(directory, "/", name)); !removed.ok()) {
+      return removed;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const std::string& root,
+                                          WhiteoutStyle style, const Digest* expected_diff_id) {
+  ArchiveReader blob;
+  archive_read_support_filter_all(blob.handle);
+  archive_read_support_format_raw(blob.handle);
+  if (archive_read_open_filename(blob.handle, blob_path.c_str(), 1 << 20) != ARCHIVE_OK) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", blob_path, ": ", archive_error_string(blob.handle)));
+  }
+  archive_entry* raw_entry = nullptr;
+  if (archive_read_next_header(blob.handle, &raw_entry) != ARCHIVE_OK) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", blob_path, ": ", archive_error_string(blob.handle)));
+  }
+  absl::StatusOr<Hasher> hasher = Hasher::ForAlgorithm("sha256");
+  if (!hasher.ok()) return hasher.status();
+  HashingSource source{blob.handle, std::move(*hasher)};
+
+  ArchiveReader tar;
+  archive_read_support_format_tar(tar.handle);
+  if (archive_read_open(tar.handle, &source, nullptr, ReadDecompressed, nullptr) != ARCHIVE_OK) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", blob_path, ": not a tar: ",
+                                                   archive_error_string(tar.handle)));
+  }
+  ArchiveDiskWriter disk;
+  // Owners by number (the image's uids, not this host's names). Paths are made safe by
+  // CleanPath and CheckNoSymlinkParents before they reach libarchive, and handed to it as
+  // ROOT/relative, so its own absolute-path refusal cannot be used; its '..' check stays as a
+  // second guard.
+  archive_write_disk_set_options(
+      disk.handle, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
+                       ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_UNLINK |
+                       ARCHIVE_EXTRACT_SECURE_NODOTDOT);
+
+  UnpackedLayer result{Digest::Sha256Of(""), 0, 0};
+  std::set<std::string> created;
+  archive_entry* entry = nullptr;
+  for (;;) {
+    int r = archive_read_next_header(tar.handle, &entry);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      return absl::InvalidArgumentError(absl::StrCat("layer ", blob_path, ": ", archive_error_string(tar.handle)));
+    }
+    ++result.entries;
+    std::string raw = archive_entry_pathname(entry);
+    absl::StatusOr<std::vector<std::string>> parts = CleanPath(raw);
+    if (!parts.ok()) return parts.status();
+    if (parts->empty()) continue;  // the root itself
+    std::string relative = absl::StrJoin(*parts, "/");
+    std::string base_name = parts->back();
+    std::string parent_relative = absl::StrJoin(parts->begin(), parts->end() - 1, "/");
+    std::string parent = parent_relative.empty() ? root : absl::StrCat(root, "/", parent_relative);
+    if (absl::Status checked = CheckNoSymlinkParents(root, *parts, raw); !checked.ok()) return checked;
+
+    if (absl::StartsWith(base_name, kWhiteoutPrefix)) {
+      if (absl::Status made = EnsureDirectory(parent); !made.ok()) return made;
+      if (base_name == kOpaqueMarker) {
+        absl::Status done = style == WhiteoutStyle::kOverlay
+                                ? MakeOpaque(parent)
+                                : ClearLowerEntries(parent, parent_relative, created);
+        if (!done.ok()) return done;
+      } else {
+        std::string target = absl::StrCat(parent, "/", base_name.substr(sizeof(kWhiteoutPrefix) - 1));
+        absl::Status done = style == WhiteoutStyle::kOverlay ? MakeOverlayWhiteout(target)
+                                                             : base::RemoveTree(target);
+        if (!done.ok()) return done;
+      }
+      continue;
+    }
+
+    if (const char* link = archive_entry_hardlink(entry); link != nullptr) {
+      absl::StatusOr<std::vector<std::string>> target = CleanPath(link);
+      if (!target.ok()) return target.status();
+      if (absl::Status checked = CheckNoSymlinkParents(root, *target, link); !checked.ok()) return checked;
+      archive_entry_set_hardlink(entry, absl::StrCat(root, "/", absl::StrJoin(*target, "/")).c_str());
+    }
+    // A layer must not forge overlay metadata (opaque, redirect) through its own xattrs.
+    if (archive_entry_xattr_reset(entry) > 0) {
+      std::vector<std::tuple<std::string, std::string>> kept;
+      const char* name = nullptr;
+      const void* value = nullptr;
+      size_t size = 0;
+      while (archive_entry_xattr_next(entry, &name, &value, &size) == ARCHIVE_OK) {
+        if (!absl::StartsWith(name, "trusted.overlay.")) {
+          kept.emplace_back(name, std::string(static_cast<const char*>(value), size));
+        }
+      }
+      archive_entry_xattr_clear(entry);
+      for (const auto& [key, data] : kept) {
+        archive_entry_xattr_add_entry(entry, key.c_str(), data.data(), data.size());
+      }
+    }
+    archive_entry_set_pathname(entry, absl::StrCat(root, "/", relative).c_str());
+    if (archive_write_header(disk.handle, entry) != ARCHIVE_OK) {
+      return absl::InvalidArgumentError(absl::StrCat("layer entry \"", raw, "\": ",
+                                                     archive_error_string(disk.handle)));
+    }
+    const void* block = nullptr;
+    size_t size = 0;
+    la_int64_t offset = 0;
+    for (;;) {
+      int data = archive_read_data_block(tar.handle, &block, &size, &offset);
+      if (data == ARCHIVE_EOF) break;
+      if (data != ARCHIVE_OK) {
+        return absl::InvalidArgumentError(absl::StrCat("layer entry \"", raw, "\": ",
+                                                       archive_error_string(tar.handle)));
+      }
+      if (archive_write_data_block(disk.handle, block, size, offset) != ARCHIVE_OK) {
+        return absl::InternalError(absl::StrCat("write \"", raw, "\": ", archive_error_string(disk.handle)));
+      }
+    }
+    if (archive_write_finish_entry(disk.handle) != ARCHIVE_OK) {
+      return absl::InternalError(absl::StrCat("finish \"", raw, "\": ", archive_error_string(disk.handle)));
+    }
+    created.insert(relative);
+  }
+  // The tar's end-of-archive blocks may be followed by padding: hash all of it.
+  for (;;) {
+    la_ssize_t n = archive_read_data(blob.handle, source.buffer.data(), source.buffer.size());
+    if (n <= 0) break;
+    source.hasher.Update(source.buffer.data(), static_cast<size_t>(n));
+    source.bytes += n;
+  }
+  result.diff_id = source.hasher.Finish();
+  result.uncompressed_bytes = source.bytes;
+  if (expected_diff_id != nullptr && result.diff_id != *expected_diff_id) {
+    return absl::DataLossError(absl::StrCat("layer ", blob_path, ": uncompressed digest ",
+                                            result.diff_id.String(), " does not match the config's diff id ",
+                                            expected_diff_id->String()));
+  }
+  return result;
+}
+
+}  // namespace kapal::images

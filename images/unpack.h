@@ -1,0 +1,36 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "images/digest.h"
+
+namespace kapal::images {
+
+// What a layer's whiteouts become.
+enum class WhiteoutStyle {
+  // For an overlay upper directory: `.wh.NAME` becomes a 0/0 character device NAME and
+  // `.wh..wh..opq` the xattr trusted.overlay.opaque=y on its directory, as the kernel expects.
+  kOverlay,
+  // For a directory that already holds the parent layers (native snapshots): the whiteout is
+  // carried out, deleting NAME, or everything in the opaque directory from lower layers.
+  kApply,
+};
+
+struct UnpackedLayer {
+  Digest diff_id;               // sha256 of the uncompressed tar
+  int64_t uncompressed_bytes = 0;
+  int64_t entries = 0;
+};
+
+// Unpacks the layer blob at BLOB_PATH (plain, gzip or zstd tar) into ROOT, keeping owners,
+// modes, mtimes, xattrs, hard links and device nodes. An entry whose path leaves ROOT (`..`),
+// or that would be written through a symlink, is INVALID_ARGUMENT: the whole layer is refused,
+// and the caller discards ROOT. EXPECTED_DIFF_ID, when given, is checked against the tar's
+// digest (DATA_LOSS on mismatch).
+absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const std::string& root,
+                                          WhiteoutStyle style,
+                                          const Digest* expected_diff_id = nullptr);
+
+}  // namespace kapal::images

@@ -1,0 +1,188 @@
+#include "images/unpack.h"
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fixtures/test_image.h"
+
+namespace kapal::images {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::BuildLayer;
+using testing::Compression;
+using testing::LayerEntry;
+using Kind = testing::LayerEntry::Kind;
+
+class UnpackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = base::TempDir::Create("kapal-unpack");
+    ASSERT_TRUE(dir.ok());
+    dir_.emplace(std::move(*dir));
+    root_ = dir_->Join("root");
+    ASSERT_TRUE(base::MakeDirectories(root_, 0755).ok());
+  }
+
+  absl::StatusOr<UnpackedLayer> Unpack(const std::vector<LayerEntry>& entries,
+                                       Compression compression = Compression::kGzip,
+                                       WhiteoutStyle style = WhiteoutStyle::kOverlay) {
+    auto layer = BuildLayer(entries, compression);
+    if (!layer.ok()) return layer.status();
+    std::string blob = dir_->Join("blob" + std::to_string(counter_++));
+    if (auto written = base::WriteFileAtomically(blob, layer->data); !written.ok()) return written;
+    auto diff_id = Digest::Parse(layer->diff_id);
+    return UnpackLayer(blob, root_, style, &*diff_id);
+  }
+
+  struct stat Lstat(const std::string& relative) {
+    struct stat st {};
+    EXPECT_EQ(::lstat((root_ + "/" + relative).c_str(), &st), 0) << relative;
+    return st;
+  }
+  bool Exists(const std::string& path) {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0;
+  }
+
+  std::optional<base::TempDir> dir_;
+  std::string root_;
+  int counter_ = 0;
+};
+
+TEST_F(UnpackTest, BusyboxRootfsInEveryCompression) {
+  auto rootfs = testing::BusyboxRootfs();
+  ASSERT_TRUE(rootfs.ok());
+  for (Compression compression : {Compression::kNone, Compression::kGzip, Compression::kZstd}) {
+    ASSERT_TRUE(base::RemoveTree(root_).ok());
+    ASSERT_TRUE(base::MakeDirectories(root_, 0755).ok());
+    auto unpacked = Unpack(*rootfs, compression);
+    ASSERT_TRUE(unpacked.ok()) << unpacked.status();
+    struct stat busybox = Lstat("bin/busybox");
+    EXPECT_TRUE(S_ISREG(busybox.st_mode));
+    EXPECT_EQ(busybox.st_mode & 07777, 0755u);
+    EXPECT_GT(busybox.st_size, 100000);
+    EXPECT_TRUE(S_ISLNK(Lstat("bin/sh").st_mode));
+    EXPECT_EQ(Lstat("tmp").st_mode & 07777, 01777u);
+    EXPECT_EQ(Lstat("bin/busybox").st_mtime, 1700000000);
+  }
+}
+
+TEST_F(UnpackTest, KeepsOwnersHardLinksAndDevices) {
+  auto unpacked = Unpack({{Kind::kDirectory, "home", "", 0755},
+                          {Kind::kFile, "home/app.txt", "mine", 0600, 1000, 2000},
+                          {Kind::kHardlink, "home/link.txt", "home/app.txt"},
+                          {Kind::kCharDevice, "dev-null", "", 0666, 0, 0, 1, 3}});
+  ASSERT_TRUE(unpacked.ok()) << unpacked.status();
+  struct stat file = Lstat("home/app.txt");
+  EXPECT_EQ(file.st_uid, 1000u);
+  EXPECT_EQ(file.st_gid, 2000u);
+  EXPECT_EQ(file.st_mode & 0777, 0600u);
+  EXPECT_EQ(Lstat("home/link.txt").st_ino, file.st_ino);
+  struct stat device = Lstat("dev-null");
+  EXPECT_TRUE(S_ISCHR(device.st_mode));
+  EXPECT_EQ(major(device.st_rdev), 1u);
+  EXPECT_EQ(minor(device.st_rdev), 3u);
+}
+
+TEST_F(UnpackTest, OverlayWhiteoutsBecomeDevicesAndOpaqueXattrs) {
+  auto unpacked = Unpack({{Kind::kDirectory, "etc", "", 0755},
+                          {Kind::kFile, "etc/.wh.gone", ""},
+                          {Kind::kDirectory, "var", "", 0755},
+                          {Kind::kFile, "var/.wh..wh..opq", ""},
+                          {Kind::kFile, "var/new", "n"}});
+  ASSERT_TRUE(unpacked.ok()) << unpacked.status();
+  struct stat whiteout = Lstat("etc/gone");
+  EXPECT_TRUE(S_ISCHR(whiteout.st_mode));
+  EXPECT_EQ(whiteout.st_rdev, makedev(0, 0));
+  EXPECT_FALSE(Exists(root_ + "/etc/.wh.gone"));
+  char value[8] = {};
+  ASSERT_EQ(::lgetxattr((root_ + "/var").c_str(), "trusted.overlay.opaque", value, sizeof value), 1);
+  EXPECT_EQ(value[0], 'y');
+  EXPECT_TRUE(Exists(root_ + "/var/new"));
+}
+
+TEST_F(UnpackTest, AppliedWhiteoutsDeleteFromLowerLayers) {
+  ASSERT_TRUE(Unpack({{Kind::kDirectory, "etc", "", 0755},
+                      {Kind::kFile, "etc/gone", "g"},
+                      {Kind::kFile, "etc/kept", "k"},
+                      {Kind::kDirectory, "var", "", 0755},
+                      {Kind::kFile, "var/old", "o"}},
+                     Compression::kGzip, WhiteoutStyle::kApply)
+                  .ok());
+  auto second = Unpack({{Kind::kFile, "etc/.wh.gone", ""},
+                        {Kind::kFile, "var/new", "n"},
+                        {Kind::kFile, "var/.wh..wh..opq", ""}},
+                       Compression::kGzip, WhiteoutStyle::kApply);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_FALSE(Exists(root_ + "/etc/gone"));
+  EXPECT_TRUE(Exists(root_ + "/etc/kept"));
+  EXPECT_FALSE(Exists(root_ + "/var/old")) << "opaque: the lower layer's entry is gone";
+  EXPECT_TRUE(Exists(root_ + "/var/new")) << "opaque: this layer's entry stays, whatever the order";
+}
+
+TEST_F(UnpackTest, DotDotEntryIsRejected) {
+  auto unpacked = Unpack({{Kind::kFile, "../escaped", "x"}});
+  ASSERT_FALSE(unpacked.ok());
+  EXPECT_EQ(unpacked.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unpacked.status().message()), HasSubstr("leaves the root"));
+  EXPECT_FALSE(Exists(dir_->Join("escaped")));
+}
+
+TEST_F(UnpackTest, WritingThroughASymlinkIsRejected) {
+  std::string outside = dir_->Join("outside");
+  ASSERT_TRUE(base::MakeDirectories(outside, 0755).ok());
+  auto unpacked = Unpack({{Kind::kSymlink, "lib", outside, 0777},
+                          {Kind::kFile, "lib/evil", "pwned"}});
+  ASSERT_FALSE(unpacked.ok());
+  EXPECT_EQ(unpacked.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unpacked.status().message()), HasSubstr("through the symlink \"lib\""));
+  EXPECT_FALSE(Exists(outside + "/evil"));
+}
+
+TEST_F(UnpackTest, RelativeSymlinkEscapeIsRejectedToo) {
+  auto unpacked = Unpack({{Kind::kSymlink, "up", "../..", 0777},
+                          {Kind::kFile, "up/evil", "pwned"}});
+  ASSERT_FALSE(unpacked.ok());
+  EXPECT_FALSE(Exists(dir_->Join("evil")));
+}
+
+TEST_F(UnpackTest, HardLinkOutOfTheRootIsRejected) {
+  auto unpacked = Unpack({{Kind::kHardlink, "passwd", "../../etc/passwd"}});
+  ASSERT_FALSE(unpacked.ok());
+  EXPECT_EQ(unpacked.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(Exists(root_ + "/passwd"));
+}
+
+TEST_F(UnpackTest, AbsolutePathsStayInsideTheRoot) {
+  auto unpacked = Unpack({{Kind::kFile, "/absolute", "a"}});
+  ASSERT_TRUE(unpacked.ok()) << unpacked.status();
+  EXPECT_TRUE(Exists(root_ + "/absolute"));
+}
+
+TEST_F(UnpackTest, DiffIdMismatchIsDataLoss) {
+  auto layer = BuildLayer({{Kind::kFile, "a", "a"}}, Compression::kGzip);
+  ASSERT_TRUE(layer.ok());
+  std::string blob = dir_->Join("blob");
+  ASSERT_TRUE(base::WriteFileAtomically(blob, layer->data).ok());
+  Digest wrong = Digest::Sha256Of("something else");
+  auto unpacked = UnpackLayer(blob, root_, WhiteoutStyle::kOverlay, &wrong);
+  EXPECT_EQ(unpacked.status().code(), absl::StatusCode::kDataLoss);
+  auto unchecked = UnpackLayer(blob, root_, WhiteoutStyle::kOverlay);
+  ASSERT_TRUE(unchecked.ok());
+  EXPECT_EQ(unchecked->diff_id.String(), layer->diff_id);
+}
+
+TEST_F(UnpackTest, GarbageIsNotALayer) {
+  std::string blob = dir_->Join("garbage");
+  ASSERT_TRUE(base::WriteFileAtomically(blob, std::string(5000, '\x07')).ok());
+  EXPECT_FALSE(UnpackLayer(blob, root_, WhiteoutStyle::kOverlay).ok());
+}
+
+}  // namespace
+}  // namespace kapal::images
