@@ -1,0 +1,354 @@
+#include "snapshotter/snapshotter.h"
+
+#include <dirent.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <sqlite3.h>
+
+#include <chrono>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/child_process.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "snapshotter/mount.h"
+
+namespace kapal::snapshotter {
+
+namespace {
+
+const char* KindName(Kind kind) {
+  switch (kind) {
+    case Kind::kActive:
+      return "active";
+    case Kind::kView:
+      return "view";
+    case Kind::kCommitted:
+      return "committed";
+  }
+  return "active";
+}
+
+Kind KindFrom(const std::string& name) {
+  if (name == "committed") return Kind::kCommitted;
+  if (name == "view") return Kind::kView;
+  return Kind::kActive;
+}
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool IsUniqueViolation(const SQLite::Exception& e) {
+  return (e.getExtendedErrorCode() & 0xff) == SQLITE_CONSTRAINT;
+}
+
+void Count(const std::string& path, dev_t device, Usage& usage) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || st.st_dev != device) return;
+  ++usage.inodes;
+  usage.bytes += static_cast<int64_t>(st.st_blocks) * 512;
+  if (!S_ISDIR(st.st_mode)) return;
+  DIR* dir = ::opendir(path.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::string> names;
+  while (dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(dir);
+  for (const std::string& name : names) Count(path + "/" + name, device, usage);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(std::string root, Driver driver,
+                                                               store::Store& store) {
+  if (absl::Status made = base::MakeDirectories(root + "/snapshots", 0700); !made.ok()) return made;
+  return std::unique_ptr<Snapshotter>(new Snapshotter(std::move(root), driver, store));
+}
+
+absl::StatusOr<Info> Snapshotter::Stat(const std::string& key) {
+  std::optional<Info> info;
+  absl::Status status = store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement query(
+        db, "SELECT key, COALESCE(parent, ''), kind, directory, created_at FROM snapshots WHERE key = ?");
+    query.bind(1, key);
+    if (query.executeStep()) {
+      info = Info{query.getColumn(0).getString(), query.getColumn(1).getString(),
+                  KindFrom(query.getColumn(2).getString()), query.getColumn(3).getString(),
+                  query.getColumn(4).getInt64()};
+    }
+  });
+  if (!status.ok()) return status;
+  if (!info) return absl::NotFoundError(absl::StrCat("snapshot \"", key, "\" does not exist"));
+  return *info;
+}
+
+absl::StatusOr<std::vector<Info>> Snapshotter::Chain(const std::string& key) {
+  std::vector<Info> chain;
+  std::string next = key;
+  while (!next.empty()) {
+    absl::StatusOr<Info> info = Stat(next);
+    if (!info.ok()) return info.status();
+    chain.push_back(*info);
+    next = info->parent;
+    if (chain.size() > 1000) return absl::InternalError("snapshot parent chain has a loop");
+  }
+  return chain;
+}
+
+absl::StatusOr<std::vector<Mount>> Snapshotter::MountsFor(const Info& info) {
+  absl::StatusOr<std::vector<Info>> chain = Chain(info.key);
+  if (!chain.ok()) return chain.status();
+  // Lower directories, nearest parent first, as overlayfs takes them.
+  std::vector<std::string> lowers;
+  for (size_t i = info.kind == Kind::kCommitted ? 0 : 1; i < chain->size(); ++i) {
+    lowers.push_back((*chain)[i].directory + "/fs");
+  }
+  if (info.kind == Kind::kActive) {
+    if (driver_ == Driver::kNative || lowers.empty()) {
+      return std::vector<Mount>{{"bind", info.directory + "/fs", {"rw", "rbind"}}};
+    }
+    return std::vector<Mount>{{"overlay", "overlay",
+                               {"index=off", "lowerdir=" + absl::StrJoin(lowers, ":"),
+                                "upperdir=" + info.directory + "/fs",
+                                "workdir=" + info.directory + "/work"}}};
+  }
+  // View or committed: read-only.
+  if (driver_ == Driver::kNative) {
+    const std::string& source = info.kind == Kind::kView ? (*chain)[1].directory : info.directory;
+    return std::vector<Mount>{{"bind", source + "/fs", {"ro", "rbind"}}};
+  }
+  if (lowers.size() == 1) return std::vector<Mount>{{"bind", lowers.front(), {"ro", "rbind"}}};
+  return std::vector<Mount>{{"overlay", "overlay", {"ro", "index=off", "lowerdir=" + absl::StrJoin(lowers, ":")}}};
+}
+
+absl::StatusOr<std::vector<Mount>> Snapshotter::Create(const std::string& key,
+                                                       const std::string& parent, Kind kind) {
+  if (key.empty()) return absl::InvalidArgumentError("snapshot key must not be empty");
+  if (!parent.empty()) {
+    absl::StatusOr<Info> parent_info = Stat(parent);
+    if (!parent_info.ok()) return parent_info.status();
+    if (parent_info->kind != Kind::kCommitted) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("parent snapshot \"", parent, "\" is not committed"));
+    }
+  } else if (kind == Kind::kView) {
+    return absl::InvalidArgumentError("a view needs a parent");
+  }
+  std::string directory;
+  bool exists = false;
+  absl::Status inserted = store_.WithDatabase([&](SQLite::Database& db) {
+    try {
+      SQLite::Transaction transaction(db);
+      SQLite::Statement insert(db,
+                               "INSERT INTO snapshots(key, parent, kind, directory, created_at) "
+                               "VALUES(?, ?, ?, '', ?)");
+      insert.bind(1, key);
+      if (parent.empty()) {
+        insert.bind(2);
+      } else {
+        insert.bind(2, parent);
+      }
+      insert.bind(3, KindName(kind));
+      insert.bind(4, NowSeconds());
+      insert.exec();
+      directory = absl::StrCat(root_, "/snapshots/", db.getLastInsertRowid());
+      SQLite::Statement update(db, "UPDATE snapshots SET directory = ? WHERE key = ?");
+      update.bind(1, directory);
+      update.bind(2, key);
+      update.exec();
+      transaction.commit();
+    } catch (const SQLite::Exception& e) {
+      if (!IsUniqueViolation(e)) throw;
+      exists = true;
+    }
+  });
+  if (!inserted.ok()) return inserted;
+  if (exists) return absl::AlreadyExistsError(absl::StrCat("snapshot \"", key, "\" already exists"));
+
+  auto undo = [&](absl::Status status) -> absl::Status {
+    (void)Remove(key);
+    return status;
+  };
+  for (const char* sub : {"/fs", "/work"}) {
+    if (absl::Status made = base::MakeDirectories(directory + sub, 0755); !made.ok()) return undo(made);
+  }
+  if (driver_ == Driver::kNative && kind == Kind::kActive && !parent.empty()) {
+    // A native snapshot starts as a full copy of its parent, owners, modes and links included.
+    absl::StatusOr<Info> parent_info = Stat(parent);
+    if (!parent_info.ok()) return undo(parent_info.status());
+    absl::StatusOr<base::ChildProcess> copy = base::ChildProcess::Spawn(
+        {"/bin/cp", "-a", "--", parent_info->directory + "/fs/.", directory + "/fs/"});
+    if (!copy.ok()) return undo(copy.status());
+    absl::StatusOr<base::ExitInfo> done = copy->Wait(std::chrono::hours(1));
+    if (!done.ok()) return undo(done.status());
+    if (!done->exited || done->exit_code != 0) {
+      return undo(absl::InternalError(absl::StrCat("copy of snapshot ", parent, " failed: ", done->Describe())));
+    }
+  }
+  absl::StatusOr<Info> info = Stat(key);
+  if (!info.ok()) return undo(info.status());
+  return MountsFor(*info);
+}
+
+absl::StatusOr<std::vector<Mount>> Snapshotter::Prepare(const std::string& key,
+                                                        const std::string& parent) {
+  return Create(key, parent, Kind::kActive);
+}
+
+absl::StatusOr<std::vector<Mount>> Snapshotter::View(const std::string& key,
+                                                     const std::string& parent) {
+  return Create(key, parent, Kind::kView);
+}
+
+absl::StatusOr<std::vector<Mount>> Snapshotter::Mounts(const std::string& key) {
+  absl::StatusOr<Info> info = Stat(key);
+  if (!info.ok()) return info.status();
+  return MountsFor(*info);
+}
+
+absl::Status Snapshotter::Commit(const std::string& name, const std::string& key) {
+  absl::StatusOr<Info> info = Stat(key);
+  if (!info.ok()) return info.status();
+  if (info->kind != Kind::kActive) {
+    return absl::FailedPreconditionError(absl::StrCat("snapshot \"", key, "\" is not active"));
+  }
+  absl::StatusOr<Usage> usage = GetUsage(key);
+  if (!usage.ok()) return usage.status();
+  bool exists = false;
+  absl::Status updated = store_.WithDatabase([&](SQLite::Database& db) {
+    try {
+      SQLite::Statement update(db,
+                               "UPDATE snapshots SET key = ?, kind = 'committed', size = ?, inodes = ? "
+                               "WHERE key = ? AND kind = 'active'");
+      update.bind(1, name);
+      update.bind(2, usage->bytes);
+      update.bind(3, usage->inodes);
+      update.bind(4, key);
+      update.exec();
+    } catch (const SQLite::Exception& e) {
+      if (!IsUniqueViolation(e)) throw;
+      exists = true;
+    }
+  });
+  if (!updated.ok()) return updated;
+  if (exists) return absl::AlreadyExistsError(absl::StrCat("snapshot \"", name, "\" already exists"));
+  // The work directory is only for overlay upper layers; a committed layer never needs it.
+  (void)base::RemoveTree(info->directory + "/work");
+  return absl::OkStatus();
+}
+
+absl::Status Snapshotter::Remove(const std::string& key) {
+  std::string directory;
+  int children = 0;
+  bool found = false;
+  absl::Status removed = store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Transaction transaction(db);
+    SQLite::Statement query(db, "SELECT directory FROM snapshots WHERE key = ?");
+    query.bind(1, key);
+    if (!query.executeStep()) return;
+    found = true;
+    directory = query.getColumn(0).getString();
+    SQLite::Statement count(db, "SELECT COUNT(*) FROM snapshots WHERE parent = ?");
+    count.bind(1, key);
+    count.executeStep();
+    children = count.getColumn(0).getInt();
+    if (children > 0) return;
+    SQLite::Statement remove(db, "DELETE FROM snapshots WHERE key = ?");
+    remove.bind(1, key);
+    remove.exec();
+    transaction.commit();
+  });
+  if (!removed.ok()) return removed;
+  if (!found) return absl::OkStatus();
+  if (children > 0) {
+    return absl::FailedPreconditionError(absl::StrCat("snapshot \"", key, "\" is the parent of ",
+                                                      children, " other snapshots"));
+  }
+  // The row is gone first: a crash here leaves an orphan directory, which CleanUp removes.
+  if (!directory.empty()) return base::RemoveTree(directory);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Usage> Snapshotter::GetUsage(const std::string& key) {
+  absl::StatusOr<Info> info = Stat(key);
+  if (!info.ok()) return info.status();
+  Usage usage;
+  std::string fs = info->directory + "/fs";
+  struct stat st {};
+  if (::lstat(fs.c_str(), &st) != 0) return base::ErrnoStatus(errno, "stat " + fs);
+  Count(fs, st.st_dev, usage);
+  return usage;
+}
+
+std::vector<Info> Snapshotter::Walk() {
+  std::vector<Info> all;
+  (void)store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement query(db,
+                            "SELECT key, COALESCE(parent, ''), kind, directory, created_at FROM snapshots "
+                            "ORDER BY rowid");
+    while (query.executeStep()) {
+      all.push_back(Info{query.getColumn(0).getString(), query.getColumn(1).getString(),
+                         KindFrom(query.getColumn(2).getString()), query.getColumn(3).getString(),
+                         query.getColumn(4).getInt64()});
+    }
+  });
+  return all;
+}
+
+absl::StatusOr<std::string> Snapshotter::ContentDirectory(const std::string& key) {
+  absl::StatusOr<Info> info = Stat(key);
+  if (!info.ok()) return info.status();
+  return info->directory + "/fs";
+}
+
+absl::Status Snapshotter::CleanUp(const std::string& prefix) {
+  std::set<std::string> owned;
+  for (const Info& info : Walk()) {
+    if (info.kind == Kind::kActive && absl::StartsWith(info.key, prefix)) {
+      if (absl::Status removed = Remove(info.key); !removed.ok()) return removed;
+    } else {
+      owned.insert(info.directory);
+    }
+  }
+  std::string snapshots = root_ + "/snapshots";
+  DIR* dir = ::opendir(snapshots.c_str());
+  if (dir == nullptr) return base::ErrnoStatus(errno, "open " + snapshots);
+  std::vector<std::string> orphans;
+  while (dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    std::string path = snapshots + "/" + name;
+    if (!owned.contains(path)) orphans.push_back(path);
+  }
+  ::closedir(dir);
+  for (const std::string& orphan : orphans) {
+    if (absl::Status removed = base::RemoveTree(orphan); !removed.ok()) return removed;
+  }
+  return absl::OkStatus();
+}
+
+bool OverlaySupported(const std::string& directory) {
+  absl::StatusOr<base::TempDir> probe = base::TempDir::Create("overlay-probe", directory);
+  if (!probe.ok()) return false;
+  for (const char* sub : {"lower", "upper", "work", "merged"}) {
+    if (!base::MakeDirectories(probe->Join(sub), 0755).ok()) return false;
+  }
+  absl::StatusOr<ScopedMount> mounted = ScopedMount::Create(
+      {{"overlay", "overlay",
+        {"lowerdir=" + probe->Join("lower"), "upperdir=" + probe->Join("upper"),
+         "workdir=" + probe->Join("work")}}},
+      probe->Join("merged"));
+  return mounted.ok();
+}
+
+}  // namespace kapal::snapshotter

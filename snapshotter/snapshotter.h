@@ -1,0 +1,95 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "store/store.h"
+
+namespace kapal::snapshotter {
+
+// One mount(2) to perform, as containerd describes it: overlay with lowerdir/upperdir/workdir,
+// or a bind mount.
+struct Mount {
+  std::string type;    // "overlay" or "bind"
+  std::string source;  // "overlay" or a directory
+  std::vector<std::string> options;
+  bool operator==(const Mount&) const = default;
+};
+
+enum class Kind { kActive, kView, kCommitted };
+
+struct Info {
+  std::string key;
+  std::string parent;  // empty for a base snapshot
+  Kind kind = Kind::kActive;
+  std::string directory;
+  int64_t created_at = 0;
+};
+
+struct Usage {
+  int64_t bytes = 0;
+  int64_t inodes = 0;
+};
+
+enum class Driver {
+  kOverlay,  // layers share content through overlayfs
+  kNative,   // each snapshot is a full copy of its parent (when overlay is not available)
+};
+
+// Snapshots of filesystem trees, as containerd's snapshotters have them. An active snapshot is
+// writable (a layer being unpacked, a container's root); committing it makes it an immutable
+// parent for others; a view is a read-only snapshot of a parent. Metadata lives in the store;
+// trees live under ROOT/snapshots/N (N a small number, so that overlay's mount options for
+// images with many layers stay short).
+class Snapshotter {
+ public:
+  static absl::StatusOr<std::unique_ptr<Snapshotter>> Open(std::string root, Driver driver,
+                                                           store::Store& store);
+
+  // A new active snapshot KEY on top of PARENT (a committed snapshot, or "" for none).
+  // ALREADY_EXISTS when KEY is taken; NOT_FOUND when PARENT is unknown or not committed.
+  absl::StatusOr<std::vector<Mount>> Prepare(const std::string& key, const std::string& parent);
+  // A read-only snapshot of PARENT.
+  absl::StatusOr<std::vector<Mount>> View(const std::string& key, const std::string& parent);
+  absl::StatusOr<std::vector<Mount>> Mounts(const std::string& key);
+  // Makes active snapshot KEY the committed snapshot NAME. ALREADY_EXISTS when NAME exists
+  // (the caller removes KEY and uses NAME: another pull committed the same layer first).
+  absl::Status Commit(const std::string& name, const std::string& key);
+  // Removes KEY and its tree. FAILED_PRECONDITION when other snapshots have it as parent;
+  // removing an unknown key succeeds.
+  absl::Status Remove(const std::string& key);
+  absl::StatusOr<Info> Stat(const std::string& key);
+  absl::StatusOr<Usage> GetUsage(const std::string& key);
+  std::vector<Info> Walk();
+
+  // The directory that holds KEY's own content: where a layer is unpacked into an active
+  // snapshot.
+  absl::StatusOr<std::string> ContentDirectory(const std::string& key);
+  Driver GetDriver() const { return driver_; }
+  const std::string& Root() const { return root_; }
+
+  // Removes what a crash left: active snapshots whose key starts with PREFIX (unpacks in
+  // progress) and directories no snapshot owns.
+  absl::Status CleanUp(const std::string& prefix);
+
+ private:
+  Snapshotter(std::string root, Driver driver, store::Store& store)
+      : root_(std::move(root)), driver_(driver), store_(store) {}
+  absl::StatusOr<std::vector<Mount>> Create(const std::string& key, const std::string& parent,
+                                            Kind kind);
+  absl::StatusOr<std::vector<Mount>> MountsFor(const Info& info);
+  absl::StatusOr<std::vector<Info>> Chain(const std::string& key);
+
+  std::string root_;
+  Driver driver_;
+  store::Store& store_;
+};
+
+// Whether overlayfs can be mounted under DIRECTORY (tried with a throwaway mount).
+bool OverlaySupported(const std::string& directory);
+
+}  // namespace kapal::snapshotter

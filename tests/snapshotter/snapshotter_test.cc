@@ -1,0 +1,184 @@
+#include "snapshotter/snapshotter.h"
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "snapshotter/mount.h"
+
+namespace kapal::snapshotter {
+namespace {
+
+class SnapshotterTest : public ::testing::TestWithParam<Driver> {
+ protected:
+  void SetUp() override {
+    auto dir = base::TempDir::Create("kapal-snap");
+    ASSERT_TRUE(dir.ok());
+    dir_.emplace(std::move(*dir));
+    auto store = store::Store::Open(dir_->Join("kapal.db"));
+    ASSERT_TRUE(store.ok());
+    store_ = std::move(*store);
+    auto snapshotter = Snapshotter::Open(dir_->Join("root"), GetParam(), *store_);
+    ASSERT_TRUE(snapshotter.ok());
+    snapshotter_ = std::move(*snapshotter);
+  }
+
+  // Prepares KEY on PARENT, writes FILES into its content directory and commits it as NAME.
+  void Layer(const std::string& name, const std::string& parent,
+             const std::map<std::string, std::string>& files) {
+    std::string key = "extract-" + name;
+    ASSERT_TRUE(snapshotter_->Prepare(key, parent).ok());
+    auto content = snapshotter_->ContentDirectory(key);
+    ASSERT_TRUE(content.ok());
+    for (const auto& [path, data] : files) {
+      ASSERT_TRUE(base::WriteFileAtomically(*content + "/" + path, data).ok());
+    }
+    ASSERT_TRUE(snapshotter_->Commit(name, key).ok());
+  }
+
+  std::string Target(const std::string& name) {
+    std::string target = dir_->Join("mnt-" + name);
+    EXPECT_TRUE(base::MakeDirectories(target, 0755).ok());
+    return target;
+  }
+
+  // Declared first so it is destroyed last, after every mount in a test is gone.
+  std::optional<base::TempDir> dir_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Snapshotter> snapshotter_;
+};
+
+TEST_P(SnapshotterTest, ContainerRootSeesEveryLayerAndWritesStayItsOwn) {
+  Layer("l1", "", {{"a", "from l1"}, {"shadowed", "old"}});
+  Layer("l2", "l1", {{"b", "from l2"}, {"shadowed", "new"}});
+  auto mounts = snapshotter_->Prepare("container", "l2");
+  ASSERT_TRUE(mounts.ok()) << mounts.status();
+  std::string target = Target("container");
+  {
+    auto mounted = ScopedMount::Create(*mounts, target);
+    ASSERT_TRUE(mounted.ok()) << mounted.status();
+    EXPECT_EQ(base::ReadFile(target + "/a").value_or(""), "from l1");
+    EXPECT_EQ(base::ReadFile(target + "/b").value_or(""), "from l2");
+    EXPECT_EQ(base::ReadFile(target + "/shadowed").value_or(""), "new");
+    ASSERT_TRUE(base::WriteFileAtomically(target + "/written", "by the container").ok());
+  }
+  // The committed layers are untouched.
+  auto l2 = snapshotter_->ContentDirectory("l2");
+  struct stat st {};
+  EXPECT_NE(::stat((*l2 + "/written").c_str(), &st), 0);
+  auto own = snapshotter_->ContentDirectory("container");
+  EXPECT_EQ(base::ReadFile(*own + "/written").value_or(""), "by the container");
+}
+
+// Cases that only the overlay driver has.
+class OverlaySnapshotterTest : public SnapshotterTest {};
+
+TEST_P(OverlaySnapshotterTest, LowerDirsAreNearestFirst) {
+  Layer("l1", "", {});
+  Layer("l2", "l1", {});
+  auto mounts = snapshotter_->Prepare("c", "l2");
+  ASSERT_TRUE(mounts.ok());
+  ASSERT_EQ(mounts->size(), 1u);
+  std::string lowerdir;
+  for (const auto& option : (*mounts)[0].options) {
+    if (option.rfind("lowerdir=", 0) == 0) lowerdir = option;
+  }
+  EXPECT_EQ(lowerdir, "lowerdir=" + *snapshotter_->ContentDirectory("l2") + ":" +
+                          *snapshotter_->ContentDirectory("l1"));
+}
+
+TEST_P(OverlaySnapshotterTest, WhiteoutHidesALowerFile) {
+  Layer("l1", "", {{"gone", "x"}, {"kept", "y"}});
+  ASSERT_TRUE(snapshotter_->Prepare("extract-l2", "l1").ok());
+  auto content = snapshotter_->ContentDirectory("extract-l2");
+  ASSERT_EQ(::mknod((*content + "/gone").c_str(), S_IFCHR, makedev(0, 0)), 0);
+  ASSERT_TRUE(snapshotter_->Commit("l2", "extract-l2").ok());
+  auto mounts = snapshotter_->View("view", "l2");
+  ASSERT_TRUE(mounts.ok());
+  std::string target = Target("view");
+  auto mounted = ScopedMount::Create(*mounts, target);
+  ASSERT_TRUE(mounted.ok()) << mounted.status();
+  struct stat st {};
+  EXPECT_NE(::stat((target + "/gone").c_str(), &st), 0);
+  EXPECT_EQ(::stat((target + "/kept").c_str(), &st), 0);
+}
+
+TEST_P(SnapshotterTest, ViewIsReadOnly) {
+  Layer("l1", "", {{"a", "a"}});
+  auto mounts = snapshotter_->View("v", "l1");
+  ASSERT_TRUE(mounts.ok()) << mounts.status();
+  std::string target = Target("v");
+  auto mounted = ScopedMount::Create(*mounts, target);
+  ASSERT_TRUE(mounted.ok()) << mounted.status();
+  EXPECT_EQ(base::ReadFile(target + "/a").value_or(""), "a");
+  absl::Status write = base::WriteFileAtomically(target + "/new", "x");
+  EXPECT_FALSE(write.ok());
+}
+
+TEST_P(SnapshotterTest, ErrorsNameTheSnapshot) {
+  Layer("l1", "", {});
+  EXPECT_EQ(snapshotter_->Prepare("x", "missing").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(snapshotter_->Prepare("active", "l1").ok());
+  EXPECT_EQ(snapshotter_->Prepare("active", "l1").status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(snapshotter_->Prepare("y", "active").status().code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "an active snapshot cannot be a parent";
+  EXPECT_EQ(snapshotter_->Remove("l1").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(snapshotter_->Remove("never-existed").ok());
+  ASSERT_TRUE(snapshotter_->Prepare("extract-again", "").ok());
+  EXPECT_EQ(snapshotter_->Commit("l1", "extract-again").code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_P(SnapshotterTest, RemoveDeletesTheTree) {
+  Layer("l1", "", {{"a", "a"}});
+  auto content = snapshotter_->ContentDirectory("l1");
+  ASSERT_TRUE(snapshotter_->Remove("l1").ok());
+  struct stat st {};
+  EXPECT_NE(::stat(content->c_str(), &st), 0);
+  EXPECT_EQ(snapshotter_->Stat("l1").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(SnapshotterTest, UsageCountsBytesAndInodes) {
+  Layer("l1", "", {{"big", std::string(100000, 'x')}});
+  auto usage = snapshotter_->GetUsage("l1");
+  ASSERT_TRUE(usage.ok());
+  EXPECT_GE(usage->bytes, 100000);
+  EXPECT_EQ(usage->inodes, 2) << "the directory and the file";
+}
+
+TEST_P(SnapshotterTest, CleanUpRemovesInterruptedUnpacksAndOrphans) {
+  Layer("l1", "", {});
+  ASSERT_TRUE(snapshotter_->Prepare("extract-interrupted", "l1").ok());
+  ASSERT_TRUE(snapshotter_->Prepare("container-keep", "l1").ok());
+  std::string orphan = snapshotter_->Root() + "/snapshots/999";
+  ASSERT_TRUE(base::MakeDirectories(orphan + "/fs", 0755).ok());
+  ASSERT_TRUE(snapshotter_->CleanUp("extract-").ok());
+  EXPECT_EQ(snapshotter_->Stat("extract-interrupted").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(snapshotter_->Stat("container-keep").ok());
+  EXPECT_TRUE(snapshotter_->Stat("l1").ok());
+  struct stat st {};
+  EXPECT_NE(::stat(orphan.c_str(), &st), 0);
+  EXPECT_EQ(snapshotter_->Walk().size(), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Drivers, SnapshotterTest,
+                         ::testing::Values(Driver::kOverlay, Driver::kNative),
+                         [](const ::testing::TestParamInfo<Driver>& param_info) {
+                           return param_info.param == Driver::kOverlay ? "Overlay" : "Native";
+                         });
+
+INSTANTIATE_TEST_SUITE_P(Drivers, OverlaySnapshotterTest, ::testing::Values(Driver::kOverlay),
+                         [](const ::testing::TestParamInfo<Driver>&) { return "Overlay"; });
+
+TEST(OverlayTest, SupportedOnThisHost) {
+  auto dir = base::TempDir::Create("kapal-overlay");
+  ASSERT_TRUE(dir.ok());
+  EXPECT_TRUE(OverlaySupported(dir->Path()));
+}
+
+}  // namespace
+}  // namespace kapal::snapshotter
