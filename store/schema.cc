@@ -89,6 +89,14 @@ CREATE TABLE containers (
 );
 CREATE UNIQUE INDEX containers_by_name ON containers(pod_id, name, attempt);
 )sql"},
+      {2, "image_blobs: which content blobs each image holds, for garbage collection", R"sql(
+CREATE TABLE image_blobs (
+  image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  digest   TEXT NOT NULL,
+  PRIMARY KEY (image_id, digest)
+);
+CREATE INDEX image_blobs_by_digest ON image_blobs(digest);
+)sql"},
   };
   return kMigrations;
 }

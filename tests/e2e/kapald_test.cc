@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "store/store.h"
 #include "tests/fixtures/kapald_fixture.h"
 
 namespace kapal::testing {
@@ -111,7 +112,7 @@ TEST_F(KapaldTest, VerboseStatusCarriesTheEffectiveConfigAsJson) {
   EXPECT_EQ(config["root"], kapald_->RootDir());
   EXPECT_EQ(config["grpc"]["address"], kapald_->SocketPath());
   auto runtime = nlohmann::json::parse(response.info().at("runtime"));
-  EXPECT_EQ(runtime["schemaVersion"], 1);
+  EXPECT_EQ(runtime["schemaVersion"], store::SchemaMigrations().back().version);
   std::vector<std::string> handlers;
   for (const auto& handler : response.runtime_handlers()) handlers.push_back(handler.name());
   EXPECT_THAT(handlers, ::testing::ElementsAre("", "crun", "runc"));

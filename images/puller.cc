@@ -1,0 +1,217 @@
+#include "images/puller.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "images/unpack.h"
+
+namespace kapal::images {
+
+namespace {
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+absl::Status Annotate(const absl::Status& status, absl::string_view context) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
+}
+
+}  // namespace
+
+absl::Status Puller::Shared(const std::string& key, const std::function<absl::Status()>& work) {
+  std::promise<absl::Status> promise;
+  std::shared_future<absl::Status> result;
+  {
+    std::lock_guard lock(in_flight_mutex_);
+    auto found = in_flight_.find(key);
+    if (found != in_flight_.end()) {
+      result = found->second;
+    } else {
+      in_flight_[key] = promise.get_future().share();
+    }
+  }
+  if (result.valid()) return result.get();
+  absl::Status status = work();
+  promise.set_value(status);
+  std::lock_guard lock(in_flight_mutex_);
+  in_flight_.erase(key);
+  return status;
+}
+
+absl::Status Puller::Download(RegistryClient& client, const std::string& repository,
+                              const Descriptor& blob, const ProgressCallback& progress) {
+  return Shared("blob:" + blob.digest.String(), [&]() -> absl::Status {
+    if (content_.Has(blob.digest)) {
+      if (progress) progress({blob.digest.String(), blob.size, blob.size, true});
+      return absl::OkStatus();
+    }
+    absl::Status last;
+    for (int attempt = 0; attempt < options_.attempts; ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+      absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
+          content_.Writer(blob.digest, blob.size, blob.media_type);
+      if (!writer.ok()) return writer.status();
+      auto last_report = std::chrono::steady_clock::now();
+      last = client.FetchBlob(repository, blob.digest, [&](const char* data, size_t size) {
+        absl::Status written = (*writer)->Write(data, size);
+        auto now = std::chrono::steady_clock::now();
+        if (progress && now - last_report > std::chrono::milliseconds(100)) {
+          last_report = now;
+          progress({blob.digest.String(), (*writer)->Written(), blob.size, false});
+        }
+        return written;
+      });
+      if (last.ok()) {
+        absl::StatusOr<int64_t> committed = (*writer)->Commit();
+        if (committed.ok() && progress) progress({blob.digest.String(), *committed, blob.size, false});
+        return committed.status();
+      }
+      // Only a network fault or a busy registry is worth another try.
+      if (!absl::IsUnavailable(last)) return last;
+    }
+    return last;
+  });
+}
+
+absl::Status Puller::UnpackLayer(const Descriptor& layer, const Digest& diff_id,
+                                 const Digest& chain_id, const std::string& parent) {
+  return Shared("unpack:" + chain_id.String(), [&]() -> absl::Status {
+    if (absl::StatusOr<snapshotter::Info> existing = snapshots_.Stat(chain_id.String());
+        existing.ok() && existing->kind == snapshotter::Kind::kCommitted) {
+      return absl::OkStatus();
+    }
+    static std::atomic<uint64_t> counter{0};
+    std::string key = absl::StrCat(kExtractPrefix, ::getpid(), "-", counter.fetch_add(1), "-",
+                                   chain_id.Short());
+    if (absl::StatusOr<std::vector<snapshotter::Mount>> prepared = snapshots_.Prepare(key, parent);
+        !prepared.ok()) {
+      return prepared.status();
+    }
+    auto discard = [&](absl::Status status) {
+      (void)snapshots_.Remove(key);
+      return status;
+    };
+    absl::StatusOr<std::string> directory = snapshots_.ContentDirectory(key);
+    if (!directory.ok()) return discard(directory.status());
+    WhiteoutStyle style = snapshots_.GetDriver() == snapshotter::Driver::kOverlay
+                              ? WhiteoutStyle::kOverlay
+                              : WhiteoutStyle::kApply;
+    absl::StatusOr<UnpackedLayer> unpacked =
+        images::UnpackLayer(content_.PathOf(layer.digest), *directory, style, &diff_id);
+    if (!unpacked.ok()) return discard(Annotate(unpacked.status(), "layer " + layer.digest.String()));
+    absl::Status committed = snapshots_.Commit(chain_id.String(), key);
+    // Another pull committed the same layer first: its snapshot serves both.
+    if (absl::IsAlreadyExists(committed)) return discard(absl::OkStatus());
+    if (!committed.ok()) return discard(committed);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
+                                         const Credentials& credentials,
+                                         const ProgressCallback& progress) {
+  absl::StatusOr<Reference> reference = ParseReference(reference_text);
+  if (!reference.ok()) return reference.status();
+  std::string context = absl::StrCat("pull ", reference->String());
+  RegistryClient client(DefaultEndpoint(reference->domain), credentials);
+  const std::string& repository = reference->path;
+
+  std::string wanted = reference->digest ? reference->digest->String() : reference->tag;
+  absl::StatusOr<FetchedManifest> top = client.FetchManifest(repository, wanted);
+  if (!top.ok()) return Annotate(top.status(), context);
+  std::vector<Digest> blobs;
+  FetchedManifest chosen = *top;
+  if (IsIndex(top->media_type, top->body)) {
+    absl::StatusOr<ImageIndex> index = ParseIndex(top->body);
+    if (!index.ok()) return Annotate(index.status(), context);
+    absl::StatusOr<Descriptor> entry = SelectPlatform(*index, options_.platform);
+    if (!entry.ok()) return Annotate(entry.status(), context);
+    absl::StatusOr<FetchedManifest> manifest = client.FetchManifest(repository, entry->digest.String());
+    if (!manifest.ok()) return Annotate(manifest.status(), context);
+    if (absl::StatusOr<int64_t> stored = content_.IngestBytes(top->digest, top->body, top->media_type);
+        !stored.ok()) {
+      return Annotate(stored.status(), context);
+    }
+    blobs.push_back(top->digest);
+    chosen = std::move(*manifest);
+  }
+  absl::StatusOr<ImageManifest> manifest = ParseManifest(chosen.body);
+  if (!manifest.ok()) return Annotate(manifest.status(), context);
+  if (absl::StatusOr<int64_t> stored = content_.IngestBytes(chosen.digest, chosen.body, chosen.media_type);
+      !stored.ok()) {
+    return Annotate(stored.status(), context);
+  }
+  blobs.push_back(chosen.digest);
+
+  if (absl::Status fetched = Download(client, repository, manifest->config, nullptr); !fetched.ok()) {
+    return Annotate(fetched, context + ": config");
+  }
+  blobs.push_back(manifest->config.digest);
+  absl::StatusOr<std::string> config_json = content_.ReadAll(manifest->config.digest);
+  if (!config_json.ok()) return Annotate(config_json.status(), context);
+  absl::StatusOr<ImageConfig> config = ParseImageConfig(*config_json);
+  if (!config.ok()) return Annotate(config.status(), context);
+  if (config->diff_ids.size() != manifest->layers.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(context, ": the manifest has ", manifest->layers.size(),
+                                                   " layers but the config ", config->diff_ids.size(),
+                                                   " diff ids"));
+  }
+  for (const Descriptor& layer : manifest->layers) {
+    if (absl::StatusOr<LayerCompression> compression = CompressionOf(layer.media_type); !compression.ok()) {
+      return Annotate(compression.status(), context);
+    }
+  }
+
+  // Downloads, a few at a time; the first failure is reported.
+  std::atomic<size_t> next{0};
+  std::mutex failure_mutex;
+  absl::Status failure;
+  auto worker = [&] {
+    for (size_t i = next++; i < manifest->layers.size(); i = next++) {
+      absl::Status done = Download(client, repository, manifest->layers[i], progress);
+      if (!done.ok()) {
+        std::lock_guard lock(failure_mutex);
+        if (failure.ok()) failure = Annotate(done, "layer " + manifest->layers[i].digest.String());
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> workers;
+  int count = std::max(1, std::min<int>(options_.max_concurrent_downloads,
+                                        static_cast<int>(manifest->layers.size())));
+  for (int i = 0; i < count; ++i) workers.emplace_back(worker);
+  for (std::thread& thread : workers) thread.join();
+  if (!failure.ok()) return Annotate(failure, context);
+
+  std::vector<Digest> chain_ids = ChainIds(config->diff_ids);
+  int64_t size = manifest->config.size + static_cast<int64_t>(chosen.body.size());
+  for (size_t i = 0; i < manifest->layers.size(); ++i) {
+    std::string parent = i == 0 ? "" : chain_ids[i - 1].String();
+    absl::Status unpacked = UnpackLayer(manifest->layers[i], config->diff_ids[i], chain_ids[i], parent);
+    if (!unpacked.ok()) return Annotate(unpacked, context);
+    blobs.push_back(manifest->layers[i].digest);
+    size += manifest->layers[i].size;
+  }
+  if (chain_ids.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(context, ": the image has no layers"));
+  }
+
+  ImageRecord image{manifest->config.digest, chosen.digest, chosen.media_type, size, chain_ids.back(),
+                    *config_json, NowSeconds(), {}, {}, blobs};
+  if (!reference->tag.empty()) image.repo_tags.push_back(absl::StrCat(reference->Name(), ":", reference->tag));
+  // The digest a tag resolved to: the index's, when the registry served one.
+  image.repo_digests.push_back(absl::StrCat(reference->Name(), "@", top->digest.String()));
+  if (absl::Status stored = images_.Put(image); !stored.ok()) return Annotate(stored, context);
+  return images_.Get(image.id);
+}
+
+}  // namespace kapal::images

@@ -1,0 +1,67 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "images/content_store.h"
+#include "images/image_store.h"
+#include "images/manifest.h"
+#include "images/registry_client.h"
+#include "snapshotter/snapshotter.h"
+
+namespace kapal::images {
+
+// Progress of one layer download, reported as bytes arrive.
+struct LayerProgress {
+  std::string digest;
+  int64_t done = 0;
+  int64_t total = 0;
+  bool cached = false;  // already in the content store: nothing to download
+};
+using ProgressCallback = std::function<void(const LayerProgress&)>;
+
+struct PullOptions {
+  int max_concurrent_downloads = 3;
+  int attempts = 3;  // per blob, for network errors and 5xx
+  Platform platform = HostPlatform();
+};
+
+// Pulls images into the content store and snapshots: resolves the reference, picks this node's
+// platform from an index, downloads config and layers (several at once; a blob already present
+// or being fetched by another pull is not fetched again), checks every digest, unpacks each
+// layer into a snapshot keyed by its chain id, and records the image. A failed pull commits no
+// snapshot and no image.
+class Puller {
+ public:
+  Puller(ContentStore& content, snapshotter::Snapshotter& snapshots, ImageStore& images,
+         PullOptions options)
+      : content_(content), snapshots_(snapshots), images_(images), options_(std::move(options)) {}
+
+  absl::StatusOr<ImageRecord> Pull(const std::string& reference, const Credentials& credentials,
+                                   const ProgressCallback& progress = nullptr);
+
+  // The key prefix of snapshots being unpacked; kapald removes leftovers at start.
+  static constexpr const char kExtractPrefix[] = "extract-";
+
+ private:
+  absl::Status Download(RegistryClient& client, const std::string& repository,
+                        const Descriptor& blob, const ProgressCallback& progress);
+  absl::Status UnpackLayer(const Descriptor& layer, const Digest& diff_id, const Digest& chain_id,
+                           const std::string& parent);
+  // Runs WORK once for KEY while concurrent callers with the same KEY wait for its result.
+  absl::Status Shared(const std::string& key, const std::function<absl::Status()>& work);
+
+  ContentStore& content_;
+  snapshotter::Snapshotter& snapshots_;
+  ImageStore& images_;
+  PullOptions options_;
+  std::mutex in_flight_mutex_;
+  std::map<std::string, std::shared_future<absl::Status>> in_flight_;
+};
+
+}  // namespace kapal::images

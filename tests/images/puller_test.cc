@@ -1,0 +1,249 @@
+// Pulls from a real registry into the content store and real overlay snapshots.
+#include "images/puller.h"
+
+#include <sys/stat.h>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <thread>
+
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "snapshotter/mount.h"
+#include "tests/fixtures/registry_fixture.h"
+
+namespace kapal::images {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::BuildLayer;
+using testing::Compression;
+using testing::LayerEntry;
+using testing::RegistryFixture;
+using testing::TestImage;
+using Kind = testing::LayerEntry::Kind;
+
+class PullTest : public ::testing::TestWithParam<snapshotter::Driver> {
+ protected:
+  void SetUp() override {
+    auto registry = RegistryFixture::Start();
+    ASSERT_TRUE(registry.ok()) << registry.status();
+    registry_ = std::move(*registry);
+    auto dir = base::TempDir::Create("kapal-pull");
+    ASSERT_TRUE(dir.ok());
+    dir_.emplace(std::move(*dir));
+    auto store = store::Store::Open(dir_->Join("kapal.db"));
+    ASSERT_TRUE(store.ok());
+    store_ = std::move(*store);
+    auto content = ContentStore::Open(dir_->Join("content"), *store_);
+    ASSERT_TRUE(content.ok());
+    content_ = std::move(*content);
+    auto snapshots = snapshotter::Snapshotter::Open(dir_->Join("snap"), GetParam(), *store_);
+    ASSERT_TRUE(snapshots.ok());
+    snapshots_ = std::move(*snapshots);
+    images_ = std::make_unique<ImageStore>(*store_);
+    puller_ = std::make_unique<Puller>(*content_, *snapshots_, *images_, PullOptions{});
+  }
+
+  TestImage Busybox(Compression compression = Compression::kGzip) {
+    auto rootfs = testing::BusyboxRootfs();
+    EXPECT_TRUE(rootfs.ok());
+    auto layer = BuildLayer(*rootfs, compression);
+    EXPECT_TRUE(layer.ok());
+    TestImage image;
+    image.layers.push_back(*layer);
+    return image;
+  }
+
+  std::string Ref(const std::string& repository_and_tag) {
+    return registry_->Host() + "/" + repository_and_tag;
+  }
+
+  // Mounts a read-only view of the image's root filesystem and runs CHECK on its path.
+  void InRootfs(const ImageRecord& image, const std::function<void(const std::string&)>& check) {
+    std::string key = "view-" + image.id.Short() + std::to_string(views_++);
+    auto mounts = snapshots_->View(key, image.top_chain_id.String());
+    ASSERT_TRUE(mounts.ok()) << mounts.status();
+    std::string target = dir_->Join(key);
+    ASSERT_TRUE(base::MakeDirectories(target, 0755).ok());
+    {
+      auto mounted = snapshotter::ScopedMount::Create(*mounts, target);
+      ASSERT_TRUE(mounted.ok()) << mounted.status();
+      check(target);
+    }
+    ASSERT_TRUE(snapshots_->Remove(key).ok());
+  }
+
+  int CommittedSnapshots() {
+    int count = 0;
+    for (const auto& info : snapshots_->Walk()) count += info.kind == snapshotter::Kind::kCommitted;
+    return count;
+  }
+
+  std::unique_ptr<RegistryFixture> registry_;
+  std::optional<base::TempDir> dir_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<ContentStore> content_;
+  std::unique_ptr<snapshotter::Snapshotter> snapshots_;
+  std::unique_ptr<ImageStore> images_;
+  std::unique_ptr<Puller> puller_;
+  int views_ = 0;
+};
+
+bool Exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+TEST_P(PullTest, SingleLayerBusybox) {
+  TestImage image = Busybox();
+  auto manifest_digest = registry_->Push("kapal/busybox", "1.0", image);
+  ASSERT_TRUE(manifest_digest.ok());
+  std::vector<LayerProgress> reports;
+  auto pulled = puller_->Pull(Ref("kapal/busybox:1.0"), {},
+                              [&](const LayerProgress& progress) { reports.push_back(progress); });
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(pulled->id, Digest::Sha256Of(image.ConfigJson()));
+  EXPECT_THAT(pulled->repo_tags, ::testing::ElementsAre(Ref("kapal/busybox:1.0")));
+  EXPECT_THAT(pulled->repo_digests, ::testing::ElementsAre(Ref("kapal/busybox@") + *manifest_digest));
+  EXPECT_GT(pulled->size, static_cast<int64_t>(image.layers[0].data.size()));
+  ASSERT_FALSE(reports.empty());
+  EXPECT_EQ(reports.back().done, static_cast<int64_t>(image.layers[0].data.size()));
+  InRootfs(*pulled, [](const std::string& root) {
+    struct stat st {};
+    ASSERT_EQ(::stat((root + "/bin/busybox").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0755u);
+    EXPECT_TRUE(Exists(root + "/bin/sh"));
+  });
+  // Found by every form of reference.
+  EXPECT_TRUE(images_->Find(Ref("kapal/busybox:1.0")).ok());
+  EXPECT_TRUE(images_->Find(Ref("kapal/busybox@") + *manifest_digest).ok());
+  EXPECT_TRUE(images_->Find(pulled->id.String()).ok());
+  EXPECT_TRUE(images_->Find(pulled->id.Hex().substr(0, 12)).ok());
+}
+
+TEST_P(PullTest, LayersWithDeletionsAndOpaqueDirectories) {
+  TestImage image = Busybox();
+  auto second = BuildLayer({{Kind::kDirectory, "etc", "", 0755},
+                            {Kind::kFile, "etc/.wh.group", ""},
+                            {Kind::kDirectory, "data", "", 0755},
+                            {Kind::kFile, "data/new", "second"}},
+                           Compression::kGzip);
+  auto third = BuildLayer({{Kind::kDirectory, "data", "", 0755},
+                           {Kind::kFile, "data/.wh..wh..opq", ""},
+                           {Kind::kFile, "data/newest", "third"}},
+                          Compression::kGzip);
+  ASSERT_TRUE(second.ok() && third.ok());
+  image.layers.push_back(*second);
+  image.layers.push_back(*third);
+  ASSERT_TRUE(registry_->Push("kapal/layers", "v1", image).ok());
+  auto pulled = puller_->Pull(Ref("kapal/layers:v1"), {});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(CommittedSnapshots(), 3);
+  InRootfs(*pulled, [](const std::string& root) {
+    EXPECT_TRUE(Exists(root + "/etc/passwd"));
+    EXPECT_FALSE(Exists(root + "/etc/group")) << "deleted by the second layer";
+    EXPECT_FALSE(Exists(root + "/data/new")) << "hidden by the third layer's opaque directory";
+    EXPECT_EQ(base::ReadFile(root + "/data/newest").value_or(""), "third");
+  });
+}
+
+TEST_P(PullTest, MultiPlatformIndexPicksThisNode) {
+  std::vector<TestImage> images = {Busybox(), Busybox()};
+  images[0].architecture = HostPlatform().architecture;
+  images[1].architecture = HostPlatform().architecture == "arm64" ? "amd64" : "arm64";
+  images[1].cmd = {"other-platform"};
+  auto index_digest = registry_->PushIndex("kapal/multi", "latest", images);
+  ASSERT_TRUE(index_digest.ok()) << index_digest.status();
+  auto pulled = puller_->Pull(Ref("kapal/multi"), {});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(pulled->id, Digest::Sha256Of(images[0].ConfigJson()));
+  EXPECT_THAT(pulled->repo_digests, ::testing::ElementsAre(Ref("kapal/multi@") + *index_digest));
+  EXPECT_THAT(pulled->repo_tags, ::testing::ElementsAre(Ref("kapal/multi:latest")));
+}
+
+TEST_P(PullTest, ZstdLayers) {
+  ASSERT_TRUE(registry_->Push("kapal/zstd", "1", Busybox(Compression::kZstd)).ok());
+  auto pulled = puller_->Pull(Ref("kapal/zstd:1"), {});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  InRootfs(*pulled, [](const std::string& root) { EXPECT_TRUE(Exists(root + "/bin/busybox")); });
+}
+
+TEST_P(PullTest, CorruptBlobFailsAndKeepsNothing) {
+  TestImage image = Busybox();
+  ASSERT_TRUE(registry_->Push("kapal/corrupt", "1", image).ok());
+  std::string corrupt = image.layers[0].data;
+  corrupt[corrupt.size() / 3] ^= 0x21;
+  ASSERT_TRUE(base::WriteFileAtomically(registry_->BlobDataPath(image.layers[0].digest), corrupt).ok());
+  auto pulled = puller_->Pull(Ref("kapal/corrupt:1"), {});
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(pulled.status().message()), HasSubstr(image.layers[0].digest));
+  EXPECT_FALSE(content_->Has(*Digest::Parse(image.layers[0].digest)));
+  EXPECT_TRUE(images_->List().empty());
+  EXPECT_EQ(CommittedSnapshots(), 0);
+}
+
+TEST_P(PullTest, EscapingLayerFailsAndCommitsNothing) {
+  TestImage image = Busybox();
+  auto evil = BuildLayer({{Kind::kFile, "../../escaped", "x"}}, Compression::kGzip);
+  ASSERT_TRUE(evil.ok());
+  image.layers.push_back(*evil);
+  ASSERT_TRUE(registry_->Push("kapal/evil", "1", image).ok());
+  auto pulled = puller_->Pull(Ref("kapal/evil:1"), {});
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_EQ(pulled.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(pulled.status().message()), HasSubstr("leaves the root"));
+  EXPECT_TRUE(images_->List().empty());
+  EXPECT_EQ(CommittedSnapshots(), 1) << "only the good first layer";
+  for (const auto& info : snapshots_->Walk()) EXPECT_NE(info.kind, snapshotter::Kind::kActive);
+}
+
+TEST_P(PullTest, ConcurrentPullsOfOneImageShareTheWork) {
+  TestImage image = Busybox();
+  auto second = BuildLayer({{Kind::kFile, "big", std::string(3 << 20, 'b')}}, Compression::kGzip);
+  ASSERT_TRUE(second.ok());
+  image.layers.push_back(*second);
+  ASSERT_TRUE(registry_->Push("kapal/shared", "1", image).ok());
+  std::vector<absl::StatusOr<ImageRecord>> results(4, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < results.size(); ++i) {
+    threads.emplace_back([&, i] { results[i] = puller_->Pull(Ref("kapal/shared:1"), {}); });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const auto& result : results) {
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->id, results[0]->id);
+  }
+  EXPECT_EQ(CommittedSnapshots(), 2);
+  EXPECT_EQ(images_->List().size(), 1u);
+}
+
+TEST_P(PullTest, SecondPullUsesTheCache) {
+  ASSERT_TRUE(registry_->Push("kapal/cached", "1", Busybox()).ok());
+  ASSERT_TRUE(puller_->Pull(Ref("kapal/cached:1"), {}).ok());
+  std::vector<LayerProgress> reports;
+  auto again = puller_->Pull(Ref("kapal/cached:1"), {},
+                             [&](const LayerProgress& progress) { reports.push_back(progress); });
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_TRUE(reports[0].cached);
+}
+
+TEST_P(PullTest, UnknownTagIsNotFoundAndBadReferenceIsInvalid) {
+  auto missing = puller_->Pull(Ref("kapal/nothing:1"), {});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
+  auto bad = puller_->Pull("Not/A/Reference", {});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+INSTANTIATE_TEST_SUITE_P(Drivers, PullTest,
+                         ::testing::Values(snapshotter::Driver::kOverlay, snapshotter::Driver::kNative),
+                         [](const ::testing::TestParamInfo<snapshotter::Driver>& param_info) {
+                           return param_info.param == snapshotter::Driver::kOverlay ? "Overlay" : "Native";
+                         });
+
+}  // namespace
+}  // namespace kapal::images
