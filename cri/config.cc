@@ -78,6 +78,21 @@ class TableReader {
     out = std::move(values);
   }
 
+  void Int(absl::string_view key, int& out) {
+    const toml::node* node = Take(key);
+    if (node == nullptr) return;
+    if (const auto* value = node->as_integer()) {
+      int64_t number = value->get();
+      if (number < INT32_MIN || number > INT32_MAX) {
+        Error(*node, key, "out of range");
+        return;
+      }
+      out = static_cast<int>(number);
+    } else {
+      Error(*node, key, absl::StrCat("expected an integer, got ", TypeName(node->type())));
+    }
+  }
+
   const toml::table* Table(absl::string_view key) {
     const toml::node* node = Take(key);
     if (node == nullptr) return nullptr;
@@ -165,6 +180,10 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
                                   "\" is not a configured handler (configured: ",
                                   absl::StrJoin(names, ", "), ")"));
   }
+  if (config.max_concurrent_downloads < 1 || config.max_concurrent_downloads > 32) {
+    errors.push_back(absl::StrCat("key 'images.max_concurrent_downloads': ",
+                                  config.max_concurrent_downloads, " is not from 1 to 32"));
+  }
   CheckAbsolute("cni.conf_dir", config.cni_conf_dir, errors);
   if (config.cni_bin_dirs.empty()) {
     errors.push_back("key 'cni.bin_dirs': must name at least one directory");
@@ -188,6 +207,18 @@ absl::string_view CgroupDriverSettingName(CgroupDriverSetting setting) {
       return "cgroupfs";
     case CgroupDriverSetting::kSystemd:
       return "systemd";
+  }
+  return "auto";
+}
+
+absl::string_view SnapshotterSettingName(SnapshotterSetting setting) {
+  switch (setting) {
+    case SnapshotterSetting::kAuto:
+      return "auto";
+    case SnapshotterSetting::kOverlay:
+      return "overlay";
+    case SnapshotterSetting::kNative:
+      return "native";
   }
   return "auto";
 }
@@ -257,6 +288,23 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
     }
     reader.RejectUnknownKeys();
   }
+  if (const toml::table* images = top.Table("images")) {
+    TableReader reader(*images, "images.", errors);
+    std::string snapshotter(SnapshotterSettingName(config.snapshotter));
+    reader.String("snapshotter", snapshotter);
+    if (snapshotter == "auto") {
+      config.snapshotter = SnapshotterSetting::kAuto;
+    } else if (snapshotter == "overlay") {
+      config.snapshotter = SnapshotterSetting::kOverlay;
+    } else if (snapshotter == "native") {
+      config.snapshotter = SnapshotterSetting::kNative;
+    } else {
+      reader.Error(*images->get("snapshotter"), "snapshotter",
+                   absl::StrCat("\"", snapshotter, "\" is not auto, overlay or native"));
+    }
+    reader.Int("max_concurrent_downloads", config.max_concurrent_downloads);
+    reader.RejectUnknownKeys();
+  }
   if (const toml::table* cni = top.Table("cni")) {
     TableReader reader(*cni, "cni.", errors);
     reader.String("conf_dir", config.cni_conf_dir);
@@ -321,6 +369,13 @@ std::string RenderConfig(const Config& config) {
     line("binary = ", Quoted(handler.binary));
   }
   line();
+  line("[images]");
+  line("# How container root filesystems are layered: overlay, native (full copies, when overlayfs");
+  line("# is not available), or auto (overlay when it can be mounted under root).");
+  line("snapshotter = ", Quoted(std::string(SnapshotterSettingName(config.snapshotter))));
+  line("# Layers downloaded at once per pull (1 to 32).");
+  line("max_concurrent_downloads = ", config.max_concurrent_downloads);
+  line();
   line("[cni]");
   line("# Network configuration files (.conf, .conflist, .json); the first in name order is used.");
   line("conf_dir = ", Quoted(config.cni_conf_dir));
@@ -343,6 +398,9 @@ nlohmann::json ConfigToJson(const Config& config) {
       {"cgroup", {{"driver", CgroupDriverSettingName(config.cgroup_driver)}}},
       {"runtime", {{"default_handler", config.default_runtime}, {"handlers", handlers}}},
       {"cni", {{"conf_dir", config.cni_conf_dir}, {"bin_dirs", config.cni_bin_dirs}}},
+      {"images",
+       {{"snapshotter", SnapshotterSettingName(config.snapshotter)},
+        {"max_concurrent_downloads", config.max_concurrent_downloads}}},
   };
 }
 

@@ -13,6 +13,7 @@ namespace kapal::cri {
 inline constexpr const char kDefaultConfigPath[] = "/etc/kapal/kapal.toml";
 
 enum class CgroupDriverSetting { kAuto, kCgroupfs, kSystemd };
+enum class SnapshotterSetting { kAuto, kOverlay, kNative };
 
 // An OCI runtime that pods can ask for by RuntimeClass handler name.
 struct RuntimeHandler {
@@ -35,6 +36,9 @@ struct Config {
   std::map<std::string, RuntimeHandler> runtimes = {{"runc", {"runc"}}, {"crun", {"crun"}}};
   std::string cni_conf_dir = "/etc/cni/net.d";
   std::vector<std::string> cni_bin_dirs = {"/usr/lib/cni", "/opt/cni/bin"};
+  // auto: overlay where the kernel and root filesystem allow it, else native copies.
+  SnapshotterSetting snapshotter = SnapshotterSetting::kAuto;
+  int max_concurrent_downloads = 3;
 
   bool operator==(const Config&) const = default;
 };
@@ -53,5 +57,6 @@ std::string RenderConfig(const Config& config);
 nlohmann::json ConfigToJson(const Config& config);
 
 absl::string_view CgroupDriverSettingName(CgroupDriverSetting setting);
+absl::string_view SnapshotterSettingName(SnapshotterSetting setting);
 
 }  // namespace kapal::cri

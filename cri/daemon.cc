@@ -16,6 +16,11 @@
 #include "base/files.h"
 #include "base/unique_fd.h"
 #include "cri/host_facts.h"
+#include "cri/image_service.h"
+#include "images/content_store.h"
+#include "images/image_store.h"
+#include "images/puller.h"
+#include "snapshotter/snapshotter.h"
 #include "cri/rpc_observer.h"
 #include "cri/runtime_service.h"
 #include "metrics/metrics.h"
@@ -95,8 +100,12 @@ struct Daemon::Parts {
   std::unique_ptr<metrics::RpcMetrics> rpc_metrics;
   std::unique_ptr<metrics::HttpExposer> exposer;
   std::string metrics_address;
+  std::unique_ptr<images::ContentStore> content;
+  std::unique_ptr<snapshotter::Snapshotter> snapshots;
+  std::unique_ptr<images::ImageStore> images;
+  std::unique_ptr<images::Puller> puller;
   std::unique_ptr<RuntimeService> runtime_service;
-  std::unique_ptr<runtime::v1::ImageService::Service> image_service;
+  std::unique_ptr<ImageService> image_service;
   std::unique_ptr<grpc::Server> server;
   bool socket_owned = false;
 };
@@ -148,10 +157,37 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
     logger.Info("metrics on http://", parts->metrics_address, "/metrics");
   }
 
+  absl::StatusOr<std::unique_ptr<images::ContentStore>> content =
+      images::ContentStore::Open(config.root_dir + "/content", *parts->store);
+  if (!content.ok()) return content.status();
+  parts->content = std::move(*content);
+  snapshotter::Driver driver = snapshotter::Driver::kOverlay;
+  if (config.snapshotter == SnapshotterSetting::kNative ||
+      (config.snapshotter == SnapshotterSetting::kAuto &&
+       !snapshotter::OverlaySupported(config.root_dir))) {
+    driver = snapshotter::Driver::kNative;
+  }
+  absl::StatusOr<std::unique_ptr<snapshotter::Snapshotter>> snapshots =
+      snapshotter::Snapshotter::Open(config.root_dir + "/snapshotter", driver, *parts->store);
+  if (!snapshots.ok()) return snapshots.status();
+  parts->snapshots = std::move(*snapshots);
+  // A pull killed mid-unpack leaves an active snapshot that will never be committed.
+  if (absl::Status cleaned = parts->snapshots->CleanUp(images::Puller::kExtractPrefix); !cleaned.ok()) {
+    return cleaned;
+  }
+  logger.Info("snapshotter ", driver == snapshotter::Driver::kOverlay ? "overlay" : "native", " at ",
+              parts->snapshots->Root());
+  parts->images = std::make_unique<images::ImageStore>(*parts->store);
+  images::PullOptions pull_options;
+  pull_options.max_concurrent_downloads = config.max_concurrent_downloads;
+  parts->puller = std::make_unique<images::Puller>(*parts->content, *parts->snapshots, *parts->images,
+                                                   pull_options);
+
   parts->runtime_service = std::make_unique<RuntimeService>(
       parts->config, parts->host, *parts->store, parts->metrics_address, logger);
-  // Every ImageService rpc answers UNIMPLEMENTED until image pulling lands.
-  parts->image_service = std::make_unique<runtime::v1::ImageService::Service>();
+  parts->image_service = std::make_unique<ImageService>(parts->config, *parts->puller, *parts->images,
+                                                        *parts->content, *parts->snapshots,
+                                                        parts->metrics, logger);
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", config.socket_path),

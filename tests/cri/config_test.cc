@@ -36,6 +36,8 @@ TEST(ConfigTest, RenderedNonDefaultConfigRoundTrips) {
   custom.runtimes["kata"] = {"/opt/kata/bin/kata-runtime"};
   custom.default_runtime = "kata";
   custom.cni_bin_dirs = {"/a", "/b", "/c"};
+  custom.snapshotter = SnapshotterSetting::kNative;
+  custom.max_concurrent_downloads = 8;
   auto parsed = ParseConfig(RenderConfig(custom), "custom");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(*parsed, custom);
@@ -135,7 +137,15 @@ INSTANTIATE_TEST_SUITE_P(
                       "key 'runtime.handlers.Bad Name'"},
         BadConfigCase{"RelativeCniConfDir", "[cni]\nconf_dir = \"net.d\"", "key 'cni.conf_dir'"},
         BadConfigCase{"EmptyCniBinDirs", "[cni]\nbin_dirs = []", "key 'cni.bin_dirs': must name at least one"},
-        BadConfigCase{"RelativeCniBinDir", "[cni]\nbin_dirs = [\"bin\"]", "key 'cni.bin_dirs'"}),
+        BadConfigCase{"RelativeCniBinDir", "[cni]\nbin_dirs = [\"bin\"]", "key 'cni.bin_dirs'"},
+        BadConfigCase{"BadSnapshotter", "[images]\nsnapshotter = \"zfs\"",
+                      "key 'images.snapshotter': \"zfs\" is not auto, overlay or native"},
+        BadConfigCase{"ConcurrencyNotANumber", "[images]\nmax_concurrent_downloads = \"3\"",
+                      "key 'images.max_concurrent_downloads': expected an integer, got a string"},
+        BadConfigCase{"ConcurrencyTooHigh", "[images]\nmax_concurrent_downloads = 1000",
+                      "key 'images.max_concurrent_downloads': 1000 is not from 1 to 32"},
+        BadConfigCase{"ConcurrencyOutOfRange", "[images]\nmax_concurrent_downloads = 99999999999",
+                      "key 'images.max_concurrent_downloads': out of range"}),
     [](const ::testing::TestParamInfo<BadConfigCase>& param_info) { return param_info.param.name; });
 
 TEST(ConfigTest, AllErrorsAreReportedTogetherWithLines) {

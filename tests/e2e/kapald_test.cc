@@ -172,11 +172,11 @@ TEST_F(KapaldTest, UnimplementedRpcsSayWhichRpc) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_THAT(status.error_message(), HasSubstr("runtime.v1.RuntimeService/RunPodSandbox"));
 
-  runtime::v1::ListImagesRequest images_request;
-  runtime::v1::ListImagesResponse images_response;
-  status = kapald_->ImageStub()->ListImages(Context().get(), images_request, &images_response);
+  runtime::v1::ExecSyncRequest exec_request;
+  runtime::v1::ExecSyncResponse exec_response;
+  status = kapald_->RuntimeStub()->ExecSync(Context().get(), exec_request, &exec_response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(), HasSubstr("runtime.v1.ImageService/ListImages"));
+  EXPECT_THAT(status.error_message(), HasSubstr("runtime.v1.RuntimeService/ExecSync"));
 }
 
 TEST_F(KapaldTest, MetricsCountEachRpcByMethodAndCode) {

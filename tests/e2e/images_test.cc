@@ -1,0 +1,224 @@
+// kapald's ImageService end to end: the real daemon pulling from the real registry.
+#include <dirent.h>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "images/digest.h"
+#include "nlohmann/json.hpp"
+#include "tests/fixtures/kapald_fixture.h"
+#include "tests/fixtures/registry_fixture.h"
+
+namespace kapal::testing {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class ImageServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto registry = RegistryFixture::Start();
+    ASSERT_TRUE(registry.ok()) << registry.status();
+    registry_ = std::move(*registry);
+    auto kapald = KapaldInstance::Start();
+    ASSERT_TRUE(kapald.ok()) << kapald.status();
+    kapald_ = std::move(*kapald);
+    auto rootfs = BusyboxRootfs();
+    ASSERT_TRUE(rootfs.ok());
+    auto layer = BuildLayer(*rootfs, Compression::kGzip);
+    ASSERT_TRUE(layer.ok());
+    busybox_.layers.push_back(*layer);
+    busybox_.user = "1000";
+  }
+
+  std::string Ref(const std::string& name) { return registry_->Host() + "/" + name; }
+
+  grpc::Status Pull(const std::string& image, std::string* image_ref = nullptr) {
+    runtime::v1::PullImageRequest request;
+    request.mutable_image()->set_image(image);
+    runtime::v1::PullImageResponse response;
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    grpc::Status status = kapald_->ImageStub()->PullImage(context.get(), request, &response);
+    if (image_ref != nullptr) *image_ref = response.image_ref();
+    return status;
+  }
+
+  runtime::v1::ImageStatusResponse Status(const std::string& image, bool verbose = false) {
+    runtime::v1::ImageStatusRequest request;
+    request.mutable_image()->set_image(image);
+    request.set_verbose(verbose);
+    runtime::v1::ImageStatusResponse response;
+    grpc::Status status = kapald_->ImageStub()->ImageStatus(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
+  grpc::Status Remove(const std::string& image) {
+    runtime::v1::RemoveImageRequest request;
+    request.mutable_image()->set_image(image);
+    runtime::v1::RemoveImageResponse response;
+    return kapald_->ImageStub()->RemoveImage(Context().get(), request, &response);
+  }
+
+  std::vector<runtime::v1::Image> List(const std::string& filter = "") {
+    runtime::v1::ListImagesRequest request;
+    if (!filter.empty()) request.mutable_filter()->mutable_image()->set_image(filter);
+    runtime::v1::ListImagesResponse response;
+    EXPECT_TRUE(kapald_->ImageStub()->ListImages(Context().get(), request, &response).ok());
+    return {response.images().begin(), response.images().end()};
+  }
+
+  uint64_t ImageBytes() {
+    runtime::v1::ImageFsInfoResponse response;
+    EXPECT_TRUE(kapald_->ImageStub()->ImageFsInfo(Context().get(), {}, &response).ok());
+    EXPECT_EQ(response.image_filesystems_size(), 1);
+    EXPECT_EQ(response.image_filesystems(0).fs_id().mountpoint(), kapald_->RootDir());
+    return response.image_filesystems(0).used_bytes().value();
+  }
+
+  std::unique_ptr<RegistryFixture> registry_;
+  std::unique_ptr<KapaldInstance> kapald_;
+  TestImage busybox_;
+};
+
+TEST_F(ImageServiceTest, PullListStatusByEveryForm) {
+  auto digest = registry_->Push("kapal/busybox", "1.36", busybox_);
+  ASSERT_TRUE(digest.ok());
+  std::string image_ref;
+  grpc::Status pulled = Pull(Ref("kapal/busybox:1.36"), &image_ref);
+  ASSERT_TRUE(pulled.ok()) << pulled.error_message() << kapald_->Log();
+  std::string config_digest = images::Digest::Sha256Of(busybox_.ConfigJson()).String();
+  EXPECT_EQ(image_ref, config_digest);
+
+  std::vector<runtime::v1::Image> listed = List();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].id(), config_digest);
+  EXPECT_THAT(listed[0].repo_tags(), ElementsAre(Ref("kapal/busybox:1.36")));
+  EXPECT_THAT(listed[0].repo_digests(), ElementsAre(Ref("kapal/busybox@") + *digest));
+  EXPECT_GT(listed[0].size(), busybox_.layers[0].data.size());
+  EXPECT_EQ(listed[0].uid().value(), 1000);
+
+  for (const std::string& form : {Ref("kapal/busybox:1.36"), Ref("kapal/busybox@") + *digest,
+                                  config_digest, config_digest.substr(7, 12)}) {
+    EXPECT_EQ(Status(form).image().id(), config_digest) << form;
+  }
+  auto verbose = Status(config_digest, true);
+  auto info = nlohmann::json::parse(verbose.info().at("info"));
+  EXPECT_EQ(info["imageSpec"]["config"]["User"], "1000");
+  EXPECT_THAT(info["chainID"].get<std::string>(), HasSubstr("sha256:"));
+  EXPECT_EQ(List(Ref("kapal/busybox:1.36")).size(), 1u);
+  EXPECT_EQ(List(Ref("kapal/busybox:other")).size(), 0u);
+}
+
+TEST_F(ImageServiceTest, UnknownImageStatusIsEmptyNotAnError) {
+  auto response = Status(Ref("kapal/never:1"));
+  EXPECT_FALSE(response.has_image());
+}
+
+TEST_F(ImageServiceTest, BadReferenceIsInvalidArgumentAndMissingImageIsNotFound) {
+  // Upper case in the repository path (an upper-case first component would be a registry host).
+  grpc::Status bad = Pull("library/BusyBox");
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad.error_message(), HasSubstr("must be lowercase"));
+  grpc::Status missing = Pull(Ref("kapal/missing:1"));
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND) << missing.error_message();
+  EXPECT_THAT(missing.error_message(), HasSubstr("kapal/missing"));
+  EXPECT_TRUE(List().empty());
+}
+
+TEST_F(ImageServiceTest, RemovingOneOfTwoTagsKeepsTheImageAndTheLastFreesTheSpace) {
+  ASSERT_TRUE(registry_->Push("kapal/busybox", "a", busybox_).ok());
+  ASSERT_TRUE(registry_->Push("kapal/busybox", "b", busybox_).ok());
+  uint64_t empty = ImageBytes();
+  ASSERT_TRUE(Pull(Ref("kapal/busybox:a")).ok());
+  ASSERT_TRUE(Pull(Ref("kapal/busybox:b")).ok());
+  uint64_t full = ImageBytes();
+  EXPECT_GT(full, empty + 2 * busybox_.layers[0].data.size()) << "blob and unpacked layer";
+
+  ASSERT_TRUE(Remove(Ref("kapal/busybox:a")).ok());
+  auto remaining = List();
+  ASSERT_EQ(remaining.size(), 1u);
+  EXPECT_THAT(remaining[0].repo_tags(), ElementsAre(Ref("kapal/busybox:b")));
+  EXPECT_EQ(ImageBytes(), full);
+
+  ASSERT_TRUE(Remove(Ref("kapal/busybox:b")).ok());
+  EXPECT_TRUE(List().empty());
+  EXPECT_LT(ImageBytes(), empty + 64 * 1024) << "content and snapshots were collected";
+  EXPECT_TRUE(Remove(Ref("kapal/busybox:b")).ok()) << "removing what is gone succeeds";
+}
+
+TEST_F(ImageServiceTest, RemoveByIdRemovesEveryTag) {
+  ASSERT_TRUE(registry_->Push("kapal/busybox", "a", busybox_).ok());
+  ASSERT_TRUE(registry_->Push("kapal/other", "b", busybox_).ok());
+  std::string id;
+  ASSERT_TRUE(Pull(Ref("kapal/busybox:a"), &id).ok());
+  ASSERT_TRUE(Pull(Ref("kapal/other:b")).ok());
+  ASSERT_TRUE(Remove(id).ok());
+  EXPECT_TRUE(List().empty());
+}
+
+TEST_F(ImageServiceTest, KilledPullLeavesNothingHalfDoneAndTheNextPullSucceeds) {
+  // Three layers of incompressible data, so the download takes long enough to be interrupted.
+  TestImage big = busybox_;
+  std::mt19937_64 random(42);
+  for (int i = 0; i < 3; ++i) {
+    std::string noise(24 << 20, '\0');
+    for (size_t j = 0; j + 8 <= noise.size(); j += 8) {
+      uint64_t value = random();
+      std::memcpy(&noise[j], &value, 8);
+    }
+    auto layer = BuildLayer({{LayerEntry::Kind::kFile, "noise" + std::to_string(i), noise}},
+                            Compression::kGzip);
+    ASSERT_TRUE(layer.ok());
+    big.layers.push_back(*layer);
+  }
+  ASSERT_TRUE(registry_->Push("kapal/big", "1", big).ok());
+
+  grpc::Status interrupted;
+  std::thread pull([&] { interrupted = Pull(Ref("kapal/big:1")); });
+  // Kill once a download is visibly under way.
+  std::string ingest = kapald_->RootDir() + "/content/ingest";
+  bool in_progress = false;
+  for (int i = 0; i < 2000 && !in_progress; ++i) {
+    if (DIR* dir = ::opendir(ingest.c_str())) {
+      while (dirent* entry = ::readdir(dir)) in_progress |= entry->d_name[0] != '.';
+      ::closedir(dir);
+    }
+    if (!in_progress) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kapald_->Process().Kill();
+  pull.join();
+  ASSERT_TRUE(in_progress) << "the pull finished before it could be interrupted";
+  EXPECT_FALSE(interrupted.ok());
+
+  ASSERT_TRUE(kapald_->Restart().ok()) << kapald_->Log();
+  EXPECT_TRUE(List().empty());
+  {
+    SQLite::Database db(kapald_->RootDir() + "/kapal.db", SQLite::OPEN_READONLY);
+    EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM snapshots WHERE kind = 'active'").getInt(), 0);
+  }
+  grpc::Status again = Pull(Ref("kapal/big:1"));
+  ASSERT_TRUE(again.ok()) << again.error_message();
+  EXPECT_EQ(List().size(), 1u);
+}
+
+TEST_F(ImageServiceTest, PullMetricsCountResults) {
+  ASSERT_TRUE(registry_->Push("kapal/busybox", "1", busybox_).ok());
+  ASSERT_TRUE(Pull(Ref("kapal/busybox:1")).ok());
+  ASSERT_FALSE(Pull(Ref("kapal/busybox:2")).ok());
+  auto address = kapald_->MetricsAddress();
+  ASSERT_TRUE(address.ok());
+  CommandResult scrape = RunCommand({"/usr/bin/curl", "-sf", "http://" + *address + "/metrics"});
+  EXPECT_THAT(scrape.out, HasSubstr("kapal_image_pulls_total{result=\"success\"} 1"));
+  EXPECT_THAT(scrape.out, HasSubstr("kapal_image_pulls_total{result=\"failure\"} 1"));
+}
+
+}  // namespace
+}  // namespace kapal::testing
