@@ -17,6 +17,7 @@
 #include "base/unique_fd.h"
 #include "cri/host_facts.h"
 #include "cri/image_service.h"
+#include "cri/kapal_service.h"
 #include "images/content_store.h"
 #include "images/image_store.h"
 #include "images/puller.h"
@@ -106,6 +107,7 @@ struct Daemon::Parts {
   std::unique_ptr<images::Puller> puller;
   std::unique_ptr<RuntimeService> runtime_service;
   std::unique_ptr<ImageService> image_service;
+  std::unique_ptr<KapalImagesService> kapal_images_service;
   std::unique_ptr<grpc::Server> server;
   bool socket_owned = false;
 };
@@ -188,12 +190,14 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   parts->image_service = std::make_unique<ImageService>(parts->config, *parts->puller, *parts->images,
                                                         *parts->content, *parts->snapshots,
                                                         parts->metrics, logger);
+  parts->kapal_images_service = std::make_unique<KapalImagesService>(*parts->puller, logger);
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", config.socket_path),
                            grpc::InsecureServerCredentials());
   builder.RegisterService(parts->runtime_service.get());
   builder.RegisterService(parts->image_service.get());
+  builder.RegisterService(parts->kapal_images_service.get());
   // Kubelet's default limit; ListImages and ListContainers on a busy node need more than gRPC's
   // 4 MiB.
   builder.SetMaxReceiveMessageSize(16 * 1024 * 1024);

@@ -57,12 +57,20 @@ absl::StatusOr<std::unique_ptr<CriClient>> CriClient::Connect(const ClientConfig
   }
   client->runtime_ = runtime::v1::RuntimeService::NewStub(*runtime_channel);
   client->images_ = runtime::v1::ImageService::NewStub(image_channel);
+  client->kapal_images_ = kapal::v1::Images::NewStub(image_channel);
   return client;
 }
 
 std::unique_ptr<grpc::ClientContext> CriClient::NewContext() const {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(std::chrono::system_clock::now() + config_.timeout);
+  return context;
+}
+
+std::unique_ptr<grpc::ClientContext> CriClient::LongContext() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  // Pulls of large images take minutes; an hour bounds a stuck one.
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::hours(1));
   return context;
 }
 

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cri/proto/cri_api.h"
+#include "cri/proto/kapal.grpc.pb.h"
 #include "ctl/client_config.h"
 #include "ctl/output.h"
 
@@ -19,8 +20,12 @@ class CriClient {
 
   runtime::v1::RuntimeService::Stub& Runtime() { return *runtime_; }
   runtime::v1::ImageService::Stub& Images() { return *images_; }
+  // kapal's own API on the image endpoint; other runtimes answer UNIMPLEMENTED.
+  kapal::v1::Images::Stub& KapalImages() { return *kapal_images_; }
   // A context whose deadline is the configured timeout from now.
   std::unique_ptr<grpc::ClientContext> NewContext() const;
+  // A context without the short --timeout, for work that takes long (pulls).
+  std::unique_ptr<grpc::ClientContext> LongContext() const;
   bool Debug() const { return config_.debug; }
 
  private:
@@ -28,6 +33,7 @@ class CriClient {
   ClientConfig config_;
   std::unique_ptr<runtime::v1::RuntimeService::Stub> runtime_;
   std::unique_ptr<runtime::v1::ImageService::Stub> images_;
+  std::unique_ptr<kapal::v1::Images::Stub> kapal_images_;
 };
 
 // A failed call as the user should see it: "Version: NOT_FOUND: message".

@@ -220,5 +220,59 @@ TEST_F(ImageServiceTest, PullMetricsCountResults) {
   EXPECT_THAT(scrape.out, HasSubstr("kapal_image_pulls_total{result=\"failure\"} 1"));
 }
 
+TEST_F(ImageServiceTest, KapalctlPullImagesInspectRemove) {
+  ASSERT_TRUE(registry_->Push("kapal/busybox", "1.36", busybox_).ok());
+  std::string ref = Ref("kapal/busybox:1.36");
+  std::string id = images::Digest::Sha256Of(busybox_.ConfigJson()).String();
+
+  CommandResult pull = kapald_->Kapalctl({"pull", ref});
+  ASSERT_EQ(pull.exit_code, 0) << pull.err;
+  // Not a terminal: one plain line per layer, then crictl's closing line.
+  EXPECT_THAT(pull.out, HasSubstr(busybox_.layers[0].digest.substr(7, 13) + "  done "));
+  EXPECT_THAT(pull.out, HasSubstr("Image is up to date for " + id));
+  EXPECT_EQ(pull.out.find("\x1b["), std::string::npos) << "no terminal escapes in a pipe";
+  CommandResult again = kapald_->Kapalctl({"image", "pull", ref});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("already present"));
+
+  CommandResult table = kapald_->Kapalctl({"images"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("IMAGE"));
+  EXPECT_THAT(table.out, HasSubstr(Ref("kapal/busybox")));
+  EXPECT_THAT(table.out, HasSubstr("1.36"));
+  EXPECT_THAT(table.out, HasSubstr(id.substr(7, 13)));
+  CommandResult quiet = kapald_->Kapalctl({"image", "ls", "-q"});
+  EXPECT_EQ(quiet.out, id + "\n");
+  CommandResult digests = kapald_->Kapalctl({"images", "--digests"});
+  EXPECT_THAT(digests.out, HasSubstr("DIGEST"));
+  CommandResult json = kapald_->Kapalctl({"images", "-o", "json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_EQ(nlohmann::json::parse(json.out)["images"][0]["id"], id);
+
+  CommandResult inspect = kapald_->Kapalctl({"inspecti", ref});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  auto inspected = nlohmann::json::parse(inspect.out);
+  EXPECT_EQ(inspected["status"]["id"], id);
+  EXPECT_EQ(inspected["info"]["imageSpec"]["config"]["User"], "1000");
+  CommandResult fsinfo = kapald_->Kapalctl({"imagefsinfo"});
+  ASSERT_EQ(fsinfo.exit_code, 0) << fsinfo.err;
+  EXPECT_EQ(nlohmann::json::parse(fsinfo.out)["imageFilesystems"][0]["fsId"]["mountpoint"],
+            kapald_->RootDir());
+
+  CommandResult typo = kapald_->Kapalctl({"rmi", Ref("kapal/busybox:typo")});
+  EXPECT_EQ(typo.exit_code, 1);
+  EXPECT_THAT(typo.err, HasSubstr("no such image"));
+  CommandResult removed = kapald_->Kapalctl({"image", "rm", ref});
+  ASSERT_EQ(removed.exit_code, 0) << removed.err;
+  EXPECT_THAT(removed.out, HasSubstr("Deleted: " + ref));
+  EXPECT_TRUE(List().empty());
+}
+
+TEST_F(ImageServiceTest, KapalctlPullReportsFailuresWithTheCode) {
+  CommandResult missing = kapald_->Kapalctl({"pull", Ref("kapal/missing:1")});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("Pull: NOT_FOUND"));
+}
+
 }  // namespace
 }  // namespace kapal::testing
