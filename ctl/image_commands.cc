@@ -75,9 +75,10 @@ absl::Status RunPull(CriClient& client, const PullCommand& command, std::ostream
   auto redraw = [&] {
     // Move back over the previous drawing and write every layer's line again.
     if (drawn_lines > 0) out << "\x1b[" << drawn_lines << "F";
-    int64_t done = 0;
+    int64_t done = 0, total = 0;
     for (const auto& [digest, layer] : layers) {
       done += layer.cached ? 0 : layer.done;
+      total += layer.cached ? 0 : layer.total;
       std::string state = layer.cached ? "already present"
                           : layer.done >= layer.total
                               ? absl::StrCat("done ", HumanSize(static_cast<double>(layer.total)))
@@ -85,7 +86,9 @@ absl::Status RunPull(CriClient& client, const PullCommand& command, std::ostream
                                              HumanSize(static_cast<double>(layer.total)));
       out << "\x1b[2K" << ShortDigest(digest) << "  " << state << "\n";
     }
-    out << "\x1b[2K" << HumanSize(static_cast<double>(done) / std::max(seconds(), 0.001)) << "/s\n";
+    out << "\x1b[2K" << "downloaded " << HumanSize(static_cast<double>(done)) << " of "
+        << HumanSize(static_cast<double>(total)) << ", "
+        << HumanSize(static_cast<double>(done) / std::max(seconds(), 0.001)) << "/s\n";
     drawn_lines = layers.size() + 1;
     out.flush();
   };

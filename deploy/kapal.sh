@@ -86,6 +86,13 @@ demo() {
   echo "$ kapalctl info -o table"
   kapalctl info -o table
   echo
+  demo_image
+  echo "$ kapalctl pull $demo_ref"
+  kapalctl pull "$demo_ref"
+  echo
+  echo "$ kapalctl images"
+  kapalctl images
+  echo
   echo "kapald is running with its default configuration (kapald --print-default-config shows it)."
   echo "Socket: unix:///run/kapal/kapal.sock   Metrics: http://127.0.0.1:9754/metrics"
   if [ -d /run/systemd/system ]; then
@@ -93,6 +100,42 @@ demo() {
   else
     echo "Logs: /var/log/kapald.log   Stop: deploy/kapal.sh stop"
   fi
+}
+
+# A registry on loopback with a busybox image built here (umoci from /bin/busybox, pushed with
+# skopeo): the demo pulls without reaching any outside registry.
+demo_registry_dir=/var/lib/kapal-demo-registry
+demo_ref=127.0.0.1:5055/demo/busybox:latest
+demo_image() {
+  mkdir -p "$demo_registry_dir"
+  cat >"$demo_registry_dir/config.yml" <<CONFIG
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $demo_registry_dir/storage}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:5055}
+CONFIG
+  if ! curl -sf http://127.0.0.1:5055/v2/ >/dev/null; then
+    nohup docker-registry serve "$demo_registry_dir/config.yml" >>/var/log/kapal-demo-registry.log 2>&1 </dev/null &
+    echo $! >/run/kapal-demo-registry.pid
+    for _ in $(seq 1 100); do curl -sf http://127.0.0.1:5055/v2/ >/dev/null && break; sleep 0.1; done
+  fi
+  local work
+  work=$(mktemp -d)
+  (
+    cd "$work"
+    umoci init --layout oci >/dev/null
+    umoci new --image oci:busybox >/dev/null
+    umoci unpack --image oci:busybox bundle >/dev/null
+    mkdir -p bundle/rootfs/bin
+    cp /bin/busybox bundle/rootfs/bin/busybox
+    for applet in sh echo ls cat sleep env; do ln -sf busybox "bundle/rootfs/bin/$applet"; done
+    umoci repack --image oci:busybox bundle >/dev/null
+    umoci config --image oci:busybox --config.cmd /bin/sh >/dev/null
+    skopeo copy -q --dest-tls-verify=false oci:oci:busybox "docker://$demo_ref"
+  )
+  rm -rf "$work"
+  echo "Built $demo_ref from /bin/busybox and pushed it to a registry on 127.0.0.1:5055."
+  echo
 }
 
 stop_background() {
@@ -115,6 +158,10 @@ stop() {
     systemctl stop kapal.service
   fi
   stop_background
+  if [ -f /run/kapal-demo-registry.pid ]; then
+    kill "$(cat /run/kapal-demo-registry.pid)" 2>/dev/null || true
+    rm -f /run/kapal-demo-registry.pid
+  fi
 }
 
 test_suite() {
