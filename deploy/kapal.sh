@@ -30,7 +30,7 @@ test_packages=(docker-registry busybox-static skopeo umoci curl)
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then
-    echo "kapal.sh: $1 needs root (run it with sudo)" >&2
+    echo "kapal.sh: $1 needs root (run it as root, or with sudo)" >&2
     exit 1
   fi
 }
