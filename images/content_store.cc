@@ -22,6 +22,8 @@ namespace kapal::images {
 
 namespace {
 
+constexpr size_t kWriteChunk = 1 << 20;
+
 int64_t NowSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -74,7 +76,9 @@ BlobWriter::BlobWriter(ContentStore& content, Digest expected, int64_t expected_
                        std::string media_type, std::string temp_path, int fd, Hasher hasher)
     : content_(content), expected_(std::move(expected)), expected_size_(expected_size),
       media_type_(std::move(media_type)), temp_path_(std::move(temp_path)), fd_(fd),
-      hasher_(std::move(hasher)) {}
+      hasher_(std::move(hasher)) {
+  pending_.reserve(kWriteChunk + 64 * 1024);
+}
 
 BlobWriter::~BlobWriter() {
   if (fd_ >= 0) ::close(fd_);
@@ -89,11 +93,20 @@ absl::Status BlobWriter::Write(const char* data, size_t size) {
                                             expected_size_, " bytes expected"));
   }
   hasher_.Update(data, size);
-  return WriteAll(fd_, data, size, temp_path_);
+  pending_.append(data, size);
+  if (pending_.size() >= kWriteChunk) return Flush();
+  return absl::OkStatus();
+}
+
+absl::Status BlobWriter::Flush() {
+  absl::Status status = WriteAll(fd_, pending_.data(), pending_.size(), temp_path_);
+  pending_.clear();
+  return status;
 }
 
 absl::StatusOr<int64_t> BlobWriter::Commit() {
   if (committed_ || fd_ < 0) return absl::FailedPreconditionError("blob writer is closed");
+  if (absl::Status flushed = Flush(); !flushed.ok()) return flushed;
   if (expected_size_ >= 0 && written_ != expected_size_) {
     return absl::DataLossError(absl::StrCat("blob ", expected_.String(), ": size mismatch (got ",
                                             written_, " bytes, expected ", expected_size_, ")"));

@@ -39,7 +39,12 @@ class BlobWriter {
   std::string media_type_;
   std::string temp_path_;
   int fd_;
+  absl::Status Flush();
+
   Hasher hasher_;
+  // Registries' bytes arrive in small pieces (cpp-httplib hands over 4 KiB at a time); they are
+  // gathered here so that the disk sees a few large writes instead of tens of thousands.
+  std::string pending_;
   int64_t written_ = 0;
   bool committed_ = false;
 };
