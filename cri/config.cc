@@ -78,6 +78,16 @@ class TableReader {
     out = std::move(values);
   }
 
+  void Bool(absl::string_view key, bool& out) {
+    const toml::node* node = Take(key);
+    if (node == nullptr) return;
+    if (const auto* value = node->as_boolean()) {
+      out = value->get();
+    } else {
+      Error(*node, key, absl::StrCat("expected true or false, got ", TypeName(node->type())));
+    }
+  }
+
   void Int(absl::string_view key, int& out) {
     const toml::node* node = Take(key);
     if (node == nullptr) return;
@@ -183,6 +193,25 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
   if (config.max_concurrent_downloads < 1 || config.max_concurrent_downloads > 32) {
     errors.push_back(absl::StrCat("key 'images.max_concurrent_downloads': ",
                                   config.max_concurrent_downloads, " is not from 1 to 32"));
+  }
+  for (const auto& [host, settings] : config.registries) {
+    std::string key = absl::StrCat("registries.\"", host, "\"");
+    if (host.empty() || host.find('/') != std::string::npos || host.find(' ') != std::string::npos) {
+      errors.push_back(absl::StrCat("key '", key, "': a registry is a host[:port], without a path"));
+    }
+    for (const std::string& mirror : settings.mirrors) {
+      if (auto parsed = images::ParseMirror(mirror); !parsed.ok()) {
+        errors.push_back(absl::StrCat("key '", key, ".mirrors': ", parsed.status().message()));
+      }
+    }
+    if (!settings.fallback_to_origin && settings.mirrors.empty()) {
+      errors.push_back(absl::StrCat("key '", key,
+                                    ".fallback_to_origin': false needs at least one mirror"));
+    }
+    if (!settings.ca_file.empty()) CheckAbsolute(key + ".ca_file", settings.ca_file, errors);
+    if (settings.password.empty() != settings.username.empty()) {
+      errors.push_back(absl::StrCat("key '", key, "': username and password go together"));
+    }
   }
   CheckAbsolute("cni.conf_dir", config.cni_conf_dir, errors);
   if (config.cni_bin_dirs.empty()) {
@@ -305,6 +334,29 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
     reader.Int("max_concurrent_downloads", config.max_concurrent_downloads);
     reader.RejectUnknownKeys();
   }
+  if (const toml::table* registries = top.Table("registries")) {
+    for (const auto& [key, node] : *registries) {
+      std::string host(key.str());
+      std::string prefix = absl::StrCat("registries.\"", host, "\".");
+      const toml::table* table = node.as_table();
+      if (table == nullptr) {
+        errors.push_back(absl::StrCat("line ", node.source().begin.line, ": key 'registries.\"", host,
+                                      "\"': expected a table, got ", TypeName(node.type())));
+        continue;
+      }
+      images::RegistryHostSettings settings;
+      TableReader reader(*table, prefix, errors);
+      reader.StringList("mirrors", settings.mirrors);
+      reader.Bool("fallback_to_origin", settings.fallback_to_origin);
+      reader.Bool("plain_http", settings.plain_http);
+      reader.Bool("skip_verify", settings.skip_verify);
+      reader.String("ca_file", settings.ca_file);
+      reader.String("username", settings.username);
+      reader.String("password", settings.password);
+      reader.RejectUnknownKeys();
+      config.registries[host] = settings;
+    }
+  }
   if (const toml::table* cni = top.Table("cni")) {
     TableReader reader(*cni, "cni.", errors);
     reader.String("conf_dir", config.cni_conf_dir);
@@ -376,6 +428,30 @@ std::string RenderConfig(const Config& config) {
   line("# Layers downloaded at once per pull (1 to 32).");
   line("max_concurrent_downloads = ", config.max_concurrent_downloads);
   line();
+  line("# Per-registry settings, one table per registry host. Registries on loopback speak plain");
+  line("# HTTP without any; every other one HTTPS unless plain_http or skip_verify says otherwise.");
+  line("#   [registries.\"registry.k8s.io\"]");
+  line("#   mirrors = [\"http://127.0.0.1:5000\"]  # tried in order before the registry itself");
+  line("#   fallback_to_origin = false             # only the mirrors (an air-gapped node)");
+  line("#   plain_http = false");
+  line("#   skip_verify = false");
+  line("#   ca_file = \"/etc/kapal/certs/registry-ca.pem\"");
+  line("#   username = \"\"");
+  line("#   password = \"\"");
+  for (const auto& [host, settings] : config.registries) {
+    line("[registries.", Quoted(host), "]");
+    std::vector<std::string> mirrors;
+    for (const std::string& mirror : settings.mirrors) mirrors.push_back(Quoted(mirror));
+    line("mirrors = [", absl::StrJoin(mirrors, ", "), "]");
+    line("fallback_to_origin = ", settings.fallback_to_origin ? "true" : "false");
+    line("plain_http = ", settings.plain_http ? "true" : "false");
+    line("skip_verify = ", settings.skip_verify ? "true" : "false");
+    line("ca_file = ", Quoted(settings.ca_file));
+    line("username = ", Quoted(settings.username));
+    line("password = ", Quoted(settings.password));
+    line();
+  }
+  line();
   line("[cni]");
   line("# Network configuration files (.conf, .conflist, .json); the first in name order is used.");
   line("conf_dir = ", Quoted(config.cni_conf_dir));
@@ -389,7 +465,18 @@ std::string RenderConfig(const Config& config) {
 nlohmann::json ConfigToJson(const Config& config) {
   nlohmann::json handlers = nlohmann::json::object();
   for (const auto& [name, handler] : config.runtimes) handlers[name] = {{"binary", handler.binary}};
+  nlohmann::json registries = nlohmann::json::object();
+  for (const auto& [host, settings] : config.registries) {
+    registries[host] = {{"mirrors", settings.mirrors},
+                        {"fallback_to_origin", settings.fallback_to_origin},
+                        {"plain_http", settings.plain_http},
+                        {"skip_verify", settings.skip_verify},
+                        {"ca_file", settings.ca_file},
+                        {"username", settings.username},
+                        {"password", settings.password.empty() ? "" : "<redacted>"}};
+  }
   return {
+      {"registries", registries},
       {"root", config.root_dir},
       {"state", config.state_dir},
       {"log_level", config.log_level},

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "images/registry_hosts.h"
 #include "nlohmann/json.hpp"
 
 namespace kapal::cri {
@@ -39,6 +40,8 @@ struct Config {
   // auto: overlay where the kernel and root filesystem allow it, else native copies.
   SnapshotterSetting snapshotter = SnapshotterSetting::kAuto;
   int max_concurrent_downloads = 3;
+  // Per registry host ("registry.k8s.io", "127.0.0.1:5000"): mirrors, TLS, credentials.
+  std::map<std::string, images::RegistryHostSettings> registries;
 
   bool operator==(const Config&) const = default;
 };
@@ -54,6 +57,8 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, bool must_exist);
 // `kapald --print-default-config` prints.
 std::string RenderConfig(const Config& config);
 
+// The configuration as JSON, with registry passwords replaced by "<redacted>": Status verbose
+// and kapalctl info show it to anyone who can reach the socket's logs.
 nlohmann::json ConfigToJson(const Config& config);
 
 absl::string_view CgroupDriverSettingName(CgroupDriverSetting setting);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "images/unpack.h"
 
 namespace kapal::images {
@@ -122,12 +123,34 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
   absl::StatusOr<Reference> reference = ParseReference(reference_text);
   if (!reference.ok()) return reference.status();
   std::string context = absl::StrCat("pull ", reference->String());
-  RegistryClient client(DefaultEndpoint(reference->domain), credentials);
   const std::string& repository = reference->path;
-
   std::string wanted = reference->digest ? reference->digest->String() : reference->tag;
-  absl::StatusOr<FetchedManifest> top = client.FetchManifest(repository, wanted);
-  if (!top.ok()) return Annotate(top.status(), context);
+  // Credentials from the request (kubelet's image pull secrets) win over configured ones.
+  Credentials effective =
+      credentials.Empty() ? options_.hosts.CredentialsFor(reference->domain) : credentials;
+
+  // The first endpoint (a mirror, or the registry) that has the manifest serves the whole pull.
+  std::unique_ptr<RegistryClient> chosen_client;
+  absl::StatusOr<FetchedManifest> top = absl::NotFoundError("no endpoint");
+  std::vector<std::string> tried;
+  for (const RegistryEndpoint& endpoint : options_.hosts.EndpointsFor(reference->domain)) {
+    auto candidate = std::make_unique<RegistryClient>(endpoint, effective);
+    top = candidate->FetchManifest(repository, wanted);
+    if (top.ok()) {
+      chosen_client = std::move(candidate);
+      break;
+    }
+    tried.push_back(absl::StrCat(endpoint.Url(), ": ", top.status().message()));
+    // A mirror that lacks the image or is down is skipped; refused credentials or a broken
+    // manifest are answers, not absences.
+    if (!absl::IsNotFound(top.status()) && !absl::IsUnavailable(top.status())) break;
+  }
+  if (!top.ok()) {
+    std::string detail = tried.size() > 1 ? absl::StrCat(" (tried ", absl::StrJoin(tried, "; "), ")")
+                                          : std::string(absl::StrCat(": ", top.status().message()));
+    return absl::Status(top.status().code(), absl::StrCat(context, detail));
+  }
+  RegistryClient& client = *chosen_client;
   std::vector<Digest> blobs;
   FetchedManifest chosen = *top;
   if (IsIndex(top->media_type, top->body)) {

@@ -12,6 +12,7 @@
 #include "images/image_store.h"
 #include "images/manifest.h"
 #include "images/registry_client.h"
+#include "images/registry_hosts.h"
 #include "snapshotter/snapshotter.h"
 
 namespace kapal::images {
@@ -29,6 +30,7 @@ struct PullOptions {
   int max_concurrent_downloads = 3;
   int attempts = 3;  // per blob, for network errors and 5xx
   Platform platform = HostPlatform();
+  RegistryHosts hosts;  // mirrors, TLS settings and credentials per registry
 };
 
 // Pulls images into the content store and snapshots: resolves the reference, picks this node's

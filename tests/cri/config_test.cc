@@ -37,6 +37,9 @@ TEST(ConfigTest, RenderedNonDefaultConfigRoundTrips) {
   custom.default_runtime = "kata";
   custom.cni_bin_dirs = {"/a", "/b", "/c"};
   custom.snapshotter = SnapshotterSetting::kNative;
+  custom.registries["registry.k8s.io"] = {{"http://127.0.0.1:5000", "https://m.example"}, false,
+                                          false, true, "/etc/ca.pem", "u", "p"};
+  custom.registries["127.0.0.1:5001"] = {};
   custom.max_concurrent_downloads = 8;
   auto parsed = ParseConfig(RenderConfig(custom), "custom");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -138,6 +141,21 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfigCase{"RelativeCniConfDir", "[cni]\nconf_dir = \"net.d\"", "key 'cni.conf_dir'"},
         BadConfigCase{"EmptyCniBinDirs", "[cni]\nbin_dirs = []", "key 'cni.bin_dirs': must name at least one"},
         BadConfigCase{"RelativeCniBinDir", "[cni]\nbin_dirs = [\"bin\"]", "key 'cni.bin_dirs'"},
+        BadConfigCase{"MirrorWithPath", "[registries.\"r.io\"]\nmirrors = [\"http://m/x\"]",
+                      "key 'registries.\"r.io\".mirrors': mirror \"http://m/x\""},
+        BadConfigCase{"MirrorScheme", "[registries.\"r.io\"]\nmirrors = [\"ftp://m\"]",
+                      "only http:// and https://"},
+        BadConfigCase{"NoOriginNoMirror", "[registries.\"r.io\"]\nfallback_to_origin = false",
+                      "false needs at least one mirror"},
+        BadConfigCase{"RegistryBoolType", "[registries.\"r.io\"]\nplain_http = \"yes\"",
+                      "key 'registries.\"r.io\".plain_http': expected true or false, got a string"},
+        BadConfigCase{"RegistryUnknownKey", "[registries.\"r.io\"]\nmirror = []",
+                      "key 'registries.\"r.io\".mirror': unknown key"},
+        BadConfigCase{"RegistryRelativeCa", "[registries.\"r.io\"]\nca_file = \"ca.pem\"",
+                      "ca_file"},
+        BadConfigCase{"UserWithoutPassword", "[registries.\"r.io\"]\nusername = \"u\"",
+                      "username and password go together"},
+        BadConfigCase{"RegistryWithPath", "[registries.\"r.io/x\"]", "without a path"},
         BadConfigCase{"BadSnapshotter", "[images]\nsnapshotter = \"zfs\"",
                       "key 'images.snapshotter': \"zfs\" is not auto, overlay or native"},
         BadConfigCase{"ConcurrencyNotANumber", "[images]\nmax_concurrent_downloads = \"3\"",
@@ -170,6 +188,16 @@ TEST(ConfigTest, LoadConfigReadsTheFile) {
   auto config = LoadConfig(dir->Join("k.toml"), true);
   ASSERT_TRUE(config.ok());
   EXPECT_EQ(config->log_level, "warn");
+}
+
+TEST(ConfigTest, JsonRedactsRegistryPasswords) {
+  Config config;
+  config.registries["r.io"].username = "user";
+  config.registries["r.io"].password = "secret";
+  std::string json = ConfigToJson(config).dump();
+  EXPECT_THAT(json, HasSubstr("\"user\""));
+  EXPECT_THAT(json, ::testing::Not(HasSubstr("secret")));
+  EXPECT_THAT(json, HasSubstr("<redacted>"));
 }
 
 TEST(ConfigTest, JsonShowsEveryKey) {

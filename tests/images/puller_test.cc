@@ -239,6 +239,40 @@ TEST_P(PullTest, UnknownTagIsNotFoundAndBadReferenceIsInvalid) {
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_P(PullTest, AirGappedRegistryIsServedByItsMirrorAlone) {
+  ASSERT_TRUE(registry_->Push("pause", "3.9", Busybox()).ok());
+  // registry.k8s.io is never contacted: the mirror alone serves it (no fallback to the origin).
+  RegistryHostSettings settings;
+  settings.mirrors = {"http://" + registry_->Host()};
+  settings.fallback_to_origin = false;
+  PullOptions options;
+  options.hosts = RegistryHosts({{"registry.k8s.io", settings}});
+  Puller puller(*content_, *snapshots_, *images_, options);
+  auto pulled = puller.Pull("registry.k8s.io/pause:3.9", {});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_THAT(pulled->repo_tags, ::testing::ElementsAre("registry.k8s.io/pause:3.9"));
+  EXPECT_TRUE(images_->Find("registry.k8s.io/pause:3.9").ok());
+}
+
+TEST_P(PullTest, DeadMirrorIsSkippedForTheNext) {
+  ASSERT_TRUE(registry_->Push("kapal/busybox", "1", Busybox()).ok());
+  auto dead_port = testing::PickFreeLoopbackPort();
+  ASSERT_TRUE(dead_port.ok());
+  RegistryHostSettings settings;
+  settings.mirrors = {"127.0.0.1:" + std::to_string(*dead_port), registry_->Host()};
+  settings.fallback_to_origin = false;
+  PullOptions options;
+  options.hosts = RegistryHosts({{"mirrored.example", settings}});
+  Puller puller(*content_, *snapshots_, *images_, options);
+  auto pulled = puller.Pull("mirrored.example/kapal/busybox:1", {});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+
+  // With every mirror lacking the image, the error lists what was tried.
+  auto missing = puller.Pull("mirrored.example/kapal/absent:1", {});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("tried"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Drivers, PullTest,
                          ::testing::Values(snapshotter::Driver::kOverlay, snapshotter::Driver::kNative),
                          [](const ::testing::TestParamInfo<snapshotter::Driver>& param_info) {
