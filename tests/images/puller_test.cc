@@ -273,6 +273,37 @@ TEST_P(PullTest, DeadMirrorIsSkippedForTheNext) {
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("tried"));
 }
 
+TEST_P(PullTest, RegistryWithBasicAuth) {
+  auto secured = RegistryFixture::Start("kapal", "s3cret");
+  ASSERT_TRUE(secured.ok()) << secured.status();
+  ASSERT_TRUE((*secured)->Push("kapal/private", "1", Busybox()).ok());
+  std::string reference = (*secured)->Host() + "/kapal/private:1";
+
+  auto anonymous = puller_->Pull(reference, {});
+  EXPECT_EQ(anonymous.status().code(), absl::StatusCode::kUnauthenticated) << anonymous.status();
+  Credentials wrong;
+  wrong.username = "kapal";
+  wrong.password = "guess";
+  EXPECT_EQ(puller_->Pull(reference, wrong).status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE(images_->List().empty());
+
+  Credentials right;
+  right.username = "kapal";
+  right.password = "s3cret";
+  auto pulled = puller_->Pull(reference, right);
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+
+  // The same credentials from kapal.toml, for a pull request that carries none.
+  RegistryHostSettings settings;
+  settings.username = "kapal";
+  settings.password = "s3cret";
+  PullOptions options;
+  options.hosts = RegistryHosts({{(*secured)->Host(), settings}});
+  ASSERT_TRUE(images_->Remove(pulled->id).ok());
+  Puller configured(*content_, *snapshots_, *images_, options);
+  EXPECT_TRUE(configured.Pull(reference, {}).ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Drivers, PullTest,
                          ::testing::Values(snapshotter::Driver::kOverlay, snapshotter::Driver::kNative),
                          [](const ::testing::TestParamInfo<snapshotter::Driver>& param_info) {
