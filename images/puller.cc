@@ -167,26 +167,14 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
     blobs.push_back(top->digest);
     chosen = std::move(*manifest);
   }
-  absl::StatusOr<ImageManifest> manifest = ParseManifest(chosen.body);
-  if (!manifest.ok()) return Annotate(manifest.status(), context);
   if (absl::StatusOr<int64_t> stored = content_.IngestBytes(chosen.digest, chosen.body, chosen.media_type);
       !stored.ok()) {
     return Annotate(stored.status(), context);
   }
-  blobs.push_back(chosen.digest);
-
+  absl::StatusOr<ImageManifest> manifest = ParseManifest(chosen.body);
+  if (!manifest.ok()) return Annotate(manifest.status(), context);
   if (absl::Status fetched = Download(client, repository, manifest->config, nullptr); !fetched.ok()) {
     return Annotate(fetched, context + ": config");
-  }
-  blobs.push_back(manifest->config.digest);
-  absl::StatusOr<std::string> config_json = content_.ReadAll(manifest->config.digest);
-  if (!config_json.ok()) return Annotate(config_json.status(), context);
-  absl::StatusOr<ImageConfig> config = ParseImageConfig(*config_json);
-  if (!config.ok()) return Annotate(config.status(), context);
-  if (config->diff_ids.size() != manifest->layers.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(context, ": the manifest has ", manifest->layers.size(),
-                                                   " layers but the config ", config->diff_ids.size(),
-                                                   " diff ids"));
   }
   for (const Descriptor& layer : manifest->layers) {
     if (absl::StatusOr<LayerCompression> compression = CompressionOf(layer.media_type); !compression.ok()) {
@@ -215,25 +203,58 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
   for (std::thread& thread : workers) thread.join();
   if (!failure.ok()) return Annotate(failure, context);
 
+  std::vector<std::string> repo_tags;
+  if (!reference->tag.empty()) repo_tags.push_back(absl::StrCat(reference->Name(), ":", reference->tag));
+  // The digest a tag resolved to: the index's, when the registry served one.
+  std::vector<std::string> repo_digests = {absl::StrCat(reference->Name(), "@", top->digest.String())};
+  absl::StatusOr<ImageRecord> image =
+      UnpackAndRecord(chosen.digest, chosen.media_type, repo_tags, repo_digests, blobs);
+  if (!image.ok()) return Annotate(image.status(), context);
+  return image;
+}
+
+absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(const Digest& manifest_digest,
+                                                    const std::string& manifest_media_type,
+                                                    const std::vector<std::string>& repo_tags,
+                                                    const std::vector<std::string>& repo_digests,
+                                                    const std::vector<Digest>& extra_blobs) {
+  absl::StatusOr<std::string> manifest_json = content_.ReadAll(manifest_digest);
+  if (!manifest_json.ok()) return manifest_json.status();
+  absl::StatusOr<ImageManifest> manifest = ParseManifest(*manifest_json);
+  if (!manifest.ok()) return manifest.status();
+  absl::StatusOr<std::string> config_json = content_.ReadAll(manifest->config.digest);
+  if (!config_json.ok()) return config_json.status();
+  absl::StatusOr<ImageConfig> config = ParseImageConfig(*config_json);
+  if (!config.ok()) return config.status();
+  if (config->diff_ids.size() != manifest->layers.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("the manifest has ", manifest->layers.size(),
+                                                   " layers but the config ", config->diff_ids.size(),
+                                                   " diff ids"));
+  }
+  if (manifest->layers.empty()) return absl::InvalidArgumentError("the image has no layers");
+  std::vector<Digest> blobs = extra_blobs;
+  blobs.push_back(manifest_digest);
+  blobs.push_back(manifest->config.digest);
   std::vector<Digest> chain_ids = ChainIds(config->diff_ids);
-  int64_t size = manifest->config.size + static_cast<int64_t>(chosen.body.size());
+  int64_t size = manifest->config.size + static_cast<int64_t>(manifest_json->size());
   for (size_t i = 0; i < manifest->layers.size(); ++i) {
+    if (absl::StatusOr<LayerCompression> compression = CompressionOf(manifest->layers[i].media_type);
+        !compression.ok()) {
+      return compression.status();
+    }
+    if (!content_.Has(manifest->layers[i].digest)) {
+      return absl::NotFoundError(absl::StrCat("layer ", manifest->layers[i].digest.String(),
+                                              " is not in the content store"));
+    }
     std::string parent = i == 0 ? "" : chain_ids[i - 1].String();
     absl::Status unpacked = UnpackLayer(manifest->layers[i], config->diff_ids[i], chain_ids[i], parent);
-    if (!unpacked.ok()) return Annotate(unpacked, context);
+    if (!unpacked.ok()) return unpacked;
     blobs.push_back(manifest->layers[i].digest);
     size += manifest->layers[i].size;
   }
-  if (chain_ids.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(context, ": the image has no layers"));
-  }
-
-  ImageRecord image{manifest->config.digest, chosen.digest, chosen.media_type, size, chain_ids.back(),
-                    *config_json, NowSeconds(), {}, {}, blobs};
-  if (!reference->tag.empty()) image.repo_tags.push_back(absl::StrCat(reference->Name(), ":", reference->tag));
-  // The digest a tag resolved to: the index's, when the registry served one.
-  image.repo_digests.push_back(absl::StrCat(reference->Name(), "@", top->digest.String()));
-  if (absl::Status stored = images_.Put(image); !stored.ok()) return Annotate(stored, context);
+  ImageRecord image{manifest->config.digest, manifest_digest, manifest_media_type, size,
+                    chain_ids.back(), *config_json, NowSeconds(), repo_tags, repo_digests, blobs};
+  if (absl::Status stored = images_.Put(image); !stored.ok()) return stored;
   return images_.Get(image.id);
 }
 

@@ -47,6 +47,15 @@ class Puller {
   absl::StatusOr<ImageRecord> Pull(const std::string& reference, const Credentials& credentials,
                                    const ProgressCallback& progress = nullptr);
 
+  // Unpacks an image whose manifest, config and layers are all in the content store, and records
+  // it under REPO_TAGS and REPO_DIGESTS (pull and import both end here). EXTRA_BLOBS are held by
+  // the image too (an index it came from).
+  absl::StatusOr<ImageRecord> UnpackAndRecord(const Digest& manifest_digest,
+                                              const std::string& manifest_media_type,
+                                              const std::vector<std::string>& repo_tags,
+                                              const std::vector<std::string>& repo_digests,
+                                              const std::vector<Digest>& extra_blobs);
+
   // The key prefix of snapshots being unpacked; kapald removes leftovers at start.
   static constexpr const char kExtractPrefix[] = "extract-";
 
