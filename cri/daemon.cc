@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/build_info.h"
 #include "base/files.h"
+#include "base/temp_dir.h"
 #include "base/unique_fd.h"
 #include "cri/host_facts.h"
 #include "cri/image_service.h"
@@ -191,7 +192,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   parts->image_service = std::make_unique<ImageService>(parts->config, *parts->puller, *parts->images,
                                                         *parts->content, *parts->snapshots,
                                                         parts->metrics, logger);
-  parts->kapal_images_service = std::make_unique<KapalImagesService>(*parts->puller, logger);
+  // Scratch space for uploaded archives, on the root's filesystem; emptied at each start, since
+  // an import cut short by a crash leaves its upload behind.
+  std::string scratch = config.root_dir + "/tmp";
+  if (absl::Status cleared = base::RemoveTree(scratch); !cleared.ok()) return cleared;
+  if (absl::Status made = base::MakeDirectories(scratch, 0700); !made.ok()) return made;
+  parts->kapal_images_service = std::make_unique<KapalImagesService>(
+      *parts->puller, *parts->content, *parts->images, scratch, logger);
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", config.socket_path),

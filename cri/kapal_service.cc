@@ -1,8 +1,16 @@
 #include "cri/kapal_service.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <mutex>
 
+#include "absl/strings/str_cat.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "base/unique_fd.h"
 #include "cri/grpc_status.h"
+#include "images/archive.h"
 
 namespace kapal::cri {
 
@@ -38,6 +46,57 @@ grpc::Status KapalImagesService::Pull(grpc::ServerContext*, const kapal::v1::Pul
   done.set_image_id(image->id.String());
   writer->Write(done);
   return grpc::Status::OK;
+}
+
+grpc::Status KapalImagesService::Import(grpc::ServerContext*,
+                                        grpc::ServerReader<kapal::v1::ArchiveChunk>* reader,
+                                        kapal::v1::ImportResponse* response) {
+  // The archive is read twice over (entries, then images), so it lands in a file first; the
+  // directory goes with everything in it when this call ends.
+  absl::StatusOr<base::TempDir> scratch = base::TempDir::Create("import", scratch_dir_);
+  if (!scratch.ok()) return ToGrpcStatus(scratch.status());
+  std::string path = scratch->Join("archive.tar");
+  base::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd) return ToGrpcStatus(base::ErrnoStatus(errno, "create " + path));
+  kapal::v1::ArchiveChunk chunk;
+  while (reader->Read(&chunk)) {
+    const std::string& data = chunk.data();
+    size_t offset = 0;
+    while (offset < data.size()) {
+      ssize_t n = ::write(fd.Get(), data.data() + offset, data.size() - offset);
+      if (n < 0) return ToGrpcStatus(base::ErrnoStatus(errno, "write " + path));
+      offset += static_cast<size_t>(n);
+    }
+  }
+  fd.Reset();
+  absl::StatusOr<std::vector<images::ImageRecord>> imported =
+      images::ImportArchive(path, content_, puller_);
+  if (!imported.ok()) {
+    logger_.Warn(imported.status().message());
+    return ToGrpcStatus(imported.status());
+  }
+  for (const images::ImageRecord& image : *imported) {
+    kapal::v1::ImportedImage* out = response->add_images();
+    out->set_id(image.id.String());
+    for (const std::string& tag : image.repo_tags) out->add_repo_tags(tag);
+    logger_.Info("imported ", image.id.String());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status KapalImagesService::Export(grpc::ServerContext* context,
+                                        const kapal::v1::ExportRequest* request,
+                                        grpc::ServerWriter<kapal::v1::ArchiveChunk>* writer) {
+  absl::StatusOr<images::ImageRecord> image = images_.Find(request->image());
+  if (!image.ok()) return ToGrpcStatus(image.status());
+  absl::Status exported = images::ExportArchive(*image, content_, [&](const char* data, size_t size) {
+    if (context->IsCancelled()) return absl::CancelledError("export cancelled by the client");
+    kapal::v1::ArchiveChunk chunk;
+    chunk.set_data(data, size);
+    if (!writer->Write(chunk)) return absl::UnavailableError("the client went away");
+    return absl::OkStatus();
+  });
+  return ToGrpcStatus(exported);
 }
 
 }  // namespace kapal::cri

@@ -1,6 +1,9 @@
 #include "ctl/image_commands.h"
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -213,6 +216,71 @@ absl::Status RunRemoveImages(CriClient& client, const std::vector<std::string>& 
     out << "Deleted: " << image << "\n";
   }
   return first_error;
+}
+
+absl::Status RunImportImage(CriClient& client, const std::string& file, std::ostream& out) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", file));
+  kapal::v1::ImportResponse response;
+  auto context = client.LongContext();
+  auto writer = client.KapalImages().Import(context.get(), &response);
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    std::streamsize n = in.gcount();
+    if (n <= 0) break;
+    kapal::v1::ArchiveChunk chunk;
+    chunk.set_data(buffer.data(), static_cast<size_t>(n));
+    if (!writer->Write(chunk)) break;  // the server ended the call; Finish says why
+  }
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  if (!status.ok()) return RpcError("Import", status);
+  for (const auto& image : response.images()) {
+    out << "Imported " << (image.repo_tags().empty() ? image.id() : image.repo_tags(0)) << " ("
+        << ShortId(image.id()) << ")\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunExportImage(CriClient& client, const std::string& image, const std::string& file,
+                            std::ostream& out) {
+  bool to_stdout = file == "-";
+  // Written next to its final name and renamed when complete: a failed export leaves no
+  // half-written archive that looks whole.
+  std::string temp = file + ".partial";
+  std::ofstream archive;
+  if (!to_stdout) {
+    archive.open(temp, std::ios::binary | std::ios::trunc);
+    if (!archive) return absl::PermissionDeniedError(absl::StrCat("cannot write ", temp));
+  }
+  std::ostream& sink = to_stdout ? std::cout : archive;
+  kapal::v1::ExportRequest request;
+  request.set_image(image);
+  auto context = client.LongContext();
+  auto reader = client.KapalImages().Export(context.get(), request);
+  kapal::v1::ArchiveChunk chunk;
+  int64_t bytes = 0;
+  while (reader->Read(&chunk)) {
+    sink.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+    bytes += static_cast<int64_t>(chunk.data().size());
+  }
+  grpc::Status status = reader->Finish();
+  if (!to_stdout) {
+    archive.close();
+    if (!status.ok() || !archive) {
+      std::remove(temp.c_str());
+      if (status.ok()) return absl::DataLossError(absl::StrCat("cannot write ", temp));
+      return RpcError("Export", status);
+    }
+    if (std::rename(temp.c_str(), file.c_str()) != 0) {
+      return absl::PermissionDeniedError(absl::StrCat("cannot rename ", temp, " to ", file));
+    }
+    out << "Exported " << image << " to " << file << " (" << HumanSize(static_cast<double>(bytes)) << ")\n";
+  } else if (!status.ok()) {
+    return RpcError("Export", status);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status RunImageFsInfo(CriClient& client, OutputFormat format, std::ostream& out) {

@@ -31,6 +31,11 @@ absl::Status RunInspectImages(CriClient& client, const std::vector<std::string>&
                               OutputFormat format, std::ostream& out);
 absl::Status RunRemoveImages(CriClient& client, const std::vector<std::string>& images,
                              std::ostream& out);
+// `kapalctl image import FILE`: an OCI image layout tar or a docker save tar.
+absl::Status RunImportImage(CriClient& client, const std::string& file, std::ostream& out);
+// `kapalctl image export IMAGE FILE`: an OCI image layout tar ("-" for stdout).
+absl::Status RunExportImage(CriClient& client, const std::string& image, const std::string& file,
+                            std::ostream& out);
 absl::Status RunImageFsInfo(CriClient& client, OutputFormat format, std::ostream& out);
 
 // Decimal units with three significant digits, as crictl and docker print sizes ("4.55MB").

@@ -115,12 +115,32 @@ int main(int argc, char** argv) {
   add_images(&app, "images");
   add_inspect(&app, "inspecti");
   add_remove(&app, "rmi");
-  CLI::App* image = app.add_subcommand("image", "Docker-style image commands: ls, pull, rm, inspect");
+  CLI::App* image =
+      app.add_subcommand("image", "Docker-style image commands: ls, pull, rm, inspect, import, export");
   image->require_subcommand(1);
   add_images(image, "ls");
   add_pull(image, "pull");
   add_remove(image, "rm");
   add_inspect(image, "inspect");
+  std::string archive_file;
+  std::string export_image;
+  CLI::App* import_command = image->add_subcommand(
+      "import", "Import an image archive (OCI image layout tar or docker save tar)");
+  import_command->add_option("file", archive_file, "The archive")->required();
+  import_command->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunImportImage(client, archive_file, std::cout);
+    };
+  });
+  CLI::App* export_command = image->add_subcommand("export", "Export an image as an OCI image layout tar");
+  export_command->add_option("image", export_image, "Image reference or id")->required();
+  export_command->add_option("file", archive_file, "Where to write it (- for stdout)")->required();
+  export_command->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunExportImage(client, export_image, archive_file,
+                                        archive_file == "-" ? std::cerr : std::cout);
+    };
+  });
   CLI::App* fsinfo = app.add_subcommand("imagefsinfo", "Show the space images and containers use");
   output_option(fsinfo, "json", "json, yaml or table");
 

@@ -72,9 +72,10 @@ absl::StatusOr<int64_t> ContentStore::SizeOf(const Digest& digest) const {
   return static_cast<int64_t>(st.st_size);
 }
 
-BlobWriter::BlobWriter(ContentStore& content, Digest expected, int64_t expected_size,
+BlobWriter::BlobWriter(ContentStore& content, Digest expected, bool verify, int64_t expected_size,
                        std::string media_type, std::string temp_path, int fd, Hasher hasher)
-    : content_(content), expected_(std::move(expected)), expected_size_(expected_size),
+    : content_(content), expected_(std::move(expected)), verify_(verify),
+      expected_size_(expected_size),
       media_type_(std::move(media_type)), temp_path_(std::move(temp_path)), fd_(fd),
       hasher_(std::move(hasher)) {
   pending_.reserve(kWriteChunk + 64 * 1024);
@@ -112,6 +113,7 @@ absl::StatusOr<int64_t> BlobWriter::Commit() {
                                             written_, " bytes, expected ", expected_size_, ")"));
   }
   Digest actual = hasher_.Finish();
+  if (!verify_) expected_ = actual;
   if (actual != expected_) {
     return absl::DataLossError(absl::StrCat("blob ", expected_.String(), ": digest mismatch (got ",
                                             actual.String(), ")"));
@@ -145,8 +147,17 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> ContentStore::Writer(const Digest& e
                                      counter.fetch_add(1));
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return base::ErrnoStatus(errno, "create " + temp);
-  return std::unique_ptr<BlobWriter>(new BlobWriter(*this, expected, expected_size, media_type,
-                                                    std::move(temp), fd, std::move(*hasher)));
+  return std::unique_ptr<BlobWriter>(new BlobWriter(*this, expected, /*verify=*/true, expected_size,
+                                                    media_type, std::move(temp), fd,
+                                                    std::move(*hasher)));
+}
+
+absl::StatusOr<std::unique_ptr<BlobWriter>> ContentStore::WriterForUnknown(
+    const std::string& media_type) {
+  absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
+      Writer(Digest::Sha256Of(""), /*expected_size=*/-1, media_type);
+  if (writer.ok()) (*writer)->verify_ = false;
+  return writer;
 }
 
 absl::Status ContentStore::Record(const Digest& digest, int64_t size,

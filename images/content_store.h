@@ -26,15 +26,19 @@ class BlobWriter {
   absl::Status Write(const char* data, size_t size);
   // Verifies, fsyncs, renames into place and records the blob; returns its size.
   absl::StatusOr<int64_t> Commit();
+  // The blob's digest: the expected one, or for a writer of unknown content, what was written
+  // (valid after Commit).
+  const Digest& BlobDigest() const { return expected_; }
   int64_t Written() const { return written_; }
 
  private:
   friend class ContentStore;
-  BlobWriter(ContentStore& content, Digest expected, int64_t expected_size, std::string media_type,
-             std::string temp_path, int fd, Hasher hasher);
+  BlobWriter(ContentStore& content, Digest expected, bool verify, int64_t expected_size,
+             std::string media_type, std::string temp_path, int fd, Hasher hasher);
 
   ContentStore& content_;
   Digest expected_;
+  bool verify_;  // false: content whose digest is learned by writing it (docker save files)
   int64_t expected_size_;
   std::string media_type_;
   std::string temp_path_;
@@ -61,6 +65,9 @@ class ContentStore {
   // first when they want to skip a download.
   absl::StatusOr<std::unique_ptr<BlobWriter>> Writer(const Digest& expected, int64_t expected_size,
                                                      const std::string& media_type = "");
+  // A writer for content whose digest is not known in advance: it is stored under the sha256
+  // of what was written.
+  absl::StatusOr<std::unique_ptr<BlobWriter>> WriterForUnknown(const std::string& media_type = "");
   // Writes DATA as blob EXPECTED (nothing happens when it is already present).
   absl::StatusOr<int64_t> IngestBytes(const Digest& expected, const std::string& data,
                                       const std::string& media_type = "");

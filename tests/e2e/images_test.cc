@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
 #include "images/digest.h"
 #include "nlohmann/json.hpp"
 #include "tests/fixtures/kapald_fixture.h"
@@ -266,6 +268,85 @@ TEST_F(ImageServiceTest, KapalctlPullImagesInspectRemove) {
   ASSERT_EQ(removed.exit_code, 0) << removed.err;
   EXPECT_THAT(removed.out, HasSubstr("Deleted: " + ref));
   EXPECT_TRUE(List().empty());
+}
+
+// A tar of FILES (path → content), for archives the tests assemble by hand.
+std::string Tar(const std::vector<std::pair<std::string, std::string>>& files) {
+  std::vector<LayerEntry> entries;
+  for (const auto& [path, content] : files) entries.push_back({LayerEntry::Kind::kFile, path, content});
+  auto tar = BuildLayer(entries, Compression::kNone);
+  EXPECT_TRUE(tar.ok());
+  return tar->data;
+}
+
+TEST_F(ImageServiceTest, ExportThenImportRestoresTheImage) {
+  ASSERT_TRUE(registry_->Push("kapal/busybox", "1.36", busybox_).ok());
+  std::string ref = Ref("kapal/busybox:1.36");
+  std::string id;
+  ASSERT_TRUE(Pull(ref, &id).ok());
+  auto dir = base::TempDir::Create("kapal-archive");
+  ASSERT_TRUE(dir.ok());
+  std::string file = dir->Join("busybox.tar");
+  CommandResult exported = kapald_->Kapalctl({"image", "export", ref, file});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  EXPECT_THAT(exported.out, HasSubstr("Exported " + ref));
+  ASSERT_TRUE(Remove(id).ok());
+  ASSERT_TRUE(List().empty());
+
+  CommandResult imported = kapald_->Kapalctl({"image", "import", file});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err << kapald_->Log();
+  EXPECT_THAT(imported.out, HasSubstr("Imported " + ref));
+  auto images = List();
+  ASSERT_EQ(images.size(), 1u);
+  EXPECT_EQ(images[0].id(), id);
+  EXPECT_THAT(images[0].repo_tags(), ElementsAre(ref));
+  // The imported image is whole: it exports again, byte for byte the same archive.
+  std::string again = dir->Join("again.tar");
+  ASSERT_EQ(kapald_->Kapalctl({"image", "export", id, again}).exit_code, 0);
+  EXPECT_EQ(base::ReadFile(again).value_or("a"), base::ReadFile(file).value_or("b"));
+}
+
+TEST_F(ImageServiceTest, DockerSaveArchiveImports) {
+  auto layer = BuildLayer(*BusyboxRootfs(), Compression::kNone);
+  ASSERT_TRUE(layer.ok());
+  TestImage image;
+  image.layers.push_back(*layer);
+  std::string config = image.ConfigJson();
+  std::string config_name = images::Digest::Sha256Of(config).Hex() + ".json";
+  std::string manifest = absl::StrCat(R"([{"Config":")", config_name,
+                                      R"(","RepoTags":["example.com/app:1"],"Layers":["l1/layer.tar"]}])");
+  auto dir = base::TempDir::Create("kapal-archive");
+  ASSERT_TRUE(dir.ok());
+  std::string file = dir->Join("saved.tar");
+  ASSERT_TRUE(base::WriteFileAtomically(
+                  file, Tar({{"manifest.json", manifest}, {config_name, config}, {"l1/layer.tar", layer->data}}))
+                  .ok());
+  CommandResult imported = kapald_->Kapalctl({"image", "import", file});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  auto images = List();
+  ASSERT_EQ(images.size(), 1u);
+  EXPECT_EQ(images[0].id(), images::Digest::Sha256Of(config).String());
+  EXPECT_THAT(images[0].repo_tags(), ElementsAre("example.com/app:1"));
+}
+
+TEST_F(ImageServiceTest, TamperedArchiveIsRefusedAndKeepsNothing) {
+  std::string honest = "honest content";
+  std::string name = "blobs/sha256/" + images::Digest::Sha256Of(honest).Hex();
+  std::string index = R"({"schemaVersion":2,"manifests":[]})";
+  auto dir = base::TempDir::Create("kapal-archive");
+  ASSERT_TRUE(dir.ok());
+  std::string file = dir->Join("tampered.tar");
+  ASSERT_TRUE(base::WriteFileAtomically(file, Tar({{"oci-layout", R"({"imageLayoutVersion":"1.0.0"})"},
+                                                   {"index.json", index},
+                                                   {name, "tampered content"}}))
+                  .ok());
+  CommandResult imported = kapald_->Kapalctl({"image", "import", file});
+  EXPECT_EQ(imported.exit_code, 1);
+  EXPECT_THAT(imported.err, HasSubstr("DATA_LOSS"));
+  EXPECT_THAT(imported.err, HasSubstr("digest mismatch"));
+  EXPECT_TRUE(List().empty());
+  CommandResult garbage = kapald_->Kapalctl({"image", "import", "/etc/hostname"});
+  EXPECT_EQ(garbage.exit_code, 1);
 }
 
 TEST_F(ImageServiceTest, KapalctlPullReportsFailuresWithTheCode) {
