@@ -26,7 +26,7 @@ build_packages=(
 # What kapald runs: OCI runtimes and CNI plugins.
 runtime_packages=(runc crun containernetworking-plugins iproute2 iptables)
 # What the tests use: a real registry and images built from busybox.
-test_packages=(docker-registry busybox-static skopeo umoci curl)
+test_packages=(docker-registry busybox-static skopeo umoci curl openssl)
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then

@@ -274,7 +274,7 @@ TEST_P(PullTest, DeadMirrorIsSkippedForTheNext) {
 }
 
 TEST_P(PullTest, RegistryWithBasicAuth) {
-  auto secured = RegistryFixture::Start("kapal", "s3cret");
+  auto secured = RegistryFixture::Start(RegistryFixture::Auth::kBasic, "kapal", "s3cret");
   ASSERT_TRUE(secured.ok()) << secured.status();
   ASSERT_TRUE((*secured)->Push("kapal/private", "1", Busybox()).ok());
   std::string reference = (*secured)->Host() + "/kapal/private:1";
@@ -302,6 +302,22 @@ TEST_P(PullTest, RegistryWithBasicAuth) {
   ASSERT_TRUE(images_->Remove(pulled->id).ok());
   Puller configured(*content_, *snapshots_, *images_, options);
   EXPECT_TRUE(configured.Pull(reference, {}).ok());
+}
+
+TEST_P(PullTest, RegistryThatDemandsTokens) {
+  auto secured = RegistryFixture::Start(RegistryFixture::Auth::kToken, "kapal", "t0ken");
+  ASSERT_TRUE(secured.ok()) << secured.status();
+  ASSERT_TRUE((*secured)->Push("kapal/tokened", "1", Busybox()).ok());
+  std::string reference = (*secured)->Host() + "/kapal/tokened:1";
+  int before = (*secured)->TokensIssued();
+
+  EXPECT_EQ(puller_->Pull(reference, {}).status().code(), absl::StatusCode::kUnauthenticated);
+  Credentials right;
+  right.username = "kapal";
+  right.password = "t0ken";
+  auto pulled = puller_->Pull(reference, right);
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_GT((*secured)->TokensIssued(), before) << "the registry's token server was asked";
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, PullTest,
