@@ -1,5 +1,6 @@
 #include "base/files.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -100,6 +102,34 @@ absl::StatusOr<std::string> FindExecutable(absl::string_view name) {
     if (executable(candidate)) return candidate;
   }
   return absl::NotFoundError(absl::StrCat(name, " not found in PATH (", search, ")"));
+}
+
+namespace {
+
+void Measure(const std::string& path, dev_t device, TreeUsage& usage) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || st.st_dev != device) return;
+  ++usage.inodes;
+  usage.bytes += static_cast<int64_t>(st.st_blocks) * 512;
+  if (!S_ISDIR(st.st_mode)) return;
+  DIR* dir = ::opendir(path.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::string> names;
+  while (dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(dir);
+  for (const std::string& name : names) Measure(path + "/" + name, device, usage);
+}
+
+}  // namespace
+
+TreeUsage MeasureTree(const std::string& path) {
+  TreeUsage usage;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) Measure(path, st.st_dev, usage);
+  return usage;
 }
 
 }  // namespace kapal::base

@@ -2,6 +2,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include <string>
 #include "absl/strings/string_view.h"
 
@@ -27,5 +29,13 @@ absl::Status MakeDirectories(const std::string& path, mode_t mode);
 // Finds an executable the way execvp would: an absolute or relative path is checked as it is,
 // a bare name is looked up in $PATH (or in /usr/sbin:/usr/bin:/sbin:/bin when PATH is unset).
 absl::StatusOr<std::string> FindExecutable(absl::string_view name);
+
+// Space a directory tree takes: allocated bytes (st_blocks) and inodes, the root included. It
+// stays on the root's filesystem, so a mount inside the tree is not counted.
+struct TreeUsage {
+  int64_t bytes = 0;
+  int64_t inodes = 0;
+};
+TreeUsage MeasureTree(const std::string& path);
 
 }  // namespace kapal::base

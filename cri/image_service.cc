@@ -1,7 +1,5 @@
 #include "cri/image_service.h"
 
-#include <dirent.h>
-#include <sys/stat.h>
 
 #include <chrono>
 #include <set>
@@ -9,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/files.h"
 #include "cri/grpc_status.h"
 #include "images/manifest.h"
 #include "nlohmann/json.hpp"
@@ -17,35 +16,14 @@ namespace kapal::cri {
 
 namespace {
 
-struct DiskUsage {
-  uint64_t bytes = 0;
-  uint64_t inodes = 0;
-};
-
-void AddTree(const std::string& path, DiskUsage& usage) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return;
-  ++usage.inodes;
-  usage.bytes += static_cast<uint64_t>(st.st_blocks) * 512;
-  if (!S_ISDIR(st.st_mode)) return;
-  DIR* dir = ::opendir(path.c_str());
-  if (dir == nullptr) return;
-  std::vector<std::string> names;
-  while (dirent* entry = ::readdir(dir)) {
-    std::string name = entry->d_name;
-    if (name != "." && name != "..") names.push_back(name);
-  }
-  ::closedir(dir);
-  for (const std::string& name : names) AddTree(path + "/" + name, usage);
-}
-
-void SetUsage(runtime::v1::FilesystemUsage* out, const std::string& mountpoint, const DiskUsage& usage) {
+void SetUsage(runtime::v1::FilesystemUsage* out, const std::string& mountpoint,
+              const base::TreeUsage& usage) {
   out->set_timestamp(std::chrono::duration_cast<std::chrono::nanoseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count());
   out->mutable_fs_id()->set_mountpoint(mountpoint);
-  out->mutable_used_bytes()->set_value(usage.bytes);
-  out->mutable_inodes_used()->set_value(usage.inodes);
+  out->mutable_used_bytes()->set_value(static_cast<uint64_t>(usage.bytes));
+  out->mutable_inodes_used()->set_value(static_cast<uint64_t>(usage.inodes));
 }
 
 // A name:tag reference (no digest, not an id) removes only that tag.
@@ -193,12 +171,14 @@ absl::Status ImageService::CollectGarbage(const std::vector<images::Digest>& rel
 
 grpc::Status ImageService::ImageFsInfo(grpc::ServerContext*, const runtime::v1::ImageFsInfoRequest*,
                                        runtime::v1::ImageFsInfoResponse* response) {
-  DiskUsage images_usage;
-  AddTree(content_.Root(), images_usage);
-  DiskUsage containers_usage;
+  base::TreeUsage images_usage = base::MeasureTree(content_.Root());
+  base::TreeUsage containers_usage;
   for (const snapshotter::Info& info : snapshots_.Walk()) {
-    DiskUsage& usage = info.kind == snapshotter::Kind::kCommitted ? images_usage : containers_usage;
-    AddTree(info.directory, usage);
+    base::TreeUsage& usage =
+        info.kind == snapshotter::Kind::kCommitted ? images_usage : containers_usage;
+    base::TreeUsage measured = base::MeasureTree(info.directory);
+    usage.bytes += measured.bytes;
+    usage.inodes += measured.inodes;
   }
   SetUsage(response->add_image_filesystems(), config_.root_dir, images_usage);
   SetUsage(response->add_container_filesystems(), config_.root_dir, containers_usage);

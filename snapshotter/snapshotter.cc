@@ -50,23 +50,6 @@ bool IsUniqueViolation(const SQLite::Exception& e) {
   return (e.getExtendedErrorCode() & 0xff) == SQLITE_CONSTRAINT;
 }
 
-void Count(const std::string& path, dev_t device, Usage& usage) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0 || st.st_dev != device) return;
-  ++usage.inodes;
-  usage.bytes += static_cast<int64_t>(st.st_blocks) * 512;
-  if (!S_ISDIR(st.st_mode)) return;
-  DIR* dir = ::opendir(path.c_str());
-  if (dir == nullptr) return;
-  std::vector<std::string> names;
-  while (dirent* entry = ::readdir(dir)) {
-    std::string name = entry->d_name;
-    if (name != "." && name != "..") names.push_back(name);
-  }
-  ::closedir(dir);
-  for (const std::string& name : names) Count(path + "/" + name, device, usage);
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(std::string root, Driver driver,
@@ -282,12 +265,11 @@ absl::Status Snapshotter::Remove(const std::string& key) {
 absl::StatusOr<Usage> Snapshotter::GetUsage(const std::string& key) {
   absl::StatusOr<Info> info = Stat(key);
   if (!info.ok()) return info.status();
-  Usage usage;
   std::string fs = info->directory + "/fs";
   struct stat st {};
   if (::lstat(fs.c_str(), &st) != 0) return base::ErrnoStatus(errno, "stat " + fs);
-  Count(fs, st.st_dev, usage);
-  return usage;
+  base::TreeUsage measured = base::MeasureTree(fs);
+  return Usage{measured.bytes, measured.inodes};
 }
 
 std::vector<Info> Snapshotter::Walk() {

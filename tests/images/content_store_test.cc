@@ -8,6 +8,7 @@
 #include "base/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/fixtures/image_stack.h"
 
 namespace kapal::images {
 namespace {
@@ -17,15 +18,11 @@ using ::testing::HasSubstr;
 class ContentStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto dir = base::TempDir::Create("kapal-content");
-    ASSERT_TRUE(dir.ok());
-    dir_.emplace(std::move(*dir));
-    auto store = store::Store::Open(dir_->Join("kapal.db"));
-    ASSERT_TRUE(store.ok());
-    store_ = std::move(*store);
-    auto content = ContentStore::Open(dir_->Join("content"), *store_);
-    ASSERT_TRUE(content.ok()) << content.status();
-    content_ = std::move(*content);
+    auto stack = testing::ImageStack::Create();
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    stack_ = std::move(*stack);
+    store_ = stack_->store.get();
+    content_ = stack_->content.get();
   }
 
   int IngestEntries() {
@@ -44,9 +41,9 @@ class ContentStoreTest : public ::testing::Test {
     return rows;
   }
 
-  std::optional<base::TempDir> dir_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<ContentStore> content_;
+  std::unique_ptr<testing::ImageStack> stack_;
+  store::Store* store_ = nullptr;
+  ContentStore* content_ = nullptr;
 };
 
 TEST_F(ContentStoreTest, VerifiedBlobBecomesVisible) {

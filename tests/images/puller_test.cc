@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "snapshotter/mount.h"
+#include "tests/fixtures/image_stack.h"
 #include "tests/fixtures/registry_fixture.h"
 
 namespace kapal::images {
@@ -31,19 +32,13 @@ class PullTest : public ::testing::TestWithParam<snapshotter::Driver> {
     auto registry = RegistryFixture::Start();
     ASSERT_TRUE(registry.ok()) << registry.status();
     registry_ = std::move(*registry);
-    auto dir = base::TempDir::Create("kapal-pull");
-    ASSERT_TRUE(dir.ok());
-    dir_.emplace(std::move(*dir));
-    auto store = store::Store::Open(dir_->Join("kapal.db"));
-    ASSERT_TRUE(store.ok());
-    store_ = std::move(*store);
-    auto content = ContentStore::Open(dir_->Join("content"), *store_);
-    ASSERT_TRUE(content.ok());
-    content_ = std::move(*content);
-    auto snapshots = snapshotter::Snapshotter::Open(dir_->Join("snap"), GetParam(), *store_);
-    ASSERT_TRUE(snapshots.ok());
-    snapshots_ = std::move(*snapshots);
-    images_ = std::make_unique<ImageStore>(*store_);
+    auto stack = testing::ImageStack::Create(GetParam());
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    stack_ = std::move(*stack);
+    dir_ = &*stack_->dir;
+    content_ = stack_->content.get();
+    snapshots_ = stack_->snapshots.get();
+    images_ = stack_->images.get();
     puller_ = std::make_unique<Puller>(*content_, *snapshots_, *images_, PullOptions{});
   }
 
@@ -83,11 +78,11 @@ class PullTest : public ::testing::TestWithParam<snapshotter::Driver> {
   }
 
   std::unique_ptr<RegistryFixture> registry_;
-  std::optional<base::TempDir> dir_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<ContentStore> content_;
-  std::unique_ptr<snapshotter::Snapshotter> snapshots_;
-  std::unique_ptr<ImageStore> images_;
+  std::unique_ptr<testing::ImageStack> stack_;
+  base::TempDir* dir_ = nullptr;
+  ContentStore* content_ = nullptr;
+  snapshotter::Snapshotter* snapshots_ = nullptr;
+  ImageStore* images_ = nullptr;
   std::unique_ptr<Puller> puller_;
   int views_ = 0;
 };

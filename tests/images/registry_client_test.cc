@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "images/content_store.h"
 #include "nlohmann/json.hpp"
+#include "tests/fixtures/image_stack.h"
 #include "tests/fixtures/registry_fixture.h"
 
 namespace kapal::images {
@@ -37,15 +38,10 @@ class RealRegistryTest : public ::testing::Test {
     auto digest = registry_->Push("kapal/hello", "v1", image_);
     ASSERT_TRUE(digest.ok()) << digest.status();
     manifest_digest_ = *digest;
-    auto dir = base::TempDir::Create("kapal-registry-client");
-    ASSERT_TRUE(dir.ok());
-    dir_.emplace(std::move(*dir));
-    auto store = store::Store::Open(dir_->Join("kapal.db"));
-    ASSERT_TRUE(store.ok());
-    store_ = std::move(*store);
-    auto content = ContentStore::Open(dir_->Join("content"), *store_);
-    ASSERT_TRUE(content.ok());
-    content_ = std::move(*content);
+    auto stack = testing::ImageStack::Create();
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    stack_ = std::move(*stack);
+    content_ = stack_->content.get();
   }
 
   RegistryClient Client() { return RegistryClient(DefaultEndpoint(registry_->Host()), {}); }
@@ -53,9 +49,8 @@ class RealRegistryTest : public ::testing::Test {
   std::unique_ptr<RegistryFixture> registry_;
   TestImage image_;
   std::string manifest_digest_;
-  std::optional<base::TempDir> dir_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<ContentStore> content_;
+  std::unique_ptr<testing::ImageStack> stack_;
+  ContentStore* content_ = nullptr;
 };
 
 TEST_F(RealRegistryTest, LoopbackRegistryUsesPlainHttp) {
