@@ -3,12 +3,11 @@
 #include <sys/types.h>
 
 #include <cstdint>
-
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace kapal::base {
 

@@ -30,8 +30,8 @@ absl::string_view LogLevelName(LogLevel level) {
 
 void Logger::Write(LogLevel level, absl::string_view message) {
   std::string line = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(), absl::UTCTimeZone());
-  absl::StrAppend(&line, " ", LogLevelName(level), level == LogLevel::kInfo || level == LogLevel::kWarn ? "  " : " ",
-                  message, "\n");
+  absl::StrAppend(&line, " ", LogLevelName(level),
+                  level == LogLevel::kInfo || level == LogLevel::kWarn ? "  " : " ", message, "\n");
   std::lock_guard lock(write_mutex_);
   std::fwrite(line.data(), 1, line.size(), sink_);
   std::fflush(sink_);

@@ -4,10 +4,10 @@
 #include <cstdio>
 #include <mutex>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace kapal::base {
 
@@ -32,13 +32,21 @@ class Logger {
   void Write(LogLevel level, absl::string_view message);
 
   template <typename... Args>
-  void Debug(const Args&... args) { Log(LogLevel::kDebug, args...); }
+  void Debug(const Args&... args) {
+    Log(LogLevel::kDebug, args...);
+  }
   template <typename... Args>
-  void Info(const Args&... args) { Log(LogLevel::kInfo, args...); }
+  void Info(const Args&... args) {
+    Log(LogLevel::kInfo, args...);
+  }
   template <typename... Args>
-  void Warn(const Args&... args) { Log(LogLevel::kWarn, args...); }
+  void Warn(const Args&... args) {
+    Log(LogLevel::kWarn, args...);
+  }
   template <typename... Args>
-  void Error(const Args&... args) { Log(LogLevel::kError, args...); }
+  void Error(const Args&... args) {
+    Log(LogLevel::kError, args...);
+  }
 
  private:
   template <typename... Args>

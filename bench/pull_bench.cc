@@ -6,13 +6,13 @@
 // 127.0.0.1:PORT, then for each CRI endpoint pulls it ROUNDS times (removing it before each
 // pull) and prints the median time and throughput. Throughput counts the compressed bytes
 // fetched from the registry.
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <iostream>
 #include <random>
-
-#include <grpcpp/grpcpp.h>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
       runtime::v1::RemoveImageRequest remove;
       remove.mutable_image()->set_image(reference);
       runtime::v1::RemoveImageResponse removed;
-      grpc::Status status = images->RemoveImage(Deadline(std::chrono::seconds(60)).get(), remove, &removed);
+      grpc::Status status =
+          images->RemoveImage(Deadline(std::chrono::seconds(60)).get(), remove, &removed);
       if (!status.ok()) {
         std::cerr << endpoint << ": RemoveImage: " << status.error_message() << "\n";
         return 1;
@@ -100,7 +101,8 @@ int main(int argc, char** argv) {
       runtime::v1::PullImageResponse pulled;
       auto start = std::chrono::steady_clock::now();
       status = images->PullImage(Deadline(std::chrono::seconds(600)).get(), pull, &pulled);
-      double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (!status.ok()) {
         std::cerr << endpoint << ": PullImage: " << status.error_message() << "\n";
         return 1;

@@ -123,8 +123,8 @@ class TableReader {
   }
 
   void Error(const toml::node& node, absl::string_view key, absl::string_view what) {
-    errors_.push_back(absl::StrCat("line ", node.source().begin.line, ": key '", Path(key),
-                                   "': ", what));
+    errors_.push_back(
+        absl::StrCat("line ", node.source().begin.line, ": key '", Path(key), "': ", what));
   }
 
  private:
@@ -148,7 +148,8 @@ bool ValidHandlerName(absl::string_view name) {
   return true;
 }
 
-void CheckAbsolute(absl::string_view key, const std::string& path, std::vector<std::string>& errors) {
+void CheckAbsolute(absl::string_view key, const std::string& path,
+                   std::vector<std::string>& errors) {
   if (path.empty() || path.front() != '/') {
     errors.push_back(absl::StrCat("key '", key, "': \"", path, "\" is not an absolute path"));
   }
@@ -162,7 +163,8 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
   // The kernel keeps a unix socket path in sockaddr_un.sun_path, NUL included.
   if (config.socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     errors.push_back(absl::StrCat("key 'grpc.address': \"", config.socket_path, "\" is ",
-                                  config.socket_path.size(), " bytes long; a unix socket path has at most ",
+                                  config.socket_path.size(),
+                                  " bytes long; a unix socket path has at most ",
                                   sizeof(sockaddr_un{}.sun_path) - 1, " bytes"));
   }
   if (absl::StatusOr<base::LogLevel> level = base::ParseLogLevel(config.log_level); !level.ok()) {
@@ -186,9 +188,9 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
   if (!config.runtimes.contains(config.default_runtime)) {
     std::vector<std::string> names;
     for (const auto& [name, handler] : config.runtimes) names.push_back(name);
-    errors.push_back(absl::StrCat("key 'runtime.default_handler': \"", config.default_runtime,
-                                  "\" is not a configured handler (configured: ",
-                                  absl::StrJoin(names, ", "), ")"));
+    errors.push_back(absl::StrCat(
+        "key 'runtime.default_handler': \"", config.default_runtime,
+        "\" is not a configured handler (configured: ", absl::StrJoin(names, ", "), ")"));
   }
   if (config.max_concurrent_downloads < 1 || config.max_concurrent_downloads > 32) {
     errors.push_back(absl::StrCat("key 'images.max_concurrent_downloads': ",
@@ -196,8 +198,10 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
   }
   for (const auto& [host, settings] : config.registries) {
     std::string key = absl::StrCat("registries.\"", host, "\"");
-    if (host.empty() || host.find('/') != std::string::npos || host.find(' ') != std::string::npos) {
-      errors.push_back(absl::StrCat("key '", key, "': a registry is a host[:port], without a path"));
+    if (host.empty() || host.find('/') != std::string::npos ||
+        host.find(' ') != std::string::npos) {
+      errors.push_back(
+          absl::StrCat("key '", key, "': a registry is a host[:port], without a path"));
     }
     for (const std::string& mirror : settings.mirrors) {
       if (auto parsed = images::ParseMirror(mirror); !parsed.ok()) {
@@ -205,8 +209,8 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
       }
     }
     if (!settings.fallback_to_origin && settings.mirrors.empty()) {
-      errors.push_back(absl::StrCat("key '", key,
-                                    ".fallback_to_origin': false needs at least one mirror"));
+      errors.push_back(
+          absl::StrCat("key '", key, ".fallback_to_origin': false needs at least one mirror"));
     }
     if (!settings.ca_file.empty()) CheckAbsolute(key + ".ca_file", settings.ca_file, errors);
     if (settings.password.empty() != settings.username.empty()) {
@@ -258,8 +262,8 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
     root = toml::parse(std::string_view(toml_text.data(), toml_text.size()),
                        std::string_view(source.data(), source.size()));
   } catch (const toml::parse_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat("config ", source, " line ",
-                                                   e.source().begin.line, ": ", std::string(e.description())));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config ", source, " line ", e.source().begin.line, ": ", std::string(e.description())));
   }
   Config config;
   std::vector<std::string> errors;
@@ -303,9 +307,9 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
         std::string handler_prefix = absl::StrCat("runtime.handlers.", name, ".");
         const toml::table* handler_table = node.as_table();
         if (handler_table == nullptr) {
-          errors.push_back(absl::StrCat("line ", node.source().begin.line, ": key 'runtime.handlers.",
-                                        name, "': expected a table, got ",
-                                        TypeName(node.type())));
+          errors.push_back(absl::StrCat("line ", node.source().begin.line,
+                                        ": key 'runtime.handlers.", name,
+                                        "': expected a table, got ", TypeName(node.type())));
           continue;
         }
         RuntimeHandler handler;
@@ -340,8 +344,8 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
       std::string prefix = absl::StrCat("registries.\"", host, "\".");
       const toml::table* table = node.as_table();
       if (table == nullptr) {
-        errors.push_back(absl::StrCat("line ", node.source().begin.line, ": key 'registries.\"", host,
-                                      "\"': expected a table, got ", TypeName(node.type())));
+        errors.push_back(absl::StrCat("line ", node.source().begin.line, ": key 'registries.\"",
+                                      host, "\"': expected a table, got ", TypeName(node.type())));
         continue;
       }
       images::RegistryHostSettings settings;
@@ -378,8 +382,7 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, bool must_exist) {
   absl::StatusOr<std::string> text = base::ReadFile(path);
   if (!text.ok()) {
     if (absl::IsNotFound(text.status()) && !must_exist) return Config{};
-    return absl::Status(text.status().code(),
-                        absl::StrCat("config: ", text.status().message()));
+    return absl::Status(text.status().code(), absl::StrCat("config: ", text.status().message()));
   }
   return ParseConfig(*text, path);
 }
@@ -416,20 +419,23 @@ std::string RenderConfig(const Config& config) {
   line("default_handler = ", Quoted(config.default_runtime));
   for (const auto& [name, handler] : config.runtimes) {
     line();
-    line("# OCI runtime for RuntimeClass handler \"", name, "\": a path, or a name looked up in PATH.");
+    line("# OCI runtime for RuntimeClass handler \"", name,
+         "\": a path, or a name looked up in PATH.");
     line("[runtime.handlers.", name, "]");
     line("binary = ", Quoted(handler.binary));
   }
   line();
   line("[images]");
-  line("# How container root filesystems are layered: overlay, native (full copies, when overlayfs");
+  line(
+      "# How container root filesystems are layered: overlay, native (full copies, when overlayfs");
   line("# is not available), or auto (overlay when it can be mounted under root).");
   line("snapshotter = ", Quoted(std::string(SnapshotterSettingName(config.snapshotter))));
   line("# Layers downloaded at once per pull (1 to 32).");
   line("max_concurrent_downloads = ", config.max_concurrent_downloads);
   line();
   line("# Per-registry settings, one table per registry host. Registries on loopback speak plain");
-  line("# HTTP without any; every other one HTTPS unless plain_http or skip_verify says otherwise.");
+  line(
+      "# HTTP without any; every other one HTTPS unless plain_http or skip_verify says otherwise.");
   line("#   [registries.\"registry.k8s.io\"]");
   line("#   mirrors = [\"http://127.0.0.1:5000\"]  # tried in order before the registry itself");
   line("#   fallback_to_origin = false             # only the mirrors (an air-gapped node)");

@@ -19,13 +19,13 @@
 #include "cri/host_facts.h"
 #include "cri/image_service.h"
 #include "cri/kapal_service.h"
+#include "cri/rpc_observer.h"
+#include "cri/runtime_service.h"
 #include "images/content_store.h"
 #include "images/image_store.h"
 #include "images/puller.h"
-#include "snapshotter/snapshotter.h"
-#include "cri/rpc_observer.h"
-#include "cri/runtime_service.h"
 #include "metrics/metrics.h"
+#include "snapshotter/snapshotter.h"
 #include "store/store.h"
 
 namespace kapal::cri {
@@ -65,8 +65,8 @@ absl::Status ClaimSocketPath(const std::string& path) {
     return base::ErrnoStatus(errno, "stat " + path);
   }
   if (!S_ISSOCK(st.st_mode)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, " exists and is not a socket; remove it or choose another grpc.address"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " exists and is not a socket; remove it or choose another grpc.address"));
   }
   base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return base::ErrnoStatus(errno, "socket");
@@ -175,23 +175,24 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   if (!snapshots.ok()) return snapshots.status();
   parts->snapshots = std::move(*snapshots);
   // A pull killed mid-unpack leaves an active snapshot that will never be committed.
-  if (absl::Status cleaned = parts->snapshots->CleanUp(images::Puller::kExtractPrefix); !cleaned.ok()) {
+  if (absl::Status cleaned = parts->snapshots->CleanUp(images::Puller::kExtractPrefix);
+      !cleaned.ok()) {
     return cleaned;
   }
-  logger.Info("snapshotter ", driver == snapshotter::Driver::kOverlay ? "overlay" : "native", " at ",
-              parts->snapshots->Root());
+  logger.Info("snapshotter ", driver == snapshotter::Driver::kOverlay ? "overlay" : "native",
+              " at ", parts->snapshots->Root());
   parts->images = std::make_unique<images::ImageStore>(*parts->store);
   images::PullOptions pull_options;
   pull_options.max_concurrent_downloads = config.max_concurrent_downloads;
   pull_options.hosts = images::RegistryHosts(config.registries);
-  parts->puller = std::make_unique<images::Puller>(*parts->content, *parts->snapshots, *parts->images,
-                                                   pull_options);
+  parts->puller = std::make_unique<images::Puller>(*parts->content, *parts->snapshots,
+                                                   *parts->images, pull_options);
 
   parts->runtime_service = std::make_unique<RuntimeService>(
       parts->config, parts->host, *parts->store, parts->metrics_address, logger);
-  parts->image_service = std::make_unique<ImageService>(parts->config, *parts->puller, *parts->images,
-                                                        *parts->content, *parts->snapshots,
-                                                        parts->metrics, logger);
+  parts->image_service =
+      std::make_unique<ImageService>(parts->config, *parts->puller, *parts->images, *parts->content,
+                                     *parts->snapshots, parts->metrics, logger);
   // Scratch space for uploaded archives, on the root's filesystem; emptied at each start, since
   // an import cut short by a crash leaves its upload behind.
   std::string scratch = config.root_dir + "/tmp";

@@ -39,7 +39,7 @@ HostFacts DetectHostFacts(const std::string& root) {
   }
   if (auto release = base::ReadFile(prefix + "/proc/sys/kernel/osrelease"); release.ok()) {
     facts.kernel_release = std::string(absl::StripAsciiWhitespace(*release));
-  } else if (struct utsname names {}; root == "/" && ::uname(&names) == 0) {
+  } else if (struct utsname names{}; root == "/" && ::uname(&names) == 0) {
     facts.kernel_release = names.release;
   }
   return facts;

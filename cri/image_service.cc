@@ -1,6 +1,5 @@
 #include "cri/image_service.h"
 
-
 #include <chrono>
 #include <set>
 
@@ -59,14 +58,19 @@ runtime::v1::Image ToCriImage(const images::ImageRecord& image) {
 ImageService::ImageService(const Config& config, images::Puller& puller, images::ImageStore& images,
                            images::ContentStore& content, snapshotter::Snapshotter& snapshots,
                            metrics::Registry& metrics, base::Logger& logger)
-    : config_(config), puller_(puller), images_(images), content_(content), snapshots_(snapshots),
+    : config_(config),
+      puller_(puller),
+      images_(images),
+      content_(content),
+      snapshots_(snapshots),
       logger_(logger),
       pulls_(prometheus::BuildCounter()
                  .Name(metrics::Registry::Name("image_pulls_total"))
                  .Help("Image pulls by result (success, failure)")
                  .Register(metrics.Prometheus())) {}
 
-grpc::Status ImageService::PullImage(grpc::ServerContext*, const runtime::v1::PullImageRequest* request,
+grpc::Status ImageService::PullImage(grpc::ServerContext*,
+                                     const runtime::v1::PullImageRequest* request,
                                      runtime::v1::PullImageResponse* response) {
   const std::string& reference = request->image().image();
   if (reference.empty()) {
@@ -77,7 +81,8 @@ grpc::Status ImageService::PullImage(grpc::ServerContext*, const runtime::v1::Pu
   credentials.password = request->auth().password();
   credentials.identity_token = request->auth().identity_token();
   credentials.registry_token = request->auth().registry_token();
-  if (absl::Status decoded = images::DecodeAuthField(request->auth().auth(), credentials); !decoded.ok()) {
+  if (absl::Status decoded = images::DecodeAuthField(request->auth().auth(), credentials);
+      !decoded.ok()) {
     return ToGrpcStatus(decoded);
   }
   auto started = std::chrono::steady_clock::now();
@@ -88,12 +93,14 @@ grpc::Status ImageService::PullImage(grpc::ServerContext*, const runtime::v1::Pu
     return ToGrpcStatus(image.status());
   }
   logger_.Info("pulled ", reference, " as ", image->id.String(), " in ",
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), "s");
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+               "s");
   response->set_image_ref(image->id.String());
   return grpc::Status::OK;
 }
 
-grpc::Status ImageService::ListImages(grpc::ServerContext*, const runtime::v1::ListImagesRequest* request,
+grpc::Status ImageService::ListImages(grpc::ServerContext*,
+                                      const runtime::v1::ListImagesRequest* request,
                                       runtime::v1::ListImagesResponse* response) {
   const std::string& filter = request->filter().image().image();
   if (!filter.empty()) {
@@ -102,11 +109,13 @@ grpc::Status ImageService::ListImages(grpc::ServerContext*, const runtime::v1::L
     if (!image.ok() && !absl::IsNotFound(image.status())) return ToGrpcStatus(image.status());
     return grpc::Status::OK;
   }
-  for (const images::ImageRecord& image : images_.List()) *response->add_images() = ToCriImage(image);
+  for (const images::ImageRecord& image : images_.List())
+    *response->add_images() = ToCriImage(image);
   return grpc::Status::OK;
 }
 
-grpc::Status ImageService::ImageStatus(grpc::ServerContext*, const runtime::v1::ImageStatusRequest* request,
+grpc::Status ImageService::ImageStatus(grpc::ServerContext*,
+                                       const runtime::v1::ImageStatusRequest* request,
                                        runtime::v1::ImageStatusResponse* response) {
   absl::StatusOr<images::ImageRecord> image = images_.Find(request->image().image());
   // Kubelet asks before pulling: an unknown image is an empty answer, not an error.
@@ -124,7 +133,8 @@ grpc::Status ImageService::ImageStatus(grpc::ServerContext*, const runtime::v1::
   return grpc::Status::OK;
 }
 
-grpc::Status ImageService::RemoveImage(grpc::ServerContext*, const runtime::v1::RemoveImageRequest* request,
+grpc::Status ImageService::RemoveImage(grpc::ServerContext*,
+                                       const runtime::v1::RemoveImageRequest* request,
                                        runtime::v1::RemoveImageResponse*) {
   const std::string& text = request->image().image();
   if (text.empty()) {
@@ -139,7 +149,8 @@ grpc::Status ImageService::RemoveImage(grpc::ServerContext*, const runtime::v1::
     absl::StatusOr<images::Reference> reference = images::ParseReference(text);
     absl::StatusOr<int> remaining = images_.Untag(*reference);
     if (!remaining.ok()) return ToGrpcStatus(remaining.status());
-    logger_.Info("untagged ", reference->Canonical(), "; ", image->id.String(), " keeps ", *remaining, " tags");
+    logger_.Info("untagged ", reference->Canonical(), "; ", image->id.String(), " keeps ",
+                 *remaining, " tags");
     return grpc::Status::OK;
   }
   if (absl::Status removed = images_.Remove(image->id); !removed.ok()) return ToGrpcStatus(removed);

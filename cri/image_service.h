@@ -22,7 +22,8 @@ class ImageService final : public runtime::v1::ImageService::Service {
 
   grpc::Status PullImage(grpc::ServerContext* context, const runtime::v1::PullImageRequest* request,
                          runtime::v1::PullImageResponse* response) override;
-  grpc::Status ListImages(grpc::ServerContext* context, const runtime::v1::ListImagesRequest* request,
+  grpc::Status ListImages(grpc::ServerContext* context,
+                          const runtime::v1::ListImagesRequest* request,
                           runtime::v1::ListImagesResponse* response) override;
   grpc::Status ImageStatus(grpc::ServerContext* context,
                            const runtime::v1::ImageStatusRequest* request,

@@ -89,13 +89,14 @@ grpc::Status KapalImagesService::Export(grpc::ServerContext* context,
                                         grpc::ServerWriter<kapal::v1::ArchiveChunk>* writer) {
   absl::StatusOr<images::ImageRecord> image = images_.Find(request->image());
   if (!image.ok()) return ToGrpcStatus(image.status());
-  absl::Status exported = images::ExportArchive(*image, content_, [&](const char* data, size_t size) {
-    if (context->IsCancelled()) return absl::CancelledError("export cancelled by the client");
-    kapal::v1::ArchiveChunk chunk;
-    chunk.set_data(data, size);
-    if (!writer->Write(chunk)) return absl::UnavailableError("the client went away");
-    return absl::OkStatus();
-  });
+  absl::Status exported =
+      images::ExportArchive(*image, content_, [&](const char* data, size_t size) {
+        if (context->IsCancelled()) return absl::CancelledError("export cancelled by the client");
+        kapal::v1::ArchiveChunk chunk;
+        chunk.set_data(data, size);
+        if (!writer->Write(chunk)) return absl::UnavailableError("the client went away");
+        return absl::OkStatus();
+      });
   return ToGrpcStatus(exported);
 }
 

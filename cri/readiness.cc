@@ -82,14 +82,16 @@ Condition CheckRuntimeReady(const Config& config) {
 Condition CheckNetworkReady(const Config& config) {
   std::vector<std::string> files = NetworkConfigFiles(config.cni_conf_dir);
   if (files.empty()) {
-    return {false, kNetworkNotReady,
-            absl::StrCat("cni config uninitialized: no network config (.conf, .conflist, .json) in ",
-                         config.cni_conf_dir)};
+    return {
+        false, kNetworkNotReady,
+        absl::StrCat("cni config uninitialized: no network config (.conf, .conflist, .json) in ",
+                     config.cni_conf_dir)};
   }
   std::string path = absl::StrCat(config.cni_conf_dir, "/", files.front());
   absl::StatusOr<std::vector<std::string>> types = PluginTypes(path);
   if (!types.ok()) {
-    return {false, kNetworkNotReady, absl::StrCat("cni config invalid: ", types.status().message())};
+    return {false, kNetworkNotReady,
+            absl::StrCat("cni config invalid: ", types.status().message())};
   }
   for (const std::string& type : *types) {
     // A type is a file name in bin_dirs; a path would let a config run any binary on the host.

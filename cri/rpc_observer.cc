@@ -16,13 +16,16 @@ using grpc::experimental::InterceptionHookPoints;
 class RpcObserver : public grpc::experimental::Interceptor {
  public:
   RpcObserver(std::string method, metrics::RpcMetrics& metrics, base::Logger& logger)
-      : method_(std::move(method)), metrics_(metrics), logger_(logger),
+      : method_(std::move(method)),
+        metrics_(metrics),
+        logger_(logger),
         start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       grpc::Status status = methods->GetSendStatus();
-      if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED && status.error_message().empty()) {
+      if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
+          status.error_message().empty()) {
         // method_ is "/runtime.v1.RuntimeService/Attach".
         status = grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                               absl::StrCat(method_.substr(1), " is not implemented by kapal yet"));

@@ -20,7 +20,8 @@ constexpr char kPodCidrSetting[] = "pod_cidr";
 // answer the same.
 constexpr char kCriVersion[] = "0.1.0";
 
-void AddCondition(runtime::v1::RuntimeStatus* status, const char* type, const Condition& condition) {
+void AddCondition(runtime::v1::RuntimeStatus* status, const char* type,
+                  const Condition& condition) {
   runtime::v1::RuntimeCondition* added = status->add_conditions();
   added->set_type(type);
   added->set_status(condition.ready);
@@ -50,8 +51,9 @@ absl::Status ValidatePodCidrs(absl::string_view cidrs) {
       seen_v4 = true;
     } else if (inet_pton(AF_INET6, address.c_str(), buffer) == 1) {
       if (bits < 0 || bits > 128 || seen_v6) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "pod CIDR \"", cidr, "\": ", seen_v6 ? "a second IPv6 range" : "bits must be 0 to 128"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("pod CIDR \"", cidr,
+                         "\": ", seen_v6 ? "a second IPv6 range" : "bits must be 0 to 128"));
       }
       seen_v6 = true;
     } else {
@@ -64,7 +66,10 @@ absl::Status ValidatePodCidrs(absl::string_view cidrs) {
 
 RuntimeService::RuntimeService(const Config& config, const HostFacts& host, store::Store& store,
                                std::string metrics_address, base::Logger& logger)
-    : config_(config), host_(host), store_(store), metrics_address_(std::move(metrics_address)),
+    : config_(config),
+      host_(host),
+      store_(store),
+      metrics_address_(std::move(metrics_address)),
       logger_(logger) {}
 
 grpc::Status RuntimeService::Version(grpc::ServerContext*, const runtime::v1::VersionRequest*,
@@ -93,15 +98,17 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const runtime::v1::Sta
     auto& info = *response->mutable_info();
     info["config"] = ConfigToJson(config_).dump();
     info["host"] = HostFactsToJson(host_).dump();
-    info["runtime"] = nlohmann::json{
-        {"version", base::kVersion},
-        {"commit", base::kGitCommit},
-        {"cgroupDriver", CgroupDriverName(ResolveCgroupDriver(config_.cgroup_driver, host_))},
-        {"podCIDR", pod_cidr->value_or("")},
-        {"metricsAddress", metrics_address_},
-        {"database", store_.Path()},
-        {"schemaVersion", store_.SchemaVersion()},
-    }.dump();
+    info["runtime"] =
+        nlohmann::json{
+            {"version", base::kVersion},
+            {"commit", base::kGitCommit},
+            {"cgroupDriver", CgroupDriverName(ResolveCgroupDriver(config_.cgroup_driver, host_))},
+            {"podCIDR", pod_cidr->value_or("")},
+            {"metricsAddress", metrics_address_},
+            {"database", store_.Path()},
+            {"schemaVersion", store_.SchemaVersion()},
+        }
+            .dump();
   }
   return grpc::Status::OK;
 }

@@ -3,9 +3,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "base/files.h"
 
 namespace kapal::ctl {
@@ -24,7 +24,8 @@ absl::StatusOr<ClientConfig> ParseCrictlYaml(absl::string_view yaml, absl::strin
     return absl::InvalidArgumentError(absl::StrCat(source, ": expected a mapping of keys"));
   }
   try {
-    if (root["runtime-endpoint"]) config.runtime_endpoint = root["runtime-endpoint"].as<std::string>();
+    if (root["runtime-endpoint"])
+      config.runtime_endpoint = root["runtime-endpoint"].as<std::string>();
     if (root["image-endpoint"]) config.image_endpoint = root["image-endpoint"].as<std::string>();
     if (root["timeout"]) {
       absl::StatusOr<std::chrono::milliseconds> timeout =
@@ -36,10 +37,13 @@ absl::StatusOr<ClientConfig> ParseCrictlYaml(absl::string_view yaml, absl::strin
       config.timeout = *timeout;
     }
     if (root["debug"]) config.debug = root["debug"].as<bool>();
-    if (root["pull-image-on-create"]) config.pull_image_on_create = root["pull-image-on-create"].as<bool>();
-    if (root["disable-pull-on-run"]) config.disable_pull_on_run = root["disable-pull-on-run"].as<bool>();
+    if (root["pull-image-on-create"])
+      config.pull_image_on_create = root["pull-image-on-create"].as<bool>();
+    if (root["disable-pull-on-run"])
+      config.disable_pull_on_run = root["disable-pull-on-run"].as<bool>();
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": line ", e.mark.line + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": line ", e.mark.line + 1, ": ", e.msg));
   }
   return config;
 }

@@ -76,8 +76,8 @@ std::unique_ptr<grpc::ClientContext> CriClient::LongContext() const {
 
 absl::Status RpcError(absl::string_view rpc, const grpc::Status& status) {
   auto code = static_cast<absl::StatusCode>(status.error_code());
-  return absl::Status(code, absl::StrCat(rpc, ": ", absl::StatusCodeToString(code), ": ",
-                                         status.error_message()));
+  return absl::Status(
+      code, absl::StrCat(rpc, ": ", absl::StatusCodeToString(code), ": ", status.error_message()));
 }
 
 absl::Status RunVersion(CriClient& client, OutputFormat format, std::ostream& out) {
@@ -111,7 +111,8 @@ absl::Status RunInfo(CriClient& client, OutputFormat format, std::ostream& out) 
   nlohmann::json document;
   document["status"] = MessageToJson(response.status());
   nlohmann::json handlers = nlohmann::json::array();
-  for (const auto& handler : response.runtime_handlers()) handlers.push_back(MessageToJson(handler));
+  for (const auto& handler : response.runtime_handlers())
+    handlers.push_back(MessageToJson(handler));
   document["runtimeHandlers"] = handlers;
   // As crictl does: each info value that is JSON is shown as structure, not as a string.
   std::map<std::string, std::string> sorted(response.info().begin(), response.info().end());
@@ -130,7 +131,8 @@ absl::Status RunInfo(CriClient& client, OutputFormat format, std::ostream& out) 
   }
   conditions.Print(out);
   out << "\n";
-  const nlohmann::json& runtime = document.contains("runtime") ? document["runtime"] : nlohmann::json{};
+  const nlohmann::json& runtime =
+      document.contains("runtime") ? document["runtime"] : nlohmann::json{};
   Table facts({"FACT", "VALUE"});
   auto fact = [&](const char* name, const nlohmann::json& value) {
     if (value.is_null()) return;
@@ -138,7 +140,8 @@ absl::Status RunInfo(CriClient& client, OutputFormat format, std::ostream& out) 
   };
   fact("runtime version", runtime.value("version", nlohmann::json()));
   fact("cgroup driver", runtime.value("cgroupDriver", nlohmann::json()));
-  if (document.contains("host")) fact("cgroup layout", document["host"].value("cgroupLayout", nlohmann::json()));
+  if (document.contains("host"))
+    fact("cgroup layout", document["host"].value("cgroupLayout", nlohmann::json()));
   fact("pod CIDR", runtime.value("podCIDR", nlohmann::json()));
   fact("metrics", runtime.value("metricsAddress", nlohmann::json()));
   fact("database", runtime.value("database", nlohmann::json()));

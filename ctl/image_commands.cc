@@ -30,15 +30,16 @@ std::string ShortId(const std::string& id) {
 
 std::string ShortDigest(const std::string& digest) { return ShortId(digest); }
 
-absl::StatusOr<runtime::v1::Image> Status(CriClient& client, const std::string& image,
-                                          bool verbose, std::string* info) {
+absl::StatusOr<runtime::v1::Image> Status(CriClient& client, const std::string& image, bool verbose,
+                                          std::string* info) {
   runtime::v1::ImageStatusRequest request;
   request.mutable_image()->set_image(image);
   request.set_verbose(verbose);
   runtime::v1::ImageStatusResponse response;
   grpc::Status status = client.Images().ImageStatus(client.NewContext().get(), request, &response);
   if (!status.ok()) return RpcError("ImageStatus", status);
-  if (!response.has_image()) return absl::NotFoundError(absl::StrCat("no such image \"", image, "\""));
+  if (!response.has_image())
+    return absl::NotFoundError(absl::StrCat("no such image \"", image, "\""));
   if (info != nullptr && response.info().contains("info")) *info = response.info().at("info");
   return response.image();
 }
@@ -89,7 +90,8 @@ absl::Status RunPull(CriClient& client, const PullCommand& command, std::ostream
                                              HumanSize(static_cast<double>(layer.total)));
       out << "\x1b[2K" << ShortDigest(digest) << "  " << state << "\n";
     }
-    out << "\x1b[2K" << "downloaded " << HumanSize(static_cast<double>(done)) << " of "
+    out << "\x1b[2K"
+        << "downloaded " << HumanSize(static_cast<double>(done)) << " of "
         << HumanSize(static_cast<double>(total)) << ", "
         << HumanSize(static_cast<double>(done) / std::max(seconds(), 0.001)) << "/s\n";
     drawn_lines = layers.size() + 1;
@@ -208,7 +210,8 @@ absl::Status RunRemoveImages(CriClient& client, const std::vector<std::string>& 
     runtime::v1::RemoveImageRequest request;
     request.mutable_image()->set_image(image);
     runtime::v1::RemoveImageResponse response;
-    grpc::Status removed = client.Images().RemoveImage(client.NewContext().get(), request, &response);
+    grpc::Status removed =
+        client.Images().RemoveImage(client.NewContext().get(), request, &response);
     if (!removed.ok()) {
       if (first_error.ok()) first_error = RpcError("RemoveImage", removed);
       continue;
@@ -276,7 +279,8 @@ absl::Status RunExportImage(CriClient& client, const std::string& image, const s
     if (std::rename(temp.c_str(), file.c_str()) != 0) {
       return absl::PermissionDeniedError(absl::StrCat("cannot rename ", temp, " to ", file));
     }
-    out << "Exported " << image << " to " << file << " (" << HumanSize(static_cast<double>(bytes)) << ")\n";
+    out << "Exported " << image << " to " << file << " (" << HumanSize(static_cast<double>(bytes))
+        << ")\n";
   } else if (!status.ok()) {
     return RpcError("Export", status);
   }

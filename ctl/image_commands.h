@@ -12,8 +12,8 @@ namespace kapal::ctl {
 
 struct PullCommand {
   std::string image;
-  std::string creds;  // user[:password]
-  std::string auth;   // base64 user:password
+  std::string creds;      // user[:password]
+  std::string auth;       // base64 user:password
   bool terminal = false;  // live progress when stdout is a terminal, else plain lines
 };
 absl::Status RunPull(CriClient& client, const PullCommand& command, std::ostream& out);

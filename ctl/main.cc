@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
                  "Runtime endpoint (default unix:///run/kapal/kapal.sock)");
   app.add_option("-i,--image-endpoint", image_endpoint,
                  "Image endpoint (default: the runtime endpoint)");
-  app.add_option("-t,--timeout", timeout_text, "Timeout of connecting and of each call (2s, 500ms)");
+  app.add_option("-t,--timeout", timeout_text,
+                 "Timeout of connecting and of each call (2s, 500ms)");
   app.add_flag("-D,--debug", debug, "Print requests and responses to stderr");
 
   Action action;
@@ -69,7 +70,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> image_names;
   auto add_pull = [&](CLI::App* parent, const char* name) {
     CLI::App* command = parent->add_subcommand(name, "Pull an image, showing layer progress");
-    command->add_option("image", pull.image, "Image reference (busybox, host:5000/a/b:tag)")->required();
+    command->add_option("image", pull.image, "Image reference (busybox, host:5000/a/b:tag)")
+        ->required();
     command->add_option("--creds", pull.creds, "Registry credentials, USER[:PASSWORD]");
     command->add_option("--auth", pull.auth, "Registry credentials, base64 of USER:PASSWORD");
     command->callback([&] {
@@ -115,8 +117,8 @@ int main(int argc, char** argv) {
   add_images(&app, "images");
   add_inspect(&app, "inspecti");
   add_remove(&app, "rmi");
-  CLI::App* image =
-      app.add_subcommand("image", "Docker-style image commands: ls, pull, rm, inspect, import, export");
+  CLI::App* image = app.add_subcommand(
+      "image", "Docker-style image commands: ls, pull, rm, inspect, import, export");
   image->require_subcommand(1);
   add_images(image, "ls");
   add_pull(image, "pull");
@@ -132,7 +134,8 @@ int main(int argc, char** argv) {
       return kapal::ctl::RunImportImage(client, archive_file, std::cout);
     };
   });
-  CLI::App* export_command = image->add_subcommand("export", "Export an image as an OCI image layout tar");
+  CLI::App* export_command =
+      image->add_subcommand("export", "Export an image as an OCI image layout tar");
   export_command->add_option("image", export_image, "Image reference or id")->required();
   export_command->add_option("file", archive_file, "Where to write it (- for stdout)")->required();
   export_command->callback([&] {

@@ -33,8 +33,8 @@ namespace {
 bool NeedsQuotes(const std::string& value) {
   if (value.empty()) return true;
   std::string lower = absl::AsciiStrToLower(value);
-  static const char* const kSpecial[] = {"true", "false", "yes", "no", "on", "off", "null", "~",
-                                         "y", "n"};
+  static const char* const kSpecial[] = {"true", "false", "yes", "no", "on",
+                                         "off",  "null",  "~",   "y",  "n"};
   for (const char* special : kSpecial) {
     if (lower == special) return true;
   }

@@ -15,7 +15,7 @@ jobs=$(nproc)
 
 # Build tools and libraries.
 build_packages=(
-  cmake g++ make pkg-config git
+  cmake g++ make pkg-config git clang-format
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libabsl-dev
   libsqlitecpp-dev libsqlite3-dev prometheus-cpp-dev libcpp-httplib-dev libssl-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev

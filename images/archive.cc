@@ -51,7 +51,8 @@ absl::StatusOr<std::vector<ImageRecord>> ImportArchive(const std::string& path,
   archive_read_support_format_tar(reader.handle);
   archive_read_support_filter_all(reader.handle);
   if (archive_read_open_filename(reader.handle, path.c_str(), 1 << 20) != ARCHIVE_OK) {
-    return absl::InvalidArgumentError(absl::StrCat("import: ", archive_error_string(reader.handle)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("import: ", archive_error_string(reader.handle)));
   }
   std::map<std::string, std::string> metadata;  // index.json, manifest.json, oci-layout
   std::map<std::string, Digest> stored;         // archive path → digest of what it held
@@ -60,7 +61,8 @@ absl::StatusOr<std::vector<ImageRecord>> ImportArchive(const std::string& path,
     int r = archive_read_next_header(reader.handle, &entry);
     if (r == ARCHIVE_EOF) break;
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      return absl::InvalidArgumentError(absl::StrCat("import: ", archive_error_string(reader.handle)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("import: ", archive_error_string(reader.handle)));
     }
     if (archive_entry_filetype(entry) != AE_IFREG) continue;
     std::string name = CleanEntryPath(archive_entry_pathname(entry));
@@ -69,7 +71,8 @@ absl::StatusOr<std::vector<ImageRecord>> ImportArchive(const std::string& path,
         return absl::InvalidArgumentError(absl::StrCat("import: ", name, " is too large"));
       }
       std::string text(static_cast<size_t>(archive_entry_size(entry)), '\0');
-      if (archive_read_data(reader.handle, text.data(), text.size()) != static_cast<la_ssize_t>(text.size())) {
+      if (archive_read_data(reader.handle, text.data(), text.size()) !=
+          static_cast<la_ssize_t>(text.size())) {
         return absl::InvalidArgumentError(absl::StrCat("import: cannot read ", name));
       }
       metadata[name] = std::move(text);
@@ -82,10 +85,12 @@ absl::StatusOr<std::vector<ImageRecord>> ImportArchive(const std::string& path,
       std::string rest = name.substr(6);
       size_t slash = rest.find('/');
       absl::StatusOr<Digest> digest =
-          slash == std::string::npos ? absl::InvalidArgumentError("no algorithm")
-                                     : Digest::Parse(rest.substr(0, slash) + ":" + rest.substr(slash + 1));
+          slash == std::string::npos
+              ? absl::InvalidArgumentError("no algorithm")
+              : Digest::Parse(rest.substr(0, slash) + ":" + rest.substr(slash + 1));
       if (!digest.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("import: ", name, " is not blobs/ALGORITHM/HEX"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("import: ", name, " is not blobs/ALGORITHM/HEX"));
       }
       if (content.Has(*digest)) {
         stored.emplace(name, *digest);
@@ -103,16 +108,18 @@ absl::StatusOr<std::vector<ImageRecord>> ImportArchive(const std::string& path,
       int data = archive_read_data_block(reader.handle, &block, &size, &offset);
       if (data == ARCHIVE_EOF) break;
       if (data != ARCHIVE_OK) {
-        return absl::InvalidArgumentError(absl::StrCat("import: ", name, ": ",
-                                                       archive_error_string(reader.handle)));
+        return absl::InvalidArgumentError(
+            absl::StrCat("import: ", name, ": ", archive_error_string(reader.handle)));
       }
-      if (absl::Status written = (*writer)->Write(static_cast<const char*>(block), size); !written.ok()) {
+      if (absl::Status written = (*writer)->Write(static_cast<const char*>(block), size);
+          !written.ok()) {
         return written;
       }
     }
     absl::StatusOr<int64_t> committed = (*writer)->Commit();
     if (!committed.ok()) {
-      return absl::Status(committed.status().code(), absl::StrCat("import: ", name, ": ", committed.status().message()));
+      return absl::Status(committed.status().code(),
+                          absl::StrCat("import: ", name, ": ", committed.status().message()));
     }
     stored.emplace(name, (*writer)->BlobDigest());
   }
@@ -133,7 +140,9 @@ absl::StatusOr<std::vector<ImageRecord>> ImportArchive(const std::string& path,
       Digest manifest_digest = *digest;
       std::vector<Digest> extra;
       absl::StatusOr<std::string> body = content.ReadAll(manifest_digest);
-      if (!body.ok()) return absl::NotFoundError(absl::StrCat("import: ", digest->String(), " is not in the archive"));
+      if (!body.ok())
+        return absl::NotFoundError(
+            absl::StrCat("import: ", digest->String(), " is not in the archive"));
       if (IsIndex(media_type, *body)) {
         absl::StatusOr<ImageIndex> nested = ParseIndex(*body);
         if (!nested.ok()) return nested.status();
@@ -150,7 +159,8 @@ absl::StatusOr<std::vector<ImageRecord>> ImportArchive(const std::string& path,
         digests.push_back(absl::StrCat(tag.substr(0, tag.rfind(':')), "@", digest->String()));
       }
       absl::StatusOr<ImageRecord> image = puller.UnpackAndRecord(
-          manifest_digest, media_type.empty() ? media_type::kOciManifest : media_type, tags, digests, extra);
+          manifest_digest, media_type.empty() ? media_type::kOciManifest : media_type, tags,
+          digests, extra);
       if (!image.ok()) return image.status();
       imported.push_back(*image);
     }
@@ -164,7 +174,8 @@ absl::StatusOr<std::vector<ImageRecord>> ImportArchive(const std::string& path,
     for (const json& item : manifests) {
       std::string config_path = CleanEntryPath(item.value("Config", ""));
       if (!stored.contains(config_path)) {
-        return absl::InvalidArgumentError(absl::StrCat("import: config ", config_path, " is not in the archive"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("import: config ", config_path, " is not in the archive"));
       }
       const Digest& config_digest = stored.at(config_path);
       absl::StatusOr<int64_t> config_size = content.SizeOf(config_digest);
@@ -174,7 +185,8 @@ absl::StatusOr<std::vector<ImageRecord>> ImportArchive(const std::string& path,
       for (const json& layer : item.value("Layers", json::array())) {
         std::string layer_path = CleanEntryPath(layer.get<std::string>());
         if (!stored.contains(layer_path)) {
-          return absl::InvalidArgumentError(absl::StrCat("import: layer ", layer_path, " is not in the archive"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("import: layer ", layer_path, " is not in the archive"));
         }
         const Digest& layer_digest = stored.at(layer_path);
         layers.push_back({{"mediaType", "application/vnd.docker.image.rootfs.diff.tar"},
@@ -183,13 +195,15 @@ absl::StatusOr<std::vector<ImageRecord>> ImportArchive(const std::string& path,
       }
       json manifest = {{"schemaVersion", 2},
                        {"mediaType", media_type::kDockerManifest},
-                       {"config", {{"mediaType", "application/vnd.docker.container.image.v1+json"},
-                                   {"digest", config_digest.String()},
-                                   {"size", *config_size}}},
+                       {"config",
+                        {{"mediaType", "application/vnd.docker.container.image.v1+json"},
+                         {"digest", config_digest.String()},
+                         {"size", *config_size}}},
                        {"layers", layers}};
       std::string body = manifest.dump();
       Digest manifest_digest = Digest::Sha256Of(body);
-      if (absl::StatusOr<int64_t> written = content.IngestBytes(manifest_digest, body, media_type::kDockerManifest);
+      if (absl::StatusOr<int64_t> written =
+              content.IngestBytes(manifest_digest, body, media_type::kDockerManifest);
           !written.ok()) {
         return written.status();
       }
@@ -257,14 +271,17 @@ absl::Status ExportArchive(const ImageRecord& image, ContentStore& content,
   json annotations = json::object();
   if (!image.repo_tags.empty()) {
     annotations[kImageNameAnnotation] = image.repo_tags.front();
-    annotations[kRefNameAnnotation] = image.repo_tags.front().substr(image.repo_tags.front().rfind(':') + 1);
+    annotations[kRefNameAnnotation] =
+        image.repo_tags.front().substr(image.repo_tags.front().rfind(':') + 1);
   }
-  json index = {{"schemaVersion", 2},
-                {"mediaType", media_type::kOciIndex},
-                {"manifests", {{{"mediaType", image.media_type.empty() ? media_type::kOciManifest : image.media_type},
-                                {"digest", image.manifest_digest.String()},
-                                {"size", manifest_json->size()},
-                                {"annotations", annotations}}}}};
+  json index = {
+      {"schemaVersion", 2},
+      {"mediaType", media_type::kOciIndex},
+      {"manifests",
+       {{{"mediaType", image.media_type.empty() ? media_type::kOciManifest : image.media_type},
+         {"digest", image.manifest_digest.String()},
+         {"size", manifest_json->size()},
+         {"annotations", annotations}}}}};
   std::string index_json = index.dump();
   std::string layout = R"({"imageLayoutVersion":"1.0.0"})";
 
@@ -278,37 +295,43 @@ absl::Status ExportArchive(const ImageRecord& image, ContentStore& content,
   }
   auto write_string = [&](const std::string& text) {
     return [&text](archive* out) -> absl::Status {
-      if (archive_write_data(out, text.data(), text.size()) < 0) return absl::InternalError(archive_error_string(out));
+      if (archive_write_data(out, text.data(), text.size()) < 0)
+        return absl::InternalError(archive_error_string(out));
       return absl::OkStatus();
     };
   };
-  if (absl::Status added = AddFile(a, state, "oci-layout", static_cast<int64_t>(layout.size()), write_string(layout));
+  if (absl::Status added = AddFile(a, state, "oci-layout", static_cast<int64_t>(layout.size()),
+                                   write_string(layout));
       !added.ok()) {
     return added;
   }
-  if (absl::Status added = AddFile(a, state, "index.json", static_cast<int64_t>(index_json.size()), write_string(index_json));
+  if (absl::Status added = AddFile(a, state, "index.json", static_cast<int64_t>(index_json.size()),
+                                   write_string(index_json));
       !added.ok()) {
     return added;
   }
   for (const Digest& blob : blobs) {
     absl::StatusOr<int64_t> size = content.SizeOf(blob);
     if (!size.ok()) return size.status();
-    absl::Status added = AddFile(
-        a, state, absl::StrCat("blobs/", blob.Algorithm(), "/", blob.Hex()), *size,
-        [&](archive* out) -> absl::Status {
-          base::UniqueFd fd(::open(content.PathOf(blob).c_str(), O_RDONLY | O_CLOEXEC));
-          if (!fd) return absl::NotFoundError(absl::StrCat("blob ", blob.String(), " is missing"));
-          std::vector<char> buffer(1 << 20);
-          for (;;) {
-            ssize_t n = ::read(fd.Get(), buffer.data(), buffer.size());
-            if (n < 0) return absl::InternalError(absl::StrCat("read blob ", blob.String()));
-            if (n == 0) break;
-            if (archive_write_data(out, buffer.data(), static_cast<size_t>(n)) < 0) {
-              return state.status.ok() ? absl::InternalError(archive_error_string(out)) : state.status;
-            }
-          }
-          return absl::OkStatus();
-        });
+    absl::Status added =
+        AddFile(a, state, absl::StrCat("blobs/", blob.Algorithm(), "/", blob.Hex()), *size,
+                [&](archive* out) -> absl::Status {
+                  base::UniqueFd fd(::open(content.PathOf(blob).c_str(), O_RDONLY | O_CLOEXEC));
+                  if (!fd)
+                    return absl::NotFoundError(absl::StrCat("blob ", blob.String(), " is missing"));
+                  std::vector<char> buffer(1 << 20);
+                  for (;;) {
+                    ssize_t n = ::read(fd.Get(), buffer.data(), buffer.size());
+                    if (n < 0)
+                      return absl::InternalError(absl::StrCat("read blob ", blob.String()));
+                    if (n == 0) break;
+                    if (archive_write_data(out, buffer.data(), static_cast<size_t>(n)) < 0) {
+                      return state.status.ok() ? absl::InternalError(archive_error_string(out))
+                                               : state.status;
+                    }
+                  }
+                  return absl::OkStatus();
+                });
     if (!added.ok()) return added;
   }
   if (archive_write_close(a) != ARCHIVE_OK) {

@@ -1,10 +1,9 @@
 #include "images/content_store.h"
 
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <SQLiteCpp/SQLiteCpp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -67,16 +66,21 @@ bool ContentStore::Has(const Digest& digest) const {
 absl::StatusOr<int64_t> ContentStore::SizeOf(const Digest& digest) const {
   struct stat st {};
   if (::stat(PathOf(digest).c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat("blob ", digest.String(), " is not in the content store"));
+    return absl::NotFoundError(
+        absl::StrCat("blob ", digest.String(), " is not in the content store"));
   }
   return static_cast<int64_t>(st.st_size);
 }
 
 BlobWriter::BlobWriter(ContentStore& content, Digest expected, bool verify, int64_t expected_size,
                        std::string media_type, std::string temp_path, int fd, Hasher hasher)
-    : content_(content), expected_(std::move(expected)), verify_(verify),
+    : content_(content),
+      expected_(std::move(expected)),
+      verify_(verify),
       expected_size_(expected_size),
-      media_type_(std::move(media_type)), temp_path_(std::move(temp_path)), fd_(fd),
+      media_type_(std::move(media_type)),
+      temp_path_(std::move(temp_path)),
+      fd_(fd),
       hasher_(std::move(hasher)) {
   pending_.reserve(kWriteChunk + 64 * 1024);
 }
@@ -115,8 +119,8 @@ absl::StatusOr<int64_t> BlobWriter::Commit() {
   Digest actual = hasher_.Finish();
   if (!verify_) expected_ = actual;
   if (actual != expected_) {
-    return absl::DataLossError(absl::StrCat("blob ", expected_.String(), ": digest mismatch (got ",
-                                            actual.String(), ")"));
+    return absl::DataLossError(
+        absl::StrCat("blob ", expected_.String(), ": digest mismatch (got ", actual.String(), ")"));
   }
   if (::fsync(fd_) != 0) return base::ErrnoStatus(errno, "fsync " + temp_path_);
   ::close(fd_);
@@ -189,7 +193,8 @@ absl::StatusOr<int64_t> ContentStore::IngestBytes(const Digest& expected, const 
 absl::StatusOr<std::string> ContentStore::ReadAll(const Digest& digest) const {
   absl::StatusOr<std::string> data = base::ReadFile(PathOf(digest));
   if (!data.ok() && absl::IsNotFound(data.status())) {
-    return absl::NotFoundError(absl::StrCat("blob ", digest.String(), " is not in the content store"));
+    return absl::NotFoundError(
+        absl::StrCat("blob ", digest.String(), " is not in the content store"));
   }
   return data;
 }

@@ -3,8 +3,8 @@
 #include <openssl/evp.h>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 
 namespace kapal::images {
 
@@ -103,8 +103,8 @@ Digest Hasher::Finish() {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_DigestFinal_ex(state_->context, out, &length);
-  std::string hex = absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(out), length));
+  std::string hex =
+      absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(out), length));
   return Digest(algorithm_, hex);
 }
 

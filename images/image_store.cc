@@ -21,10 +21,19 @@ absl::StatusOr<ImageRecord> ReadRow(SQLite::Statement& row) {
   absl::StatusOr<Digest> manifest = Digest::Parse(row.getColumn(1).getString());
   absl::StatusOr<Digest> chain = Digest::Parse(row.getColumn(4).getString());
   if (!id.ok() || !manifest.ok() || !chain.ok()) {
-    return absl::DataLossError(absl::StrCat("image row ", row.getColumn(0).getString(), " is damaged"));
+    return absl::DataLossError(
+        absl::StrCat("image row ", row.getColumn(0).getString(), " is damaged"));
   }
-  return ImageRecord{*id, *manifest, row.getColumn(2).getString(), row.getColumn(3).getInt64(),
-                     *chain, row.getColumn(5).getString(), row.getColumn(6).getInt64(), {}, {}, {}};
+  return ImageRecord{*id,
+                     *manifest,
+                     row.getColumn(2).getString(),
+                     row.getColumn(3).getInt64(),
+                     *chain,
+                     row.getColumn(5).getString(),
+                     row.getColumn(6).getInt64(),
+                     {},
+                     {},
+                     {}};
 }
 
 void FillReferences(SQLite::Database& db, ImageRecord& image) {
@@ -54,10 +63,12 @@ absl::Status ImageStore::Put(const ImageRecord& image) {
   return store_.WithDatabase([&](SQLite::Database& db) {
     SQLite::Transaction transaction(db);
     SQLite::Statement upsert(
-        db, absl::StrCat("INSERT INTO images(", kImageColumns, ") VALUES(?, ?, ?, ?, ?, ?, ?) "
-                         "ON CONFLICT(id) DO UPDATE SET manifest_digest = excluded.manifest_digest, "
-                         "media_type = excluded.media_type, size = excluded.size, "
-                         "chain_id = excluded.chain_id, config_json = excluded.config_json"));
+        db,
+        absl::StrCat("INSERT INTO images(", kImageColumns,
+                     ") VALUES(?, ?, ?, ?, ?, ?, ?) "
+                     "ON CONFLICT(id) DO UPDATE SET manifest_digest = excluded.manifest_digest, "
+                     "media_type = excluded.media_type, size = excluded.size, "
+                     "chain_id = excluded.chain_id, config_json = excluded.config_json"));
     upsert.bind(1, image.id.String());
     upsert.bind(2, image.manifest_digest.String());
     upsert.bind(3, image.media_type);
@@ -67,9 +78,10 @@ absl::Status ImageStore::Put(const ImageRecord& image) {
     upsert.bind(7, image.created_at);
     upsert.exec();
     auto point = [&](const std::string& reference, const char* kind) {
-      SQLite::Statement insert(db,
-                               "INSERT INTO image_references(reference, image_id, kind) VALUES(?, ?, ?) "
-                               "ON CONFLICT(reference) DO UPDATE SET image_id = excluded.image_id");
+      SQLite::Statement insert(
+          db,
+          "INSERT INTO image_references(reference, image_id, kind) VALUES(?, ?, ?) "
+          "ON CONFLICT(reference) DO UPDATE SET image_id = excluded.image_id");
       insert.bind(1, reference);
       insert.bind(2, image.id.String());
       insert.bind(3, kind);
@@ -78,7 +90,8 @@ absl::Status ImageStore::Put(const ImageRecord& image) {
     for (const std::string& tag : image.repo_tags) point(tag, "tag");
     for (const std::string& digest : image.repo_digests) point(digest, "digest");
     for (const Digest& blob : image.blobs) {
-      SQLite::Statement insert(db, "INSERT OR IGNORE INTO image_blobs(image_id, digest) VALUES(?, ?)");
+      SQLite::Statement insert(db,
+                               "INSERT OR IGNORE INTO image_blobs(image_id, digest) VALUES(?, ?)");
       insert.bind(1, image.id.String());
       insert.bind(2, blob.String());
       insert.exec();
@@ -90,7 +103,8 @@ absl::Status ImageStore::Put(const ImageRecord& image) {
 absl::StatusOr<ImageRecord> ImageStore::Get(const Digest& id) {
   std::optional<absl::StatusOr<ImageRecord>> found;
   absl::Status status = store_.WithDatabase([&](SQLite::Database& db) {
-    SQLite::Statement query(db, absl::StrCat("SELECT ", kImageColumns, " FROM images WHERE id = ?"));
+    SQLite::Statement query(db,
+                            absl::StrCat("SELECT ", kImageColumns, " FROM images WHERE id = ?"));
     query.bind(1, id.String());
     if (!query.executeStep()) return;
     found = ReadRow(query);
@@ -125,8 +139,9 @@ absl::StatusOr<ImageRecord> ImageStore::Find(const std::string& id_or_reference)
   absl::StatusOr<Reference> reference = ParseReference(text);
   if (!reference.ok()) return reference.status();
   // A name:tag@digest reference is found by its digest, as the digest is what was pulled.
-  std::string key = reference->digest ? absl::StrCat(reference->Name(), "@", reference->digest->String())
-                                      : reference->Canonical();
+  std::string key = reference->digest
+                        ? absl::StrCat(reference->Name(), "@", reference->digest->String())
+                        : reference->Canonical();
   std::optional<std::string> id;
   absl::Status status = store_.WithDatabase([&](SQLite::Database& db) {
     SQLite::Statement query(db, "SELECT image_id FROM image_references WHERE reference = ?");
@@ -141,7 +156,8 @@ absl::StatusOr<ImageRecord> ImageStore::Find(const std::string& id_or_reference)
 std::vector<ImageRecord> ImageStore::List() {
   std::vector<ImageRecord> images;
   (void)store_.WithDatabase([&](SQLite::Database& db) {
-    SQLite::Statement query(db, absl::StrCat("SELECT ", kImageColumns, " FROM images ORDER BY created_at, id"));
+    SQLite::Statement query(
+        db, absl::StrCat("SELECT ", kImageColumns, " FROM images ORDER BY created_at, id"));
     while (query.executeStep()) {
       absl::StatusOr<ImageRecord> image = ReadRow(query);
       if (!image.ok()) continue;
@@ -157,8 +173,8 @@ absl::StatusOr<int> ImageStore::Untag(const Reference& tag_reference) {
   std::optional<int> remaining;
   absl::Status status = store_.WithDatabase([&](SQLite::Database& db) {
     SQLite::Transaction transaction(db);
-    SQLite::Statement find(db,
-                           "SELECT image_id FROM image_references WHERE reference = ? AND kind = 'tag'");
+    SQLite::Statement find(
+        db, "SELECT image_id FROM image_references WHERE reference = ? AND kind = 'tag'");
     find.bind(1, key);
     if (!find.executeStep()) return;
     std::string image_id = find.getColumn(0).getString();
@@ -180,8 +196,9 @@ absl::StatusOr<int> ImageStore::Untag(const Reference& tag_reference) {
 absl::Status ImageStore::Remove(const Digest& id) {
   return store_.WithDatabase([&](SQLite::Database& db) {
     SQLite::Transaction transaction(db);
-    for (const char* sql : {"DELETE FROM image_references WHERE image_id = ?",
-                            "DELETE FROM image_blobs WHERE image_id = ?", "DELETE FROM images WHERE id = ?"}) {
+    for (const char* sql :
+         {"DELETE FROM image_references WHERE image_id = ?",
+          "DELETE FROM image_blobs WHERE image_id = ?", "DELETE FROM images WHERE id = ?"}) {
       SQLite::Statement statement(db, sql);
       statement.bind(1, id.String());
       statement.exec();

@@ -18,7 +18,7 @@ struct ImageRecord {
   Digest id;
   Digest manifest_digest;
   std::string media_type;
-  int64_t size = 0;  // compressed layers + config + manifest, as registries count it
+  int64_t size = 0;     // compressed layers + config + manifest, as registries count it
   Digest top_chain_id;  // the snapshot holding the image's root filesystem
   std::string config_json;
   int64_t created_at = 0;

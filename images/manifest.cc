@@ -28,15 +28,18 @@ std::string StringField(const json& object, const char* key) {
 absl::StatusOr<Descriptor> ParseDescriptor(const json& object, const char* what) {
   if (!object.is_object()) return absl::InvalidArgumentError(absl::StrCat(what, ": not an object"));
   absl::StatusOr<Digest> digest = Digest::Parse(StringField(object, "digest"));
-  if (!digest.ok()) return absl::InvalidArgumentError(absl::StrCat(what, ": ", digest.status().message()));
+  if (!digest.ok())
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", digest.status().message()));
   auto size = object.find("size");
   if (size == object.end() || !size->is_number_integer() || size->get<int64_t>() < 0) {
     return absl::InvalidArgumentError(absl::StrCat(what, " ", digest->String(), ": no valid size"));
   }
-  Descriptor descriptor{StringField(object, "mediaType"), *digest, size->get<int64_t>(), std::nullopt};
+  Descriptor descriptor{StringField(object, "mediaType"), *digest, size->get<int64_t>(),
+                        std::nullopt};
   if (auto platform = object.find("platform"); platform != object.end() && platform->is_object()) {
-    descriptor.platform = Platform{StringField(*platform, "os"), StringField(*platform, "architecture"),
-                                   StringField(*platform, "variant")};
+    descriptor.platform =
+        Platform{StringField(*platform, "os"), StringField(*platform, "architecture"),
+                 StringField(*platform, "variant")};
   }
   return descriptor;
 }
@@ -76,7 +79,8 @@ bool IsIndex(const std::string& media_type, const std::string& body) {
   json parsed = json::parse(body, nullptr, false);
   if (parsed.is_discarded() || !parsed.is_object()) return false;
   std::string declared = StringField(parsed, "mediaType");
-  if (!declared.empty()) return declared == media_type::kOciIndex || declared == media_type::kDockerList;
+  if (!declared.empty())
+    return declared == media_type::kOciIndex || declared == media_type::kDockerList;
   return parsed.contains("manifests");
 }
 
@@ -101,7 +105,8 @@ absl::StatusOr<ImageManifest> ParseManifest(const std::string& body) {
   if (!parsed.ok()) return parsed.status();
   if (parsed->value("schemaVersion", 0) != 2) {
     return absl::InvalidArgumentError(
-        "image manifest: only schemaVersion 2 is supported (Docker schema 1 images are deprecated)");
+        "image manifest: only schemaVersion 2 is supported (Docker schema 1 images are "
+        "deprecated)");
   }
   auto config = parsed->find("config");
   if (config == parsed->end()) return absl::InvalidArgumentError("image manifest has no config");
@@ -132,9 +137,11 @@ absl::StatusOr<ImageConfig> ParseImageConfig(const std::string& body) {
     return absl::InvalidArgumentError("image config has no rootfs.diff_ids");
   }
   for (const json& diff_id : (*rootfs)["diff_ids"]) {
-    absl::StatusOr<Digest> digest = Digest::Parse(diff_id.is_string() ? diff_id.get<std::string>() : "");
+    absl::StatusOr<Digest> digest =
+        Digest::Parse(diff_id.is_string() ? diff_id.get<std::string>() : "");
     if (!digest.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("image config: diff id: ", digest.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("image config: diff id: ", digest.status().message()));
     }
     config.diff_ids.push_back(*digest);
   }
@@ -162,7 +169,8 @@ absl::StatusOr<Descriptor> SelectPlatform(const ImageIndex& index, const Platfor
   }
   if (fallback != nullptr) return *fallback;
   return absl::NotFoundError(absl::StrCat("no image for platform ", platform.String(),
-                                          " (the index has: ", absl::StrJoin(available, ", "), ")"));
+                                          " (the index has: ", absl::StrJoin(available, ", "),
+                                          ")"));
 }
 
 absl::StatusOr<LayerCompression> CompressionOf(const std::string& layer_media_type) {

@@ -14,8 +14,10 @@ namespace kapal::images {
 namespace media_type {
 inline constexpr const char kOciIndex[] = "application/vnd.oci.image.index.v1+json";
 inline constexpr const char kOciManifest[] = "application/vnd.oci.image.manifest.v1+json";
-inline constexpr const char kDockerList[] = "application/vnd.docker.distribution.manifest.list.v2+json";
-inline constexpr const char kDockerManifest[] = "application/vnd.docker.distribution.manifest.v2+json";
+inline constexpr const char kDockerList[] =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+inline constexpr const char kDockerManifest[] =
+    "application/vnd.docker.distribution.manifest.v2+json";
 }  // namespace media_type
 
 struct Platform {

@@ -73,7 +73,8 @@ absl::Status Puller::Download(RegistryClient& client, const std::string& reposit
       });
       if (last.ok()) {
         absl::StatusOr<int64_t> committed = (*writer)->Commit();
-        if (committed.ok() && progress) progress({blob.digest.String(), *committed, blob.size, false});
+        if (committed.ok() && progress)
+          progress({blob.digest.String(), *committed, blob.size, false});
         return committed.status();
       }
       // Only a network fault or a busy registry is worth another try.
@@ -91,8 +92,8 @@ absl::Status Puller::UnpackLayer(const Descriptor& layer, const Digest& diff_id,
       return absl::OkStatus();
     }
     static std::atomic<uint64_t> counter{0};
-    std::string key = absl::StrCat(kExtractPrefix, ::getpid(), "-", counter.fetch_add(1), "-",
-                                   chain_id.Short());
+    std::string key =
+        absl::StrCat(kExtractPrefix, ::getpid(), "-", counter.fetch_add(1), "-", chain_id.Short());
     if (absl::StatusOr<std::vector<snapshotter::Mount>> prepared = snapshots_.Prepare(key, parent);
         !prepared.ok()) {
       return prepared.status();
@@ -108,7 +109,8 @@ absl::Status Puller::UnpackLayer(const Descriptor& layer, const Digest& diff_id,
                               : WhiteoutStyle::kApply;
     absl::StatusOr<UnpackedLayer> unpacked =
         images::UnpackLayer(content_.PathOf(layer.digest), *directory, style, &diff_id);
-    if (!unpacked.ok()) return discard(Annotate(unpacked.status(), "layer " + layer.digest.String()));
+    if (!unpacked.ok())
+      return discard(Annotate(unpacked.status(), "layer " + layer.digest.String()));
     absl::Status committed = snapshots_.Commit(chain_id.String(), key);
     // Another pull committed the same layer first: its snapshot serves both.
     if (absl::IsAlreadyExists(committed)) return discard(absl::OkStatus());
@@ -146,8 +148,9 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
     if (!absl::IsNotFound(top.status()) && !absl::IsUnavailable(top.status())) break;
   }
   if (!top.ok()) {
-    std::string detail = tried.size() > 1 ? absl::StrCat(" (tried ", absl::StrJoin(tried, "; "), ")")
-                                          : std::string(absl::StrCat(": ", top.status().message()));
+    std::string detail = tried.size() > 1
+                             ? absl::StrCat(" (tried ", absl::StrJoin(tried, "; "), ")")
+                             : std::string(absl::StrCat(": ", top.status().message()));
     return absl::Status(top.status().code(), absl::StrCat(context, detail));
   }
   RegistryClient& client = *chosen_client;
@@ -158,26 +161,31 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
     if (!index.ok()) return Annotate(index.status(), context);
     absl::StatusOr<Descriptor> entry = SelectPlatform(*index, options_.platform);
     if (!entry.ok()) return Annotate(entry.status(), context);
-    absl::StatusOr<FetchedManifest> manifest = client.FetchManifest(repository, entry->digest.String());
+    absl::StatusOr<FetchedManifest> manifest =
+        client.FetchManifest(repository, entry->digest.String());
     if (!manifest.ok()) return Annotate(manifest.status(), context);
-    if (absl::StatusOr<int64_t> stored = content_.IngestBytes(top->digest, top->body, top->media_type);
+    if (absl::StatusOr<int64_t> stored =
+            content_.IngestBytes(top->digest, top->body, top->media_type);
         !stored.ok()) {
       return Annotate(stored.status(), context);
     }
     blobs.push_back(top->digest);
     chosen = std::move(*manifest);
   }
-  if (absl::StatusOr<int64_t> stored = content_.IngestBytes(chosen.digest, chosen.body, chosen.media_type);
+  if (absl::StatusOr<int64_t> stored =
+          content_.IngestBytes(chosen.digest, chosen.body, chosen.media_type);
       !stored.ok()) {
     return Annotate(stored.status(), context);
   }
   absl::StatusOr<ImageManifest> manifest = ParseManifest(chosen.body);
   if (!manifest.ok()) return Annotate(manifest.status(), context);
-  if (absl::Status fetched = Download(client, repository, manifest->config, nullptr); !fetched.ok()) {
+  if (absl::Status fetched = Download(client, repository, manifest->config, nullptr);
+      !fetched.ok()) {
     return Annotate(fetched, context + ": config");
   }
   for (const Descriptor& layer : manifest->layers) {
-    if (absl::StatusOr<LayerCompression> compression = CompressionOf(layer.media_type); !compression.ok()) {
+    if (absl::StatusOr<LayerCompression> compression = CompressionOf(layer.media_type);
+        !compression.ok()) {
       return Annotate(compression.status(), context);
     }
   }
@@ -204,9 +212,11 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
   if (!failure.ok()) return Annotate(failure, context);
 
   std::vector<std::string> repo_tags;
-  if (!reference->tag.empty()) repo_tags.push_back(absl::StrCat(reference->Name(), ":", reference->tag));
+  if (!reference->tag.empty())
+    repo_tags.push_back(absl::StrCat(reference->Name(), ":", reference->tag));
   // The digest a tag resolved to: the index's, when the registry served one.
-  std::vector<std::string> repo_digests = {absl::StrCat(reference->Name(), "@", top->digest.String())};
+  std::vector<std::string> repo_digests = {
+      absl::StrCat(reference->Name(), "@", top->digest.String())};
   absl::StatusOr<ImageRecord> image =
       UnpackAndRecord(chosen.digest, chosen.media_type, repo_tags, repo_digests, blobs);
   if (!image.ok()) return Annotate(image.status(), context);
@@ -228,8 +238,8 @@ absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(const Digest& manifest_diges
   if (!config.ok()) return config.status();
   if (config->diff_ids.size() != manifest->layers.size()) {
     return absl::InvalidArgumentError(absl::StrCat("the manifest has ", manifest->layers.size(),
-                                                   " layers but the config ", config->diff_ids.size(),
-                                                   " diff ids"));
+                                                   " layers but the config ",
+                                                   config->diff_ids.size(), " diff ids"));
   }
   if (manifest->layers.empty()) return absl::InvalidArgumentError("the image has no layers");
   std::vector<Digest> blobs = extra_blobs;
@@ -238,7 +248,8 @@ absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(const Digest& manifest_diges
   std::vector<Digest> chain_ids = ChainIds(config->diff_ids);
   int64_t size = manifest->config.size + static_cast<int64_t>(manifest_json->size());
   for (size_t i = 0; i < manifest->layers.size(); ++i) {
-    if (absl::StatusOr<LayerCompression> compression = CompressionOf(manifest->layers[i].media_type);
+    if (absl::StatusOr<LayerCompression> compression =
+            CompressionOf(manifest->layers[i].media_type);
         !compression.ok()) {
       return compression.status();
     }
@@ -247,13 +258,22 @@ absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(const Digest& manifest_diges
                                               " is not in the content store"));
     }
     std::string parent = i == 0 ? "" : chain_ids[i - 1].String();
-    absl::Status unpacked = UnpackLayer(manifest->layers[i], config->diff_ids[i], chain_ids[i], parent);
+    absl::Status unpacked =
+        UnpackLayer(manifest->layers[i], config->diff_ids[i], chain_ids[i], parent);
     if (!unpacked.ok()) return unpacked;
     blobs.push_back(manifest->layers[i].digest);
     size += manifest->layers[i].size;
   }
-  ImageRecord image{manifest->config.digest, manifest_digest, manifest_media_type, size,
-                    chain_ids.back(), *config_json, NowSeconds(), repo_tags, repo_digests, blobs};
+  ImageRecord image{manifest->config.digest,
+                    manifest_digest,
+                    manifest_media_type,
+                    size,
+                    chain_ids.back(),
+                    *config_json,
+                    NowSeconds(),
+                    repo_tags,
+                    repo_digests,
+                    blobs};
   if (absl::Status stored = images_.Put(image); !stored.ok()) return stored;
   return images_.Get(image.id);
 }

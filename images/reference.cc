@@ -61,7 +61,8 @@ bool IsDomain(absl::string_view domain) {
   size_t colon = host.rfind(':');
   if (colon != absl::string_view::npos) {
     absl::string_view port = host.substr(colon + 1);
-    if (port.empty() || port.find_first_not_of("0123456789") != absl::string_view::npos) return false;
+    if (port.empty() || port.find_first_not_of("0123456789") != absl::string_view::npos)
+      return false;
     host = host.substr(0, colon);
   }
   if (host.empty()) return false;

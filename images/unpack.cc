@@ -46,7 +46,8 @@ struct HashingSource {
 
 la_ssize_t ReadDecompressed(archive* reader, void* client, const void** data) {
   auto* source = static_cast<HashingSource*>(client);
-  la_ssize_t n = archive_read_data(source->decompressed, source->buffer.data(), source->buffer.size());
+  la_ssize_t n =
+      archive_read_data(source->decompressed, source->buffer.data(), source->buffer.size());
   if (n < 0) {
     archive_set_error(reader, EIO, "%s", archive_error_string(source->decompressed));
     return -1;
@@ -83,9 +84,9 @@ absl::Status CheckNoSymlinkParents(const std::string& root, const std::vector<st
       return base::ErrnoStatus(errno, "stat " + path);
     }
     if (S_ISLNK(st.st_mode)) {
-      return absl::InvalidArgumentError(absl::StrCat("layer entry \"", raw,
-                                                     "\" would be written through the symlink \"",
-                                                     absl::StrJoin(parts.begin(), parts.begin() + i + 1, "/"), "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer entry \"", raw, "\" would be written through the symlink \"",
+                       absl::StrJoin(parts.begin(), parts.begin() + i + 1, "/"), "\""));
     }
     if (!S_ISDIR(st.st_mode)) {
       return absl::InvalidArgumentError(
@@ -117,7 +118,8 @@ absl::Status MakeOpaque(const std::string& directory) {
 absl::Status ClearLowerEntries(const std::string& directory, const std::string& relative,
                                const std::set<std::string>& created) {
   DIR* dir = ::opendir(directory.c_str());
-  if (dir == nullptr) return errno == ENOENT ? absl::OkStatus() : base::ErrnoStatus(errno, directory);
+  if (dir == nullptr)
+    return errno == ENOENT ? absl::OkStatus() : base::ErrnoStatus(errno, directory);
   std::vector<std::string> names;
   while (dirent* entry = ::readdir(dir)) {
     std::string name = entry->d_name;
@@ -127,7 +129,8 @@ absl::Status ClearLowerEntries(const std::string& directory, const std::string& 
   for (const std::string& name : names) {
     std::string child = relative.empty() ? name : absl::StrCat(relative, "/", name);
     if (created.contains(child)) continue;
-    if (absl::Status removed = base::RemoveTree(absl::StrCat(directory, "/", name)); !removed.ok()) {
+    if (absl::Status removed = base::RemoveTree(absl::StrCat(directory, "/", name));
+        !removed.ok()) {
       return removed;
     }
   }
@@ -142,11 +145,13 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
   archive_read_support_filter_all(blob.handle);
   archive_read_support_format_raw(blob.handle);
   if (archive_read_open_filename(blob.handle, blob_path.c_str(), 1 << 20) != ARCHIVE_OK) {
-    return absl::InvalidArgumentError(absl::StrCat("layer ", blob_path, ": ", archive_error_string(blob.handle)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer ", blob_path, ": ", archive_error_string(blob.handle)));
   }
   archive_entry* raw_entry = nullptr;
   if (archive_read_next_header(blob.handle, &raw_entry) != ARCHIVE_OK) {
-    return absl::InvalidArgumentError(absl::StrCat("layer ", blob_path, ": ", archive_error_string(blob.handle)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer ", blob_path, ": ", archive_error_string(blob.handle)));
   }
   absl::StatusOr<Hasher> hasher = Hasher::ForAlgorithm("sha256");
   if (!hasher.ok()) return hasher.status();
@@ -155,18 +160,18 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
   ArchiveReader tar;
   archive_read_support_format_tar(tar.handle);
   if (archive_read_open(tar.handle, &source, nullptr, ReadDecompressed, nullptr) != ARCHIVE_OK) {
-    return absl::InvalidArgumentError(absl::StrCat("layer ", blob_path, ": not a tar: ",
-                                                   archive_error_string(tar.handle)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer ", blob_path, ": not a tar: ", archive_error_string(tar.handle)));
   }
   ArchiveDiskWriter disk;
   // Owners by number (the image's uids, not this host's names). Paths are made safe by
   // CleanPath and CheckNoSymlinkParents before they reach libarchive, and handed to it as
   // ROOT/relative, so its own absolute-path refusal cannot be used; its '..' check stays as a
   // second guard.
-  archive_write_disk_set_options(
-      disk.handle, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
-                       ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_UNLINK |
-                       ARCHIVE_EXTRACT_SECURE_NODOTDOT);
+  archive_write_disk_set_options(disk.handle, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM |
+                                                  ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
+                                                  ARCHIVE_EXTRACT_UNLINK |
+                                                  ARCHIVE_EXTRACT_SECURE_NODOTDOT);
 
   UnpackedLayer result{Digest::Sha256Of(""), 0, 0};
   std::set<std::string> created;
@@ -175,7 +180,8 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
     int r = archive_read_next_header(tar.handle, &entry);
     if (r == ARCHIVE_EOF) break;
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      return absl::InvalidArgumentError(absl::StrCat("layer ", blob_path, ": ", archive_error_string(tar.handle)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer ", blob_path, ": ", archive_error_string(tar.handle)));
     }
     ++result.entries;
     std::string raw = archive_entry_pathname(entry);
@@ -186,7 +192,8 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
     std::string base_name = parts->back();
     std::string parent_relative = absl::StrJoin(parts->begin(), parts->end() - 1, "/");
     std::string parent = parent_relative.empty() ? root : absl::StrCat(root, "/", parent_relative);
-    if (absl::Status checked = CheckNoSymlinkParents(root, *parts, raw); !checked.ok()) return checked;
+    if (absl::Status checked = CheckNoSymlinkParents(root, *parts, raw); !checked.ok())
+      return checked;
 
     if (absl::StartsWith(base_name, kWhiteoutPrefix)) {
       if (absl::Status made = EnsureDirectory(parent); !made.ok()) return made;
@@ -196,7 +203,8 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
                                 : ClearLowerEntries(parent, parent_relative, created);
         if (!done.ok()) return done;
       } else {
-        std::string target = absl::StrCat(parent, "/", base_name.substr(sizeof(kWhiteoutPrefix) - 1));
+        std::string target =
+            absl::StrCat(parent, "/", base_name.substr(sizeof(kWhiteoutPrefix) - 1));
         absl::Status done = style == WhiteoutStyle::kOverlay ? MakeOverlayWhiteout(target)
                                                              : base::RemoveTree(target);
         if (!done.ok()) return done;
@@ -207,8 +215,10 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
     if (const char* link = archive_entry_hardlink(entry); link != nullptr) {
       absl::StatusOr<std::vector<std::string>> target = CleanPath(link);
       if (!target.ok()) return target.status();
-      if (absl::Status checked = CheckNoSymlinkParents(root, *target, link); !checked.ok()) return checked;
-      archive_entry_set_hardlink(entry, absl::StrCat(root, "/", absl::StrJoin(*target, "/")).c_str());
+      if (absl::Status checked = CheckNoSymlinkParents(root, *target, link); !checked.ok())
+        return checked;
+      archive_entry_set_hardlink(entry,
+                                 absl::StrCat(root, "/", absl::StrJoin(*target, "/")).c_str());
     }
     // A layer must not forge overlay metadata (opaque, redirect) through its own xattrs.
     if (archive_entry_xattr_reset(entry) > 0) {
@@ -228,8 +238,8 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
     }
     archive_entry_set_pathname(entry, absl::StrCat(root, "/", relative).c_str());
     if (archive_write_header(disk.handle, entry) != ARCHIVE_OK) {
-      return absl::InvalidArgumentError(absl::StrCat("layer entry \"", raw, "\": ",
-                                                     archive_error_string(disk.handle)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer entry \"", raw, "\": ", archive_error_string(disk.handle)));
     }
     const void* block = nullptr;
     size_t size = 0;
@@ -238,15 +248,17 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
       int data = archive_read_data_block(tar.handle, &block, &size, &offset);
       if (data == ARCHIVE_EOF) break;
       if (data != ARCHIVE_OK) {
-        return absl::InvalidArgumentError(absl::StrCat("layer entry \"", raw, "\": ",
-                                                       archive_error_string(tar.handle)));
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer entry \"", raw, "\": ", archive_error_string(tar.handle)));
       }
       if (archive_write_data_block(disk.handle, block, size, offset) != ARCHIVE_OK) {
-        return absl::InternalError(absl::StrCat("write \"", raw, "\": ", archive_error_string(disk.handle)));
+        return absl::InternalError(
+            absl::StrCat("write \"", raw, "\": ", archive_error_string(disk.handle)));
       }
     }
     if (archive_write_finish_entry(disk.handle) != ARCHIVE_OK) {
-      return absl::InternalError(absl::StrCat("finish \"", raw, "\": ", archive_error_string(disk.handle)));
+      return absl::InternalError(
+          absl::StrCat("finish \"", raw, "\": ", archive_error_string(disk.handle)));
     }
     created.insert(relative);
   }
@@ -260,9 +272,9 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
   result.diff_id = source.hasher.Finish();
   result.uncompressed_bytes = source.bytes;
   if (expected_diff_id != nullptr && result.diff_id != *expected_diff_id) {
-    return absl::DataLossError(absl::StrCat("layer ", blob_path, ": uncompressed digest ",
-                                            result.diff_id.String(), " does not match the config's diff id ",
-                                            expected_diff_id->String()));
+    return absl::DataLossError(
+        absl::StrCat("layer ", blob_path, ": uncompressed digest ", result.diff_id.String(),
+                     " does not match the config's diff id ", expected_diff_id->String()));
   }
   return result;
 }

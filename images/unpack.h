@@ -19,7 +19,7 @@ enum class WhiteoutStyle {
 };
 
 struct UnpackedLayer {
-  Digest diff_id;               // sha256 of the uncompressed tar
+  Digest diff_id;  // sha256 of the uncompressed tar
   int64_t uncompressed_bytes = 0;
   int64_t entries = 0;
 };

@@ -74,13 +74,14 @@ absl::StatusOr<HostPort> ParseHostPort(absl::string_view address) {
     port_text = address.substr(close + 2);
     in6_addr v6{};
     if (inet_pton(AF_INET6, result.host.c_str(), &v6) != 1) {
-      return absl::InvalidArgumentError(absl::StrCat("\"", result.host, "\" is not an IPv6 address"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", result.host, "\" is not an IPv6 address"));
     }
   } else {
     size_t colon = address.rfind(':');
     if (colon == absl::string_view::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("\"", address, "\" has no port (expected HOST:PORT, example 127.0.0.1:9754)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", address, "\" has no port (expected HOST:PORT, example 127.0.0.1:9754)"));
     }
     result.host = std::string(address.substr(0, colon));
     port_text = address.substr(colon + 1);
@@ -107,7 +108,7 @@ HttpExposer::HttpExposer(std::unique_ptr<Impl> impl, std::string address)
 HttpExposer::~HttpExposer() = default;
 
 absl::StatusOr<std::unique_ptr<HttpExposer>> HttpExposer::Start(const std::string& address,
-                                                                 Registry& registry) {
+                                                                Registry& registry) {
   absl::StatusOr<HostPort> host_port = ParseHostPort(address);
   if (!host_port.ok()) return host_port.status();
   auto impl = std::make_unique<Impl>();
@@ -115,7 +116,8 @@ absl::StatusOr<std::unique_ptr<HttpExposer>> HttpExposer::Start(const std::strin
     // One worker thread: scrapes are rare and small, and every thread costs the daemon memory.
     impl->exposer = std::make_unique<prometheus::Exposer>(address, 1);
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", address, ": ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("metrics: cannot listen on ", address, ": ", e.what()));
   }
   // The exposer holds weak pointers; the Registry keeps the collectables alive and must outlive
   // the exposer, which kapald's start-up order guarantees.

@@ -39,8 +39,8 @@ class ProcessCollector : public prometheus::Collectable {
     const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
     families.push_back(Counter("process_cpu_seconds_total", "User and system CPU time spent",
                                (field(14) + field(15)) / ticks));
-    families.push_back(Gauge("process_resident_memory_bytes", "Resident memory size",
-                             field(24) * page));
+    families.push_back(
+        Gauge("process_resident_memory_bytes", "Resident memory size", field(24) * page));
     families.push_back(Gauge("process_virtual_memory_bytes", "Virtual memory size", field(23)));
     families.push_back(Gauge("process_start_time_seconds", "Start time since the Unix epoch",
                              BootTime() + field(22) / ticks));

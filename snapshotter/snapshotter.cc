@@ -1,11 +1,10 @@
 #include "snapshotter/snapshotter.h"
 
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <dirent.h>
+#include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-
-#include <SQLiteCpp/SQLiteCpp.h>
-#include <sqlite3.h>
 
 #include <chrono>
 #include <set>
@@ -61,8 +60,9 @@ absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(std::string root,
 absl::StatusOr<Info> Snapshotter::Stat(const std::string& key) {
   std::optional<Info> info;
   absl::Status status = store_.WithDatabase([&](SQLite::Database& db) {
-    SQLite::Statement query(
-        db, "SELECT key, COALESCE(parent, ''), kind, directory, created_at FROM snapshots WHERE key = ?");
+    SQLite::Statement query(db,
+                            "SELECT key, COALESCE(parent, ''), kind, directory, created_at FROM "
+                            "snapshots WHERE key = ?");
     query.bind(1, key);
     if (query.executeStep()) {
       info = Info{query.getColumn(0).getString(), query.getColumn(1).getString(),
@@ -100,10 +100,11 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::MountsFor(const Info& info) {
     if (driver_ == Driver::kNative || lowers.empty()) {
       return std::vector<Mount>{{"bind", info.directory + "/fs", {"rw", "rbind"}}};
     }
-    return std::vector<Mount>{{"overlay", "overlay",
-                               {"index=off", "lowerdir=" + absl::StrJoin(lowers, ":"),
-                                "upperdir=" + info.directory + "/fs",
-                                "workdir=" + info.directory + "/work"}}};
+    return std::vector<Mount>{
+        {"overlay",
+         "overlay",
+         {"index=off", "lowerdir=" + absl::StrJoin(lowers, ":"),
+          "upperdir=" + info.directory + "/fs", "workdir=" + info.directory + "/work"}}};
   }
   // View or committed: read-only.
   if (driver_ == Driver::kNative) {
@@ -111,7 +112,8 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::MountsFor(const Info& info) {
     return std::vector<Mount>{{"bind", source + "/fs", {"ro", "rbind"}}};
   }
   if (lowers.size() == 1) return std::vector<Mount>{{"bind", lowers.front(), {"ro", "rbind"}}};
-  return std::vector<Mount>{{"overlay", "overlay", {"ro", "index=off", "lowerdir=" + absl::StrJoin(lowers, ":")}}};
+  return std::vector<Mount>{
+      {"overlay", "overlay", {"ro", "index=off", "lowerdir=" + absl::StrJoin(lowers, ":")}}};
 }
 
 absl::StatusOr<std::vector<Mount>> Snapshotter::Create(const std::string& key,
@@ -156,14 +158,16 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::Create(const std::string& key,
     }
   });
   if (!inserted.ok()) return inserted;
-  if (exists) return absl::AlreadyExistsError(absl::StrCat("snapshot \"", key, "\" already exists"));
+  if (exists)
+    return absl::AlreadyExistsError(absl::StrCat("snapshot \"", key, "\" already exists"));
 
   auto undo = [&](absl::Status status) -> absl::Status {
     (void)Remove(key);
     return status;
   };
   for (const char* sub : {"/fs", "/work"}) {
-    if (absl::Status made = base::MakeDirectories(directory + sub, 0755); !made.ok()) return undo(made);
+    if (absl::Status made = base::MakeDirectories(directory + sub, 0755); !made.ok())
+      return undo(made);
   }
   if (driver_ == Driver::kNative && kind == Kind::kActive && !parent.empty()) {
     // A native snapshot starts as a full copy of its parent, owners, modes and links included.
@@ -175,7 +179,8 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::Create(const std::string& key,
     absl::StatusOr<base::ExitInfo> done = copy->Wait(std::chrono::hours(1));
     if (!done.ok()) return undo(done.status());
     if (!done->exited || done->exit_code != 0) {
-      return undo(absl::InternalError(absl::StrCat("copy of snapshot ", parent, " failed: ", done->Describe())));
+      return undo(absl::InternalError(
+          absl::StrCat("copy of snapshot ", parent, " failed: ", done->Describe())));
     }
   }
   absl::StatusOr<Info> info = Stat(key);
@@ -210,9 +215,10 @@ absl::Status Snapshotter::Commit(const std::string& name, const std::string& key
   bool exists = false;
   absl::Status updated = store_.WithDatabase([&](SQLite::Database& db) {
     try {
-      SQLite::Statement update(db,
-                               "UPDATE snapshots SET key = ?, kind = 'committed', size = ?, inodes = ? "
-                               "WHERE key = ? AND kind = 'active'");
+      SQLite::Statement update(
+          db,
+          "UPDATE snapshots SET key = ?, kind = 'committed', size = ?, inodes = ? "
+          "WHERE key = ? AND kind = 'active'");
       update.bind(1, name);
       update.bind(2, usage->bytes);
       update.bind(3, usage->inodes);
@@ -224,7 +230,8 @@ absl::Status Snapshotter::Commit(const std::string& name, const std::string& key
     }
   });
   if (!updated.ok()) return updated;
-  if (exists) return absl::AlreadyExistsError(absl::StrCat("snapshot \"", name, "\" already exists"));
+  if (exists)
+    return absl::AlreadyExistsError(absl::StrCat("snapshot \"", name, "\" already exists"));
   // The work directory is only for overlay upper layers; a committed layer never needs it.
   (void)base::RemoveTree(info->directory + "/work");
   return absl::OkStatus();
@@ -254,8 +261,8 @@ absl::Status Snapshotter::Remove(const std::string& key) {
   if (!removed.ok()) return removed;
   if (!found) return absl::OkStatus();
   if (children > 0) {
-    return absl::FailedPreconditionError(absl::StrCat("snapshot \"", key, "\" is the parent of ",
-                                                      children, " other snapshots"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshot \"", key, "\" is the parent of ", children, " other snapshots"));
   }
   // The row is gone first: a crash here leaves an orphan directory, which CleanUp removes.
   if (!directory.empty()) return base::RemoveTree(directory);
@@ -275,9 +282,10 @@ absl::StatusOr<Usage> Snapshotter::GetUsage(const std::string& key) {
 std::vector<Info> Snapshotter::Walk() {
   std::vector<Info> all;
   (void)store_.WithDatabase([&](SQLite::Database& db) {
-    SQLite::Statement query(db,
-                            "SELECT key, COALESCE(parent, ''), kind, directory, created_at FROM snapshots "
-                            "ORDER BY rowid");
+    SQLite::Statement query(
+        db,
+        "SELECT key, COALESCE(parent, ''), kind, directory, created_at FROM snapshots "
+        "ORDER BY rowid");
     while (query.executeStep()) {
       all.push_back(Info{query.getColumn(0).getString(), query.getColumn(1).getString(),
                          KindFrom(query.getColumn(2).getString()), query.getColumn(3).getString(),
@@ -325,11 +333,12 @@ bool OverlaySupported(const std::string& directory) {
   for (const char* sub : {"lower", "upper", "work", "merged"}) {
     if (!base::MakeDirectories(probe->Join(sub), 0755).ok()) return false;
   }
-  absl::StatusOr<ScopedMount> mounted = ScopedMount::Create(
-      {{"overlay", "overlay",
-        {"lowerdir=" + probe->Join("lower"), "upperdir=" + probe->Join("upper"),
-         "workdir=" + probe->Join("work")}}},
-      probe->Join("merged"));
+  absl::StatusOr<ScopedMount> mounted =
+      ScopedMount::Create({{"overlay",
+                            "overlay",
+                            {"lowerdir=" + probe->Join("lower"), "upperdir=" + probe->Join("upper"),
+                             "workdir=" + probe->Join("work")}}},
+                          probe->Join("merged"));
   return mounted.ok();
 }
 

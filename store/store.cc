@@ -26,9 +26,10 @@ absl::Status Migrate(SQLite::Database& db, const std::string& path,
   }
   int current = db.execAndGet("PRAGMA user_version").getInt();
   if (current > newest) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "database ", path, " has schema version ", current, " but this kapald knows versions up to ",
-        newest, ": it was written by a newer kapal; run that version (or newer) instead"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("database ", path, " has schema version ", current,
+                     " but this kapald knows versions up to ", newest,
+                     ": it was written by a newer kapal; run that version (or newer) instead"));
   }
   for (const Migration& migration : migrations) {
     if (migration.version <= current) continue;
@@ -92,7 +93,8 @@ absl::Status Store::WithDatabase(const std::function<void(SQLite::Database&)>& f
 
 int Store::SchemaVersion() {
   int version = 0;
-  (void)WithDatabase([&](SQLite::Database& db) { version = db.execAndGet("PRAGMA user_version").getInt(); });
+  (void)WithDatabase(
+      [&](SQLite::Database& db) { version = db.execAndGet("PRAGMA user_version").getInt(); });
   return version;
 }
 
@@ -109,9 +111,9 @@ absl::StatusOr<std::optional<std::string>> Store::GetSetting(absl::string_view k
 
 absl::Status Store::PutSetting(absl::string_view key, absl::string_view value) {
   return WithDatabase([&](SQLite::Database& db) {
-    SQLite::Statement upsert(
-        db, "INSERT INTO settings(key, value) VALUES(?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    SQLite::Statement upsert(db,
+                             "INSERT INTO settings(key, value) VALUES(?, ?) "
+                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     upsert.bind(1, std::string(key));
     upsert.bind(2, std::string(value));
     upsert.exec();

@@ -33,8 +33,8 @@ TEST(ChildProcessTest, WaitTimesOutAndDestructorKillsTheWholeGroup) {
   pid_t grandchild = 0;
   {
     // The shell starts a grandchild in the same process group and records its pid.
-    auto child = ChildProcess::Spawn(
-        {"/bin/sh", "-c", "sleep 60 & echo $! > " + pid_file + "; wait"});
+    auto child =
+        ChildProcess::Spawn({"/bin/sh", "-c", "sleep 60 & echo $! > " + pid_file + "; wait"});
     ASSERT_TRUE(child.ok());
     auto exit = child->Wait(std::chrono::milliseconds(300));
     EXPECT_EQ(exit.status().code(), absl::StatusCode::kDeadlineExceeded);

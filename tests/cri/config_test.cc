@@ -37,8 +37,8 @@ TEST(ConfigTest, RenderedNonDefaultConfigRoundTrips) {
   custom.default_runtime = "kata";
   custom.cni_bin_dirs = {"/a", "/b", "/c"};
   custom.snapshotter = SnapshotterSetting::kNative;
-  custom.registries["registry.k8s.io"] = {{"http://127.0.0.1:5000", "https://m.example"}, false,
-                                          false, true, "/etc/ca.pem", "u", "p"};
+  custom.registries["registry.k8s.io"] = {
+      {"http://127.0.0.1:5000", "https://m.example"}, false, false, true, "/etc/ca.pem", "u", "p"};
   custom.registries["127.0.0.1:5001"] = {};
   custom.max_concurrent_downloads = 8;
   auto parsed = ParseConfig(RenderConfig(custom), "custom");
@@ -66,7 +66,8 @@ binary = "kata-runtime"
 [cni]
 conf_dir = "/srv/cni"
 bin_dirs = ["/srv/cni/bin"]
-)", "test.toml");
+)",
+                            "test.toml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->root_dir, "/srv/root");
   EXPECT_EQ(config->state_dir, "/srv/state");
@@ -110,26 +111,35 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfigCase{"SyntaxError", "root = ", "line 1"},
         BadConfigCase{"UnknownTopLevelKey", "rooot = \"/x\"", "key 'rooot': unknown key"},
         BadConfigCase{"UnknownSection", "[network]\nx = 1", "key 'network': unknown key"},
-        BadConfigCase{"UnknownNestedKey", "[metrics]\nadress = \"\"", "key 'metrics.adress': unknown key"},
+        BadConfigCase{"UnknownNestedKey", "[metrics]\nadress = \"\"",
+                      "key 'metrics.adress': unknown key"},
         BadConfigCase{"UnknownHandlerKey", "[runtime.handlers.runc]\npath = \"/x\"",
                       "key 'runtime.handlers.runc.path': unknown key"},
         BadConfigCase{"WrongType", "root = 5", "key 'root': expected a string, got an integer"},
         BadConfigCase{"SectionIsNotATable", "grpc = \"x\"", "key 'grpc': expected a table"},
         BadConfigCase{"HandlerIsNotATable", "[runtime.handlers]\nrunc = \"x\"",
                       "key 'runtime.handlers.runc': expected a table"},
-        BadConfigCase{"ListOfWrongType", "[cni]\nbin_dirs = [1]", "key 'cni.bin_dirs': expected an array of strings"},
-        BadConfigCase{"ListIsAString", "[cni]\nbin_dirs = \"/x\"", "key 'cni.bin_dirs': expected an array"},
-        BadConfigCase{"RelativeRoot", "root = \"var/lib\"", "key 'root': \"var/lib\" is not an absolute path"},
+        BadConfigCase{"ListOfWrongType", "[cni]\nbin_dirs = [1]",
+                      "key 'cni.bin_dirs': expected an array of strings"},
+        BadConfigCase{"ListIsAString", "[cni]\nbin_dirs = \"/x\"",
+                      "key 'cni.bin_dirs': expected an array"},
+        BadConfigCase{"RelativeRoot", "root = \"var/lib\"",
+                      "key 'root': \"var/lib\" is not an absolute path"},
         BadConfigCase{"RelativeState", "state = \"run\"", "key 'state'"},
         BadConfigCase{"RelativeSocket", "[grpc]\naddress = \"kapal.sock\"", "key 'grpc.address'"},
-        BadConfigCase{"SocketPathTooLong",
-                      "[grpc]\naddress = \"/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\"",
-                      "a unix socket path has at most 107 bytes"},
-        BadConfigCase{"BadLogLevel", "log_level = \"loud\"", "key 'log_level': unknown log level \"loud\""},
-        BadConfigCase{"MetricsWithoutPort", "[metrics]\naddress = \"127.0.0.1\"", "key 'metrics.address'"},
-        BadConfigCase{"MetricsHostname", "[metrics]\naddress = \"metrics.example:9\"", "key 'metrics.address'"},
-        BadConfigCase{"MetricsBadPort", "[metrics]\naddress = \"127.0.0.1:99999\"", "key 'metrics.address'"},
+        BadConfigCase{
+            "SocketPathTooLong",
+            "[grpc]\naddress = \"/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\"",
+            "a unix socket path has at most 107 bytes"},
+        BadConfigCase{"BadLogLevel", "log_level = \"loud\"",
+                      "key 'log_level': unknown log level \"loud\""},
+        BadConfigCase{"MetricsWithoutPort", "[metrics]\naddress = \"127.0.0.1\"",
+                      "key 'metrics.address'"},
+        BadConfigCase{"MetricsHostname", "[metrics]\naddress = \"metrics.example:9\"",
+                      "key 'metrics.address'"},
+        BadConfigCase{"MetricsBadPort", "[metrics]\naddress = \"127.0.0.1:99999\"",
+                      "key 'metrics.address'"},
         BadConfigCase{"BadCgroupDriver", "[cgroup]\ndriver = \"cgroup\"",
                       "key 'cgroup.driver': \"cgroup\" is not auto, cgroupfs or systemd"},
         BadConfigCase{"UnknownDefaultHandler", "[runtime]\ndefault_handler = \"kata\"",
@@ -139,7 +149,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfigCase{"BadHandlerName", "[runtime.handlers.\"Bad Name\"]\nbinary = \"x\"",
                       "key 'runtime.handlers.Bad Name'"},
         BadConfigCase{"RelativeCniConfDir", "[cni]\nconf_dir = \"net.d\"", "key 'cni.conf_dir'"},
-        BadConfigCase{"EmptyCniBinDirs", "[cni]\nbin_dirs = []", "key 'cni.bin_dirs': must name at least one"},
+        BadConfigCase{"EmptyCniBinDirs", "[cni]\nbin_dirs = []",
+                      "key 'cni.bin_dirs': must name at least one"},
         BadConfigCase{"RelativeCniBinDir", "[cni]\nbin_dirs = [\"bin\"]", "key 'cni.bin_dirs'"},
         BadConfigCase{"MirrorWithPath", "[registries.\"r.io\"]\nmirrors = [\"http://m/x\"]",
                       "key 'registries.\"r.io\".mirrors': mirror \"http://m/x\""},
@@ -164,7 +175,9 @@ INSTANTIATE_TEST_SUITE_P(
                       "key 'images.max_concurrent_downloads': 1000 is not from 1 to 32"},
         BadConfigCase{"ConcurrencyOutOfRange", "[images]\nmax_concurrent_downloads = 99999999999",
                       "key 'images.max_concurrent_downloads': out of range"}),
-    [](const ::testing::TestParamInfo<BadConfigCase>& param_info) { return param_info.param.name; });
+    [](const ::testing::TestParamInfo<BadConfigCase>& param_info) {
+      return param_info.param.name;
+    });
 
 TEST(ConfigTest, AllErrorsAreReportedTogetherWithLines) {
   absl::Status status = ParseError("root = 1\n[metrics]\nadress = \"\"\n");

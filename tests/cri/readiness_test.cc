@@ -44,8 +44,9 @@ TEST_F(NetworkReadyTest, NoConfigIsNotReadyWithTheDirInTheMessage) {
 TEST_F(NetworkReadyTest, ConflistWithAllPluginsIsReady) {
   Plugin("bridge");
   Plugin("portmap");
-  NetConf("10-kapal.conflist",
-          R"({"cniVersion":"1.0.0","name":"kapal","plugins":[{"type":"bridge"},{"type":"portmap"}]})");
+  NetConf(
+      "10-kapal.conflist",
+      R"({"cniVersion":"1.0.0","name":"kapal","plugins":[{"type":"bridge"},{"type":"portmap"}]})");
   Condition condition = CheckNetworkReady(config_);
   EXPECT_TRUE(condition.ready) << condition.message;
 }

@@ -14,7 +14,8 @@ timeout: 10
 debug: true
 pull-image-on-create: true
 some-future-key: ignored
-)", "crictl.yaml");
+)",
+                                "crictl.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->runtime_endpoint, "unix:///run/kapal/kapal.sock");
   EXPECT_EQ(config->image_endpoint, "unix:///run/other.sock");

@@ -22,8 +22,9 @@ TEST(OutputTest, MessageToJsonUsesCamelCaseAndKeepsZeroValues) {
 }
 
 TEST(OutputTest, YamlQuotesStringsThatWouldChangeType) {
-  nlohmann::json json = {{"version", "1.0"}, {"name", "kapal"}, {"empty", ""}, {"flag", "true"},
-                         {"real", true}, {"count", 3}, {"list", {"a", "b"}}, {"none", nullptr}};
+  nlohmann::json json = {{"version", "1.0"},   {"name", "kapal"}, {"empty", ""},
+                         {"flag", "true"},     {"real", true},    {"count", 3},
+                         {"list", {"a", "b"}}, {"none", nullptr}};
   std::string yaml = JsonToYaml(json);
   EXPECT_THAT(yaml, ::testing::HasSubstr("version: \"1.0\"\n"));
   EXPECT_THAT(yaml, ::testing::HasSubstr("name: kapal\n"));

@@ -1,16 +1,15 @@
 // kapald's ImageService end to end: the real daemon pulling from the real registry.
-#include <dirent.h>
-
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <dirent.h>
 
 #include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "base/files.h"
 #include "base/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "images/digest.h"
 #include "nlohmann/json.hpp"
 #include "tests/fixtures/kapald_fixture.h"
@@ -273,7 +272,8 @@ TEST_F(ImageServiceTest, KapalctlPullImagesInspectRemove) {
 // A tar of FILES (path → content), for archives the tests assemble by hand.
 std::string Tar(const std::vector<std::pair<std::string, std::string>>& files) {
   std::vector<LayerEntry> entries;
-  for (const auto& [path, content] : files) entries.push_back({LayerEntry::Kind::kFile, path, content});
+  for (const auto& [path, content] : files)
+    entries.push_back({LayerEntry::Kind::kFile, path, content});
   auto tar = BuildLayer(entries, Compression::kNone);
   EXPECT_TRUE(tar.ok());
   return tar->data;
@@ -313,13 +313,15 @@ TEST_F(ImageServiceTest, DockerSaveArchiveImports) {
   image.layers.push_back(*layer);
   std::string config = image.ConfigJson();
   std::string config_name = images::Digest::Sha256Of(config).Hex() + ".json";
-  std::string manifest = absl::StrCat(R"([{"Config":")", config_name,
-                                      R"(","RepoTags":["example.com/app:1"],"Layers":["l1/layer.tar"]}])");
+  std::string manifest =
+      absl::StrCat(R"([{"Config":")", config_name,
+                   R"(","RepoTags":["example.com/app:1"],"Layers":["l1/layer.tar"]}])");
   auto dir = base::TempDir::Create("kapal-archive");
   ASSERT_TRUE(dir.ok());
   std::string file = dir->Join("saved.tar");
-  ASSERT_TRUE(base::WriteFileAtomically(
-                  file, Tar({{"manifest.json", manifest}, {config_name, config}, {"l1/layer.tar", layer->data}}))
+  ASSERT_TRUE(base::WriteFileAtomically(file, Tar({{"manifest.json", manifest},
+                                                   {config_name, config},
+                                                   {"l1/layer.tar", layer->data}}))
                   .ok());
   CommandResult imported = kapald_->Kapalctl({"image", "import", file});
   ASSERT_EQ(imported.exit_code, 0) << imported.err;
@@ -336,10 +338,11 @@ TEST_F(ImageServiceTest, TamperedArchiveIsRefusedAndKeepsNothing) {
   auto dir = base::TempDir::Create("kapal-archive");
   ASSERT_TRUE(dir.ok());
   std::string file = dir->Join("tampered.tar");
-  ASSERT_TRUE(base::WriteFileAtomically(file, Tar({{"oci-layout", R"({"imageLayoutVersion":"1.0.0"})"},
-                                                   {"index.json", index},
-                                                   {name, "tampered content"}}))
-                  .ok());
+  ASSERT_TRUE(
+      base::WriteFileAtomically(file, Tar({{"oci-layout", R"({"imageLayoutVersion":"1.0.0"})"},
+                                           {"index.json", index},
+                                           {name, "tampered content"}}))
+          .ok());
   CommandResult imported = kapald_->Kapalctl({"image", "import", file});
   EXPECT_EQ(imported.exit_code, 1);
   EXPECT_THAT(imported.err, HasSubstr("DATA_LOSS"));

@@ -1,13 +1,12 @@
 // kapald end to end: the real binary on a temporary root, spoken to over its unix socket.
+#include <httplib.h>
 #include <sys/stat.h>
 
-#include <httplib.h>
-
 #include "absl/strings/match.h"
-#include "base/files.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -76,7 +75,8 @@ TEST_F(KapaldTest, StatusReportsBothConditionsWithReasonsWhenNotReady) {
   runtime::v1::StatusResponse response;
   ASSERT_TRUE(kapald_->RuntimeStub()->Status(Context().get(), request, &response).ok());
   std::map<std::string, runtime::v1::RuntimeCondition> conditions;
-  for (const auto& condition : response.status().conditions()) conditions[condition.type()] = condition;
+  for (const auto& condition : response.status().conditions())
+    conditions[condition.type()] = condition;
   ASSERT_TRUE(conditions.contains("RuntimeReady"));
   ASSERT_TRUE(conditions.contains("NetworkReady"));
   EXPECT_TRUE(conditions["RuntimeReady"].status()) << conditions["RuntimeReady"].message();
@@ -89,8 +89,8 @@ TEST_F(KapaldTest, StatusReportsBothConditionsWithReasonsWhenNotReady) {
 
 TEST_F(KapaldTest, StatusReportsRuntimeNotReadyWhenTheOciRuntimeIsMissing) {
   kapald_.reset();
-  auto started = KapaldInstance::Start(
-      "[runtime.handlers.runc]\nbinary = \"/nonexistent/kapal-test-runc\"\n");
+  auto started =
+      KapaldInstance::Start("[runtime.handlers.runc]\nbinary = \"/nonexistent/kapal-test-runc\"\n");
   ASSERT_TRUE(started.ok()) << started.status();
   kapald_ = std::move(*started);
   runtime::v1::StatusResponse response;
@@ -119,9 +119,8 @@ TEST_F(KapaldTest, VerboseStatusCarriesTheEffectiveConfigAsJson) {
 }
 
 TEST_F(KapaldTest, RuntimeConfigReportsTheConfiguredCgroupDriver) {
-  for (auto [setting, expected] :
-       {std::pair{"systemd", runtime::v1::CgroupDriver::SYSTEMD},
-        std::pair{"cgroupfs", runtime::v1::CgroupDriver::CGROUPFS}}) {
+  for (auto [setting, expected] : {std::pair{"systemd", runtime::v1::CgroupDriver::SYSTEMD},
+                                   std::pair{"cgroupfs", runtime::v1::CgroupDriver::CGROUPFS}}) {
     kapald_.reset();
     auto started = KapaldInstance::Start(absl::StrCat("[cgroup]\ndriver = \"", setting, "\"\n"));
     ASSERT_TRUE(started.ok()) << started.status();
@@ -136,7 +135,8 @@ TEST_F(KapaldTest, PodCidrFromUpdateRuntimeConfigSurvivesARestart) {
   runtime::v1::UpdateRuntimeConfigRequest update;
   update.mutable_runtime_config()->mutable_network_config()->set_pod_cidr("10.88.0.0/16");
   runtime::v1::UpdateRuntimeConfigResponse updated;
-  grpc::Status status = kapald_->RuntimeStub()->UpdateRuntimeConfig(Context().get(), update, &updated);
+  grpc::Status status =
+      kapald_->RuntimeStub()->UpdateRuntimeConfig(Context().get(), update, &updated);
   ASSERT_TRUE(status.ok()) << status.error_message();
 
   // A crash right after the reply must not lose it.
@@ -155,7 +155,8 @@ TEST_F(KapaldTest, BadPodCidrIsInvalidArgumentAndKeepsTheOldOne) {
   runtime::v1::UpdateRuntimeConfigResponse updated;
   ASSERT_TRUE(kapald_->RuntimeStub()->UpdateRuntimeConfig(Context().get(), update, &updated).ok());
   update.mutable_runtime_config()->mutable_network_config()->set_pod_cidr("10.88.0.0/99");
-  grpc::Status status = kapald_->RuntimeStub()->UpdateRuntimeConfig(Context().get(), update, &updated);
+  grpc::Status status =
+      kapald_->RuntimeStub()->UpdateRuntimeConfig(Context().get(), update, &updated);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("10.88.0.0/99"));
   runtime::v1::StatusRequest request;
@@ -197,9 +198,9 @@ TEST_F(KapaldTest, MetricsCountEachRpcByMethodAndCode) {
   EXPECT_EQ(ScrapeValue("kapal_grpc_requests_total",
                         {"method=\"/runtime.v1.RuntimeService/RuntimeConfig\"", "code=\"OK\""}),
             1);
-  EXPECT_EQ(ScrapeValue("kapal_grpc_requests_total",
-                        {"method=\"/runtime.v1.RuntimeService/RunPodSandbox\"",
-                         "code=\"UNIMPLEMENTED\""}),
+  EXPECT_EQ(ScrapeValue(
+                "kapal_grpc_requests_total",
+                {"method=\"/runtime.v1.RuntimeService/RunPodSandbox\"", "code=\"UNIMPLEMENTED\""}),
             1);
   EXPECT_EQ(ScrapeValue("kapal_grpc_request_duration_seconds_count",
                         {"method=\"/runtime.v1.RuntimeService/Version\""}),

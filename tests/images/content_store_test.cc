@@ -1,8 +1,7 @@
 #include "images/content_store.h"
 
-#include <dirent.h>
-
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <dirent.h>
 
 #include "base/files.h"
 #include "base/temp_dir.h"
@@ -35,9 +34,11 @@ class ContentStoreTest : public ::testing::Test {
 
   int ContentRows() {
     int rows = 0;
-    EXPECT_TRUE(store_->WithDatabase([&](SQLite::Database& db) {
-      rows = db.execAndGet("SELECT COUNT(*) FROM content").getInt();
-    }).ok());
+    EXPECT_TRUE(store_
+                    ->WithDatabase([&](SQLite::Database& db) {
+                      rows = db.execAndGet("SELECT COUNT(*) FROM content").getInt();
+                    })
+                    .ok());
     return rows;
   }
 
@@ -148,7 +149,8 @@ TEST_F(ContentStoreTest, IngestLeftoversFromACrashAreCleanedAtOpen) {
 }
 
 TEST_F(ContentStoreTest, UnsupportedAlgorithmIsRefused) {
-  auto digest = Digest::Parse("blake3:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  auto digest =
+      Digest::Parse("blake3:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
   ASSERT_TRUE(digest.ok());
   EXPECT_EQ(content_->IngestBytes(*digest, "x").status().code(), absl::StatusCode::kUnimplemented);
 }

@@ -30,15 +30,19 @@ TEST(ManifestTest, RejectsSchema1AndBrokenDescriptors) {
                                           R"("},"layers":[]})"))
                    .ok())
       << "no size";
-  EXPECT_FALSE(ParseManifest(R"({"schemaVersion":2,"config":{"digest":"sha256:xyz","size":1},"layers":[]})").ok());
+  EXPECT_FALSE(
+      ParseManifest(R"({"schemaVersion":2,"config":{"digest":"sha256:xyz","size":1},"layers":[]})")
+          .ok());
 }
 
 ImageIndex TwoPlatforms() {
   std::string body = absl::StrCat(
       R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)",
       R"({"digest":")", D('1'), R"(","size":1,"platform":{"os":"linux","architecture":"amd64"}},)",
-      R"({"digest":")", D('2'), R"(","size":1,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}},)",
-      R"({"digest":")", D('3'), R"(","size":1,"platform":{"os":"windows","architecture":"amd64"}}]})");
+      R"({"digest":")", D('2'),
+      R"(","size":1,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}},)",
+      R"({"digest":")", D('3'),
+      R"(","size":1,"platform":{"os":"windows","architecture":"amd64"}}]})");
   EXPECT_TRUE(IsIndex("", body));
   auto index = ParseIndex(body);
   EXPECT_TRUE(index.ok()) << index.status();
@@ -75,7 +79,8 @@ TEST(ManifestTest, ImageConfig) {
 
 TEST(ManifestTest, Compression) {
   EXPECT_EQ(*CompressionOf("application/vnd.oci.image.layer.v1.tar"), LayerCompression::kNone);
-  EXPECT_EQ(*CompressionOf("application/vnd.docker.image.rootfs.diff.tar.gzip"), LayerCompression::kGzip);
+  EXPECT_EQ(*CompressionOf("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            LayerCompression::kGzip);
   EXPECT_EQ(*CompressionOf("application/vnd.oci.image.layer.v1.tar+zstd"), LayerCompression::kZstd);
   EXPECT_FALSE(CompressionOf("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip").ok());
 }

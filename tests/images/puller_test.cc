@@ -1,9 +1,8 @@
 // Pulls from a real registry into the content store and real overlay snapshots.
 #include "images/puller.h"
 
-#include <sys/stat.h>
-
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <sys/stat.h>
 
 #include <thread>
 
@@ -18,9 +17,9 @@
 namespace kapal::images {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::BuildLayer;
 using testing::Compression;
+using ::testing::HasSubstr;
 using testing::LayerEntry;
 using testing::RegistryFixture;
 using testing::TestImage;
@@ -102,7 +101,8 @@ TEST_P(PullTest, SingleLayerBusybox) {
   ASSERT_TRUE(pulled.ok()) << pulled.status();
   EXPECT_EQ(pulled->id, Digest::Sha256Of(image.ConfigJson()));
   EXPECT_THAT(pulled->repo_tags, ::testing::ElementsAre(Ref("kapal/busybox:1.0")));
-  EXPECT_THAT(pulled->repo_digests, ::testing::ElementsAre(Ref("kapal/busybox@") + *manifest_digest));
+  EXPECT_THAT(pulled->repo_digests,
+              ::testing::ElementsAre(Ref("kapal/busybox@") + *manifest_digest));
   EXPECT_GT(pulled->size, static_cast<int64_t>(image.layers[0].data.size()));
   ASSERT_FALSE(reports.empty());
   EXPECT_EQ(reports.back().done, static_cast<int64_t>(image.layers[0].data.size()));
@@ -171,7 +171,8 @@ TEST_P(PullTest, CorruptBlobFailsAndKeepsNothing) {
   ASSERT_TRUE(registry_->Push("kapal/corrupt", "1", image).ok());
   std::string corrupt = image.layers[0].data;
   corrupt[corrupt.size() / 3] ^= 0x21;
-  ASSERT_TRUE(base::WriteFileAtomically(registry_->BlobDataPath(image.layers[0].digest), corrupt).ok());
+  ASSERT_TRUE(
+      base::WriteFileAtomically(registry_->BlobDataPath(image.layers[0].digest), corrupt).ok());
   auto pulled = puller_->Pull(Ref("kapal/corrupt:1"), {});
   ASSERT_FALSE(pulled.ok());
   EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDataLoss);
@@ -316,9 +317,11 @@ TEST_P(PullTest, RegistryThatDemandsTokens) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, PullTest,
-                         ::testing::Values(snapshotter::Driver::kOverlay, snapshotter::Driver::kNative),
+                         ::testing::Values(snapshotter::Driver::kOverlay,
+                                           snapshotter::Driver::kNative),
                          [](const ::testing::TestParamInfo<snapshotter::Driver>& param_info) {
-                           return param_info.param == snapshotter::Driver::kOverlay ? "Overlay" : "Native";
+                           return param_info.param == snapshotter::Driver::kOverlay ? "Overlay"
+                                                                                    : "Native";
                          });
 
 }  // namespace

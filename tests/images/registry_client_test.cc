@@ -18,9 +18,9 @@
 namespace kapal::images {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::BuildLayer;
 using testing::Compression;
+using ::testing::HasSubstr;
 using testing::LayerEntry;
 using testing::RegistryFixture;
 using testing::TestImage;
@@ -108,9 +108,11 @@ TEST_F(RealRegistryTest, BlobCorruptedOnTheRegistryIsRejectedAndNothingIsKept) {
   {
     auto writer = content_->Writer(*digest, static_cast<int64_t>(layer.data.size()));
     ASSERT_TRUE(writer.ok());
-    ASSERT_TRUE(client.FetchBlob("kapal/hello", *digest, [&](const char* data, size_t n) {
-      return (*writer)->Write(data, n);
-    }).ok());
+    ASSERT_TRUE(
+        client
+            .FetchBlob("kapal/hello", *digest,
+                       [&](const char* data, size_t n) { return (*writer)->Write(data, n); })
+            .ok());
     auto committed = (*writer)->Commit();
     EXPECT_EQ(committed.status().code(), absl::StatusCode::kDataLoss);
     EXPECT_THAT(std::string(committed.status().message()), HasSubstr(layer.digest));
@@ -151,15 +153,16 @@ class AuthRegistry {
     server_.Get("/token", [this](const httplib::Request& request, httplib::Response& response) {
       token_requests_.push_back(request.get_param_value("scope") + " " +
                                 request.get_param_value("service"));
-      bool good = request.get_header_value("Authorization") ==
-                  "Basic " + absl::Base64Escape("user:secret");
+      bool good =
+          request.get_header_value("Authorization") == "Basic " + absl::Base64Escape("user:secret");
       if (!good && !anonymous_allowed_) {
         response.status = 401;
         return;
       }
       response.set_content(R"({"token":"good-token"})", "application/json");
     });
-    server_.Get(R"(/v2/(.*))", [this](const httplib::Request& request, httplib::Response& response) {
+    server_.Get(R"(/v2/(.*))", [this](const httplib::Request& request,
+                                      httplib::Response& response) {
       std::string authorization = request.get_header_value("Authorization");
       bool good = mode_ == Mode::kBearer
                       ? authorization == "Bearer good-token"
@@ -172,8 +175,9 @@ class AuthRegistry {
                 ? absl::StrCat("Bearer realm=\"http://127.0.0.1:", port_,
                                "/token\",service=\"test-registry\",scope=\"repository:a/b:pull\"")
                 : std::string("Basic realm=\"test\""));
-        response.set_content(R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]})",
-                             "application/json");
+        response.set_content(
+            R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]})",
+            "application/json");
         return;
       }
       if (request.path == "/v2/a/b/blobs/sha256:" + std::string(64, '0')) {

@@ -13,9 +13,9 @@
 namespace kapal::images {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::BuildLayer;
 using testing::Compression;
+using ::testing::HasSubstr;
 using testing::LayerEntry;
 using Kind = testing::LayerEntry::Kind;
 
@@ -102,7 +102,8 @@ TEST_F(UnpackTest, OverlayWhiteoutsBecomeDevicesAndOpaqueXattrs) {
   EXPECT_EQ(whiteout.st_rdev, makedev(0, 0));
   EXPECT_FALSE(Exists(root_ + "/etc/.wh.gone"));
   char value[8] = {};
-  ASSERT_EQ(::lgetxattr((root_ + "/var").c_str(), "trusted.overlay.opaque", value, sizeof value), 1);
+  ASSERT_EQ(::lgetxattr((root_ + "/var").c_str(), "trusted.overlay.opaque", value, sizeof value),
+            1);
   EXPECT_EQ(value[0], 'y');
   EXPECT_TRUE(Exists(root_ + "/var/new"));
 }
@@ -137,8 +138,8 @@ TEST_F(UnpackTest, DotDotEntryIsRejected) {
 TEST_F(UnpackTest, WritingThroughASymlinkIsRejected) {
   std::string outside = dir_->Join("outside");
   ASSERT_TRUE(base::MakeDirectories(outside, 0755).ok());
-  auto unpacked = Unpack({{Kind::kSymlink, "lib", outside, 0777},
-                          {Kind::kFile, "lib/evil", "pwned"}});
+  auto unpacked =
+      Unpack({{Kind::kSymlink, "lib", outside, 0777}, {Kind::kFile, "lib/evil", "pwned"}});
   ASSERT_FALSE(unpacked.ok());
   EXPECT_EQ(unpacked.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(unpacked.status().message()), HasSubstr("through the symlink \"lib\""));
@@ -146,8 +147,8 @@ TEST_F(UnpackTest, WritingThroughASymlinkIsRejected) {
 }
 
 TEST_F(UnpackTest, RelativeSymlinkEscapeIsRejectedToo) {
-  auto unpacked = Unpack({{Kind::kSymlink, "up", "../..", 0777},
-                          {Kind::kFile, "up/evil", "pwned"}});
+  auto unpacked =
+      Unpack({{Kind::kSymlink, "up", "../..", 0777}, {Kind::kFile, "up/evil", "pwned"}});
   ASSERT_FALSE(unpacked.ok());
   EXPECT_FALSE(Exists(dir_->Join("evil")));
 }

@@ -19,7 +19,8 @@ TEST(MetricsTest, RpcMetricsCountByMethodAndCode) {
   std::string text = registry.Serialize();
   EXPECT_THAT(text, HasSubstr("kapal_grpc_requests_total{code=\"OK\",method=\"/runtime.v1."
                               "RuntimeService/Version\"} 2"));
-  EXPECT_THAT(text, HasSubstr("code=\"INTERNAL\",method=\"/runtime.v1.RuntimeService/Version\"} 1"));
+  EXPECT_THAT(text,
+              HasSubstr("code=\"INTERNAL\",method=\"/runtime.v1.RuntimeService/Version\"} 1"));
   EXPECT_THAT(text, HasSubstr("kapal_grpc_request_duration_seconds_count{method=\"/runtime.v1."
                               "RuntimeService/Version\"} 3"));
 }

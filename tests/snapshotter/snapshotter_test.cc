@@ -123,7 +123,8 @@ TEST_P(SnapshotterTest, ErrorsNameTheSnapshot) {
   Layer("l1", "", {});
   EXPECT_EQ(snapshotter_->Prepare("x", "missing").status().code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(snapshotter_->Prepare("active", "l1").ok());
-  EXPECT_EQ(snapshotter_->Prepare("active", "l1").status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(snapshotter_->Prepare("active", "l1").status().code(),
+            absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(snapshotter_->Prepare("y", "active").status().code(),
             absl::StatusCode::kFailedPrecondition)
       << "an active snapshot cannot be a parent";

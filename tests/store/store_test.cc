@@ -30,11 +30,14 @@ TEST_F(StoreTest, FreshDatabaseGetsTheWholeSchemaInWalMode) {
   EXPECT_EQ((*store)->SchemaVersion(), SchemaMigrations().back().version);
   std::vector<std::string> tables;
   std::string journal;
-  ASSERT_TRUE((*store)->WithDatabase([&](SQLite::Database& db) {
-    SQLite::Statement query(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
-    while (query.executeStep()) tables.push_back(query.getColumn(0).getString());
-    journal = db.execAndGet("PRAGMA journal_mode").getString();
-  }).ok());
+  ASSERT_TRUE((*store)
+                  ->WithDatabase([&](SQLite::Database& db) {
+                    SQLite::Statement query(
+                        db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
+                    while (query.executeStep()) tables.push_back(query.getColumn(0).getString());
+                    journal = db.execAndGet("PRAGMA journal_mode").getString();
+                  })
+                  .ok());
   EXPECT_THAT(tables, ::testing::IsSupersetOf({"containers", "content", "image_references",
                                                "images", "pods", "settings", "snapshots"}));
   EXPECT_EQ(journal, "wal");
@@ -62,21 +65,24 @@ TEST_F(StoreTest, UpgradeAppliesOnlyTheNewStepsAndKeepsData) {
   {
     auto store = Store::Open(path_, v1);
     ASSERT_TRUE(store.ok()) << store.status();
-    ASSERT_TRUE((*store)->WithDatabase([](SQLite::Database& db) {
-      db.exec("INSERT INTO t(x) VALUES (42)");
-    }).ok());
+    ASSERT_TRUE(
+        (*store)
+            ->WithDatabase([](SQLite::Database& db) { db.exec("INSERT INTO t(x) VALUES (42)"); })
+            .ok());
   }
   auto store = Store::Open(path_, v2);
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->SchemaVersion(), 2);
   std::string y;
   int x = 0;
-  ASSERT_TRUE((*store)->WithDatabase([&](SQLite::Database& db) {
-    SQLite::Statement query(db, "SELECT x, y FROM t");
-    ASSERT_TRUE(query.executeStep());
-    x = query.getColumn(0).getInt();
-    y = query.getColumn(1).getString();
-  }).ok());
+  ASSERT_TRUE((*store)
+                  ->WithDatabase([&](SQLite::Database& db) {
+                    SQLite::Statement query(db, "SELECT x, y FROM t");
+                    ASSERT_TRUE(query.executeStep());
+                    x = query.getColumn(0).getInt();
+                    y = query.getColumn(1).getString();
+                  })
+                  .ok());
   EXPECT_EQ(x, 42);
   EXPECT_EQ(y, "new");
 }
@@ -92,7 +98,8 @@ TEST_F(StoreTest, FailedStepLeavesTheDatabaseAtThePreviousVersion) {
   ASSERT_TRUE(store.ok());
   EXPECT_EQ((*store)->SchemaVersion(), 1);
   bool has_u = true;
-  ASSERT_TRUE((*store)->WithDatabase([&](SQLite::Database& db) { has_u = db.tableExists("u"); }).ok());
+  ASSERT_TRUE(
+      (*store)->WithDatabase([&](SQLite::Database& db) { has_u = db.tableExists("u"); }).ok());
   EXPECT_FALSE(has_u) << "the failed step's first statement was rolled back";
 }
 
@@ -121,9 +128,10 @@ TEST_F(StoreTest, DamagedPagesAreReportedAsCorrupt) {
   {
     auto store = Store::Open(path_);
     ASSERT_TRUE(store.ok());
-    ASSERT_TRUE((*store)->WithDatabase([](SQLite::Database& db) {
-      db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-    }).ok());
+    ASSERT_TRUE(
+        (*store)
+            ->WithDatabase([](SQLite::Database& db) { db.exec("PRAGMA wal_checkpoint(TRUNCATE)"); })
+            .ok());
   }
   // Overwrite everything after the header page (the schema's b-tree pages) with noise.
   auto content = base::ReadFile(path_);
