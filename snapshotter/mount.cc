@@ -1,14 +1,86 @@
 #include "snapshotter/mount.h"
 
 #include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "base/files.h"
 
 namespace kapal::snapshotter {
+
+namespace {
+
+constexpr size_t kMaxMountData = 4095;  // mount(2) copies at most one page of options
+
+// The directory that every path in an overlay's lowerdir/upperdir/workdir options lies under.
+std::string CommonDirectory(const std::vector<std::string>& paths) {
+  if (paths.empty()) return "";
+  std::string common = paths.front().substr(0, paths.front().rfind('/'));
+  for (const std::string& path : paths) {
+    while (!common.empty() && path.compare(0, common.size() + 1, common + "/") != 0) {
+      common = common.substr(0, common.rfind('/'));
+    }
+  }
+  return common;
+}
+
+// Rewrites DATA's directory lists relative to the common directory of all of them; "" when
+// there is none worth using.
+std::pair<std::string, std::string> RelativeOverlayData(const std::string& data) {
+  std::vector<std::string> options = absl::StrSplit(data, ',');
+  std::vector<std::string> paths;
+  for (const std::string& option : options) {
+    size_t eq = option.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = option.substr(0, eq);
+    if (key != "lowerdir" && key != "upperdir" && key != "workdir") continue;
+    for (absl::string_view path : absl::StrSplit(option.substr(eq + 1), ':'))
+      paths.emplace_back(path);
+  }
+  std::string common = CommonDirectory(paths);
+  if (common.empty()) return {"", ""};
+  for (std::string& option : options) {
+    size_t eq = option.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = option.substr(0, eq);
+    if (key != "lowerdir" && key != "upperdir" && key != "workdir") continue;
+    std::vector<std::string> relative;
+    for (absl::string_view path : absl::StrSplit(option.substr(eq + 1), ':')) {
+      relative.emplace_back(path.substr(common.size() + 1));
+    }
+    option = absl::StrCat(key, "=", absl::StrJoin(relative, ":"));
+  }
+  return {common, absl::StrJoin(options, ",")};
+}
+
+// mount(2) from a child whose working directory is DIRECTORY, so that DATA may name the layer
+// directories relative to it: an image with hundreds of layers then fits in one page, as
+// containerd does it. The child shares the mount namespace, so the mount is the caller's.
+absl::Status MountFrom(const std::string& directory, const std::string& type,
+                       const std::string& target, unsigned long flags, const std::string& data) {
+  pid_t pid = ::fork();
+  if (pid < 0) return base::ErrnoStatus(errno, "fork");
+  if (pid == 0) {
+    if (::chdir(directory.c_str()) != 0) _exit(errno);
+    if (::mount(type.c_str(), target.c_str(), type.c_str(), flags, data.c_str()) != 0) _exit(errno);
+    _exit(0);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status)) return absl::InternalError("mount helper died");
+  if (WEXITSTATUS(status) != 0) {
+    return base::ErrnoStatus(WEXITSTATUS(status), absl::StrCat("mount ", type, " on ", target));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 MountCall ToMountCall(const Mount& mount) {
   MountCall call;
@@ -36,12 +108,20 @@ absl::StatusOr<ScopedMount> ScopedMount::Create(const std::vector<Mount>& mounts
   }
   const Mount& mount = mounts.front();
   MountCall call = ToMountCall(mount);
-  // Page-size limit of mount(2)'s data: an image with very many layers would exceed it.
-  if (call.data.size() >= 4096) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "mount options for ", target, " are ", call.data.size(), " bytes, over the 4095 allowed"));
-  }
   bool bind = (call.flags & MS_BIND) != 0;
+  if (!bind && call.data.size() > kMaxMountData) {
+    auto [directory, relative] = RelativeOverlayData(call.data);
+    if (directory.empty() || relative.size() > kMaxMountData) {
+      return absl::ResourceExhaustedError(absl::StrCat("mount options for ", target, " are ",
+                                                       call.data.size(), " bytes, over the ",
+                                                       kMaxMountData, " allowed"));
+    }
+    if (absl::Status mounted = MountFrom(directory, mount.type, target, call.flags, relative);
+        !mounted.ok()) {
+      return mounted;
+    }
+    return ScopedMount(target);
+  }
   unsigned long flags = call.flags;
   if (bind) flags &= ~MS_RDONLY;  // a read-only bind takes a remount
   if (::mount(mount.source.c_str(), target.c_str(), bind ? nullptr : mount.type.c_str(), flags,

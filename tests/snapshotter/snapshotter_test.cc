@@ -172,6 +172,27 @@ INSTANTIATE_TEST_SUITE_P(Drivers, SnapshotterTest,
                            return param_info.param == Driver::kOverlay ? "Overlay" : "Native";
                          });
 
+TEST_P(OverlaySnapshotterTest, ImageWithManyLayersMountsDespiteTheOptionLimit) {
+  // 150 layers: their absolute paths in lowerdir take far more than the page mount(2) copies.
+  std::string parent;
+  for (int i = 0; i < 150; ++i) {
+    std::string name = "layer" + std::to_string(i);
+    Layer(name, parent, {{"file" + std::to_string(i), name}});
+    parent = name;
+  }
+  auto mounts = snapshotter_->Prepare("container", parent);
+  ASSERT_TRUE(mounts.ok());
+  size_t options = 0;
+  for (const auto& option : (*mounts)[0].options) options += option.size() + 1;
+  ASSERT_GT(options, 4096u);
+  std::string target = Target("many");
+  auto mounted = ScopedMount::Create(*mounts, target);
+  ASSERT_TRUE(mounted.ok()) << mounted.status();
+  EXPECT_EQ(base::ReadFile(target + "/file0").value_or(""), "layer0");
+  EXPECT_EQ(base::ReadFile(target + "/file149").value_or(""), "layer149");
+  ASSERT_TRUE(base::WriteFileAtomically(target + "/written", "x").ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Drivers, OverlaySnapshotterTest, ::testing::Values(Driver::kOverlay),
                          [](const ::testing::TestParamInfo<Driver>&) { return "Overlay"; });
 
