@@ -182,14 +182,19 @@ absl::Status ImageService::CollectGarbage(const std::vector<images::Digest>& rel
 
 grpc::Status ImageService::ImageFsInfo(grpc::ServerContext*, const runtime::v1::ImageFsInfoRequest*,
                                        runtime::v1::ImageFsInfoResponse* response) {
-  base::TreeUsage images_usage = base::MeasureTree(content_.Root());
+  // Kubelet asks every few seconds: images are counted from what the store recorded when each
+  // blob and layer was written; only writable (container) snapshots change and are measured.
+  absl::StatusOr<std::pair<int64_t, int64_t>> blobs = content_.Totals();
+  if (!blobs.ok()) return ToGrpcStatus(blobs.status());
+  absl::StatusOr<snapshotter::Usage> layers = snapshots_.CommittedUsage();
+  if (!layers.ok()) return ToGrpcStatus(layers.status());
+  base::TreeUsage images_usage{blobs->first + layers->bytes, blobs->second + layers->inodes};
   base::TreeUsage containers_usage;
   for (const snapshotter::Info& info : snapshots_.Walk()) {
-    base::TreeUsage& usage =
-        info.kind == snapshotter::Kind::kCommitted ? images_usage : containers_usage;
+    if (info.kind == snapshotter::Kind::kCommitted) continue;
     base::TreeUsage measured = base::MeasureTree(info.directory);
-    usage.bytes += measured.bytes;
-    usage.inodes += measured.inodes;
+    containers_usage.bytes += measured.bytes;
+    containers_usage.inodes += measured.inodes;
   }
   SetUsage(response->add_image_filesystems(), config_.root_dir, images_usage);
   SetUsage(response->add_container_filesystems(), config_.root_dir, containers_usage);

@@ -225,6 +225,17 @@ std::vector<Digest> ContentStore::List() const {
   return digests;
 }
 
+absl::StatusOr<std::pair<int64_t, int64_t>> ContentStore::Totals() const {
+  std::pair<int64_t, int64_t> totals;
+  absl::Status status = store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement query(db, "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM content");
+    query.executeStep();
+    totals = {query.getColumn(0).getInt64(), query.getColumn(1).getInt64()};
+  });
+  if (!status.ok()) return status;
+  return totals;
+}
+
 absl::Status ContentStore::CleanIngest() {
   std::string ingest = root_ + "/ingest";
   if (absl::Status removed = base::RemoveTree(ingest); !removed.ok()) return removed;

@@ -79,6 +79,8 @@ class ContentStore {
   // Removes the blob; removing one that is absent succeeds.
   absl::Status Remove(const Digest& digest);
   std::vector<Digest> List() const;
+  // Bytes and number of the blobs held, from the store's records (no walk of the disk).
+  absl::StatusOr<std::pair<int64_t, int64_t>> Totals() const;
 
   // Removes ingest files left by a crash mid-download.
   absl::Status CleanIngest();

@@ -295,6 +295,20 @@ std::vector<Info> Snapshotter::Walk() {
   return all;
 }
 
+absl::StatusOr<Usage> Snapshotter::CommittedUsage() {
+  Usage usage;
+  absl::Status status = store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement query(
+        db,
+        "SELECT COALESCE(SUM(size), 0), COALESCE(SUM(inodes), 0) FROM snapshots "
+        "WHERE kind = 'committed'");
+    query.executeStep();
+    usage = {query.getColumn(0).getInt64(), query.getColumn(1).getInt64()};
+  });
+  if (!status.ok()) return status;
+  return usage;
+}
+
 absl::StatusOr<std::string> Snapshotter::ContentDirectory(const std::string& key) {
   absl::StatusOr<Info> info = Stat(key);
   if (!info.ok()) return info.status();

@@ -65,6 +65,8 @@ class Snapshotter {
   absl::StatusOr<Info> Stat(const std::string& key);
   absl::StatusOr<Usage> GetUsage(const std::string& key);
   std::vector<Info> Walk();
+  // Space of all committed snapshots, as measured when each was committed (no walk of the disk).
+  absl::StatusOr<Usage> CommittedUsage();
 
   // The directory that holds KEY's own content: where a layer is unpacked into an active
   // snapshot.

@@ -57,6 +57,10 @@ TEST_F(ContentStoreTest, VerifiedBlobBecomesVisible) {
   EXPECT_EQ(content_->ReadAll(digest).value_or(""), data);
   EXPECT_EQ(content_->PathOf(digest), content_->Root() + "/blobs/sha256/" + digest.Hex());
   EXPECT_THAT(content_->List(), ::testing::ElementsAre(digest));
+  auto totals = content_->Totals();
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->first, static_cast<int64_t>(data.size()));
+  EXPECT_EQ(totals->second, 1);
   EXPECT_EQ(IngestEntries(), 0);
 }
 

@@ -149,6 +149,14 @@ TEST_P(SnapshotterTest, UsageCountsBytesAndInodes) {
   ASSERT_TRUE(usage.ok());
   EXPECT_GE(usage->bytes, 100000);
   EXPECT_EQ(usage->inodes, 2) << "the directory and the file";
+  // What was measured at commit is what the totals report, without walking the disk again.
+  auto committed = snapshotter_->CommittedUsage();
+  ASSERT_TRUE(committed.ok());
+  EXPECT_EQ(committed->bytes, usage->bytes);
+  EXPECT_EQ(committed->inodes, usage->inodes);
+  ASSERT_TRUE(snapshotter_->Prepare("active", "l1").ok());
+  EXPECT_EQ(snapshotter_->CommittedUsage()->bytes, usage->bytes)
+      << "active snapshots are not images";
 }
 
 TEST_P(SnapshotterTest, CleanUpRemovesInterruptedUnpacksAndOrphans) {
