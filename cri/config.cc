@@ -78,6 +78,26 @@ class TableReader {
     out = std::move(values);
   }
 
+  // A string key that names one of CHOICES; anything else is an error listing them.
+  template <typename Enum, size_t N>
+  void Choice(absl::string_view key, const std::pair<const char*, Enum> (&choices)[N], Enum& out) {
+    const toml::node* node = table_.get(std::string_view(key.data(), key.size()));
+    std::string value;
+    String(key, value);
+    if (node == nullptr || !node->is_string()) return;
+    std::vector<std::string> names;
+    for (const auto& [name, choice] : choices) {
+      if (value == name) {
+        out = choice;
+        return;
+      }
+      names.push_back(absl::StrCat(name));
+    }
+    Error(*node, key,
+          absl::StrCat("\"", value, "\" is not ",
+                       absl::StrJoin(names.begin(), names.end() - 1, ", "), " or ", names.back()));
+  }
+
   void Bool(absl::string_view key, bool& out) {
     const toml::node* node = Take(key);
     if (node == nullptr) return;
@@ -138,6 +158,16 @@ class TableReader {
   std::vector<std::string>& errors_;
   std::set<std::string> taken_;
 };
+
+// The names of each enum setting, for the parser and for rendering alike.
+constexpr std::pair<const char*, CgroupDriverSetting> kCgroupDrivers[] = {
+    {"auto", CgroupDriverSetting::kAuto},
+    {"cgroupfs", CgroupDriverSetting::kCgroupfs},
+    {"systemd", CgroupDriverSetting::kSystemd}};
+constexpr std::pair<const char*, SnapshotterSetting> kSnapshotters[] = {
+    {"auto", SnapshotterSetting::kAuto},
+    {"overlay", SnapshotterSetting::kOverlay},
+    {"native", SnapshotterSetting::kNative}};
 
 bool ValidHandlerName(absl::string_view name) {
   if (name.empty() || name.size() > 63) return false;
@@ -233,25 +263,15 @@ std::string Quoted(const std::string& value) {
 }  // namespace
 
 absl::string_view CgroupDriverSettingName(CgroupDriverSetting setting) {
-  switch (setting) {
-    case CgroupDriverSetting::kAuto:
-      return "auto";
-    case CgroupDriverSetting::kCgroupfs:
-      return "cgroupfs";
-    case CgroupDriverSetting::kSystemd:
-      return "systemd";
+  for (const auto& [name, value] : kCgroupDrivers) {
+    if (value == setting) return name;
   }
   return "auto";
 }
 
 absl::string_view SnapshotterSettingName(SnapshotterSetting setting) {
-  switch (setting) {
-    case SnapshotterSetting::kAuto:
-      return "auto";
-    case SnapshotterSetting::kOverlay:
-      return "overlay";
-    case SnapshotterSetting::kNative:
-      return "native";
+  for (const auto& [name, value] : kSnapshotters) {
+    if (value == setting) return name;
   }
   return "auto";
 }
@@ -283,18 +303,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
   }
   if (const toml::table* cgroup = top.Table("cgroup")) {
     TableReader reader(*cgroup, "cgroup.", errors);
-    std::string driver(CgroupDriverSettingName(config.cgroup_driver));
-    reader.String("driver", driver);
-    if (driver == "auto") {
-      config.cgroup_driver = CgroupDriverSetting::kAuto;
-    } else if (driver == "cgroupfs") {
-      config.cgroup_driver = CgroupDriverSetting::kCgroupfs;
-    } else if (driver == "systemd") {
-      config.cgroup_driver = CgroupDriverSetting::kSystemd;
-    } else {
-      reader.Error(*cgroup->get("driver"), "driver",
-                   absl::StrCat("\"", driver, "\" is not auto, cgroupfs or systemd"));
-    }
+    reader.Choice("driver", kCgroupDrivers, config.cgroup_driver);
     reader.RejectUnknownKeys();
   }
   if (const toml::table* runtime = top.Table("runtime")) {
@@ -323,18 +332,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
   }
   if (const toml::table* images = top.Table("images")) {
     TableReader reader(*images, "images.", errors);
-    std::string snapshotter(SnapshotterSettingName(config.snapshotter));
-    reader.String("snapshotter", snapshotter);
-    if (snapshotter == "auto") {
-      config.snapshotter = SnapshotterSetting::kAuto;
-    } else if (snapshotter == "overlay") {
-      config.snapshotter = SnapshotterSetting::kOverlay;
-    } else if (snapshotter == "native") {
-      config.snapshotter = SnapshotterSetting::kNative;
-    } else {
-      reader.Error(*images->get("snapshotter"), "snapshotter",
-                   absl::StrCat("\"", snapshotter, "\" is not auto, overlay or native"));
-    }
+    reader.Choice("snapshotter", kSnapshotters, config.snapshotter);
     reader.Int("max_concurrent_downloads", config.max_concurrent_downloads);
     reader.RejectUnknownKeys();
   }

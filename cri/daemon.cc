@@ -93,7 +93,6 @@ std::string ParentDirectory(const std::string& path) {
 
 // Destroyed in reverse order: the server stops before the services and store it uses.
 struct Daemon::Parts {
-  base::Logger* logger = nullptr;
   Config config;
   base::UniqueFd root_lock;
   std::unique_ptr<store::Store> store;
@@ -121,7 +120,6 @@ const std::string& Daemon::MetricsAddress() const { return parts_->metrics_addre
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base::Logger& logger) {
   auto parts = std::make_unique<Parts>();
-  parts->logger = &logger;
   parts->config = config;
   // The root holds image content and pod state: not for other users to read.
   for (const std::string& dir : {config.root_dir, config.state_dir}) {
