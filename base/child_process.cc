@@ -1,15 +1,18 @@
 #include "base/child_process.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "base/files.h"
+#include "base/unique_fd.h"
 
 extern char** environ;
 
@@ -68,6 +71,9 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>&
     if (options.new_process_group) setpgid(0, 0);
     if (out_fd >= 0) dup2(out_fd, STDOUT_FILENO);
     if (err_fd >= 0) dup2(err_fd, STDERR_FILENO);
+    if (options.stdin_fd >= 0) dup2(options.stdin_fd, STDIN_FILENO);
+    if (options.stdout_fd >= 0) dup2(options.stdout_fd, STDOUT_FILENO);
+    if (options.stderr_fd >= 0) dup2(options.stderr_fd, STDERR_FILENO);
     execve(args[0], args.data(), env.data());
     if (errno == ENOENT && argv[0].find('/') == std::string::npos) {
       execvpe(args[0], args.data(), env.data());
@@ -140,6 +146,91 @@ void ChildProcess::Kill() {
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
   exit_ = ExitInfo{false, -1, SIGKILL};
+}
+
+}  // namespace kapal::base
+
+namespace kapal::base {
+
+std::string CommandResult::Describe() const {
+  std::string text = errors.empty() ? output : errors;
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  std::string how = exit.exited ? absl::StrCat("exit code ", exit.exit_code) : exit.Describe();
+  return text.empty() ? how : absl::StrCat(how, ": ", text);
+}
+
+absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
+                                         const std::string& input,
+                                         std::chrono::milliseconds timeout, ChildOptions options) {
+  int in_pipe[2], out_pipe[2], err_pipe[2];
+  if (::pipe2(in_pipe, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe");
+  UniqueFd in_read(in_pipe[0]), in_write(in_pipe[1]);
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe");
+  UniqueFd out_read(out_pipe[0]), out_write(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe");
+  UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
+  options.stdin_fd = in_read.Get();
+  options.stdout_fd = out_write.Get();
+  options.stderr_fd = err_write.Get();
+  absl::StatusOr<ChildProcess> child = ChildProcess::Spawn(argv, options);
+  if (!child.ok()) return child.status();
+  in_read.Reset();
+  out_write.Reset();
+  err_write.Reset();
+  for (int fd : {in_write.Get(), out_read.Get(), err_read.Get()}) {
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  }
+  if (input.empty()) in_write.Reset();
+
+  CommandResult result;
+  size_t written = 0;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buffer[16384];
+  while (out_read || err_read) {
+    pollfd fds[3];
+    int count = 0;
+    int out_slot = -1, err_slot = -1, in_slot = -1;
+    if (out_read) out_slot = count, fds[count++] = {out_read.Get(), POLLIN, 0};
+    if (err_read) err_slot = count, fds[count++] = {err_read.Get(), POLLIN, 0};
+    if (in_write) in_slot = count, fds[count++] = {in_write.Get(), POLLOUT, 0};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      child->Kill();
+      return absl::DeadlineExceededError(
+          absl::StrCat(argv[0], " did not finish within ", timeout.count(), " ms"));
+    }
+    if (::poll(fds, count, static_cast<int>(left.count())) < 0 && errno != EINTR) {
+      return ErrnoStatus(errno, "poll");
+    }
+    auto drain = [&](int slot, UniqueFd& fd, std::string& into) {
+      if (slot < 0 || fds[slot].revents == 0) return;
+      ssize_t n = ::read(fd.Get(), buffer, sizeof buffer);
+      if (n > 0) {
+        into.append(buffer, static_cast<size_t>(n));
+      } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        fd.Reset();
+      }
+    };
+    drain(out_slot, out_read, result.output);
+    drain(err_slot, err_read, result.errors);
+    if (in_slot >= 0 && fds[in_slot].revents != 0) {
+      ssize_t n = ::write(in_write.Get(), input.data() + written, input.size() - written);
+      if (n > 0) written += static_cast<size_t>(n);
+      if (n < 0 && errno != EAGAIN && errno != EINTR) written = input.size();
+      if (written >= input.size()) in_write.Reset();
+    }
+  }
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  absl::StatusOr<ExitInfo> exit = child->Wait(std::max(left, std::chrono::milliseconds(1)));
+  if (!exit.ok()) {
+    child->Kill();
+    return absl::DeadlineExceededError(
+        absl::StrCat(argv[0], " did not finish within ", timeout.count(), " ms"));
+  }
+  result.exit = *exit;
+  return result;
 }
 
 }  // namespace kapal::base

@@ -18,6 +18,11 @@ struct ChildOptions {
   // Files the child's stdout and stderr go to; empty keeps the parent's.
   std::string stdout_path;
   std::string stderr_path;
+  // Descriptors the child gets as its stdin, stdout and stderr (they win over the paths); -1
+  // keeps the parent's. The caller keeps and closes its own copies.
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
   // Own process group, so a kill of the group reaches everything the child starts.
   bool new_process_group = true;
 };
@@ -60,5 +65,22 @@ class ChildProcess {
   bool own_group_ = false;
   std::optional<ExitInfo> exit_;
 };
+
+// What a command printed and how it ended.
+struct CommandResult {
+  ExitInfo exit;
+  std::string output;  // stdout
+  std::string errors;  // stderr
+  bool Succeeded() const { return exit.exited && exit.exit_code == 0; }
+  // "exit code 1: <stderr or stdout, trimmed>"
+  std::string Describe() const;
+};
+
+// Runs ARGV with INPUT on its stdin, collects stdout and stderr, and waits for it to end. After
+// TIMEOUT the command's process group is killed and DEADLINE_EXCEEDED returned.
+absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
+                                         const std::string& input,
+                                         std::chrono::milliseconds timeout,
+                                         ChildOptions options = {});
 
 }  // namespace kapal::base

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -130,6 +131,19 @@ TreeUsage MeasureTree(const std::string& path) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) Measure(path, st.st_dev, usage);
   return usage;
+}
+
+absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& path) {
+  DIR* stream = ::opendir(path.c_str());
+  if (stream == nullptr) return ErrnoStatus(errno, "open directory " + path);
+  std::vector<std::string> names;
+  while (dirent* entry = ::readdir(stream)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(stream);
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace kapal::base

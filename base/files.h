@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -28,6 +29,9 @@ absl::Status MakeDirectories(const std::string& path, mode_t mode);
 // Finds an executable the way execvp would: an absolute or relative path is checked as it is,
 // a bare name is looked up in $PATH (or in /usr/sbin:/usr/bin:/sbin:/bin when PATH is unset).
 absl::StatusOr<std::string> FindExecutable(absl::string_view name);
+
+// The names in directory PATH (without "." and ".."), sorted.
+absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& path);
 
 // Space a directory tree takes: allocated bytes (st_blocks) and inodes, the root included. It
 // stays on the root's filesystem, so a mount inside the tree is not counted.

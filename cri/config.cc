@@ -309,6 +309,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
   if (const toml::table* runtime = top.Table("runtime")) {
     TableReader reader(*runtime, "runtime.", errors);
     reader.String("default_handler", config.default_runtime);
+    reader.String("shim", config.shim_binary);
     if (const toml::table* handlers = reader.Table("handlers")) {
       // Handlers named here are added to the built-in runc and crun, or replace them by name.
       for (const auto& [key, node] : *handlers) {
@@ -415,6 +416,8 @@ std::string RenderConfig(const Config& config) {
   line("[runtime]");
   line("# The OCI runtime handler for pods that name no RuntimeClass.");
   line("default_handler = ", Quoted(config.default_runtime));
+  line("# kapal-shim, one per container; empty: the one installed next to kapald.");
+  line("shim = ", Quoted(config.shim_binary));
   for (const auto& [name, handler] : config.runtimes) {
     line();
     line("# OCI runtime for RuntimeClass handler \"", name,
@@ -487,7 +490,10 @@ nlohmann::json ConfigToJson(const Config& config) {
       {"grpc", {{"address", config.socket_path}}},
       {"metrics", {{"address", config.metrics_address}}},
       {"cgroup", {{"driver", CgroupDriverSettingName(config.cgroup_driver)}}},
-      {"runtime", {{"default_handler", config.default_runtime}, {"handlers", handlers}}},
+      {"runtime",
+       {{"default_handler", config.default_runtime},
+        {"shim", config.shim_binary},
+        {"handlers", handlers}}},
       {"cni", {{"conf_dir", config.cni_conf_dir}, {"bin_dirs", config.cni_bin_dirs}}},
       {"images",
        {{"snapshotter", SnapshotterSettingName(config.snapshotter)},

@@ -34,6 +34,8 @@ struct Config {
   std::string metrics_address = "127.0.0.1:9754";
   CgroupDriverSetting cgroup_driver = CgroupDriverSetting::kAuto;
   std::string default_runtime = "runc";
+  // kapal-shim; empty means the one next to the kapald binary.
+  std::string shim_binary;
   std::map<std::string, RuntimeHandler> runtimes = {{"runc", {"runc"}}, {"crun", {"crun"}}};
   std::string cni_conf_dir = "/etc/cni/net.d";
   std::vector<std::string> cni_bin_dirs = {"/usr/lib/cni", "/opt/cni/bin"};

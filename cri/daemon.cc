@@ -19,6 +19,7 @@
 #include "cri/host_facts.h"
 #include "cri/image_service.h"
 #include "cri/kapal_service.h"
+#include "cri/pod_runtime.h"
 #include "cri/rpc_observer.h"
 #include "cri/runtime_service.h"
 #include "images/content_store.h"
@@ -105,6 +106,7 @@ struct Daemon::Parts {
   std::unique_ptr<snapshotter::Snapshotter> snapshots;
   std::unique_ptr<images::ImageStore> images;
   std::unique_ptr<images::Puller> puller;
+  std::unique_ptr<PodRuntime> pods;
   std::unique_ptr<RuntimeService> runtime_service;
   std::unique_ptr<ImageService> image_service;
   std::unique_ptr<KapalImagesService> kapal_images_service;
@@ -186,8 +188,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   parts->puller = std::make_unique<images::Puller>(*parts->content, *parts->snapshots,
                                                    *parts->images, pull_options);
 
+  parts->pods = std::make_unique<PodRuntime>(parts->config, parts->host, *parts->store,
+                                             *parts->images, *parts->snapshots, logger);
+  for (const char* dir : {"/pods", "/containers", "/runtime"}) {
+    if (absl::Status made = base::MakeDirectories(config.state_dir + dir, 0711); !made.ok()) {
+      return made;
+    }
+  }
+  if (absl::Status recovered = parts->pods->Recover(); !recovered.ok()) return recovered;
   parts->runtime_service = std::make_unique<RuntimeService>(
-      parts->config, parts->host, *parts->store, parts->metrics_address, logger);
+      parts->config, parts->host, *parts->store, *parts->pods, parts->metrics_address, logger);
   parts->image_service =
       std::make_unique<ImageService>(parts->config, *parts->puller, *parts->images, *parts->content,
                                      *parts->snapshots, parts->metrics, logger);

@@ -65,10 +65,11 @@ absl::Status ValidatePodCidrs(absl::string_view cidrs) {
 }
 
 RuntimeService::RuntimeService(const Config& config, const HostFacts& host, store::Store& store,
-                               std::string metrics_address, base::Logger& logger)
+                               PodRuntime& pods, std::string metrics_address, base::Logger& logger)
     : config_(config),
       host_(host),
       store_(store),
+      pods_(pods),
       metrics_address_(std::move(metrics_address)),
       logger_(logger) {}
 
@@ -107,6 +108,7 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const runtime::v1::Sta
             {"metricsAddress", metrics_address_},
             {"database", store_.Path()},
             {"schemaVersion", store_.SchemaVersion()},
+            {"pods", pods_.Describe()},
         }
             .dump();
   }

@@ -5,6 +5,7 @@
 #include "base/logger.h"
 #include "cri/config.h"
 #include "cri/host_facts.h"
+#include "cri/pod_runtime.h"
 #include "cri/proto/cri_api.h"
 #include "store/store.h"
 
@@ -13,7 +14,7 @@ namespace kapal::cri {
 // The runtime.v1.RuntimeService of kapald. RPCs not overridden here answer UNIMPLEMENTED.
 class RuntimeService final : public runtime::v1::RuntimeService::Service {
  public:
-  RuntimeService(const Config& config, const HostFacts& host, store::Store& store,
+  RuntimeService(const Config& config, const HostFacts& host, store::Store& store, PodRuntime& pods,
                  std::string metrics_address, base::Logger& logger);
 
   grpc::Status Version(grpc::ServerContext* context, const runtime::v1::VersionRequest* request,
@@ -27,10 +28,51 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
                                    const runtime::v1::UpdateRuntimeConfigRequest* request,
                                    runtime::v1::UpdateRuntimeConfigResponse* response) override;
 
+  // Pods and containers (pod_service.cc).
+  grpc::Status RunPodSandbox(grpc::ServerContext* context,
+                             const runtime::v1::RunPodSandboxRequest* request,
+                             runtime::v1::RunPodSandboxResponse* response) override;
+  grpc::Status StopPodSandbox(grpc::ServerContext* context,
+                              const runtime::v1::StopPodSandboxRequest* request,
+                              runtime::v1::StopPodSandboxResponse* response) override;
+  grpc::Status RemovePodSandbox(grpc::ServerContext* context,
+                                const runtime::v1::RemovePodSandboxRequest* request,
+                                runtime::v1::RemovePodSandboxResponse* response) override;
+  grpc::Status PodSandboxStatus(grpc::ServerContext* context,
+                                const runtime::v1::PodSandboxStatusRequest* request,
+                                runtime::v1::PodSandboxStatusResponse* response) override;
+  grpc::Status ListPodSandbox(grpc::ServerContext* context,
+                              const runtime::v1::ListPodSandboxRequest* request,
+                              runtime::v1::ListPodSandboxResponse* response) override;
+  grpc::Status CreateContainer(grpc::ServerContext* context,
+                               const runtime::v1::CreateContainerRequest* request,
+                               runtime::v1::CreateContainerResponse* response) override;
+  grpc::Status StartContainer(grpc::ServerContext* context,
+                              const runtime::v1::StartContainerRequest* request,
+                              runtime::v1::StartContainerResponse* response) override;
+  grpc::Status StopContainer(grpc::ServerContext* context,
+                             const runtime::v1::StopContainerRequest* request,
+                             runtime::v1::StopContainerResponse* response) override;
+  grpc::Status RemoveContainer(grpc::ServerContext* context,
+                               const runtime::v1::RemoveContainerRequest* request,
+                               runtime::v1::RemoveContainerResponse* response) override;
+  grpc::Status ListContainers(grpc::ServerContext* context,
+                              const runtime::v1::ListContainersRequest* request,
+                              runtime::v1::ListContainersResponse* response) override;
+  grpc::Status ContainerStatus(grpc::ServerContext* context,
+                               const runtime::v1::ContainerStatusRequest* request,
+                               runtime::v1::ContainerStatusResponse* response) override;
+  grpc::Status ExecSync(grpc::ServerContext* context, const runtime::v1::ExecSyncRequest* request,
+                        runtime::v1::ExecSyncResponse* response) override;
+  grpc::Status ReopenContainerLog(grpc::ServerContext* context,
+                                  const runtime::v1::ReopenContainerLogRequest* request,
+                                  runtime::v1::ReopenContainerLogResponse* response) override;
+
  private:
   const Config& config_;
   const HostFacts& host_;
   store::Store& store_;
+  PodRuntime& pods_;
   std::string metrics_address_;
   base::Logger& logger_;
 };

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -23,6 +24,8 @@ class ScopedMount {
 
   const std::string& Target() const { return target_; }
   absl::Status Unmount();
+  // Keeps the mount beyond this object (the owner unmounts it later) and returns the target.
+  std::string Release() { return std::exchange(target_, std::string()); }
 
  private:
   explicit ScopedMount(std::string target) : target_(std::move(target)) {}

@@ -97,6 +97,10 @@ CREATE TABLE image_blobs (
 );
 CREATE INDEX image_blobs_by_digest ON image_blobs(digest);
 )sql"},
+      {3, "pods keep their CNI result; containers their stop signal", R"sql(
+ALTER TABLE pods ADD COLUMN cni_result TEXT NOT NULL DEFAULT '';
+ALTER TABLE containers ADD COLUMN stop_signal INTEGER NOT NULL DEFAULT 15;
+)sql"},
   };
   return kMigrations;
 }

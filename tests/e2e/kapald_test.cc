@@ -167,17 +167,19 @@ TEST_F(KapaldTest, BadPodCidrIsInvalidArgumentAndKeepsTheOldOne) {
 }
 
 TEST_F(KapaldTest, UnimplementedRpcsSayWhichRpc) {
-  runtime::v1::RunPodSandboxRequest request;
-  runtime::v1::RunPodSandboxResponse response;
-  grpc::Status status = kapald_->RuntimeStub()->RunPodSandbox(Context().get(), request, &response);
+  runtime::v1::UpdateContainerResourcesRequest request;
+  runtime::v1::UpdateContainerResourcesResponse response;
+  grpc::Status status =
+      kapald_->RuntimeStub()->UpdateContainerResources(Context().get(), request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(), HasSubstr("runtime.v1.RuntimeService/RunPodSandbox"));
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("runtime.v1.RuntimeService/UpdateContainerResources"));
 
-  runtime::v1::ExecSyncRequest exec_request;
-  runtime::v1::ExecSyncResponse exec_response;
-  status = kapald_->RuntimeStub()->ExecSync(Context().get(), exec_request, &exec_response);
+  runtime::v1::ContainerStatsRequest stats_request;
+  runtime::v1::ContainerStatsResponse stats_response;
+  status = kapald_->RuntimeStub()->ContainerStats(Context().get(), stats_request, &stats_response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(), HasSubstr("runtime.v1.RuntimeService/ExecSync"));
+  EXPECT_THAT(status.error_message(), HasSubstr("runtime.v1.RuntimeService/ContainerStats"));
 }
 
 TEST_F(KapaldTest, MetricsCountEachRpcByMethodAndCode) {
@@ -198,9 +200,9 @@ TEST_F(KapaldTest, MetricsCountEachRpcByMethodAndCode) {
   EXPECT_EQ(ScrapeValue("kapal_grpc_requests_total",
                         {"method=\"/runtime.v1.RuntimeService/RuntimeConfig\"", "code=\"OK\""}),
             1);
-  EXPECT_EQ(ScrapeValue(
-                "kapal_grpc_requests_total",
-                {"method=\"/runtime.v1.RuntimeService/RunPodSandbox\"", "code=\"UNIMPLEMENTED\""}),
+  EXPECT_EQ(ScrapeValue("kapal_grpc_requests_total",
+                        {"method=\"/runtime.v1.RuntimeService/RunPodSandbox\"",
+                         "code=\"INVALID_ARGUMENT\""}),
             1);
   EXPECT_EQ(ScrapeValue("kapal_grpc_request_duration_seconds_count",
                         {"method=\"/runtime.v1.RuntimeService/Version\""}),

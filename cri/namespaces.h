@@ -1,0 +1,28 @@
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace kapal::cri {
+
+// Which namespaces of a pod are its own (the others are the host's).
+struct PodNamespaces {
+  bool network = true;
+  bool ipc = true;
+  bool uts = true;
+};
+
+// Creates the pod's own namespaces and pins each with a bind mount at DIR/net, DIR/ipc and
+// DIR/uts, so they live without any process in them (no pause container) and containers join
+// them by path. The UTS namespace gets HOSTNAME. On failure nothing is left mounted.
+absl::Status PinNamespaces(const std::string& dir, const PodNamespaces& which,
+                           const std::string& hostname);
+
+// Unmounts and removes the pins under DIR; pins already gone are fine (idempotent).
+absl::Status UnpinNamespaces(const std::string& dir);
+
+// True when PATH is a mount point (a pinned namespace, a mounted rootfs, the pod's /dev/shm).
+bool IsMountPoint(const std::string& path);
+
+}  // namespace kapal::cri

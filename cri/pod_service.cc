@@ -1,0 +1,224 @@
+// The pod and container RPCs of runtime.v1.RuntimeService: requests checked and turned into
+// PodRuntime calls, records turned into CRI messages.
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "cri/grpc_status.h"
+#include "cri/runtime_service.h"
+
+namespace kapal::cri {
+
+namespace {
+
+using namespace runtime::v1;  // NOLINT: the CRI message names read best unqualified here
+
+bool LabelsMatch(const google::protobuf::Map<std::string, std::string>& labels,
+                 const google::protobuf::Map<std::string, std::string>& selector) {
+  for (const auto& [key, value] : selector) {
+    auto found = labels.find(key);
+    if (found == labels.end() || found->second != value) return false;
+  }
+  return true;
+}
+
+void FillPodSandbox(const Pod& pod, PodSandbox* out) {
+  out->set_id(pod.id);
+  *out->mutable_metadata() = pod.config.metadata();
+  out->set_state(pod.ready ? SANDBOX_READY : SANDBOX_NOTREADY);
+  out->set_created_at(pod.created_at);
+  *out->mutable_labels() = pod.config.labels();
+  *out->mutable_annotations() = pod.config.annotations();
+  out->set_runtime_handler(pod.runtime_handler);
+}
+
+void FillContainer(const Container& c, runtime::v1::Container* out) {
+  out->set_id(c.id);
+  out->set_pod_sandbox_id(c.pod_id);
+  *out->mutable_metadata() = c.config.metadata();
+  out->mutable_image()->set_image(c.config.image().image());
+  out->set_image_ref(c.image_ref);
+  out->set_image_id(c.image_id);
+  out->set_state(c.state);
+  out->set_created_at(c.created_at);
+  *out->mutable_labels() = c.config.labels();
+  *out->mutable_annotations() = c.config.annotations();
+}
+
+void FillContainerStatus(const Container& c, runtime::v1::ContainerStatus* out) {
+  out->set_id(c.id);
+  *out->mutable_metadata() = c.config.metadata();
+  out->set_state(c.state);
+  out->set_created_at(c.created_at);
+  out->set_started_at(c.started_at);
+  out->set_finished_at(c.finished_at);
+  out->set_exit_code(c.exit_code);
+  out->mutable_image()->set_image(c.config.image().image());
+  out->set_image_ref(c.image_ref);
+  out->set_image_id(c.image_id);
+  out->set_reason(c.reason);
+  out->set_message(c.message);
+  *out->mutable_labels() = c.config.labels();
+  *out->mutable_annotations() = c.config.annotations();
+  *out->mutable_mounts() = c.config.mounts();
+  out->set_log_path(c.log_path);
+  out->set_stop_signal(static_cast<Signal>(c.stop_signal));
+}
+
+}  // namespace
+
+grpc::Status RuntimeService::RunPodSandbox(grpc::ServerContext*,
+                                           const RunPodSandboxRequest* request,
+                                           RunPodSandboxResponse* response) {
+  absl::StatusOr<std::string> id = pods_.RunPod(request->config(), request->runtime_handler());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  response->set_pod_sandbox_id(*id);
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::StopPodSandbox(grpc::ServerContext*,
+                                            const StopPodSandboxRequest* request,
+                                            StopPodSandboxResponse*) {
+  return ToGrpcStatus(pods_.StopPod(request->pod_sandbox_id()));
+}
+
+grpc::Status RuntimeService::RemovePodSandbox(grpc::ServerContext*,
+                                              const RemovePodSandboxRequest* request,
+                                              RemovePodSandboxResponse*) {
+  return ToGrpcStatus(pods_.RemovePod(request->pod_sandbox_id()));
+}
+
+grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*,
+                                              const PodSandboxStatusRequest* request,
+                                              PodSandboxStatusResponse* response) {
+  absl::StatusOr<Pod> pod = pods_.GetPod(request->pod_sandbox_id());
+  if (!pod.ok()) return ToGrpcStatus(pod.status());
+  runtime::v1::PodSandboxStatus* status = response->mutable_status();
+  status->set_id(pod->id);
+  *status->mutable_metadata() = pod->config.metadata();
+  status->set_state(pod->ready ? SANDBOX_READY : SANDBOX_NOTREADY);
+  status->set_created_at(pod->created_at);
+  if (!pod->ips.empty()) {
+    status->mutable_network()->set_ip(pod->ips.front());
+    for (size_t i = 1; i < pod->ips.size(); ++i) {
+      status->mutable_network()->add_additional_ips()->set_ip(pod->ips[i]);
+    }
+  }
+  *status->mutable_linux()->mutable_namespaces()->mutable_options() =
+      pod->config.linux().security_context().namespace_options();
+  *status->mutable_labels() = pod->config.labels();
+  *status->mutable_annotations() = pod->config.annotations();
+  status->set_runtime_handler(pod->runtime_handler);
+  response->set_timestamp(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count());
+  if (request->verbose()) {
+    nlohmann::json info = {{"dir", pod->dir},
+                           {"netns", pod->own.network ? pod->dir + "/net" : ""},
+                           {"cni", pod->cni_result}};
+    (*response->mutable_info())["info"] = info.dump();
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::ListPodSandbox(grpc::ServerContext*,
+                                            const ListPodSandboxRequest* request,
+                                            ListPodSandboxResponse* response) {
+  const PodSandboxFilter& filter = request->filter();
+  for (const Pod& pod : pods_.ListPods()) {
+    if (!filter.id().empty() && !absl::StartsWith(pod.id, filter.id())) continue;
+    if (filter.has_state() &&
+        filter.state().state() != (pod.ready ? SANDBOX_READY : SANDBOX_NOTREADY)) {
+      continue;
+    }
+    if (!LabelsMatch(pod.config.labels(), filter.label_selector())) continue;
+    FillPodSandbox(pod, response->add_items());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*,
+                                             const CreateContainerRequest* request,
+                                             CreateContainerResponse* response) {
+  absl::StatusOr<std::string> id =
+      pods_.CreateContainer(request->pod_sandbox_id(), request->config());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  response->set_container_id(*id);
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::StartContainer(grpc::ServerContext*,
+                                            const StartContainerRequest* request,
+                                            StartContainerResponse*) {
+  return ToGrpcStatus(pods_.StartContainer(request->container_id()));
+}
+
+grpc::Status RuntimeService::StopContainer(grpc::ServerContext*,
+                                           const StopContainerRequest* request,
+                                           StopContainerResponse*) {
+  if (request->timeout() < 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError("stop timeout must not be negative"));
+  }
+  return ToGrpcStatus(
+      pods_.StopContainer(request->container_id(), std::chrono::seconds(request->timeout())));
+}
+
+grpc::Status RuntimeService::RemoveContainer(grpc::ServerContext*,
+                                             const RemoveContainerRequest* request,
+                                             RemoveContainerResponse*) {
+  return ToGrpcStatus(pods_.RemoveContainer(request->container_id()));
+}
+
+grpc::Status RuntimeService::ListContainers(grpc::ServerContext*,
+                                            const ListContainersRequest* request,
+                                            ListContainersResponse* response) {
+  const ContainerFilter& filter = request->filter();
+  for (const Container& c : pods_.ListContainers()) {
+    if (!filter.id().empty() && !absl::StartsWith(c.id, filter.id())) continue;
+    if (!filter.pod_sandbox_id().empty() && !absl::StartsWith(c.pod_id, filter.pod_sandbox_id())) {
+      continue;
+    }
+    if (filter.has_state() && filter.state().state() != c.state) continue;
+    if (!LabelsMatch(c.config.labels(), filter.label_selector())) continue;
+    FillContainer(c, response->add_containers());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*,
+                                             const ContainerStatusRequest* request,
+                                             ContainerStatusResponse* response) {
+  absl::StatusOr<Container> c = pods_.GetContainer(request->container_id());
+  if (!c.ok()) return ToGrpcStatus(c.status());
+  FillContainerStatus(*c, response->mutable_status());
+  if (request->verbose()) {
+    nlohmann::json info = {{"sandboxID", c->pod_id},
+                           {"bundle", c->bundle},
+                           {"shimPid", c->shim_pid},
+                           {"snapshotKey", c->snapshot_key}};
+    (*response->mutable_info())["info"] = info.dump();
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::ExecSync(grpc::ServerContext*, const ExecSyncRequest* request,
+                                      ExecSyncResponse* response) {
+  if (request->timeout() < 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError("exec timeout must not be negative"));
+  }
+  std::vector<std::string> cmd(request->cmd().begin(), request->cmd().end());
+  absl::StatusOr<ExecResult> result =
+      pods_.ExecSync(request->container_id(), cmd, std::chrono::seconds(request->timeout()));
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  response->set_stdout(result->output);
+  response->set_stderr(result->errors);
+  response->set_exit_code(result->exit_code);
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::ReopenContainerLog(grpc::ServerContext*,
+                                                const ReopenContainerLogRequest* request,
+                                                ReopenContainerLogResponse*) {
+  return ToGrpcStatus(pods_.ReopenContainerLog(request->container_id()));
+}
+
+}  // namespace kapal::cri

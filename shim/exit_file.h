@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+// What kapal-shim records when its container ends, and kapald reads back (also after a restart of
+// kapald, which may happen between the two). Kept free of abseil and gRPC so the shim stays small.
+namespace kapal::shim {
+
+struct ExitRecord {
+  // The exit code as a shell reports it: the process's code, or 128 + signal when killed.
+  int exit_code = 0;
+  // The signal that killed the process, 0 when it exited by itself.
+  int signal = 0;
+  // Nanoseconds since the Unix epoch.
+  int64_t finished_at_ns = 0;
+  // The kernel's OOM killer ended a process of the container's cgroup.
+  bool oom_killed = false;
+};
+
+// "exit_code=137\nsignal=9\nfinished_at_ns=...\noom_killed=1\n"
+std::string FormatExitRecord(const ExitRecord& record);
+// nullopt for text that is not a complete record (a torn write cannot happen: the shim writes
+// the file through a rename, but a hand-edited or truncated file must not read as exit code 0).
+std::optional<ExitRecord> ParseExitRecord(const std::string& text);
+
+// The file names inside a container's bundle directory that kapald and the shim agree on.
+inline constexpr const char* kExitFile = "exit";
+inline constexpr const char* kControlSocket = "control.sock";
+inline constexpr const char* kConsoleSocket = "console.sock";
+inline constexpr const char* kPidFile = "pid";
+inline constexpr const char* kShimLog = "shim.log";
+
+}  // namespace kapal::shim

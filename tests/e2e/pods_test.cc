@@ -1,0 +1,529 @@
+// Pods and containers end to end: the real kapald, kapal-shim, runc, CNI plugins and registry.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/files.h"
+#include "base/unique_fd.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fixtures/cni_fixture.h"
+#include "tests/fixtures/kapald_fixture.h"
+#include "tests/fixtures/registry_fixture.h"
+
+namespace kapal::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+using namespace runtime::v1;  // NOLINT
+
+std::unique_ptr<grpc::ClientContext> LongContext() {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  return context;
+}
+
+class PodsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto cni = CniFixture::Create();
+    ASSERT_TRUE(cni.ok()) << cni.status();
+    cni_ = std::move(*cni);
+    auto registry = RegistryFixture::Start();
+    ASSERT_TRUE(registry.ok()) << registry.status();
+    registry_ = std::move(*registry);
+    auto kapald = KapaldInstance::Start(cni_->Toml());
+    ASSERT_TRUE(kapald.ok()) << kapald.status();
+    kapald_ = std::move(*kapald);
+    logs_ = kapald_->StateDir() + "/pod-logs";
+    auto rootfs = BusyboxRootfs();
+    ASSERT_TRUE(rootfs.ok());
+    auto layer = BuildLayer(*rootfs, Compression::kGzip);
+    ASSERT_TRUE(layer.ok());
+    TestImage image;
+    image.layers.push_back(*layer);
+    image.env.push_back("FROM_IMAGE=image");
+    image.env.push_back("OVERRIDDEN=image");
+    image.entrypoint = {"/bin/sh", "-c"};
+    image.cmd = {"echo from image cmd"};
+    ASSERT_TRUE(registry_->Push("test/busybox", "1", image).ok());
+    image_ = registry_->Host() + "/test/busybox:1";
+    PullImageRequest pull;
+    pull.mutable_image()->set_image(image_);
+    PullImageResponse pulled;
+    grpc::Status status = kapald_->ImageStub()->PullImage(LongContext().get(), pull, &pulled);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    stub_ = kapald_->RuntimeStub();
+  }
+
+  void TearDown() override {
+    if (HasFailure() && kapald_ != nullptr) std::fprintf(stderr, "%s\n", kapald_->Log().c_str());
+  }
+
+  PodSandboxConfig PodConfig(const std::string& name) {
+    PodSandboxConfig config;
+    config.mutable_metadata()->set_name(name);
+    config.mutable_metadata()->set_namespace_("default");
+    config.mutable_metadata()->set_uid("uid-" + name);
+    config.set_hostname(name);
+    config.set_log_directory(logs_ + "/" + name);
+    (*config.mutable_labels())["app"] = name;
+    return config;
+  }
+
+  absl::StatusOr<std::string> RunPod(const PodSandboxConfig& config) {
+    RunPodSandboxRequest request;
+    *request.mutable_config() = config;
+    RunPodSandboxResponse response;
+    grpc::Status status = stub_->RunPodSandbox(LongContext().get(), request, &response);
+    if (!status.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                          status.error_message());
+    }
+    return response.pod_sandbox_id();
+  }
+
+  ContainerConfig ContainerWith(const std::string& name, std::vector<std::string> command) {
+    ContainerConfig config;
+    config.mutable_metadata()->set_name(name);
+    config.mutable_image()->set_image(image_);
+    for (const std::string& part : command) config.add_command(part);
+    config.set_log_path(name + ".log");
+    return config;
+  }
+
+  grpc::Status Create(const std::string& pod_id, const ContainerConfig& config, std::string* id,
+                      const PodSandboxConfig* pod_config = nullptr) {
+    CreateContainerRequest request;
+    request.set_pod_sandbox_id(pod_id);
+    *request.mutable_config() = config;
+    if (pod_config != nullptr) *request.mutable_sandbox_config() = *pod_config;
+    CreateContainerResponse response;
+    grpc::Status status = stub_->CreateContainer(LongContext().get(), request, &response);
+    *id = response.container_id();
+    return status;
+  }
+
+  grpc::Status Start(const std::string& id) {
+    StartContainerRequest request;
+    request.set_container_id(id);
+    StartContainerResponse response;
+    return stub_->StartContainer(LongContext().get(), request, &response);
+  }
+
+  // Creates and starts; the container's id.
+  std::string Run(const std::string& pod_id, const ContainerConfig& config) {
+    std::string id;
+    grpc::Status created = Create(pod_id, config, &id);
+    EXPECT_TRUE(created.ok()) << created.error_message();
+    grpc::Status started = Start(id);
+    EXPECT_TRUE(started.ok()) << started.error_message();
+    return id;
+  }
+
+  ContainerStatus StatusOf(const std::string& id) {
+    ContainerStatusRequest request;
+    request.set_container_id(id);
+    ContainerStatusResponse response;
+    grpc::Status status = stub_->ContainerStatus(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.status();
+  }
+
+  ContainerStatus WaitForExit(const std::string& id) {
+    for (int i = 0; i < 1000; ++i) {
+      ContainerStatus status = StatusOf(id);
+      if (status.state() == CONTAINER_EXITED) return status;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "container " << id << " did not exit within 20 s";
+    return StatusOf(id);
+  }
+
+  grpc::Status Exec(const std::string& id, std::vector<std::string> cmd, ExecSyncResponse* out,
+                    int timeout = 0) {
+    ExecSyncRequest request;
+    request.set_container_id(id);
+    for (const std::string& part : cmd) request.add_cmd(part);
+    request.set_timeout(timeout);
+    return stub_->ExecSync(LongContext().get(), request, out);
+  }
+
+  grpc::Status StopPod(const std::string& id) {
+    StopPodSandboxRequest request;
+    request.set_pod_sandbox_id(id);
+    StopPodSandboxResponse response;
+    return stub_->StopPodSandbox(LongContext().get(), request, &response);
+  }
+
+  grpc::Status RemovePod(const std::string& id) {
+    RemovePodSandboxRequest request;
+    request.set_pod_sandbox_id(id);
+    RemovePodSandboxResponse response;
+    return stub_->RemovePodSandbox(LongContext().get(), request, &response);
+  }
+
+  PodSandboxStatus PodStatus(const std::string& id) {
+    PodSandboxStatusRequest request;
+    request.set_pod_sandbox_id(id);
+    PodSandboxStatusResponse response;
+    grpc::Status status = stub_->PodSandboxStatus(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.status();
+  }
+
+  std::vector<runtime::v1::Container> Containers() {
+    ListContainersResponse response;
+    EXPECT_TRUE(stub_->ListContainers(Context().get(), {}, &response).ok());
+    return {response.containers().begin(), response.containers().end()};
+  }
+
+  // The log entries without timestamps: "stdout F text".
+  std::vector<std::string> LogEntries(const std::string& path) {
+    std::vector<std::string> entries;
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) entries.push_back(line.substr(line.find(' ') + 1));
+    return entries;
+  }
+
+  int MountsUnder(const std::string& dir) {
+    auto table = base::ReadFile("/proc/self/mountinfo");
+    int count = 0;
+    for (absl::string_view line : absl::StrSplit(*table, '\n', absl::SkipEmpty())) {
+      std::vector<absl::string_view> fields = absl::StrSplit(line, ' ');
+      if (fields.size() > 4 && absl::StartsWith(fields[4], dir)) ++count;
+    }
+    return count;
+  }
+
+  std::unique_ptr<CniFixture> cni_;
+  std::unique_ptr<RegistryFixture> registry_;
+  std::unique_ptr<KapaldInstance> kapald_;
+  std::unique_ptr<RuntimeService::Stub> stub_;
+  std::string image_;
+  std::string logs_;
+};
+
+TEST_F(PodsTest, WholeLifecycleLeavesNothingBehind) {
+  PodSandboxConfig pod_config = PodConfig("life");
+  absl::StatusOr<std::string> pod = RunPod(pod_config);
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  PodSandboxStatus pod_status = PodStatus(*pod);
+  EXPECT_EQ(pod_status.state(), SANDBOX_READY);
+  EXPECT_EQ(pod_status.metadata().name(), "life");
+  EXPECT_TRUE(absl::StartsWith(pod_status.network().ip(), cni_->Subnet().substr(0, 9)))
+      << pod_status.network().ip() << " not in " << cni_->Subnet();
+
+  std::string id = Run(*pod, ContainerWith("sleeper", {"sleep", "1000"}));
+  ContainerStatus running = StatusOf(id);
+  EXPECT_EQ(running.state(), CONTAINER_RUNNING);
+  EXPECT_GT(running.started_at(), running.created_at() - 1);
+  EXPECT_EQ(running.image().image(), image_);
+  EXPECT_THAT(running.image_ref(), HasSubstr("@sha256:"));
+  EXPECT_EQ(running.log_path(), logs_ + "/life/sleeper.log");
+
+  ExecSyncResponse exec;
+  ASSERT_TRUE(
+      Exec(id, {"sh", "-c", "hostname; cat /etc/hostname; echo oops >&2; exit 7"}, &exec).ok());
+  EXPECT_EQ(exec.stdout(), "life\nlife\n");
+  EXPECT_EQ(exec.stderr(), "oops\n");
+  EXPECT_EQ(exec.exit_code(), 7);
+
+  StopContainerRequest stop;
+  stop.set_container_id(id);
+  stop.set_timeout(1);
+  StopContainerResponse stopped;
+  ASSERT_TRUE(stub_->StopContainer(LongContext().get(), stop, &stopped).ok());
+  ContainerStatus exited = StatusOf(id);
+  EXPECT_EQ(exited.state(), CONTAINER_EXITED);
+  // sleep as PID 1 ignores SIGTERM: SIGKILL after the timeout.
+  EXPECT_EQ(exited.exit_code(), 137);
+  EXPECT_EQ(exited.reason(), "Error");
+  // Stopping again is fine.
+  ASSERT_TRUE(stub_->StopContainer(LongContext().get(), stop, &stopped).ok());
+
+  RemoveContainerRequest remove;
+  remove.set_container_id(id);
+  RemoveContainerResponse removed;
+  ASSERT_TRUE(stub_->RemoveContainer(LongContext().get(), remove, &removed).ok());
+  EXPECT_THAT(Containers(), SizeIs(0));
+  ASSERT_TRUE(stub_->RemoveContainer(LongContext().get(), remove, &removed).ok());
+
+  ASSERT_TRUE(StopPod(*pod).ok());
+  EXPECT_EQ(PodStatus(*pod).state(), SANDBOX_NOTREADY);
+  ASSERT_TRUE(StopPod(*pod).ok());
+  ASSERT_TRUE(RemovePod(*pod).ok());
+  ASSERT_TRUE(RemovePod(*pod).ok());  // unknown id: fine
+  EXPECT_EQ(MountsUnder(kapald_->StateDir()), 0);
+  EXPECT_FALSE(base::ListDirectory(kapald_->StateDir() + "/pods")->size() > 0);
+  for (const char* hierarchy : {"memory", "pids", "cpu"}) {
+    EXPECT_NE(::access(absl::StrCat("/sys/fs/cgroup/", hierarchy, "/kapal/", *pod).c_str(), F_OK),
+              0);
+  }
+}
+
+TEST_F(PodsTest, ExitCodesReasonsAndCriLogs) {
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("exits"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  std::string failing = Run(
+      *pod,
+      ContainerWith("failing", {"sh", "-c", "echo hello; echo oops >&2; printf partial; exit 3"}));
+  std::string fine = Run(*pod, ContainerWith("fine", {"true"}));
+  ContainerStatus failed = WaitForExit(failing);
+  EXPECT_EQ(failed.exit_code(), 3);
+  EXPECT_EQ(failed.reason(), "Error");
+  EXPECT_GE(failed.finished_at(), failed.started_at());
+  ContainerStatus completed = WaitForExit(fine);
+  EXPECT_EQ(completed.exit_code(), 0);
+  EXPECT_EQ(completed.reason(), "Completed");
+
+  std::vector<std::string> entries = LogEntries(failed.log_path());
+  ASSERT_THAT(entries, SizeIs(3));
+  EXPECT_THAT(entries, ::testing::UnorderedElementsAre("stdout F hello", "stderr F oops",
+                                                       "stdout P partial"));
+  std::ifstream raw(failed.log_path());
+  std::string first;
+  std::getline(raw, first);
+  // RFC 3339 with nanoseconds, UTC.
+  EXPECT_EQ(first[4], '-');
+  EXPECT_EQ(first[29], 'Z') << first;
+}
+
+TEST_F(PodsTest, CommandArgsEnvWorkingDirAndUserFollowKubernetesRules) {
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("rules"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  // Args only: the image's entrypoint (sh -c) with these args.
+  ContainerConfig args_only = ContainerWith("args", {});
+  args_only.add_args("echo $FROM_IMAGE $OVERRIDDEN $OWN; pwd; id -u; id -g; id -G");
+  auto* env = args_only.add_envs();
+  env->set_key("OVERRIDDEN");
+  env->set_value("container");
+  env = args_only.add_envs();
+  env->set_key("OWN");
+  env->set_value("own");
+  args_only.set_working_dir("/tmp");
+  args_only.mutable_linux()->mutable_security_context()->set_run_as_username("app");
+  args_only.mutable_linux()->mutable_security_context()->add_supplemental_groups(4242);
+  std::string with_args = Run(*pod, args_only);
+  // Neither: the image's entrypoint and cmd.
+  std::string image_default = Run(*pod, ContainerWith("default", {}));
+  // Numeric user and group.
+  ContainerConfig numeric = ContainerWith("numeric", {"sh", "-c", "id -u; id -g"});
+  numeric.mutable_linux()->mutable_security_context()->mutable_run_as_user()->set_value(4321);
+  numeric.mutable_linux()->mutable_security_context()->mutable_run_as_group()->set_value(99);
+  std::string numeric_id = Run(*pod, numeric);
+
+  EXPECT_EQ(WaitForExit(with_args).exit_code(), 0);
+  EXPECT_THAT(LogEntries(StatusOf(with_args).log_path()),
+              ::testing::ElementsAre("stdout F image container own", "stdout F /tmp",
+                                     "stdout F 1000", "stdout F 1000", "stdout F 1000 4242"));
+  EXPECT_EQ(WaitForExit(image_default).exit_code(), 0);
+  EXPECT_THAT(LogEntries(StatusOf(image_default).log_path()),
+              ::testing::ElementsAre("stdout F from image cmd"));
+  EXPECT_EQ(WaitForExit(numeric_id).exit_code(), 0);
+  EXPECT_THAT(LogEntries(StatusOf(numeric_id).log_path()),
+              ::testing::ElementsAre("stdout F 4321", "stdout F 99"));
+
+  // A user name the image does not have.
+  ContainerConfig unknown_user = ContainerWith("ghost", {"true"});
+  unknown_user.mutable_linux()->mutable_security_context()->set_run_as_username("ghost");
+  std::string id;
+  grpc::Status status = Create(*pod, unknown_user, &id);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("ghost"));
+}
+
+TEST_F(PodsTest, TwoPodsReachEachOtherOnTheBridge) {
+  absl::StatusOr<std::string> server_pod = RunPod(PodConfig("server"));
+  ASSERT_TRUE(server_pod.ok()) << server_pod.status();
+  absl::StatusOr<std::string> client_pod = RunPod(PodConfig("client"));
+  ASSERT_TRUE(client_pod.ok()) << client_pod.status();
+  std::string server =
+      Run(*server_pod, ContainerWith("httpd", {"sh", "-c",
+                                               "echo served-by-$(hostname) > /tmp/index.html; "
+                                               "exec busybox httpd -f -p 8080 -h /tmp"}));
+  std::string client = Run(*client_pod, ContainerWith("client", {"sleep", "1000"}));
+  std::string server_ip = PodStatus(*server_pod).network().ip();
+  ASSERT_FALSE(server_ip.empty());
+  EXPECT_NE(server_ip, PodStatus(*client_pod).network().ip());
+  ExecSyncResponse fetched;
+  std::string url = absl::StrCat("http://", server_ip, ":8080/index.html");
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    ASSERT_TRUE(Exec(client, {"busybox", "wget", "-q", "-O", "-", url}, &fetched, 10).ok());
+    if (fetched.exit_code() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(fetched.exit_code(), 0) << fetched.stderr();
+  EXPECT_EQ(fetched.stdout(), "served-by-server\n");
+}
+
+TEST_F(PodsTest, HostPortIsReachableOnLoopback) {
+  PodSandboxConfig config = PodConfig("ported");
+  std::random_device random;
+  int host_port = 20000 + static_cast<int>(random() % 20000);
+  auto* port = config.add_port_mappings();
+  port->set_container_port(8080);
+  port->set_host_port(host_port);
+  port->set_host_ip("127.0.0.1");
+  absl::StatusOr<std::string> pod = RunPod(config);
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  Run(*pod, ContainerWith("httpd", {"sh", "-c",
+                                    "echo through-hostport > /tmp/index.html; "
+                                    "exec busybox httpd -f -p 8080 -h /tmp"}));
+  std::string url = absl::StrCat("http://127.0.0.1:", host_port, "/index.html");
+  CommandResult fetched;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    fetched = RunCommand({"curl", "-sS", "--max-time", "2", url});
+    if (fetched.exit_code == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(fetched.exit_code, 0) << fetched.err;
+  EXPECT_EQ(fetched.out, "through-hostport\n");
+  ASSERT_TRUE(RemovePod(*pod).ok());
+  // The mapping goes with the pod.
+  fetched = RunCommand({"curl", "-sS", "--max-time", "2", url});
+  EXPECT_NE(fetched.exit_code, 0);
+}
+
+TEST_F(PodsTest, KilledDaemonRestartsWithPodsRunningAndExitsRecorded) {
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("survivor"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  std::string sleeper = Run(*pod, ContainerWith("sleeper", {"sleep", "1000"}));
+  std::string ending = Run(*pod, ContainerWith("ending", {"sh", "-c", "sleep 1; exit 5"}));
+  ASSERT_TRUE(kapald_->Process().Signal(SIGKILL).ok());
+  ASSERT_TRUE(kapald_->Process().Wait(std::chrono::seconds(10)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // "ending" exits meanwhile
+  ASSERT_TRUE(kapald_->Restart().ok());
+  stub_ = kapald_->RuntimeStub();
+  EXPECT_EQ(PodStatus(*pod).state(), SANDBOX_READY);
+  EXPECT_THAT(Containers(), SizeIs(2));
+  EXPECT_EQ(StatusOf(sleeper).state(), CONTAINER_RUNNING);
+  ContainerStatus ended = StatusOf(ending);
+  EXPECT_EQ(ended.state(), CONTAINER_EXITED);
+  EXPECT_EQ(ended.exit_code(), 5);
+  ExecSyncResponse exec;
+  ASSERT_TRUE(Exec(sleeper, {"echo", "still here"}, &exec).ok());
+  EXPECT_EQ(exec.stdout(), "still here\n");
+}
+
+TEST_F(PodsTest, BadInputsGetTheirCodeAndChangeNothing) {
+  PodSandboxConfig nameless = PodConfig("x");
+  nameless.mutable_metadata()->clear_name();
+  EXPECT_EQ(RunPod(nameless).status().code(), absl::StatusCode::kInvalidArgument);
+
+  PodSandboxConfig config = PodConfig("bad");
+  absl::StatusOr<std::string> pod = RunPod(config);
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  absl::StatusOr<std::string> again = RunPod(config);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists) << again.status();
+
+  PodSandboxConfig bad_sysctl = PodConfig("sysctl");
+  (*bad_sysctl.mutable_linux()->mutable_sysctls())["vm.swappiness"] = "0";
+  EXPECT_EQ(RunPod(bad_sysctl).status().code(), absl::StatusCode::kInvalidArgument);
+
+  std::string id;
+  ASSERT_TRUE(Create(*pod, ContainerWith("one", {"sleep", "100"}), &id).ok());
+  grpc::Status status = Create(*pod, ContainerWith("one", {"sleep", "100"}), &id);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS) << status.error_message();
+  status = Create("no-such-pod", ContainerWith("two", {"true"}), &id);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+  ContainerConfig missing_image = ContainerWith("three", {"true"});
+  missing_image.mutable_image()->set_image(registry_->Host() + "/not/pulled:1");
+  status = Create(*pod, missing_image, &id);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+  ContainerConfig escaping = ContainerWith("four", {"true"});
+  auto* mount = escaping.add_mounts();
+  mount->set_host_path("/tmp/../etc");
+  mount->set_container_path("/host-etc");
+  status = Create(*pod, escaping, &id);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  ContainerConfig bad_log = ContainerWith("five", {"true"});
+  bad_log.set_log_path("../../escape.log");
+  status = Create(*pod, bad_log, &id);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+
+  EXPECT_THAT(Containers(), SizeIs(1));
+  ListPodSandboxResponse pods;
+  ASSERT_TRUE(stub_->ListPodSandbox(Context().get(), {}, &pods).ok());
+  EXPECT_EQ(pods.items_size(), 1);
+  EXPECT_THAT(*base::ListDirectory(kapald_->StateDir() + "/containers"), SizeIs(1));
+
+  ContainerStatusRequest unknown;
+  unknown.set_container_id("feedface");
+  ContainerStatusResponse unknown_status;
+  EXPECT_EQ(stub_->ContainerStatus(Context().get(), unknown, &unknown_status).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(PodsTest, ListFiltersByStateLabelAndPod) {
+  absl::StatusOr<std::string> first = RunPod(PodConfig("first"));
+  absl::StatusOr<std::string> second = RunPod(PodConfig("second"));
+  ASSERT_TRUE(first.ok() && second.ok());
+  std::string running = Run(*first, ContainerWith("run", {"sleep", "100"}));
+  std::string created;
+  ASSERT_TRUE(Create(*second, ContainerWith("made", {"sleep", "100"}), &created).ok());
+  ASSERT_TRUE(StopPod(*second).ok());
+
+  ListPodSandboxRequest by_label;
+  (*by_label.mutable_filter()->mutable_label_selector())["app"] = "first";
+  ListPodSandboxResponse pods;
+  ASSERT_TRUE(stub_->ListPodSandbox(Context().get(), by_label, &pods).ok());
+  ASSERT_EQ(pods.items_size(), 1);
+  EXPECT_EQ(pods.items(0).id(), *first);
+  ListPodSandboxRequest ready;
+  ready.mutable_filter()->mutable_state()->set_state(SANDBOX_READY);
+  ASSERT_TRUE(stub_->ListPodSandbox(Context().get(), ready, &pods).ok());
+  ASSERT_EQ(pods.items_size(), 1);
+  EXPECT_EQ(pods.items(0).id(), *first);
+
+  ListContainersRequest by_state;
+  by_state.mutable_filter()->mutable_state()->set_state(CONTAINER_RUNNING);
+  ListContainersResponse containers;
+  ASSERT_TRUE(stub_->ListContainers(Context().get(), by_state, &containers).ok());
+  ASSERT_EQ(containers.containers_size(), 1);
+  EXPECT_EQ(containers.containers(0).id(), running);
+  ListContainersRequest by_pod;
+  by_pod.mutable_filter()->set_pod_sandbox_id(*second);
+  ASSERT_TRUE(stub_->ListContainers(Context().get(), by_pod, &containers).ok());
+  ASSERT_EQ(containers.containers_size(), 1);
+  EXPECT_EQ(containers.containers(0).id(), created);
+  // Stopping the pod stopped its created-only container too.
+  EXPECT_EQ(containers.containers(0).state(), CONTAINER_EXITED);
+}
+
+TEST_F(PodsTest, ExecTimeoutAndLogReopen) {
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("ticker"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  std::string id =
+      Run(*pod, ContainerWith("ticker", {"sh", "-c", "while true; do echo tick; sleep 0.1; done"}));
+  ExecSyncResponse exec;
+  grpc::Status timed_out = Exec(id, {"sleep", "30"}, &exec, 1);
+  EXPECT_EQ(timed_out.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << timed_out.error_message();
+
+  std::string log = StatusOf(id).log_path();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(std::rename(log.c_str(), (log + ".1").c_str()), 0);
+  ReopenContainerLogRequest reopen;
+  reopen.set_container_id(id);
+  ReopenContainerLogResponse reopened;
+  grpc::Status status = stub_->ReopenContainerLog(Context().get(), reopen, &reopened);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_THAT(LogEntries(log), ::testing::Contains("stdout F tick"));
+  EXPECT_THAT(LogEntries(log + ".1"), ::testing::Contains("stdout F tick"));
+}
+
+}  // namespace
+}  // namespace kapal::testing
