@@ -23,11 +23,6 @@ std::pair<std::string, std::string> SplitTag(const std::string& repo_tag) {
   return {repo_tag.substr(0, colon), repo_tag.substr(colon + 1)};
 }
 
-std::string ShortId(const std::string& id) {
-  std::string hex = id.substr(id.find(':') + 1);
-  return hex.substr(0, 13);
-}
-
 std::string ShortDigest(const std::string& digest) { return ShortId(digest); }
 
 absl::StatusOr<runtime::v1::Image> Status(CriClient& client, const std::string& image, bool verbose,

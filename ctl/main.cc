@@ -5,12 +5,14 @@
 #include <cstdlib>
 #include <functional>
 #include <iostream>
+#include <set>
 
 #include "CLI/CLI.hpp"
 #include "ctl/client_config.h"
 #include "ctl/commands.h"
 #include "ctl/image_commands.h"
 #include "ctl/output.h"
+#include "ctl/pod_commands.h"
 
 namespace {
 
@@ -31,7 +33,46 @@ using kapal::ctl::OutputFormat;
 struct Action {
   std::string output_format = "table";
   std::function<absl::Status(CriClient&, OutputFormat)> run;
+  int exit_code = 0;  // what kapalctl exits with after a successful run (exec, run)
 };
+
+// `exec ID CMD...` and `run IMAGE CMD...` end with a command of their own whose flags ("sh -c")
+// are not kapalctl's: everything after the first POSITIONALS positional arguments of those
+// subcommands is cut off before CLI11 parses and returned as the trailing command.
+std::vector<std::string> CutTrailingCommand(std::vector<std::string>& args) {
+  const std::set<std::string> global_with_value = {
+      "-c", "--config", "-r", "--runtime-endpoint", "-i", "--image-endpoint", "-t", "--timeout"};
+  size_t i = 1;
+  while (i < args.size() && args[i].size() > 1 && args[i][0] == '-') {
+    bool has_value = global_with_value.count(args[i]) > 0;
+    i += has_value ? 2 : 1;
+  }
+  if (i >= args.size()) return {};
+  std::set<std::string> with_value;
+  if (args[i] == "exec") {
+    with_value = {"--timeout"};
+  } else if (args[i] == "run") {
+    with_value = {"-e", "--env", "-v", "--volume", "-p", "--publish", "--name", "--runtime"};
+  } else {
+    return {};
+  }
+  for (++i; i < args.size(); ++i) {
+    if (args[i] == "--") {
+      args.erase(args.begin() + static_cast<long>(i));
+      break;
+    }
+    if (args[i].size() > 1 && args[i][0] == '-') {
+      if (with_value.count(args[i]) > 0) ++i;
+      continue;
+    }
+    ++i;  // the ID or IMAGE
+    break;
+  }
+  if (i >= args.size()) return {};
+  std::vector<std::string> trailing(args.begin() + static_cast<long>(i), args.end());
+  args.resize(i);
+  return trailing;
+}
 
 }  // namespace
 
@@ -147,7 +188,148 @@ int main(int argc, char** argv) {
   CLI::App* fsinfo = app.add_subcommand("imagefsinfo", "Show the space images and containers use");
   output_option(fsinfo, "json", "json, yaml or table");
 
-  CLI11_PARSE(app, argc, argv);
+  // Pods and containers, as crictl names them.
+  std::string runtime_handler, pod_id, container_file, pod_file;
+  std::vector<std::string> ids;
+  bool all = false, force = false, no_pull = false;
+  CLI::App* runp = app.add_subcommand("runp", "Run a pod from a pod config file (JSON or YAML)");
+  runp->add_option("config", pod_file, "Pod sandbox config file")->required();
+  runp->add_option("--runtime", runtime_handler, "Runtime handler (RuntimeClass) to use");
+  runp->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunRunPod(client, pod_file, runtime_handler, std::cout);
+    };
+  });
+  CLI::App* stopp = app.add_subcommand("stopp", "Stop pods (their containers and network)");
+  stopp->add_option("ids", ids, "Pod ids (or unique prefixes)")->required();
+  stopp->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunStopPods(client, ids, std::cout);
+    };
+  });
+  CLI::App* rmp = app.add_subcommand("rmp", "Remove pods and their containers");
+  rmp->add_option("ids", ids, "Pod ids (or unique prefixes)");
+  rmp->add_flag("-a,--all", all, "Remove every pod");
+  rmp->add_flag("-f,--force", force, "Stop running pods first (kapal always does)");
+  rmp->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunRemovePods(client, ids, all, std::cout);
+    };
+  });
+  kapal::ctl::PodsCommand pods_command;
+  CLI::App* pods = app.add_subcommand("pods", "List pods");
+  pods->add_option("--id", pods_command.id, "Only pods whose id starts with this");
+  pods->add_option("--name", pods_command.name, "Only pods whose name contains this");
+  pods->add_option("--namespace", pods_command.pod_namespace, "Only pods of this namespace");
+  pods->add_option("-s,--state", pods_command.state, "Only ready or notready pods");
+  pods->add_option("--label", pods_command.labels, "Only pods with this label (KEY=VALUE)");
+  pods->add_flag("-q,--quiet", pods_command.quiet, "Only pod ids");
+  output_option(pods, "table", "table, json or yaml");
+  CLI::App* inspectp = app.add_subcommand("inspectp", "Show the status of pods");
+  inspectp->add_option("ids", ids, "Pod ids (or unique prefixes)")->required();
+  output_option(inspectp, "json", "json, yaml or table");
+
+  CLI::App* create = app.add_subcommand("create", "Create a container in a pod");
+  create->add_option("pod", pod_id, "Pod id")->required();
+  create->add_option("container-config", container_file, "Container config file")->required();
+  create->add_option("pod-config", pod_file, "Pod sandbox config file")->required();
+  create->add_flag("--no-pull", no_pull, "Do not pull the image when it is missing");
+  create->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunCreateContainer(client, pod_id, container_file, pod_file, no_pull,
+                                            std::cout);
+    };
+  });
+  CLI::App* start = app.add_subcommand("start", "Start created containers");
+  start->add_option("ids", ids, "Container ids (or unique prefixes)")->required();
+  start->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunStartContainers(client, ids, std::cout);
+    };
+  });
+  int64_t stop_timeout = 0;
+  CLI::App* stop = app.add_subcommand("stop", "Stop containers (stop signal, then SIGKILL)");
+  stop->add_option("ids", ids, "Container ids (or unique prefixes)")->required();
+  stop->add_option("--timeout", stop_timeout, "Seconds between the stop signal and SIGKILL");
+  stop->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunStopContainers(client, ids, stop_timeout, std::cout);
+    };
+  });
+  CLI::App* rm = app.add_subcommand("rm", "Remove containers");
+  rm->add_option("ids", ids, "Container ids (or unique prefixes)");
+  rm->add_flag("-f,--force", force, "Remove running containers too (they are stopped first)");
+  rm->add_flag("-a,--all", all, "Remove every container");
+  rm->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunRemoveContainers(client, ids, force, all, std::cout);
+    };
+  });
+  kapal::ctl::PsCommand ps_command;
+  CLI::App* ps = app.add_subcommand("ps", "List containers (running ones unless -a)");
+  ps->add_flag("-a,--all", ps_command.all, "Containers in every state");
+  ps->add_flag("-q,--quiet", ps_command.quiet, "Only container ids");
+  ps->add_flag("-l,--latest", ps_command.latest, "Only the newest container");
+  ps->add_option("--id", ps_command.id, "Only containers whose id starts with this");
+  ps->add_option("-p,--pod", ps_command.pod, "Only containers of this pod");
+  ps->add_option("--name", ps_command.name, "Only containers whose name contains this");
+  ps->add_option("-s,--state", ps_command.state, "created, running, exited or unknown");
+  ps->add_option("--label", ps_command.labels, "Only containers with this label (KEY=VALUE)");
+  output_option(ps, "table", "table, json or yaml");
+  CLI::App* inspect = app.add_subcommand("inspect", "Show the status of containers");
+  inspect->add_option("ids", ids, "Container ids (or unique prefixes)")->required();
+  output_option(inspect, "json", "json, yaml or table");
+  kapal::ctl::LogsCommand logs_command;
+  CLI::App* logs = app.add_subcommand("logs", "Print a container's log");
+  logs->add_option("id", logs_command.id, "Container id")->required();
+  logs->add_flag("-f,--follow", logs_command.follow, "Keep printing until the container exits");
+  logs->add_option("--tail", logs_command.tail, "Only the last N lines");
+  logs->add_option("--since", logs_command.since, "Only since a duration ago (10s) or a time");
+  logs->add_flag("-t,--timestamps", logs_command.timestamps, "Show each line's time");
+  logs->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunLogs(client, logs_command, std::cout, std::cerr);
+    };
+  });
+
+  std::vector<std::string> args(argv, argv + argc);
+  std::vector<std::string> trailing = CutTrailingCommand(args);
+  std::string exec_id;
+  int64_t exec_timeout = 0;
+  bool exec_sync = false;
+  CLI::App* exec = app.add_subcommand("exec", "Run a command in a running container");
+  exec->add_option("id", exec_id, "Container id")->required();
+  exec->add_option("--timeout", exec_timeout, "Seconds before the command is killed (0: none)");
+  exec->add_flag("-s,--sync", exec_sync, "Run synchronously (the only mode for now)");
+  exec->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      if (trailing.empty()) return absl::InvalidArgumentError("exec needs a command");
+      return kapal::ctl::RunExec(client, exec_id, trailing, exec_timeout, std::cout, std::cerr,
+                                 &action.exit_code);
+    };
+  });
+  kapal::ctl::RunCommandLine run_command;
+  CLI::App* run = app.add_subcommand(
+      "run", "Docker-style: pull if missing, run IMAGE [CMD...] in a pod of its own");
+  run->add_option("image", run_command.image, "Image reference")->required();
+  run->add_flag("--rm", run_command.remove, "Remove the pod when the container exits");
+  run->add_flag("-d,--detach", run_command.detach, "Print the container id and leave it running");
+  run->add_option("-e,--env", run_command.env, "Environment variable KEY=VALUE");
+  run->add_option("-v,--volume", run_command.volumes, "Bind mount HOST_PATH:CONTAINER_PATH[:ro]");
+  run->add_option("-p,--publish", run_command.ports, "Host port [IP:]HOST:CONTAINER[/udp]");
+  run->add_option("--name", run_command.name, "Name of the pod and container");
+  run->add_option("--runtime", run_command.runtime_handler, "Runtime handler (runc, crun)");
+  run->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      run_command.args = trailing;
+      run_command.terminal = ::isatty(STDERR_FILENO) != 0;
+      return kapal::ctl::RunRun(client, run_command, std::cout, std::cerr, &action.exit_code);
+    };
+  });
+
+  std::vector<char*> cut_argv;
+  for (std::string& arg : args) cut_argv.push_back(arg.data());
+  CLI11_PARSE(app, static_cast<int>(cut_argv.size()), cut_argv.data());
 
   if (version->parsed()) {
     action.run = [](CriClient& client, OutputFormat format) {
@@ -156,6 +338,24 @@ int main(int argc, char** argv) {
   } else if (info->parsed()) {
     action.run = [](CriClient& client, OutputFormat format) {
       return kapal::ctl::RunInfo(client, format, std::cout);
+    };
+  } else if (pods->parsed()) {
+    action.run = [&](CriClient& client, OutputFormat format) {
+      pods_command.format = format;
+      return kapal::ctl::RunPods(client, pods_command, std::cout);
+    };
+  } else if (inspectp->parsed()) {
+    action.run = [&](CriClient& client, OutputFormat format) {
+      return kapal::ctl::RunInspectPods(client, ids, format, std::cout);
+    };
+  } else if (ps->parsed()) {
+    action.run = [&](CriClient& client, OutputFormat format) {
+      ps_command.format = format;
+      return kapal::ctl::RunPs(client, ps_command, std::cout);
+    };
+  } else if (inspect->parsed()) {
+    action.run = [&](CriClient& client, OutputFormat format) {
+      return kapal::ctl::RunInspectContainers(client, ids, format, std::cout);
     };
   } else if (fsinfo->parsed()) {
     action.run = [](CriClient& client, OutputFormat format) {
@@ -188,5 +388,5 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<CriClient>> client = CriClient::Connect(*config);
   if (!client.ok()) return Fail(client.status());
   absl::Status result = action.run(**client, *format);
-  return result.ok() ? 0 : Fail(result);
+  return result.ok() ? action.exit_code : Fail(result);
 }

@@ -118,4 +118,9 @@ void Table::Print(std::ostream& out) const {
   }
 }
 
+std::string ShortId(const std::string& id) {
+  std::string hex = id.substr(id.find(':') + 1);
+  return hex.substr(0, 13);
+}
+
 }  // namespace kapal::ctl

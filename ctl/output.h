@@ -26,6 +26,9 @@ std::string JsonToYaml(const nlohmann::json& json);
 // Writes JSON (indented) or YAML of DOCUMENT to OUT.
 void PrintDocument(const nlohmann::json& document, OutputFormat format, std::ostream& out);
 
+// An id as tables show it: the first 13 hex digits ("sha256:" dropped), like crictl.
+std::string ShortId(const std::string& id);
+
 // Left-aligned columns separated by at least three spaces, like crictl's tables.
 class Table {
  public:

@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -16,6 +17,7 @@
 #include "base/unique_fd.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/fixtures/cni_fixture.h"
 #include "tests/fixtures/kapald_fixture.h"
 #include "tests/fixtures/registry_fixture.h"
@@ -523,6 +525,89 @@ TEST_F(PodsTest, ExecTimeoutAndLogReopen) {
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
   EXPECT_THAT(LogEntries(log), ::testing::Contains("stdout F tick"));
   EXPECT_THAT(LogEntries(log + ".1"), ::testing::Contains("stdout F tick"));
+}
+
+TEST_F(PodsTest, KapalctlPodAndContainerCommands) {
+  std::string dir = kapald_->StateDir() + "/../configs";
+  ASSERT_TRUE(base::MakeDirectories(dir, 0755).ok());
+  // crictl's file formats: JSON for the pod, YAML for the container.
+  ASSERT_TRUE(base::WriteFileAtomically(dir + "/pod.json",
+                                        absl::StrCat(R"({
+    "metadata": {"name": "ctl-pod", "namespace": "default", "uid": "ctl-uid"},
+    "log_directory": ")",
+                                                     logs_, R"(/ctl", "labels": {"tier": "ctl"}})"))
+                  .ok());
+  ASSERT_TRUE(base::WriteFileAtomically(dir + "/container.yaml", absl::StrCat(R"(metadata:
+  name: worker
+image:
+  image: )",
+                                                                              image_, R"(
+command: ["sh", "-c", "echo started; sleep 1000"]
+log_path: worker.log
+envs:
+  - key: GREETING
+    value: "hello there"
+)"))
+                  .ok());
+  CommandResult result = kapald_->Kapalctl({"runp", dir + "/pod.json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  std::string pod = std::string(absl::StripTrailingAsciiWhitespace(result.out));
+  result = kapald_->Kapalctl({"create", pod, dir + "/container.yaml", dir + "/pod.json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  std::string container = std::string(absl::StripTrailingAsciiWhitespace(result.out));
+  ASSERT_EQ(kapald_->Kapalctl({"start", container}).exit_code, 0);
+
+  result = kapald_->Kapalctl({"pods"});
+  EXPECT_THAT(result.out, HasSubstr("ctl-pod"));
+  EXPECT_THAT(result.out, HasSubstr("Ready"));
+  EXPECT_EQ(kapald_->Kapalctl({"pods", "-q"}).out, pod + "\n");
+  result = kapald_->Kapalctl({"ps", "-o", "json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  auto listed = nlohmann::json::parse(result.out);
+  ASSERT_EQ(listed["containers"].size(), 1u);
+  EXPECT_EQ(listed["containers"][0]["id"], container);
+  EXPECT_EQ(listed["containers"][0]["state"], "CONTAINER_RUNNING");
+  EXPECT_THAT(kapald_->Kapalctl({"ps"}).out, HasSubstr("worker"));
+
+  result = kapald_->Kapalctl({"exec", container, "sh", "-c", "echo $GREETING; exit 3"});
+  EXPECT_EQ(result.exit_code, 3);
+  EXPECT_EQ(result.out, "hello there\n");
+  result = kapald_->Kapalctl({"inspect", container});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(nlohmann::json::parse(result.out)["status"]["state"], "CONTAINER_RUNNING");
+  result = kapald_->Kapalctl({"inspectp", "-o", "yaml", pod});
+  EXPECT_THAT(result.out, HasSubstr("SANDBOX_READY"));
+  for (int i = 0; i < 100 && kapald_->Kapalctl({"logs", container}).out.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(kapald_->Kapalctl({"logs", container}).out, "started\n");
+  EXPECT_THAT(kapald_->Kapalctl({"logs", "-t", container}).out, HasSubstr("Z started"));
+
+  result = kapald_->Kapalctl({"rm", container});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_THAT(result.err, HasSubstr("--force"));
+  ASSERT_EQ(kapald_->Kapalctl({"stop", container}).exit_code, 0);
+  EXPECT_THAT(kapald_->Kapalctl({"ps", "-a"}).out, HasSubstr("Exited"));
+  ASSERT_EQ(kapald_->Kapalctl({"rm", container}).exit_code, 0);
+  ASSERT_EQ(kapald_->Kapalctl({"stopp", pod}).exit_code, 0);
+  ASSERT_EQ(kapald_->Kapalctl({"rmp", pod}).exit_code, 0);
+  EXPECT_EQ(kapald_->Kapalctl({"pods", "-q"}).out, "");
+  result = kapald_->Kapalctl({"inspect", container});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_THAT(result.err, HasSubstr("NOT_FOUND"));
+}
+
+TEST_F(PodsTest, KapalctlRunStreamsOutputAndExitsWithTheContainersCode) {
+  CommandResult result = kapald_->Kapalctl(
+      {"run", "--rm", "-e", "WHO=kapal", "--name", "once", image_, "echo hi $WHO; exit 4"});
+  EXPECT_EQ(result.exit_code, 4) << result.err;
+  EXPECT_EQ(result.out, "hi kapal\n");
+  EXPECT_EQ(kapald_->Kapalctl({"pods", "-q"}).out, "");  // --rm removed the pod
+
+  result = kapald_->Kapalctl({"run", "-d", image_, "sleep 1000"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  std::string id = std::string(absl::StripTrailingAsciiWhitespace(result.out));
+  EXPECT_EQ(StatusOf(id).state(), CONTAINER_RUNNING);
 }
 
 }  // namespace
