@@ -222,7 +222,16 @@ PodRuntime::~PodRuntime() = default;
 
 nlohmann::json PodRuntime::Describe() const {
   nlohmann::json handlers = nlohmann::json::object();
-  for (const auto& [name, handler] : handlers_) handlers[name] = handler->runtime.Binary();
+  for (const auto& [name, handler] : handlers_) {
+    const std::string& binary = handler->runtime.Binary();
+    handlers[name] = {{"binary", binary}};
+    // Known on hosts like this one: crun 1.8 refuses cgroup v1 "hybrid" layouts at create.
+    if (absl::EndsWith(binary, "/crun") && host_.cgroup_layout == CgroupLayout::kHybrid) {
+      handlers[name]["warning"] =
+          "crun may refuse this host's cgroup v1 hybrid layout (\"cgroups in hybrid mode not "
+          "supported\"); use runc here";
+    }
+  }
   return {{"shim", shim_binary_},
           {"handlers", handlers},
           {"min_oom_score_adj", min_oom_score_adj_},

@@ -64,6 +64,13 @@ demo() {
   build
   install -m 0755 "$build_dir/cri/kapald" /usr/local/bin/kapald
   install -m 0755 "$build_dir/ctl/kapalctl" /usr/local/bin/kapalctl
+  # kapald starts one kapal-shim per container and finds it next to itself.
+  install -m 0755 "$build_dir/cri/kapal-shim" /usr/local/bin/kapal-shim
+  # Pod networking: kapal's bridge network, unless the node has a CNI config already.
+  mkdir -p /etc/cni/net.d
+  if ! ls /etc/cni/net.d/*.conf /etc/cni/net.d/*.conflist /etc/cni/net.d/*.json >/dev/null 2>&1; then
+    install -m 0644 "$repo/deploy/cni/10-kapal.conflist" /etc/cni/net.d/10-kapal.conflist
+  fi
   if [ -d /run/systemd/system ]; then
     install -m 0644 "$repo/deploy/kapal.service" /etc/systemd/system/kapal.service
     systemctl daemon-reload
@@ -92,6 +99,21 @@ demo() {
   echo
   echo "$ kapalctl images"
   kapalctl images
+  echo
+  echo "$ kapalctl run --rm --name demo-hello $demo_ref sh -c 'echo hello from pod \$(hostname)'"
+  kapalctl run --rm --name demo-hello "$demo_ref" sh -c 'echo hello from pod $(hostname)'
+  echo
+  echo "$ kapalctl run -d --name demo-sleeper $demo_ref sleep 3600"
+  kapalctl run -d --name demo-sleeper "$demo_ref" sleep 3600
+  echo
+  echo "$ kapalctl pods"
+  kapalctl pods
+  echo
+  echo "$ kapalctl ps"
+  kapalctl ps
+  echo
+  echo "$ kapalctl exec \$(kapalctl ps -q --name demo-sleeper) ls /"
+  kapalctl exec "$(kapalctl ps -q --name demo-sleeper)" ls /
   echo
   echo "kapald is running with its default configuration (kapald --print-default-config shows it)."
   echo "Socket: unix:///run/kapal/kapal.sock   Metrics: http://127.0.0.1:9754/metrics"
@@ -128,7 +150,7 @@ CONFIG
     umoci unpack --image oci:busybox bundle >/dev/null
     mkdir -p bundle/rootfs/bin
     cp /bin/busybox bundle/rootfs/bin/busybox
-    for applet in sh echo ls cat sleep env; do ln -sf busybox "bundle/rootfs/bin/$applet"; done
+    for applet in sh echo ls cat sleep env hostname; do ln -sf busybox "bundle/rootfs/bin/$applet"; done
     umoci repack --image oci:busybox bundle >/dev/null
     umoci config --image oci:busybox --config.cmd /bin/sh >/dev/null
     skopeo copy -q --dest-tls-verify=false oci:oci:busybox "docker://$demo_ref"
@@ -154,6 +176,10 @@ stop_background() {
 }
 
 stop() {
+  # Pods outlive kapald by design; the demo's go with it.
+  if [ -S /run/kapal/kapal.sock ] && command -v kapalctl >/dev/null; then
+    kapalctl rmp --all >/dev/null || true
+  fi
   if [ -d /run/systemd/system ] && systemctl is-active --quiet kapal.service 2>/dev/null; then
     systemctl stop kapal.service
   fi

@@ -527,6 +527,42 @@ TEST_F(PodsTest, ExecTimeoutAndLogReopen) {
   EXPECT_THAT(LogEntries(log + ".1"), ::testing::Contains("stdout F tick"));
 }
 
+TEST_F(PodsTest, CrunHandlerRunsContainersWhereTheHostAllowsIt) {
+  if (base::FindExecutable("crun").status().code() == absl::StatusCode::kNotFound) {
+    GTEST_SKIP() << "crun is not installed";
+  }
+  RunPodSandboxRequest request;
+  *request.mutable_config() = PodConfig("crun-pod");
+  request.set_runtime_handler("crun");
+  RunPodSandboxResponse response;
+  grpc::Status status = stub_->RunPodSandbox(LongContext().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  PodSandboxStatus pod = PodStatus(response.pod_sandbox_id());
+  EXPECT_EQ(pod.runtime_handler(), "crun");
+  std::string id;
+  status =
+      Create(response.pod_sandbox_id(), ContainerWith("c", {"sh", "-c", "echo crun; exit 2"}), &id);
+  if (!status.ok() && absl::StrContains(status.error_message(), "hybrid")) {
+    // crun 1.8 refuses cgroup v1 "hybrid" hosts (v2 mounted at /sys/fs/cgroup/unified).
+    GTEST_SKIP() << "crun cannot run containers on this host: " << status.error_message();
+  }
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_TRUE(Start(id).ok());
+  ContainerStatus exited = WaitForExit(id);
+  EXPECT_EQ(exited.exit_code(), 2);
+  EXPECT_THAT(LogEntries(exited.log_path()), ::testing::ElementsAre("stdout F crun"));
+}
+
+TEST_F(PodsTest, UnknownRuntimeHandlerIsNotFound) {
+  RunPodSandboxRequest request;
+  *request.mutable_config() = PodConfig("nohandler");
+  request.set_runtime_handler("kata");
+  RunPodSandboxResponse response;
+  grpc::Status status = stub_->RunPodSandbox(LongContext().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("kata"));
+}
+
 TEST_F(PodsTest, KapalctlPodAndContainerCommands) {
   std::string dir = kapald_->StateDir() + "/../configs";
   ASSERT_TRUE(base::MakeDirectories(dir, 0755).ok());
