@@ -1,7 +1,9 @@
 #include "cri/namespaces.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -68,8 +70,6 @@ absl::Status PinNamespaces(const std::string& dir, const PodNamespaces& which,
   pid_t pid = ::fork();
   if (pid < 0) return base::ErrnoStatus(errno, "fork");
   if (pid == 0) {
-    // The child's copy of the write end would keep its own read below from ever seeing EOF.
-    ::close(proceed_write.Get());
     char status = 0;
     if (::unshare(flags) != 0) status = 1;
     if (status == 0 && set_hostname && ::sethostname(name, name_length) != 0) status = 2;
@@ -80,8 +80,11 @@ absl::Status PinNamespaces(const std::string& dir, const PodNamespaces& which,
   }
   ready_write.Reset();
   proceed_read.Reset();
+  // Both sides wait for a byte, never for end-of-file: a helper forked meanwhile by another
+  // thread holds copies of these pipes, so EOF could come late or, crossed, never.
   char status = 3;
-  (void)!::read(ready_read.Get(), &status, 1);
+  pollfd ready_poll{ready_read.Get(), POLLIN, 0};
+  if (::poll(&ready_poll, 1, 10000) == 1) (void)!::read(ready_read.Get(), &status, 1);
   absl::Status result;
   if (status == 1) {
     result = absl::InternalError("unshare of the pod's namespaces failed");
@@ -101,7 +104,10 @@ absl::Status PinNamespaces(const std::string& dir, const PodNamespaces& which,
       mounted.push_back(target);
     }
   }
+  char go = 1;
+  (void)!::write(proceed_write.Get(), &go, 1);
   proceed_write.Reset();
+  if (status == 3) ::kill(pid, SIGKILL);  // it never answered
   int wait_status;
   while (::waitpid(pid, &wait_status, 0) < 0 && errno == EINTR) {
   }

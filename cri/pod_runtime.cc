@@ -250,7 +250,7 @@ absl::StatusOr<const PodRuntime::Handler*> PodRuntime::HandlerFor(const std::str
   return found->second.get();
 }
 
-absl::Status PodRuntime::SavePodLocked(const Pod& pod) {
+absl::Status PodRuntime::SavePodRecord(const Pod& pod) {
   return store_.WithDatabase([&](SQLite::Database& db) {
     SQLite::Statement row(db,
                           "INSERT OR REPLACE INTO pods(id, name, namespace, uid, attempt, state, "
@@ -274,7 +274,7 @@ absl::Status PodRuntime::SavePodLocked(const Pod& pod) {
   });
 }
 
-absl::Status PodRuntime::SaveContainerLocked(const Container& c) {
+absl::Status PodRuntime::SaveContainerRecord(const Container& c) {
   return store_.WithDatabase([&](SQLite::Database& db) {
     SQLite::Statement row(
         db,
@@ -362,7 +362,7 @@ absl::Status PodRuntime::Recover() {
     if (pod.ready && pod.own.network && !IsMountPoint(pod.dir + "/net")) {
       logger_.Warn("pod ", pod.id, ": its network namespace is gone; marking it not ready");
       pod.ready = false;
-      if (absl::Status saved = SavePodLocked(pod); !saved.ok()) return saved;
+      if (absl::Status saved = SavePodRecord(pod); !saved.ok()) return saved;
     }
     pods_[pod.id] = std::move(pod);
   }
@@ -420,7 +420,7 @@ void PodRuntime::RefreshLocked(Container& c) {
   } else {
     return;
   }
-  if (absl::Status saved = SaveContainerLocked(c); !saved.ok()) {
+  if (absl::Status saved = SaveContainerRecord(c); !saved.ok()) {
     logger_.Error("container ", c.id, ": cannot record its exit: ", saved.message());
   } else {
     logger_.Info("container ", c.id, " exited with code ", c.exit_code, " (", c.reason, ")");
@@ -526,16 +526,33 @@ absl::StatusOr<std::string> PodRuntime::RunPod(const PodSandboxConfig& config,
     network = std::move(*loaded);
   }
 
-  std::lock_guard lock(mutex_);
-  for (const auto& [id, pod] : pods_) {
-    const auto& other = pod.config.metadata();
-    if (other.name() == meta.name() && other.namespace_() == meta.namespace_() &&
-        other.uid() == meta.uid() && other.attempt() == meta.attempt()) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("pod sandbox name ", meta.name(), "_", meta.namespace_(), "_", meta.uid(),
-                       "_", meta.attempt(), " is already used by ", id, "; remove that pod first"));
+  // The name is reserved while the pod is made without the lock, so pods start in parallel.
+  std::string full_name =
+      absl::StrCat(meta.name(), "_", meta.namespace_(), "_", meta.uid(), "_", meta.attempt());
+  std::string reservation = "pod/" + full_name;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, pod] : pods_) {
+      const auto& other = pod.config.metadata();
+      if (other.name() == meta.name() && other.namespace_() == meta.namespace_() &&
+          other.uid() == meta.uid() && other.attempt() == meta.attempt()) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "pod sandbox name ", full_name, " is already used by ", id, "; remove that pod first"));
+      }
+    }
+    if (!reserved_names_.insert(reservation).second) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "pod sandbox name ", full_name, " is being used by a RunPodSandbox in progress"));
     }
   }
+  struct Unreserve {
+    PodRuntime* self;
+    std::string name;
+    ~Unreserve() {
+      std::lock_guard lock(self->mutex_);
+      self->reserved_names_.erase(name);
+    }
+  } unreserve{this, reservation};
   Pod pod;
   pod.id = NewId();
   pod.config = config;
@@ -602,9 +619,10 @@ absl::StatusOr<std::string> PodRuntime::RunPod(const PodSandboxConfig& config,
     pod.ips = CniNetwork::Addresses(*result);
   }
   pod.ready = true;
-  if (absl::Status saved = SavePodLocked(pod); !saved.ok()) return saved;
+  if (absl::Status saved = SavePodRecord(pod); !saved.ok()) return saved;
   done = true;
   std::string id = pod.id;
+  std::lock_guard lock(mutex_);
   pods_[id] = std::move(pod);
   logger_.Info("pod ", meta.namespace_(), "/", meta.name(), " runs as ", id);
   return id;
@@ -655,7 +673,7 @@ absl::Status PodRuntime::StopPod(const std::string& id_or_prefix) {
     pod.cni_result = nlohmann::json();
   }
   pod.ready = false;
-  return SavePodLocked(pod);
+  return SavePodRecord(pod);
 }
 
 absl::Status PodRuntime::RemovePod(const std::string& id_or_prefix) {
@@ -748,22 +766,42 @@ absl::StatusOr<std::string> PodRuntime::CreateContainer(const std::string& pod_i
   }
   if (!image.ok()) return image.status();
 
-  std::lock_guard lock(mutex_);
-  absl::StatusOr<std::string> resolved = ResolvePodId(pod_id);
-  if (!resolved.ok()) return resolved.status();
-  const Pod& pod = pods_.at(*resolved);
-  if (!pod.ready) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("pod sandbox ", pod.id, " is not ready (stopped); run a new one"));
-  }
-  for (const auto& [id, other] : containers_) {
-    if (other.pod_id == pod.id && other.config.metadata().name() == meta.name() &&
-        other.config.metadata().attempt() == meta.attempt()) {
-      return absl::AlreadyExistsError(absl::StrCat("container name ", meta.name(), " (attempt ",
-                                                   meta.attempt(), ") is already used by ", id,
-                                                   " in pod ", pod.id));
+  // Checked and reserved under the lock; the container is then made without it.
+  Pod pod;
+  std::string reservation;
+  {
+    std::lock_guard lock(mutex_);
+    absl::StatusOr<std::string> resolved = ResolvePodId(pod_id);
+    if (!resolved.ok()) return resolved.status();
+    pod = pods_.at(*resolved);
+    if (!pod.ready) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("pod sandbox ", pod.id, " is not ready (stopped); run a new one"));
+    }
+    for (const auto& [id, other] : containers_) {
+      if (other.pod_id == pod.id && other.config.metadata().name() == meta.name() &&
+          other.config.metadata().attempt() == meta.attempt()) {
+        return absl::AlreadyExistsError(absl::StrCat("container name ", meta.name(), " (attempt ",
+                                                     meta.attempt(), ") is already used by ", id,
+                                                     " in pod ", pod.id));
+      }
+    }
+    reservation = absl::StrCat("container/", pod.id, "/", meta.name(), "/", meta.attempt());
+    if (!reserved_names_.insert(reservation).second) {
+      return absl::AlreadyExistsError(absl::StrCat("container name ", meta.name(),
+                                                   " is being used by a CreateContainer in "
+                                                   "progress in pod ",
+                                                   pod.id));
     }
   }
+  struct Unreserve {
+    PodRuntime* self;
+    std::string name;
+    ~Unreserve() {
+      std::lock_guard lock(self->mutex_);
+      self->reserved_names_.erase(name);
+    }
+  } unreserve{this, reservation};
   absl::StatusOr<const Handler*> handler = HandlerFor(pod.runtime_handler);
   if (!handler.ok()) return handler.status();
 
@@ -854,7 +892,7 @@ absl::StatusOr<std::string> PodRuntime::CreateContainer(const std::string& pod_i
   launch.stdin_open = config.stdin();
   // Record the container before the shim starts, so a crash in between leaves a record that
   // the next start resolves (the shim's exit file or its absence), never an unknown process.
-  if (absl::Status saved = SaveContainerLocked(c); !saved.ok()) return saved;
+  if (absl::Status saved = SaveContainerRecord(c); !saved.ok()) return saved;
   absl::StatusOr<ShimProcess> shim = runtime.Create(launch);
   if (!shim.ok()) {
     (void)store_.WithDatabase([&](SQLite::Database& db) {
@@ -865,9 +903,10 @@ absl::StatusOr<std::string> PodRuntime::CreateContainer(const std::string& pod_i
     return Annotate(shim.status(), "create the container");
   }
   c.shim_pid = shim->shim_pid;
-  if (absl::Status saved = SaveContainerLocked(c); !saved.ok()) return saved;
+  if (absl::Status saved = SaveContainerRecord(c); !saved.ok()) return saved;
   done = true;
   std::string id = c.id;
+  std::lock_guard lock(mutex_);
   containers_[id] = std::move(c);
   logger_.Info("container ", meta.name(), " created as ", id, " in pod ", pod.id);
   return id;
@@ -893,12 +932,12 @@ absl::Status PodRuntime::StartContainer(const std::string& id_or_prefix) {
     c.reason = "StartError";
     c.message = std::string(started.message());
     c.finished_at = NowNanos();
-    (void)SaveContainerLocked(c);
+    (void)SaveContainerRecord(c);
     return Annotate(started, "start container " + c.id);
   }
   c.started_at = NowNanos();
   c.state = runtime::v1::CONTAINER_RUNNING;
-  absl::Status saved = SaveContainerLocked(c);
+  absl::Status saved = SaveContainerRecord(c);
   // A container that ends at once may have exited already.
   RefreshLocked(c);
   return saved;

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -104,8 +105,8 @@ class PodRuntime {
   absl::StatusOr<std::string> ResolveContainerId(const std::string& id_or_prefix);
   // Reads the shim's exit record (or notices a dead shim) and records the exit.
   void RefreshLocked(Container& container);
-  absl::Status SavePodLocked(const Pod& pod);
-  absl::Status SaveContainerLocked(const Container& container);
+  absl::Status SavePodRecord(const Pod& pod);
+  absl::Status SaveContainerRecord(const Container& container);
   absl::Status StopContainerUnlocked(const std::string& id, std::chrono::seconds timeout);
   absl::Status CleanUpContainerLocked(const Container& container);
   std::string CgroupsPath(const Pod& pod, const std::string& container_id) const;
@@ -125,6 +126,8 @@ class PodRuntime {
   std::mutex mutex_;
   std::map<std::string, Pod> pods_;
   std::map<std::string, Container> containers_;
+  // Pod and container names taken by a RunPodSandbox or CreateContainer still in progress.
+  std::set<std::string> reserved_names_;
 };
 
 // A CRI Signal name or number from an image's StopSignal ("SIGTERM", "TERM", "15"); 0 if unknown.

@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -561,6 +562,32 @@ TEST_F(PodsTest, UnknownRuntimeHandlerIsNotFound) {
   grpc::Status status = stub_->RunPodSandbox(LongContext().get(), request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(status.error_message(), HasSubstr("kata"));
+}
+
+TEST_F(PodsTest, PodsStartInParallelAndANameIsTakenOnce) {
+  constexpr int kPods = 6;
+  std::vector<absl::StatusOr<std::string>> pods(kPods, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kPods; ++i) {
+    threads.emplace_back([&, i] {
+      // Pods 0 and 1 ask for the same name: exactly one of them may get it.
+      pods[i] = RunPod(PodConfig(i < 2 ? "twin" : absl::StrCat("parallel-", i)));
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  int twins = 0;
+  std::set<std::string> ips;
+  for (int i = 0; i < kPods; ++i) {
+    if (i < 2 && !pods[i].ok()) {
+      EXPECT_EQ(pods[i].status().code(), absl::StatusCode::kAlreadyExists) << pods[i].status();
+      continue;
+    }
+    ASSERT_TRUE(pods[i].ok()) << pods[i].status();
+    if (i < 2) ++twins;
+    ips.insert(PodStatus(*pods[i]).network().ip());
+  }
+  EXPECT_EQ(twins, 1);
+  EXPECT_EQ(ips.size(), static_cast<size_t>(kPods - 1));
 }
 
 TEST_F(PodsTest, KapalctlPodAndContainerCommands) {

@@ -1,0 +1,93 @@
+# Shared by the bench/*.sh scripts: a temporary work dir cleaned on exit, a docker-registry on
+# 127.0.0.1, kapald and Debian's containerd (CRI plugin), each on its own root, state and socket
+# under the work dir. Source it; it sets $work, $port, $kapald_pid, $containerd_pid.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${KAPAL_BUILD_DIR:-$repo/build}
+
+if ! command -v containerd >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd </dev/null
+fi
+
+work=$(mktemp -d /tmp/kapal-bench.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  # Shims and containers outlive their daemons by design: end those of this run.
+  for root in "$work"/kapal/state/runtime/* "$work"/containerd/state/runc/*; do
+    [ -d "$root" ] || continue
+    for id in $(runc --root "$root" list -q 2>/dev/null); do
+      runc --root "$root" delete --force "$id" >/dev/null 2>&1 || true
+    done
+  done
+  pkill -KILL -f "shim.*$work" 2>/dev/null || true
+  grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l || true
+  # Empty parent cgroups the runtimes made (rmdir leaves any that are still in use).
+  for dir in /sys/fs/cgroup/*/kapal /sys/fs/cgroup/*/k8s.io; do
+    [ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  done
+  [ -n "${bench_bridge:-}" ] && ip link del "$bench_bridge" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for() {  # wait_for DESCRIPTION COMMAND...
+  local what=$1
+  shift
+  for _ in $(seq 1 200); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
+  echo "bench: $what did not start" >&2
+  exit 1
+}
+
+start_registry() {
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat >"$work/registry.yml" <<CONFIG
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $work/registry}}
+http: {addr: 127.0.0.1:$port}
+CONFIG
+  docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+  pids+=($!)
+  wait_for registry curl -sf "http://127.0.0.1:$port/v2/"
+}
+
+start_kapald() {  # start_kapald [EXTRA_TOML]
+  mkdir -p "$work/kapal"
+  cat >"$work/kapal/kapal.toml" <<CONFIG
+root = "$work/kapal/root"
+state = "$work/kapal/state"
+log_level = "warn"
+${1:-}
+[grpc]
+address = "$work/kapal/kapal.sock"
+[metrics]
+address = ""
+CONFIG
+  "$build/cri/kapald" --config "$work/kapal/kapal.toml" >"$work/kapald.log" 2>&1 &
+  kapald_pid=$!
+  pids+=($kapald_pid)
+  wait_for kapald test -S "$work/kapal/kapal.sock"
+}
+
+start_containerd() {  # start_containerd [EXTRA_CRI_TOML]
+  mkdir -p "$work/containerd"
+  cat >"$work/containerd/config.toml" <<CONFIG
+version = 2
+root = "$work/containerd/root"
+state = "$work/containerd/state"
+[grpc]
+  address = "$work/containerd/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri".registry.mirrors."127.0.0.1:$port"]
+  endpoint = ["http://127.0.0.1:$port"]
+${1:-}
+CONFIG
+  containerd --config "$work/containerd/config.toml" >"$work/containerd.log" 2>&1 &
+  containerd_pid=$!
+  pids+=($containerd_pid)
+  wait_for containerd test -S "$work/containerd/containerd.sock"
+}

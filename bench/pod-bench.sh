@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Pod lifecycle of kapald and of containerd (Debian's package, CRI plugin, runc) in one run:
+# same CNI network (a bridge of this run's own on 10.88.250.0/24, no masquerade), same registry
+# on 127.0.0.1, same busybox image. containerd needs a pause image; the run builds one from
+# busybox (`sleep`) and pushes it to the same registry.
+#
+#   bench/pod-bench.sh [ROUNDS] [CONCURRENT]     (as root, after deploy/kapal.sh build)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+rounds=${1:-20}
+concurrent=${2:-10}
+
+bench_bridge=kapbench0
+mkdir -p "$work/net.d"
+cat >"$work/net.d/10-bench.conflist" <<CONFIG
+{"cniVersion": "1.0.0", "name": "kapal-bench", "plugins": [
+  {"type": "bridge", "bridge": "$bench_bridge", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "dataDir": "$work/ipam",
+            "ranges": [[{"subnet": "10.88.250.0/24"}]]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}},
+  {"type": "loopback"}]}
+CONFIG
+
+start_registry
+# The pause image containerd runs per pod: busybox sleeping.
+pause_ref="127.0.0.1:$port/bench/pause:1"
+(
+  cd "$work"
+  umoci init --layout oci >/dev/null
+  umoci new --image oci:pause >/dev/null
+  umoci unpack --image oci:pause bundle >/dev/null
+  mkdir -p bundle/rootfs/bin
+  cp /bin/busybox bundle/rootfs/bin/busybox
+  ln -sf busybox bundle/rootfs/bin/sleep
+  umoci repack --image oci:pause bundle >/dev/null
+  umoci config --image oci:pause --config.entrypoint /bin/sleep --config.cmd 2147483647 >/dev/null
+  skopeo copy -q --dest-tls-verify=false oci:oci:pause "docker://$pause_ref"
+  rm -rf bundle oci
+)
+
+start_kapald "$(printf '[cni]\nconf_dir = "%s"\n' "$work/net.d")"
+start_containerd "$(cat <<CONFIG
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$pause_ref"
+  restrict_oom_score_adj = true
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "$work/net.d"
+CONFIG
+)"
+
+echo "containerd $(containerd --version | awk '{print $3}'), kapald $("$build/cri/kapald" --version | awk '{print $2}'), runc $(runc --version | awk 'NR==1 {print $3}'), $(nproc) cores"
+"$build/bench/kapal-pod-bench" --registry-port "$port" --rounds "$rounds" --concurrent "$concurrent" \
+  --target "kapald,unix://$work/kapal/kapal.sock,$kapald_pid,$work/kapal" \
+  --target "containerd,unix://$work/containerd/containerd.sock,$containerd_pid,$work/containerd" \
+  | tee "$work/result"
+read -r _ _ kapal_start kapal_many kapal_shim < <(grep '^RESULT kapald' "$work/result")
+read -r _ _ ctr_start ctr_many ctr_shim < <(grep '^RESULT containerd' "$work/result")
+python3 - "$kapal_start" "$ctr_start" "$kapal_many" "$ctr_many" "$kapal_shim" "$ctr_shim" <<'PY'
+import sys
+k, c, km, cm, ks, cs = map(float, sys.argv[1:])
+print(f"runp+create+start median: kapald {k:.1f} ms, containerd {c:.1f} ms: kapald takes {k / c:.2f}x containerd's time")
+print(f"pods at once: kapald {km:.0f} ms, containerd {cm:.0f} ms: {km / cm:.2f}x")
+print(f"shim RSS: kapald {ks:.2f} MiB, containerd {cs:.2f} MiB")
+PY

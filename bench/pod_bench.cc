@@ -1,0 +1,287 @@
+// Pod lifecycle benchmark against any CRI endpoint.
+//
+//   kapal-pod-bench --registry-port PORT --target NAME,ENDPOINT,DAEMON_PID,MARKER ...
+//
+// Pushes a busybox image (built from the host's /bin/busybox) to the registry on 127.0.0.1:PORT
+// and pulls it on each target. Then, per target:
+//   - ROUNDS rounds of runp -> create -> start -> stop -> rm -> stopp -> rmp of a `sleep`
+//     container: median and p95 of each step in ms;
+//   - CONCURRENT pods (runp + create + start) started at once: total time;
+//   - resident memory (RSS) of the daemon idle and with those pods running, and of each shim:
+//     processes whose command line contains "shim" and MARKER (a path only that runtime's
+//     shims have in their arguments).
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "base/files.h"
+#include "cri/proto/cri_api.h"
+#include "tests/fixtures/registry_fixture.h"
+
+namespace {
+
+using namespace runtime::v1;  // NOLINT
+using Clock = std::chrono::steady_clock;
+
+struct Target {
+  std::string name;
+  std::string endpoint;
+  int daemon_pid = 0;
+  std::string marker;
+};
+
+std::unique_ptr<grpc::ClientContext> Deadline(int seconds = 120) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  return context;
+}
+
+double Ms(Clock::duration duration) {
+  return std::chrono::duration<double, std::milli>(duration).count();
+}
+
+long RssKiB(int pid) {
+  absl::StatusOr<std::string> status =
+      kapal::base::ReadFile(absl::StrCat("/proc/", pid, "/status"));
+  if (!status.ok()) return -1;
+  size_t at = status->find("VmRSS:");
+  return at == std::string::npos ? -1 : std::strtol(status->c_str() + at + 6, nullptr, 10);
+}
+
+std::vector<long> ShimRssKiB(const std::string& marker) {
+  std::vector<long> rss;
+  absl::StatusOr<std::vector<std::string>> entries = kapal::base::ListDirectory("/proc");
+  if (!entries.ok()) return rss;
+  for (const std::string& pid : *entries) {
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    absl::StatusOr<std::string> cmdline = kapal::base::ReadFile("/proc/" + pid + "/cmdline");
+    if (!cmdline.ok()) continue;
+    std::string argv0 = cmdline->substr(0, cmdline->find('\0'));
+    if (argv0.find("shim") == std::string::npos) continue;
+    if (cmdline->find(marker) == std::string::npos) continue;
+    rss.push_back(RssKiB(std::stoi(pid)));
+  }
+  return rss;
+}
+
+void Check(const grpc::Status& status, const std::string& what) {
+  if (!status.ok()) {
+    std::cerr << "pod-bench: " << what << ": " << status.error_message() << "\n";
+    std::_Exit(1);  // other threads may be mid-call: no destructors
+  }
+}
+
+PodSandboxConfig PodConfig(const std::string& name) {
+  PodSandboxConfig config;
+  config.mutable_metadata()->set_name(name);
+  config.mutable_metadata()->set_namespace_("bench");
+  config.mutable_metadata()->set_uid(name + "-uid");
+  config.set_hostname(name);
+  config.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(
+      CONTAINER);
+  return config;
+}
+
+ContainerConfig SleepContainer(const std::string& image) {
+  ContainerConfig config;
+  config.mutable_metadata()->set_name("sleep");
+  config.mutable_image()->set_image(image);
+  config.add_command("/bin/sleep");
+  config.add_command("1000");
+  return config;
+}
+
+struct Steps {
+  std::map<std::string, std::vector<double>> ms;
+};
+
+// runp + create + start; returns pod and container ids.
+std::pair<std::string, std::string> StartPod(RuntimeService::Stub& stub, const std::string& name,
+                                             const std::string& image, Steps* steps) {
+  auto time = [&](const char* step, auto fn) {
+    auto started = Clock::now();
+    fn();
+    if (steps != nullptr) steps->ms[step].push_back(Ms(Clock::now() - started));
+  };
+  PodSandboxConfig pod_config = PodConfig(name);
+  RunPodSandboxResponse pod;
+  time("runp", [&] {
+    RunPodSandboxRequest request;
+    *request.mutable_config() = pod_config;
+    Check(stub.RunPodSandbox(Deadline().get(), request, &pod), "RunPodSandbox");
+  });
+  CreateContainerResponse container;
+  time("create", [&] {
+    CreateContainerRequest request;
+    request.set_pod_sandbox_id(pod.pod_sandbox_id());
+    *request.mutable_config() = SleepContainer(image);
+    *request.mutable_sandbox_config() = pod_config;
+    Check(stub.CreateContainer(Deadline().get(), request, &container), "CreateContainer");
+  });
+  time("start", [&] {
+    StartContainerRequest request;
+    request.set_container_id(container.container_id());
+    StartContainerResponse response;
+    Check(stub.StartContainer(Deadline().get(), request, &response), "StartContainer");
+  });
+  return {pod.pod_sandbox_id(), container.container_id()};
+}
+
+void TearDownPod(RuntimeService::Stub& stub, const std::string& pod, const std::string& container,
+                 Steps* steps) {
+  auto time = [&](const char* step, auto fn) {
+    auto started = Clock::now();
+    fn();
+    if (steps != nullptr) steps->ms[step].push_back(Ms(Clock::now() - started));
+  };
+  time("stop", [&] {
+    StopContainerRequest request;
+    request.set_container_id(container);
+    request.set_timeout(0);
+    StopContainerResponse response;
+    Check(stub.StopContainer(Deadline().get(), request, &response), "StopContainer");
+  });
+  time("rm", [&] {
+    RemoveContainerRequest request;
+    request.set_container_id(container);
+    RemoveContainerResponse response;
+    Check(stub.RemoveContainer(Deadline().get(), request, &response), "RemoveContainer");
+  });
+  time("stopp", [&] {
+    StopPodSandboxRequest request;
+    request.set_pod_sandbox_id(pod);
+    StopPodSandboxResponse response;
+    Check(stub.StopPodSandbox(Deadline().get(), request, &response), "StopPodSandbox");
+  });
+  time("rmp", [&] {
+    RemovePodSandboxRequest request;
+    request.set_pod_sandbox_id(pod);
+    RemovePodSandboxResponse response;
+    Check(stub.RemovePodSandbox(Deadline().get(), request, &response), "RemovePodSandbox");
+  });
+}
+
+double Percentile(std::vector<double> values, double fraction) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  size_t index = static_cast<size_t>(fraction * static_cast<double>(values.size() - 1) + 0.5);
+  return values[std::min(index, values.size() - 1)];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kapal pod lifecycle benchmark"};
+  int registry_port = 0;
+  int rounds = 20;
+  int concurrent = 10;
+  std::vector<std::string> target_specs;
+  app.add_option("--registry-port", registry_port, "Registry on 127.0.0.1")->required();
+  app.add_option("--rounds", rounds, "Sequential lifecycle rounds per target");
+  app.add_option("--concurrent", concurrent, "Pods started at once per target");
+  app.add_option("--target", target_specs, "NAME,ENDPOINT,DAEMON_PID,SHIM_MARKER")->required();
+  CLI11_PARSE(app, argc, argv);
+  rounds = std::clamp(rounds, 1, 1000);
+  concurrent = std::clamp(concurrent, 1, 100);
+
+  std::vector<Target> targets;
+  for (const std::string& spec : target_specs) {
+    std::vector<std::string> parts = absl::StrSplit(spec, ',');
+    if (parts.size() != 4) {
+      std::cerr << "pod-bench: --target wants NAME,ENDPOINT,DAEMON_PID,SHIM_MARKER\n";
+      return 2;
+    }
+    targets.push_back({parts[0], parts[1], std::stoi(parts[2]), parts[3]});
+  }
+
+  auto registry = kapal::testing::RegistryFixture::External(registry_port);
+  if (!registry.ok()) {
+    std::cerr << "pod-bench: " << registry.status() << "\n";
+    return 1;
+  }
+  auto rootfs = kapal::testing::BusyboxRootfs();
+  auto layer = rootfs.ok() ? kapal::testing::BuildLayer(*rootfs, kapal::testing::Compression::kGzip)
+                           : absl::StatusOr<kapal::testing::LayerBlob>(rootfs.status());
+  if (!layer.ok()) {
+    std::cerr << "pod-bench: " << layer.status() << "\n";
+    return 1;
+  }
+  kapal::testing::TestImage image;
+  image.layers.push_back(*layer);
+  if (absl::StatusOr<std::string> pushed = (*registry)->Push("bench/busybox", "1", image);
+      !pushed.ok()) {
+    std::cerr << "pod-bench: push: " << pushed.status() << "\n";
+    return 1;
+  }
+  std::string image_ref = absl::StrCat("127.0.0.1:", registry_port, "/bench/busybox:1");
+
+  for (const Target& target : targets) {
+    auto channel = grpc::CreateChannel(target.endpoint, grpc::InsecureChannelCredentials());
+    auto stub = RuntimeService::NewStub(channel);
+    auto images = ImageService::NewStub(channel);
+    PullImageRequest pull;
+    pull.mutable_image()->set_image(image_ref);
+    PullImageResponse pulled;
+    Check(images->PullImage(Deadline().get(), pull, &pulled), target.name + " PullImage");
+    // One warm-up round: first-use costs (CNI bridge creation, caches) are not per-pod costs.
+    auto [warm_pod, warm_container] = StartPod(*stub, "warmup", image_ref, nullptr);
+    TearDownPod(*stub, warm_pod, warm_container, nullptr);
+
+    long idle_rss = RssKiB(target.daemon_pid);
+    Steps steps;
+    for (int round = 0; round < rounds; ++round) {
+      auto [pod, container] = StartPod(*stub, absl::StrCat("round-", round), image_ref, &steps);
+      TearDownPod(*stub, pod, container, &steps);
+    }
+    std::vector<double> total;
+    for (size_t i = 0; i < steps.ms["runp"].size(); ++i) {
+      total.push_back(steps.ms["runp"][i] + steps.ms["create"][i] + steps.ms["start"][i]);
+    }
+
+    std::vector<std::pair<std::string, std::string>> started(concurrent);
+    auto concurrent_start = Clock::now();
+    std::vector<std::thread> threads;
+    for (int i = 0; i < concurrent; ++i) {
+      threads.emplace_back([&, i] {
+        started[i] = StartPod(*stub, absl::StrCat("concurrent-", i), image_ref, nullptr);
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    double concurrent_ms = Ms(Clock::now() - concurrent_start);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    long busy_rss = RssKiB(target.daemon_pid);
+    std::vector<long> shims = ShimRssKiB(target.marker);
+    for (const auto& [pod, container] : started) TearDownPod(*stub, pod, container, nullptr);
+
+    std::cout << "== " << target.name << " (" << target.endpoint << ")\n";
+    std::cout << absl::StrFormat("%-22s %10s %10s\n", "step (ms)", "median", "p95");
+    for (const char* step : {"runp", "create", "start", "stop", "rm", "stopp", "rmp"}) {
+      std::cout << absl::StrFormat("%-22s %10.1f %10.1f\n", step, Percentile(steps.ms[step], 0.5),
+                                   Percentile(steps.ms[step], 0.95));
+    }
+    std::cout << absl::StrFormat("%-22s %10.1f %10.1f\n", "runp+create+start",
+                                 Percentile(total, 0.5), Percentile(total, 0.95));
+    std::cout << absl::StrFormat("%d pods at once: %.0f ms\n", concurrent, concurrent_ms);
+    long shim_sum = 0;
+    for (long kib : shims) shim_sum += kib;
+    std::cout << absl::StrFormat(
+        "daemon RSS: %.1f MiB idle, %.1f MiB with %d pods; shims: %zu, %.2f MiB RSS each "
+        "(mean)\n",
+        idle_rss / 1024.0, busy_rss / 1024.0, concurrent, shims.size(),
+        shims.empty() ? 0.0 : shim_sum / 1024.0 / static_cast<double>(shims.size()));
+    std::cout << "RESULT " << target.name << " " << Percentile(total, 0.5) << " " << concurrent_ms
+              << " "
+              << (shims.empty() ? 0.0 : shim_sum / 1024.0 / static_cast<double>(shims.size()))
+              << "\n";
+  }
+  return 0;
+}
