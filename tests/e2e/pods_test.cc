@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/files.h"
+#include "base/temp_dir.h"
 #include "base/unique_fd.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -144,6 +145,10 @@ class PodsTest : public ::testing::Test {
   }
 
   ContainerStatus WaitForExit(const std::string& id) {
+    if (id.empty()) {
+      ADD_FAILURE() << "no container to wait for";
+      return {};
+    }
     for (int i = 0; i < 1000; ++i) {
       ContainerStatus status = StatusOf(id);
       if (status.state() == CONTAINER_EXITED) return status;
@@ -588,6 +593,70 @@ TEST_F(PodsTest, PodsStartInParallelAndANameIsTakenOnce) {
   }
   EXPECT_EQ(twins, 1);
   EXPECT_EQ(ips.size(), static_cast<size_t>(kPods - 1));
+}
+
+TEST_F(PodsTest, HostNetworkPodUsesTheHostsNetworkAndName) {
+  PodSandboxConfig config = PodConfig("hostnet");
+  config.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
+      NODE);
+  absl::StatusOr<std::string> pod = RunPod(config);
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  EXPECT_EQ(PodStatus(*pod).network().ip(), "");
+  std::string id = Run(*pod, ContainerWith("c", {"sleep", "1000"}));
+  char host_name[256] = {};
+  ::gethostname(host_name, sizeof host_name - 1);
+  ExecSyncResponse exec;
+  ASSERT_TRUE(Exec(id, {"sh", "-c", "hostname; busybox ls /sys/class/net"}, &exec).ok());
+  EXPECT_THAT(exec.stdout(), ::testing::StartsWith(std::string(host_name) + "\n"));
+  EXPECT_THAT(exec.stdout(), HasSubstr("lo"));
+  EXPECT_THAT(exec.stdout(), ::testing::Not(HasSubstr(cni_->Bridge())));
+}
+
+TEST_F(PodsTest, TerminalContainerWritesThroughTheConsole) {
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("tty"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  ContainerConfig config = ContainerWith("tty", {"sh", "-c", "[ -t 1 ] && echo on-a-terminal"});
+  config.set_tty(true);
+  std::string id = Run(*pod, config);
+  ContainerStatus exited = WaitForExit(id);
+  EXPECT_EQ(exited.exit_code(), 0);
+  // The terminal turns "\n" into "\r\n".
+  EXPECT_THAT(LogEntries(exited.log_path()), ::testing::ElementsAre("stdout F on-a-terminal\r"));
+}
+
+TEST_F(PodsTest, MemoryLimitKillIsReportedAsOomKilled) {
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("oom"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  ContainerConfig config = ContainerWith(
+      "hog", {"sh", "-c", "x=$(busybox head -c 200000000 /dev/zero | busybox tr '\\0' a)"});
+  config.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(16 * 1024 * 1024);
+  config.mutable_linux()->mutable_resources()->set_memory_swap_limit_in_bytes(16 * 1024 * 1024);
+  std::string id = Run(*pod, config);
+  ContainerStatus exited = WaitForExit(id);
+  EXPECT_EQ(exited.reason(), "OOMKilled") << "exit code " << exited.exit_code();
+  EXPECT_NE(exited.exit_code(), 0);
+}
+
+TEST_F(PodsTest, DevicesAndMountsReachTheContainer) {
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("devices"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  std::string shared = kapald_->StateDir() + "/shared-data";
+  ContainerConfig config =
+      ContainerWith("c", {"sh", "-c", "echo written > /data/new/file; echo x > /dev/kapal-null"});
+  auto* device = config.add_devices();
+  device->set_host_path("/dev/null");
+  device->set_container_path("/dev/kapal-null");
+  device->set_permissions("rw");
+  auto* mount = config.add_mounts();
+  mount->set_host_path(shared);  // missing: created as kubelet expects
+  mount->set_container_path("/data/new");
+  std::string id = Run(*pod, config);
+  ContainerStatus exited = WaitForExit(id);
+  EXPECT_EQ(exited.exit_code(), 0) << base::ReadFile(exited.log_path()).value_or("");
+  EXPECT_EQ(base::ReadFile(shared + "/file").value_or(""), "written\n");
+  ASSERT_EQ(exited.mounts_size(), 1);
+  EXPECT_EQ(exited.mounts(0).container_path(), "/data/new");
+  base::RemoveTree(shared).IgnoreError();
 }
 
 TEST_F(PodsTest, KapalctlPodAndContainerCommands) {
