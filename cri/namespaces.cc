@@ -118,9 +118,30 @@ absl::Status PinNamespaces(const std::string& dir, const PodNamespaces& which,
   return result;
 }
 
+absl::Status PinPidNamespace(const std::string& dir, int infra_pid) {
+  std::string source = absl::StrCat("/proc/", infra_pid, "/ns/pid");
+  std::string target = dir + "/pid";
+  base::UniqueFd file(::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0400));
+  if (!file) return base::ErrnoStatus(errno, "create " + target);
+  if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    absl::Status status = base::ErrnoStatus(errno, absl::StrCat("bind ", source, " on ", target));
+    ::unlink(target.c_str());
+    return status;
+  }
+  return absl::OkStatus();
+}
+
+bool InPinnedPidNamespace(const std::string& dir, int pid) {
+  struct stat pinned {
+  }, process{};
+  if (pid <= 0 || ::stat((dir + "/pid").c_str(), &pinned) != 0) return false;
+  if (::stat(absl::StrCat("/proc/", pid, "/ns/pid").c_str(), &process) != 0) return false;
+  return pinned.st_ino == process.st_ino && pinned.st_dev == process.st_dev;
+}
+
 absl::Status UnpinNamespaces(const std::string& dir) {
   absl::Status result;
-  for (const char* kind : kKinds) {
+  for (const char* kind : {"net", "ipc", "uts", "pid"}) {
     std::string target = absl::StrCat(dir, "/", kind);
     if (::umount2(target.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
       result.Update(base::ErrnoStatus(errno, "umount " + target));

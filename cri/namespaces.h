@@ -11,6 +11,9 @@ struct PodNamespaces {
   bool network = true;
   bool ipc = true;
   bool uts = true;
+  // One PID namespace for all containers of the pod, held by an infra process (kapal-shim
+  // --infra); off, each container has its own.
+  bool pid = false;
 };
 
 // Creates the pod's own namespaces and pins each with a bind mount at DIR/net, DIR/ipc and
@@ -18,6 +21,13 @@ struct PodNamespaces {
 // them by path. The UTS namespace gets HOSTNAME. On failure nothing is left mounted.
 absl::Status PinNamespaces(const std::string& dir, const PodNamespaces& which,
                            const std::string& hostname);
+
+// Pins the PID namespace of process INFRA_PID at DIR/pid.
+absl::Status PinPidNamespace(const std::string& dir, int infra_pid);
+
+// True when process PID is in the PID namespace pinned at DIR/pid (so it is the pod's infra
+// process, not another that got its pid after a reboot or a crash).
+bool InPinnedPidNamespace(const std::string& dir, int pid);
 
 // Unmounts and removes the pins under DIR; pins already gone are fine (idempotent).
 absl::Status UnpinNamespaces(const std::string& dir);

@@ -22,31 +22,10 @@ namespace {
 // create/start/kill/delete are quick; a runtime stuck for this long is broken.
 constexpr std::chrono::seconds kRuntimeTimeout(60);
 
-}  // namespace
-
-std::vector<std::string> OciRuntime::Command(std::initializer_list<std::string> args) const {
-  std::vector<std::string> argv = {binary_, "--root", state_root_};
-  if (systemd_cgroup_) argv.push_back("--systemd-cgroup");
-  argv.insert(argv.end(), args);
-  return argv;
-}
-
-absl::StatusOr<base::CommandResult> OciRuntime::Run(std::initializer_list<std::string> args) const {
-  return base::RunCommand(Command(args), "", kRuntimeTimeout);
-}
-
-absl::StatusOr<ShimProcess> OciRuntime::Create(const ShimLaunch& launch) const {
-  std::vector<std::string> argv = {
-      launch.shim_binary, "--id",  launch.container_id, "--bundle",  launch.bundle,
-      "--runtime",        binary_, "--runtime-root",    state_root_, "--log-path",
-      launch.log_path};
-  if (!launch.oom_file.empty()) argv.insert(argv.end(), {"--oom-file", launch.oom_file});
-  if (systemd_cgroup_) argv.push_back("--systemd-cgroup");
-  if (launch.terminal) argv.push_back("--terminal");
-  if (launch.stdin_open) argv.push_back("--stdin");
-
-  // The shim forks and its first process exits at once; the detached one writes one line on
-  // the pipe when the container exists: "ok CONTAINER_PID SHIM_PID" or "error TEXT".
+// Runs kapal-shim and reads the one line it reports on stdout. The shim forks and its first
+// process exits at once; the detached one writes the line when its work is done ("ok ..." or
+// "error TEXT"), so neither its exit nor end-of-file is waited for.
+absl::StatusOr<std::string> RunShimForReport(const std::vector<std::string>& argv) {
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) return base::ErrnoStatus(errno, "pipe");
   base::UniqueFd report_read(report[0]), report_write(report[1]);
@@ -75,7 +54,44 @@ absl::StatusOr<ShimProcess> OciRuntime::Create(const ShimLaunch& launch) const {
   }
   // The shim's first process has exited by now (or exits right after); reap it.
   (void)shim->Wait(std::chrono::seconds(5));
-  line = line.substr(0, line.find('\n'));
+  return line.substr(0, line.find('\n'));
+}
+
+}  // namespace
+
+absl::StatusOr<int> StartPodInfra(const std::string& shim_binary) {
+  absl::StatusOr<std::string> line = RunShimForReport({shim_binary, "--infra"});
+  if (!line.ok()) return line.status();
+  int pid = 0;
+  if (line->rfind("ok ", 0) == 0 && absl::SimpleAtoi(line->substr(3), &pid) && pid > 0) return pid;
+  if (line->rfind("error ", 0) == 0) return absl::UnknownError(line->substr(6));
+  return absl::InternalError(absl::StrCat("kapal-shim --infra reported \"", *line, "\""));
+}
+
+std::vector<std::string> OciRuntime::Command(std::initializer_list<std::string> args) const {
+  std::vector<std::string> argv = {binary_, "--root", state_root_};
+  if (systemd_cgroup_) argv.push_back("--systemd-cgroup");
+  argv.insert(argv.end(), args);
+  return argv;
+}
+
+absl::StatusOr<base::CommandResult> OciRuntime::Run(std::initializer_list<std::string> args) const {
+  return base::RunCommand(Command(args), "", kRuntimeTimeout);
+}
+
+absl::StatusOr<ShimProcess> OciRuntime::Create(const ShimLaunch& launch) const {
+  std::vector<std::string> argv = {
+      launch.shim_binary, "--id",  launch.container_id, "--bundle",  launch.bundle,
+      "--runtime",        binary_, "--runtime-root",    state_root_, "--log-path",
+      launch.log_path};
+  if (!launch.oom_file.empty()) argv.insert(argv.end(), {"--oom-file", launch.oom_file});
+  if (systemd_cgroup_) argv.push_back("--systemd-cgroup");
+  if (launch.terminal) argv.push_back("--terminal");
+  if (launch.stdin_open) argv.push_back("--stdin");
+
+  absl::StatusOr<std::string> reported = RunShimForReport(argv);
+  if (!reported.ok()) return reported.status();
+  std::string line = *reported;
   if (line.rfind("ok ", 0) == 0) {
     std::vector<std::string> words = absl::StrSplit(line.substr(3), ' ');
     ShimProcess process;

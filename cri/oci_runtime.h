@@ -27,6 +27,9 @@ struct ShimProcess {
   pid_t shim_pid = 0;
 };
 
+// Starts `kapal-shim --infra`, the init of a pod's shared PID namespace; returns its pid.
+absl::StatusOr<int> StartPodInfra(const std::string& shim_binary);
+
 // An OCI runtime (runc, crun) driven through its command line, with its own state root.
 class OciRuntime {
  public:

@@ -544,7 +544,11 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& in) {
   // Namespaces: the pod's (by pin path) or the host's (left out); pid and mount of its own.
   nlohmann::json namespaces = nlohmann::json::array();
   bool host_pid = sc.namespace_options().pid() == runtime::v1::NODE;
-  if (!host_pid) namespaces.push_back({{"type", "pid"}});
+  if (!in.pid_namespace_path.empty()) {
+    namespaces.push_back({{"type", "pid"}, {"path", in.pid_namespace_path}});
+  } else if (!host_pid) {
+    namespaces.push_back({{"type", "pid"}});
+  }
   namespaces.push_back({{"type", "mount"}});
   if (in.pod_files.own.network)
     namespaces.push_back({{"type", "network"}, {"path", pod_dir + "/net"}});

@@ -65,6 +65,9 @@ struct SpecInputs {
   std::string hostname;
   PodFiles pod_files;
   std::string cgroups_path;
+  // The PID namespace to join (the pod's shared one); empty: the container's own, or the host's
+  // when the config says NODE.
+  std::string pid_namespace_path;
   bool cgroup_v2 = false;
   // The lowest oom_score_adj the runtime can set (it cannot go below its own without
   // CAP_SYS_RESOURCE): containerd's restrict_oom_score_adj.

@@ -73,6 +73,7 @@ PodNamespaces OwnNamespaces(const PodSandboxConfig& config) {
   own.ipc = options.ipc() != runtime::v1::NODE;
   // A pod on the host's network has the host's name too, as in Kubernetes.
   own.uts = own.network;
+  own.pid = options.pid() == runtime::v1::POD;
   return own;
 }
 
@@ -325,6 +326,9 @@ absl::Status PodRuntime::Recover() {
       if (!cni.empty()) pod.cni_result = nlohmann::json::parse(cni, nullptr, false);
       pod.dir = absl::StrCat(config_.state_dir, "/pods/", pod.id);
       pod.own = OwnNamespaces(pod.config);
+      if (absl::StatusOr<std::string> infra = base::ReadFile(pod.dir + "/infra.pid"); infra.ok()) {
+        (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(*infra), &pod.infra_pid);
+      }
       pods.push_back(std::move(pod));
     }
     SQLite::Statement rows(db,
@@ -477,6 +481,14 @@ std::string PodRuntime::OomFile(const std::string& cgroups_path) const {
   return absl::StrCat("/sys/fs/cgroup/memory", cgroups_path, "/memory.oom_control");
 }
 
+void PodRuntime::StopInfra(Pod& pod) {
+  if (pod.infra_pid > 0 && InPinnedPidNamespace(pod.dir, pod.infra_pid)) {
+    ::kill(pod.infra_pid, SIGKILL);
+  }
+  pod.infra_pid = 0;
+  ::unlink((pod.dir + "/infra.pid").c_str());
+}
+
 void PodRuntime::RemovePodCgroup(const Pod& pod) const {
   // Only the parent kapal made up (no cgroup_parent given); kubelet's own it removes itself.
   if (!pod.config.linux().cgroup_parent().empty()) return;
@@ -570,6 +582,7 @@ absl::StatusOr<std::string> PodRuntime::RunPod(const PodSandboxConfig& config,
   } undo{[&] {
     if (done) return;
     if (networked.has_value()) (void)network->Del(*networked, pod.cni_result);
+    StopInfra(pod);
     (void)UnpinNamespaces(pod.dir);
     ::umount2((pod.dir + "/shm").c_str(), MNT_DETACH);
     (void)base::RemoveTree(pod.dir);
@@ -603,6 +616,19 @@ absl::StatusOr<std::string> PodRuntime::RunPod(const PodSandboxConfig& config,
     }
   }
   if (absl::Status pinned = PinNamespaces(pod.dir, own, hostname); !pinned.ok()) return pinned;
+  if (own.pid) {
+    absl::StatusOr<int> infra = StartPodInfra(shim_binary_);
+    if (!infra.ok()) return Annotate(infra.status(), "start the pod's infra process");
+    pod.infra_pid = *infra;
+    if (absl::Status pinned = PinPidNamespace(pod.dir, pod.infra_pid); !pinned.ok()) {
+      return pinned;
+    }
+    if (absl::Status written =
+            base::WriteFileAtomically(pod.dir + "/infra.pid", std::to_string(pod.infra_pid), 0600);
+        !written.ok()) {
+      return written;
+    }
+  }
 
   if (network.has_value()) {
     CniPod cni_pod{pod.id, pod.dir + "/net", meta.name(), meta.namespace_(), meta.uid(), {}};
@@ -651,6 +677,7 @@ absl::Status PodRuntime::StopPod(const std::string& id_or_prefix) {
   auto found = pods_.find(id);
   if (found == pods_.end()) return absl::OkStatus();
   Pod& pod = found->second;
+  StopInfra(pod);
   if (!pod.cni_result.is_null() && pod.own.network) {
     absl::StatusOr<CniNetwork> network =
         CniNetwork::Load(config_.cni_conf_dir, config_.cni_bin_dirs);
@@ -868,6 +895,14 @@ absl::StatusOr<std::string> PodRuntime::CreateContainer(const std::string& pod_i
   inputs.hostname = hostname.ok() ? std::string(absl::StripTrailingAsciiWhitespace(*hostname)) : "";
   inputs.pod_files = {pod.dir, pod.own};
   inputs.cgroups_path = CgroupsPath(pod, c.id);
+  if (config.linux().security_context().namespace_options().pid() == runtime::v1::POD &&
+      pod.own.pid) {
+    if (!InPinnedPidNamespace(pod.dir, pod.infra_pid)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "pod sandbox ", pod.id, " has lost its infra process (its shared PID namespace)"));
+    }
+    inputs.pid_namespace_path = pod.dir + "/pid";
+  }
   inputs.cgroup_v2 = host_.cgroup_layout == CgroupLayout::kV2;
   inputs.min_oom_score_adj = min_oom_score_adj_;
   absl::StatusOr<nlohmann::json> spec = BuildContainerSpec(inputs);
@@ -925,6 +960,8 @@ absl::Status PodRuntime::StartContainer(const std::string& id_or_prefix) {
   absl::StatusOr<const Handler*> handler =
       HandlerFor(pods_.count(c.pod_id) > 0 ? pods_.at(c.pod_id).runtime_handler : "");
   if (!handler.ok()) return handler.status();
+  // The process runs from inside `start` on; it may even have exited when start returns.
+  int64_t starting_at = NowNanos();
   if (absl::Status started = (*handler)->runtime.Start(c.id); !started.ok()) {
     // A process that failed to exec (no such command) shows here; record it as an exit.
     c.state = runtime::v1::CONTAINER_EXITED;
@@ -935,7 +972,7 @@ absl::Status PodRuntime::StartContainer(const std::string& id_or_prefix) {
     (void)SaveContainerRecord(c);
     return Annotate(started, "start container " + c.id);
   }
-  c.started_at = NowNanos();
+  c.started_at = starting_at;
   c.state = runtime::v1::CONTAINER_RUNNING;
   absl::Status saved = SaveContainerRecord(c);
   // A container that ends at once may have exited already.

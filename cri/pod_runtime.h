@@ -33,6 +33,7 @@ struct Pod {
   int64_t created_at = 0;  // ns since the epoch
   std::string dir;
   PodNamespaces own;
+  int infra_pid = 0;  // init of the shared PID namespace (own.pid), 0 when none
 };
 
 // A container (table `containers`, bundle under STATE/containers/ID).
@@ -112,6 +113,8 @@ class PodRuntime {
   std::string CgroupsPath(const Pod& pod, const std::string& container_id) const;
   std::string OomFile(const std::string& cgroups_path) const;
   void RemovePodCgroup(const Pod& pod) const;
+  // Ends the pod's infra process, and with it every process left in the shared PID namespace.
+  void StopInfra(Pod& pod);
 
   const Config& config_;
   const HostFacts& host_;

@@ -8,10 +8,12 @@
 //   - control.sock: a unix socket taking one-line commands ("reopen" the log), answered by
 //     "ok" or "error TEXT";
 //   - exit: the exit record (shim/exit_file.h), written through a rename, last of all.
+// With --infra it is instead the init process of a pod's shared PID namespace (see RunInfra).
 // No gRPC and no abseil here: the shim is linked statically and stays well under 1 MiB RSS.
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -253,9 +255,55 @@ void ServeControl(int listener, CriLogWriter& log) {
   ::close(connection);
 }
 
+// `kapal-shim --infra`: the init process of a pod whose containers share one PID namespace
+// (the pause container's job). It detaches like the shim, enters a new PID namespace, and its
+// child there (PID 1) reaps orphans until SIGTERM or SIGKILL. Reports "ok PID" with PID as seen
+// from outside, so kapald can point containers at /proc/PID/ns/pid.
+int RunInfra() {
+  pid_t detached = ::fork();
+  if (detached < 0) {
+    std::printf("error fork: %s\n", std::strerror(errno));
+    return 1;
+  }
+  if (detached > 0) return 0;
+  ::setsid();
+  if (::unshare(CLONE_NEWPID) != 0) {
+    std::printf("error unshare of a PID namespace: %s\n", std::strerror(errno));
+    return 1;
+  }
+  pid_t init = ::fork();  // the first child in the new namespace is its PID 1
+  if (init < 0) {
+    std::printf("error fork: %s\n", std::strerror(errno));
+    return 1;
+  }
+  if (init > 0) {
+    std::printf("ok %d\n", static_cast<int>(init));
+    return 0;
+  }
+  int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  ::dup2(null_fd, 0);
+  ::dup2(null_fd, 1);
+  ::dup2(null_fd, 2);
+  ::prctl(PR_SET_NAME, "kapal-infra");
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGCHLD);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  ::sigprocmask(SIG_BLOCK, &signals, nullptr);
+  for (;;) {
+    int received = 0;
+    ::sigwait(&signals, &received);
+    if (received == SIGTERM || received == SIGINT) return 0;
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::strcmp(argv[1], "--infra") == 0) return RunInfra();
   Options options = ParseOptions(argc, argv);
   if (::chdir(options.bundle.c_str()) != 0) {
     std::printf("error chdir %s: %s\n", options.bundle.c_str(), std::strerror(errno));

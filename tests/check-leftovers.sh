@@ -10,6 +10,12 @@ mounts=$(awk '$5 ~ /^\/tmp\/kapal-(e2e|cni|registry)\./ {print $5}' /proc/self/m
 procs=$(pgrep -a -f '/tmp/kapal-(e2e|cni|registry)\.' | grep -v check-leftovers || true)
 [ -n "$procs" ] && problems+=("processes: $procs")
 
+# Pod infra processes (kapal-shim --infra), but those of the demo's kapald.
+for pid in $(pgrep -f '^[^ ]*kapal-shim --infra$' || true); do
+  grep -qx "$pid" /run/kapal/pods/*/infra.pid 2>/dev/null && continue
+  problems+=("pod infra process: $pid")
+done
+
 links=$(ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^kapt[0-9]+/ {print $2}')
 [ -n "$links" ] && problems+=("network devices: $links")
 

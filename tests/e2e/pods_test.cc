@@ -230,10 +230,12 @@ TEST_F(PodsTest, WholeLifecycleLeavesNothingBehind) {
   PodSandboxStatus pod_status = PodStatus(*pod);
   EXPECT_EQ(pod_status.state(), SANDBOX_READY);
   EXPECT_EQ(pod_status.metadata().name(), "life");
-  EXPECT_TRUE(absl::StartsWith(pod_status.network().ip(), cni_->Subnet().substr(0, 9)))
+  const std::string& subnet = cni_->Subnet();  // 10.88.N.0/24
+  EXPECT_TRUE(absl::StartsWith(pod_status.network().ip(), subnet.substr(0, subnet.rfind('.') + 1)))
       << pod_status.network().ip() << " not in " << cni_->Subnet();
 
-  std::string id = Run(*pod, ContainerWith("sleeper", {"sleep", "1000"}));
+  // A process that ignores SIGTERM (as PID 1 of its own namespace would).
+  std::string id = Run(*pod, ContainerWith("sleeper", {"sh", "-c", "trap '' TERM; sleep 1000"}));
   ContainerStatus running = StatusOf(id);
   EXPECT_EQ(running.state(), CONTAINER_RUNNING);
   EXPECT_GT(running.started_at(), running.created_at() - 1);
@@ -255,7 +257,7 @@ TEST_F(PodsTest, WholeLifecycleLeavesNothingBehind) {
   ASSERT_TRUE(stub_->StopContainer(LongContext().get(), stop, &stopped).ok());
   ContainerStatus exited = StatusOf(id);
   EXPECT_EQ(exited.state(), CONTAINER_EXITED);
-  // sleep as PID 1 ignores SIGTERM: SIGKILL after the timeout.
+  // SIGTERM is ignored: SIGKILL after the timeout.
   EXPECT_EQ(exited.exit_code(), 137);
   EXPECT_EQ(exited.reason(), "Error");
   // Stopping again is fine.
@@ -593,6 +595,37 @@ TEST_F(PodsTest, PodsStartInParallelAndANameIsTakenOnce) {
   }
   EXPECT_EQ(twins, 1);
   EXPECT_EQ(ips.size(), static_cast<size_t>(kPods - 1));
+}
+
+TEST_F(PodsTest, ContainersOfAPodShareOnePidNamespaceWhenAsked) {
+  absl::StatusOr<std::string> shared = RunPod(PodConfig("shared-pid"));  // pid: POD
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  Run(*shared, ContainerWith("sleeper", {"sleep", "1000"}));
+  std::string looker = Run(*shared, ContainerWith("looker", {"sleep", "1001"}));
+  ExecSyncResponse exec;
+  // PID 1 is the pod's infra process, and both sleeps are visible from either container.
+  ASSERT_TRUE(Exec(looker, {"sh", "-c", "cat /proc/1/comm; cat /proc/[0-9]*/comm"}, &exec).ok());
+  std::vector<std::string> names = absl::StrSplit(exec.stdout(), '\n', absl::SkipEmpty());
+  ASSERT_FALSE(names.empty()) << exec.stderr();
+  EXPECT_EQ(names[0], "kapal-infra");
+  EXPECT_EQ(std::count(names.begin(), names.end(), "sleep"), 2) << exec.stdout();
+
+  PodSandboxConfig separate_config = PodConfig("own-pid");
+  separate_config.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(
+      CONTAINER);
+  absl::StatusOr<std::string> separate = RunPod(separate_config);
+  ASSERT_TRUE(separate.ok()) << separate.status();
+  ContainerConfig own = ContainerWith("alone", {"sleep", "1000"});
+  own.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(CONTAINER);
+  std::string alone = Run(*separate, own);
+  ASSERT_TRUE(Exec(alone, {"cat", "/proc/1/cmdline"}, &exec).ok());
+  EXPECT_EQ(exec.stdout(), std::string("sleep\0"
+                                       "1000\0",
+                                       11));
+
+  // Stopping the pod ends its infra process and whatever was left in the namespace.
+  ASSERT_TRUE(StopPod(*shared).ok());
+  EXPECT_EQ(RunCommand({"pgrep", "-f", "^[^ ]*kapal-shim --infra$"}).out, "");
 }
 
 TEST_F(PodsTest, HostNetworkPodUsesTheHostsNetworkAndName) {
