@@ -190,12 +190,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
 
   parts->pods = std::make_unique<PodRuntime>(parts->config, parts->host, *parts->store,
                                              *parts->images, *parts->snapshots, logger);
-  for (const char* dir : {"/pods", "/containers", "/runtime"}) {
+  for (const char* dir : {"/pods", "/containers", "/runtime", "/exits"}) {
     if (absl::Status made = base::MakeDirectories(config.state_dir + dir, 0711); !made.ok()) {
       return made;
     }
   }
   if (absl::Status recovered = parts->pods->Recover(); !recovered.ok()) return recovered;
+  if (absl::Status watching = parts->pods->StartExitWatcher(); !watching.ok()) return watching;
   parts->runtime_service = std::make_unique<RuntimeService>(
       parts->config, parts->host, *parts->store, *parts->pods, parts->metrics_address, logger);
   parts->image_service =

@@ -85,6 +85,7 @@ absl::StatusOr<ShimProcess> OciRuntime::Create(const ShimLaunch& launch) const {
       "--runtime",        binary_, "--runtime-root",    state_root_, "--log-path",
       launch.log_path};
   if (!launch.oom_file.empty()) argv.insert(argv.end(), {"--oom-file", launch.oom_file});
+  if (!launch.exit_dir.empty()) argv.insert(argv.end(), {"--exit-dir", launch.exit_dir});
   if (systemd_cgroup_) argv.push_back("--systemd-cgroup");
   if (launch.terminal) argv.push_back("--terminal");
   if (launch.stdin_open) argv.push_back("--stdin");

@@ -17,6 +17,7 @@ struct ShimLaunch {
   std::string bundle;    // holds config.json and rootfs; the shim's files go here too
   std::string log_path;  // the CRI log file
   std::string oom_file;  // the cgroup file counting OOM kills ("" when unknown)
+  std::string exit_dir;  // the shim adds a file named by the container id here on exit
   bool terminal = false;
   bool stdin_open = false;
 };

@@ -2,7 +2,10 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -186,7 +189,8 @@ PodRuntime::PodRuntime(const Config& config, const HostFacts& host, store::Store
       store_(store),
       images_(images),
       snapshots_(snapshots),
-      logger_(logger) {
+      logger_(logger),
+      exit_dir_(config.state_dir + "/exits") {
   // kapal-shim is installed next to kapald (the build puts both in one directory).
   char self[4096] = {};
   ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
@@ -219,7 +223,59 @@ PodRuntime::PodRuntime(const Config& config, const HostFacts& host, store::Store
   }
 }
 
-PodRuntime::~PodRuntime() = default;
+PodRuntime::~PodRuntime() {
+  if (exit_watcher_.joinable()) {
+    uint64_t one = 1;
+    (void)!::write(stop_watch_.Get(), &one, sizeof one);
+    exit_watcher_.join();
+  }
+}
+
+absl::Status PodRuntime::StartExitWatcher() {
+  exit_watch_.Reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  if (!exit_watch_) return base::ErrnoStatus(errno, "inotify_init1");
+  if (::inotify_add_watch(exit_watch_.Get(), exit_dir_.c_str(), IN_CREATE | IN_MOVED_TO) < 0) {
+    return base::ErrnoStatus(errno, "watch " + exit_dir_);
+  }
+  stop_watch_.Reset(::eventfd(0, EFD_CLOEXEC));
+  if (!stop_watch_) return base::ErrnoStatus(errno, "eventfd");
+  RecordExitsNoted();  // those noted before the watch began
+  exit_watcher_ = std::thread([this] { WatchExits(); });
+  return absl::OkStatus();
+}
+
+void PodRuntime::WatchExits() {
+  char buffer[4096];
+  for (;;) {
+    pollfd fds[2] = {{exit_watch_.Get(), POLLIN, 0}, {stop_watch_.Get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
+    if (fds[1].revents != 0) return;
+    if (fds[0].revents == 0) continue;
+    while (::read(exit_watch_.Get(), buffer, sizeof buffer) > 0) {
+    }
+    RecordExitsNoted();
+  }
+}
+
+void PodRuntime::RecordExitsNoted() {
+  absl::StatusOr<std::vector<std::string>> noted = base::ListDirectory(exit_dir_);
+  if (!noted.ok()) return;
+  std::lock_guard lock(mutex_);
+  for (const std::string& id : *noted) {
+    auto found = containers_.find(id);
+    // A container still being created is not in the map yet; its note waits for the next
+    // event or for a client's question (which reads the bundle's record either way).
+    if (found == containers_.end() && reserved_names_.empty()) {
+      ::unlink((exit_dir_ + "/" + id).c_str());
+      continue;
+    }
+    if (found == containers_.end()) continue;
+    RefreshLocked(found->second);
+    if (found->second.state == runtime::v1::CONTAINER_EXITED) {
+      ::unlink((exit_dir_ + "/" + id).c_str());
+    }
+  }
+}
 
 nlohmann::json PodRuntime::Describe() const {
   nlohmann::json handlers = nlohmann::json::object();
@@ -923,6 +979,7 @@ absl::StatusOr<std::string> PodRuntime::CreateContainer(const std::string& pod_i
   launch.bundle = c.bundle;
   launch.log_path = c.log_path;
   launch.oom_file = OomFile(inputs.cgroups_path);
+  launch.exit_dir = exit_dir_;
   launch.terminal = config.tty();
   launch.stdin_open = config.stdin();
   // Record the container before the shim starts, so a crash in between leaves a record that

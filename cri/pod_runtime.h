@@ -6,11 +6,13 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/child_process.h"
 #include "base/logger.h"
+#include "base/unique_fd.h"
 #include "cri/config.h"
 #include "cri/host_facts.h"
 #include "cri/namespaces.h"
@@ -77,6 +79,10 @@ class PodRuntime {
   // the middle of creating something.
   absl::Status Recover();
 
+  // Watches STATE/exits, where each shim notes its container's exit, and records exits as they
+  // happen (not only when a client asks). Stopped by the destructor.
+  absl::Status StartExitWatcher();
+
   absl::StatusOr<std::string> RunPod(const runtime::v1::PodSandboxConfig& config,
                                      const std::string& runtime_handler);
   absl::Status StopPod(const std::string& id);
@@ -131,6 +137,13 @@ class PodRuntime {
   std::map<std::string, Container> containers_;
   // Pod and container names taken by a RunPodSandbox or CreateContainer still in progress.
   std::set<std::string> reserved_names_;
+
+  std::string exit_dir_;
+  base::UniqueFd exit_watch_;  // inotify on exit_dir_
+  base::UniqueFd stop_watch_;  // eventfd that ends the watcher thread
+  std::thread exit_watcher_;
+  void WatchExits();
+  void RecordExitsNoted();
 };
 
 // A CRI Signal name or number from an image's StopSignal ("SIGTERM", "TERM", "15"); 0 if unknown.

@@ -46,6 +46,7 @@ struct Options {
   std::string runtime_root;
   std::string log_path;
   std::string oom_file;  // memory.oom_control (v1) or memory.events (v2) of the container
+  std::string exit_dir;  // where kapald watches for exits: the shim adds a file named by the id
   bool systemd_cgroup = false;
   bool terminal = false;
   bool stdin_open = false;
@@ -55,6 +56,7 @@ struct Options {
   std::fprintf(stderr,
                "kapal-shim: %s\nusage: kapal-shim --id ID --bundle DIR --runtime BINARY "
                "[--runtime-root DIR] [--systemd-cgroup] --log-path FILE [--oom-file FILE] "
+               "[--exit-dir DIR] "
                "[--terminal] [--stdin]\n",
                problem);
   std::exit(2);
@@ -78,6 +80,8 @@ Options ParseOptions(int argc, char** argv) {
       options.runtime_root = value();
     } else if (flag == "--log-path") {
       options.log_path = value();
+    } else if (flag == "--exit-dir") {
+      options.exit_dir = value();
     } else if (flag == "--oom-file") {
       options.oom_file = value();
     } else if (flag == "--systemd-cgroup") {
@@ -481,6 +485,13 @@ int main(int argc, char** argv) {
   if (!WriteFileAtomically(kapal::shim::kExitFile, kapal::shim::FormatExitRecord(record))) {
     std::fprintf(stderr, "kapal-shim: cannot write exit file: %s\n", std::strerror(errno));
     return 1;
+  }
+  // Tell kapald (it watches the exit dir); the record itself is the file in the bundle, so a
+  // kapald that is down now reads it when it starts.
+  if (!options.exit_dir.empty()) {
+    int note = ::open((options.exit_dir + "/" + options.id).c_str(),
+                      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (note >= 0) ::close(note);
   }
   return 0;
 }

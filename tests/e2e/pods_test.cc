@@ -1,4 +1,5 @@
 // Pods and containers end to end: the real kapald, kapal-shim, runc, CNI plugins and registry.
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -425,6 +426,27 @@ TEST_F(PodsTest, KilledDaemonRestartsWithPodsRunningAndExitsRecorded) {
   ExecSyncResponse exec;
   ASSERT_TRUE(Exec(sleeper, {"echo", "still here"}, &exec).ok());
   EXPECT_EQ(exec.stdout(), "still here\n");
+}
+
+TEST_F(PodsTest, AnExitIsRecordedWithoutAnyoneAsking) {
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("quiet"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  std::string id = Run(*pod, ContainerWith("brief", {"sh", "-c", "exit 9"}));
+  // No status call: the shim's note in the exit dir makes kapald record the exit by itself.
+  std::string state;
+  int exit_code = -1;
+  for (int i = 0; i < 250 && state != "CONTAINER_EXITED"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    SQLite::Database db(kapald_->RootDir() + "/kapal.db", SQLite::OPEN_READONLY);
+    SQLite::Statement row(db, "SELECT state, exit_code FROM containers WHERE id = ?");
+    row.bind(1, id);
+    if (row.executeStep()) {
+      state = row.getColumn(0).getString();
+      exit_code = row.getColumn(1).getInt();
+    }
+  }
+  EXPECT_EQ(state, "CONTAINER_EXITED");
+  EXPECT_EQ(exit_code, 9);
 }
 
 TEST_F(PodsTest, BadInputsGetTheirCodeAndChangeNothing) {
