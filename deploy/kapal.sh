@@ -25,8 +25,9 @@ build_packages=(
 )
 # What kapald runs: OCI runtimes and CNI plugins.
 runtime_packages=(runc crun containernetworking-plugins iproute2 iptables)
-# What the tests use: a real registry and images built from busybox.
-test_packages=(docker-registry busybox-static skopeo umoci curl openssl)
+# What the tests use: a real registry and images built from busybox; curl for host ports;
+# pgrep (procps) for the leftover check.
+test_packages=(docker-registry busybox-static skopeo umoci curl openssl procps)
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then
