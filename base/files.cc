@@ -38,7 +38,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return content;
 }
 
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view content, mode_t mode) {
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view content, mode_t mode,
+                                 Durability durability) {
   std::string temp = absl::StrCat(path, ".tmp-", ::getpid());
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (!fd) return ErrnoStatus(errno, absl::StrCat("create ", temp));
@@ -53,7 +54,8 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
     }
     rest.remove_prefix(static_cast<size_t>(n));
   }
-  if (::fsync(fd.Get()) != 0 || ::fchmod(fd.Get(), mode) != 0) {
+  if ((durability == Durability::kSynced && ::fsync(fd.Get()) != 0) ||
+      ::fchmod(fd.Get(), mode) != 0) {
     absl::Status status = ErrnoStatus(errno, absl::StrCat("sync ", temp));
     ::unlink(temp.c_str());
     return status;

@@ -18,10 +18,14 @@ absl::Status ErrnoStatus(int errno_value, absl::string_view context);
 
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
-// Writes the whole file through a temporary sibling, fsyncs it and renames it into place, so a
-// reader (or a crash) sees either the old content or the new one, never half of it.
+// Whether a write must reach the disk before it returns. kVolatile is for files under the state
+// dir (a tmpfs in production, emptied by a reboot), where a rename alone is enough.
+enum class Durability { kSynced, kVolatile };
+
+// Writes the whole file through a temporary sibling, fsyncs it (unless kVolatile) and renames it
+// into place, so a reader (or a crash) sees either the old content or the new one, never half.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view content,
-                                 mode_t mode = 0644);
+                                 mode_t mode = 0644, Durability durability = Durability::kSynced);
 
 // mkdir -p, with MODE for the directories it creates. Existing directories are left as they are.
 absl::Status MakeDirectories(const std::string& path, mode_t mode);

@@ -5,7 +5,7 @@
 // Pushes a busybox image (built from the host's /bin/busybox) to the registry on 127.0.0.1:PORT
 // and pulls it on each target. Then, per target:
 //   - ROUNDS rounds of runp -> create -> start -> stop -> rm -> stopp -> rmp of a `sleep`
-//     container: median and p95 of each step in ms;
+//     container, alternating between the targets round by round: median and p95 of each step;
 //   - CONCURRENT pods (runp + create + start) started at once: total time;
 //   - resident memory (RSS) of the daemon idle and with those pods running, and of each shim:
 //     processes whose command line contains "shim" and MARKER (a path only that runtime's
@@ -224,64 +224,82 @@ int main(int argc, char** argv) {
   }
   std::string image_ref = absl::StrCat("127.0.0.1:", registry_port, "/bench/busybox:1");
 
-  for (const Target& target : targets) {
-    auto channel = grpc::CreateChannel(target.endpoint, grpc::InsecureChannelCredentials());
-    auto stub = RuntimeService::NewStub(channel);
+  // Per target: its stubs, and what is measured. Rounds alternate between the targets, so
+  // that both see the same background noise of the machine.
+  struct Run {
+    std::unique_ptr<RuntimeService::Stub> stub;
+    long idle_rss = 0, busy_rss = 0;
+    Steps steps;
+    double concurrent_ms = 0;
+    std::vector<long> shims;
+  };
+  std::vector<Run> runs(targets.size());
+  for (size_t t = 0; t < targets.size(); ++t) {
+    auto channel = grpc::CreateChannel(targets[t].endpoint, grpc::InsecureChannelCredentials());
+    runs[t].stub = RuntimeService::NewStub(channel);
     auto images = ImageService::NewStub(channel);
     PullImageRequest pull;
     pull.mutable_image()->set_image(image_ref);
     PullImageResponse pulled;
-    Check(images->PullImage(Deadline().get(), pull, &pulled), target.name + " PullImage");
+    Check(images->PullImage(Deadline().get(), pull, &pulled), targets[t].name + " PullImage");
     // One warm-up round: first-use costs (CNI bridge creation, caches) are not per-pod costs.
-    auto [warm_pod, warm_container] = StartPod(*stub, "warmup", image_ref, nullptr);
-    TearDownPod(*stub, warm_pod, warm_container, nullptr);
-
-    long idle_rss = RssKiB(target.daemon_pid);
-    Steps steps;
-    for (int round = 0; round < rounds; ++round) {
-      auto [pod, container] = StartPod(*stub, absl::StrCat("round-", round), image_ref, &steps);
-      TearDownPod(*stub, pod, container, &steps);
+    auto [warm_pod, warm_container] = StartPod(*runs[t].stub, "warmup", image_ref, nullptr);
+    TearDownPod(*runs[t].stub, warm_pod, warm_container, nullptr);
+    runs[t].idle_rss = RssKiB(targets[t].daemon_pid);
+  }
+  for (int round = 0; round < rounds; ++round) {
+    for (Run& run : runs) {
+      auto [pod, container] =
+          StartPod(*run.stub, absl::StrCat("round-", round), image_ref, &run.steps);
+      TearDownPod(*run.stub, pod, container, &run.steps);
     }
-    std::vector<double> total;
-    for (size_t i = 0; i < steps.ms["runp"].size(); ++i) {
-      total.push_back(steps.ms["runp"][i] + steps.ms["create"][i] + steps.ms["start"][i]);
-    }
-
+  }
+  for (size_t t = 0; t < targets.size(); ++t) {
+    Run& run = runs[t];
     std::vector<std::pair<std::string, std::string>> started(concurrent);
     auto concurrent_start = Clock::now();
     std::vector<std::thread> threads;
     for (int i = 0; i < concurrent; ++i) {
       threads.emplace_back([&, i] {
-        started[i] = StartPod(*stub, absl::StrCat("concurrent-", i), image_ref, nullptr);
+        started[i] = StartPod(*run.stub, absl::StrCat("concurrent-", i), image_ref, nullptr);
       });
     }
     for (std::thread& thread : threads) thread.join();
-    double concurrent_ms = Ms(Clock::now() - concurrent_start);
+    run.concurrent_ms = Ms(Clock::now() - concurrent_start);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    long busy_rss = RssKiB(target.daemon_pid);
-    std::vector<long> shims = ShimRssKiB(target.marker);
-    for (const auto& [pod, container] : started) TearDownPod(*stub, pod, container, nullptr);
+    run.busy_rss = RssKiB(targets[t].daemon_pid);
+    run.shims = ShimRssKiB(targets[t].marker);
+    for (const auto& [pod, container] : started) TearDownPod(*run.stub, pod, container, nullptr);
+  }
 
+  for (size_t t = 0; t < targets.size(); ++t) {
+    const Target& target = targets[t];
+    Run& run = runs[t];
+    std::vector<double> total;
+    for (size_t i = 0; i < run.steps.ms["runp"].size(); ++i) {
+      total.push_back(run.steps.ms["runp"][i] + run.steps.ms["create"][i] +
+                      run.steps.ms["start"][i]);
+    }
     std::cout << "== " << target.name << " (" << target.endpoint << ")\n";
     std::cout << absl::StrFormat("%-22s %10s %10s\n", "step (ms)", "median", "p95");
     for (const char* step : {"runp", "create", "start", "stop", "rm", "stopp", "rmp"}) {
-      std::cout << absl::StrFormat("%-22s %10.1f %10.1f\n", step, Percentile(steps.ms[step], 0.5),
-                                   Percentile(steps.ms[step], 0.95));
+      std::cout << absl::StrFormat("%-22s %10.1f %10.1f\n", step,
+                                   Percentile(run.steps.ms[step], 0.5),
+                                   Percentile(run.steps.ms[step], 0.95));
     }
     std::cout << absl::StrFormat("%-22s %10.1f %10.1f\n", "runp+create+start",
                                  Percentile(total, 0.5), Percentile(total, 0.95));
-    std::cout << absl::StrFormat("%d pods at once: %.0f ms\n", concurrent, concurrent_ms);
+    std::cout << absl::StrFormat("%d pods at once: %.0f ms\n", concurrent, run.concurrent_ms);
     long shim_sum = 0;
-    for (long kib : shims) shim_sum += kib;
+    for (long kib : run.shims) shim_sum += kib;
+    double shim_mean =
+        run.shims.empty() ? 0.0 : shim_sum / 1024.0 / static_cast<double>(run.shims.size());
     std::cout << absl::StrFormat(
         "daemon RSS: %.1f MiB idle, %.1f MiB with %d pods; shims: %zu, %.2f MiB RSS each "
         "(mean)\n",
-        idle_rss / 1024.0, busy_rss / 1024.0, concurrent, shims.size(),
-        shims.empty() ? 0.0 : shim_sum / 1024.0 / static_cast<double>(shims.size()));
-    std::cout << "RESULT " << target.name << " " << Percentile(total, 0.5) << " " << concurrent_ms
-              << " "
-              << (shims.empty() ? 0.0 : shim_sum / 1024.0 / static_cast<double>(shims.size()))
-              << "\n";
+        run.idle_rss / 1024.0, run.busy_rss / 1024.0, concurrent, run.shims.size(), shim_mean);
+    std::cout << "RESULT " << target.name << " " << Percentile(total, 0.5) << " "
+              << run.concurrent_ms << " " << shim_mean << "\n";
   }
   return 0;
 }

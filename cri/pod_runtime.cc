@@ -427,6 +427,21 @@ absl::Status PodRuntime::Recover() {
     pods_[pod.id] = std::move(pod);
   }
   for (Container& c : containers) {
+    if (c.shim_pid == 0) {
+      absl::StatusOr<std::string> shim_pid = base::ReadFile(c.bundle + "/" + shim::kShimPidFile);
+      if (!shim_pid.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*shim_pid), &c.shim_pid)) {
+        // kapald died before the shim started: CreateContainer never answered; undo it.
+        logger_.Warn("container ", c.id, ": its creation was cut short; removing it");
+        if (absl::Status cleaned = CleanUpContainerLocked(c); !cleaned.ok()) return cleaned;
+        absl::Status deleted = store_.WithDatabase([&](SQLite::Database& db) {
+          SQLite::Statement row(db, "DELETE FROM containers WHERE id = ?");
+          row.bind(1, c.id);
+          row.exec();
+        });
+        if (!deleted.ok()) return deleted;
+        continue;
+      }
+    }
     RefreshLocked(c);
     containers_[c.id] = std::move(c);
   }
@@ -658,7 +673,8 @@ absl::StatusOr<std::string> PodRuntime::RunPod(const PodSandboxConfig& config,
            {"hostname", hostname + "\n"},
            {"hosts", hosts},
            {"resolv.conf", ResolvConf(config.dns_config())}}) {
-    if (absl::Status written = base::WriteFileAtomically(pod.dir + "/" + name, content, 0644);
+    if (absl::Status written = base::WriteFileAtomically(pod.dir + "/" + name, content, 0644,
+                                                         base::Durability::kVolatile);
         !written.ok()) {
       return written;
     }
@@ -680,7 +696,8 @@ absl::StatusOr<std::string> PodRuntime::RunPod(const PodSandboxConfig& config,
       return pinned;
     }
     if (absl::Status written =
-            base::WriteFileAtomically(pod.dir + "/infra.pid", std::to_string(pod.infra_pid), 0600);
+            base::WriteFileAtomically(pod.dir + "/infra.pid", std::to_string(pod.infra_pid), 0600,
+                                      base::Durability::kVolatile);
         !written.ok()) {
       return written;
     }
@@ -963,8 +980,8 @@ absl::StatusOr<std::string> PodRuntime::CreateContainer(const std::string& pod_i
   inputs.min_oom_score_adj = min_oom_score_adj_;
   absl::StatusOr<nlohmann::json> spec = BuildContainerSpec(inputs);
   if (!spec.ok()) return spec.status();
-  if (absl::Status written =
-          base::WriteFileAtomically(c.bundle + "/config.json", spec->dump(), 0600);
+  if (absl::Status written = base::WriteFileAtomically(c.bundle + "/config.json", spec->dump(),
+                                                       0600, base::Durability::kVolatile);
       !written.ok()) {
     return written;
   }
@@ -994,8 +1011,9 @@ absl::StatusOr<std::string> PodRuntime::CreateContainer(const std::string& pod_i
     });
     return Annotate(shim.status(), "create the container");
   }
+  // The record already names the container; the shim's pid reaches the store with the next
+  // change (start), and until then the shim's own pid file tells a restarted kapald.
   c.shim_pid = shim->shim_pid;
-  if (absl::Status saved = SaveContainerRecord(c); !saved.ok()) return saved;
   done = true;
   std::string id = c.id;
   std::lock_guard lock(mutex_);
@@ -1196,7 +1214,8 @@ absl::StatusOr<ExecResult> PodRuntime::ExecSync(const std::string& id_or_prefix,
   absl::StatusOr<base::TempDir> scratch = base::TempDir::Create("exec", bundle);
   if (!scratch.ok()) return scratch.status();
   std::string process_file = scratch->Join("process.json");
-  if (absl::Status written = base::WriteFileAtomically(process_file, process.dump(), 0600);
+  if (absl::Status written = base::WriteFileAtomically(process_file, process.dump(), 0600,
+                                                       base::Durability::kVolatile);
       !written.ok()) {
     return written;
   }

@@ -31,5 +31,6 @@ inline constexpr const char* kControlSocket = "control.sock";
 inline constexpr const char* kConsoleSocket = "console.sock";
 inline constexpr const char* kPidFile = "pid";
 inline constexpr const char* kShimLog = "shim.log";
+inline constexpr const char* kShimPidFile = "shim.pid";
 
 }  // namespace kapal::shim

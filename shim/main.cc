@@ -128,13 +128,14 @@ std::string ReadSmallFile(const std::string& path) {
   return text;
 }
 
-// Writes FILE through a temporary sibling and a rename, synced, so kapald never reads half.
-bool WriteFileAtomically(const std::string& path, const std::string& text) {
+// Writes FILE through a temporary sibling and a rename, so kapald never reads half; SYNC also
+// waits for the disk.
+bool WriteFileAtomically(const std::string& path, const std::string& text, bool sync) {
   std::string temporary = path + ".tmp";
   int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return false;
   WriteAll(fd, text);
-  bool ok = ::fsync(fd) == 0;
+  bool ok = !sync || ::fsync(fd) == 0;
   ::close(fd);
   return ok && ::rename(temporary.c_str(), path.c_str()) == 0;
 }
@@ -332,6 +333,8 @@ int main(int argc, char** argv) {
   // The container's process is the runtime's grandchild; as a subreaper the shim becomes its
   // parent when the runtime exits, and so can wait for it.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  // kapald learns the shim's pid from the report below, and after a crash of its own from here.
+  WriteFileAtomically(kapal::shim::kShimPidFile, std::to_string(::getpid()), /*sync=*/false);
   int report_fd = ::dup(1);  // kapald reads "ok PID" / "error TEXT" here
   int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   int shim_log = ::open(kapal::shim::kShimLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -482,7 +485,8 @@ int main(int argc, char** argv) {
     ::close(control);
     ::unlink(kapal::shim::kControlSocket);
   }
-  if (!WriteFileAtomically(kapal::shim::kExitFile, kapal::shim::FormatExitRecord(record))) {
+  if (!WriteFileAtomically(kapal::shim::kExitFile, kapal::shim::FormatExitRecord(record),
+                           /*sync=*/true)) {
     std::fprintf(stderr, "kapal-shim: cannot write exit file: %s\n", std::strerror(errno));
     return 1;
   }
