@@ -449,6 +449,21 @@ TEST_F(PodsTest, AnExitIsRecordedWithoutAnyoneAsking) {
   EXPECT_EQ(exit_code, 9);
 }
 
+TEST_F(PodsTest, RemovingTheImageOfARunningContainerKeepsItRunning) {
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("orphan"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  std::string id = Run(*pod, ContainerWith("c", {"sleep", "1000"}));
+  RemoveImageRequest remove;
+  remove.mutable_image()->set_image(image_);
+  RemoveImageResponse removed;
+  grpc::Status status = kapald_->ImageStub()->RemoveImage(LongContext().get(), remove, &removed);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ExecSyncResponse exec;
+  ASSERT_TRUE(Exec(id, {"ls", "/bin/busybox"}, &exec).ok());
+  EXPECT_EQ(exec.stdout(), "/bin/busybox\n");
+  EXPECT_EQ(StatusOf(id).state(), CONTAINER_RUNNING);
+}
+
 TEST_F(PodsTest, BadInputsGetTheirCodeAndChangeNothing) {
   PodSandboxConfig nameless = PodConfig("x");
   nameless.mutable_metadata()->clear_name();
@@ -768,6 +783,12 @@ envs:
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(kapald_->Kapalctl({"logs", container}).out, "started\n");
+  EXPECT_EQ(kapald_->Kapalctl({"logs", "--tail", "0", container}).out, "");
+  EXPECT_EQ(kapald_->Kapalctl({"logs", "--tail", "1", container}).out, "started\n");
+  EXPECT_EQ(kapald_->Kapalctl({"logs", "--since", "1h", container}).out, "started\n");
+  EXPECT_EQ(kapald_->Kapalctl({"logs", "--since", "2000-01-01T00:00:00Z", container}).out,
+            "started\n");
+  EXPECT_NE(kapald_->Kapalctl({"logs", "--since", "yesterday", container}).exit_code, 0);
   EXPECT_THAT(kapald_->Kapalctl({"logs", "-t", container}).out, HasSubstr("Z started"));
 
   result = kapald_->Kapalctl({"rm", container});
