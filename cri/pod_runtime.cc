@@ -118,6 +118,24 @@ std::string ResolvConf(const runtime::v1::DNSConfig& dns) {
   return text;
 }
 
+// The process user of the container's config.json; nullopt when the bundle is gone.
+std::optional<ProcessUser> SpecUser(const std::string& bundle) {
+  absl::StatusOr<std::string> text = base::ReadFile(bundle + "/config.json");
+  if (!text.ok()) return std::nullopt;
+  nlohmann::json spec = nlohmann::json::parse(*text, nullptr, false);
+  if (!spec.is_object() || !spec.contains("process") || !spec["process"].contains("user")) {
+    return std::nullopt;
+  }
+  const nlohmann::json& user = spec["process"]["user"];
+  ProcessUser parsed;
+  parsed.uid = user.value("uid", 0u);
+  parsed.gid = user.value("gid", 0u);
+  if (user.contains("additionalGids") && user["additionalGids"].is_array()) {
+    parsed.additional_gids = user["additionalGids"].get<std::vector<uint32_t>>();
+  }
+  return parsed;
+}
+
 bool ProcessAlive(int pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
 
 // The shim's pid may be reused after a reboot; only a kapal-shim for this bundle counts.
@@ -442,6 +460,7 @@ absl::Status PodRuntime::Recover() {
         continue;
       }
     }
+    c.user = SpecUser(c.bundle);
     RefreshLocked(c);
     containers_[c.id] = std::move(c);
   }
@@ -957,6 +976,7 @@ absl::StatusOr<std::string> PodRuntime::CreateContainer(const std::string& pod_i
 
   absl::StatusOr<ProcessUser> user = ResolveUser(c.bundle + "/rootfs", config, image_config.user);
   if (!user.ok()) return user.status();
+  c.user = *user;
   SpecInputs inputs;
   inputs.container_id = c.id;
   inputs.container = &config;

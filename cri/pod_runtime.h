@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "cri/config.h"
 #include "cri/host_facts.h"
 #include "cri/namespaces.h"
+#include "cri/oci_spec.h"
 #include "cri/proto/cri_api.h"
 #include "images/image_store.h"
 #include "nlohmann/json.hpp"
@@ -57,6 +59,8 @@ struct Container {
   int64_t started_at = 0;
   int64_t finished_at = 0;
   std::string bundle;
+  // The user the process runs as (from the spec), for ContainerStatus.user.
+  std::optional<ProcessUser> user;
 };
 
 struct ExecResult {

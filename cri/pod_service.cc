@@ -62,6 +62,14 @@ void FillContainerStatus(const Container& c, runtime::v1::ContainerStatus* out) 
   *out->mutable_mounts() = c.config.mounts();
   out->set_log_path(c.log_path);
   out->set_stop_signal(static_cast<Signal>(c.stop_signal));
+  if (c.user.has_value()) {
+    LinuxContainerUser* user = out->mutable_user()->mutable_linux();
+    user->set_uid(c.user->uid);
+    user->set_gid(c.user->gid);
+    // Kubernetes reports the primary group among the supplemental ones too.
+    user->add_supplemental_groups(c.user->gid);
+    for (uint32_t gid : c.user->additional_gids) user->add_supplemental_groups(gid);
+  }
 }
 
 }  // namespace

@@ -342,6 +342,11 @@ TEST_F(PodsTest, CommandArgsEnvWorkingDirAndUserFollowKubernetesRules) {
   EXPECT_EQ(WaitForExit(image_default).exit_code(), 0);
   EXPECT_THAT(LogEntries(StatusOf(image_default).log_path()),
               ::testing::ElementsAre("stdout F from image cmd"));
+  ContainerStatus with_args_status = StatusOf(with_args);
+  EXPECT_EQ(with_args_status.user().linux().uid(), 1000);
+  EXPECT_EQ(with_args_status.user().linux().gid(), 1000);
+  EXPECT_THAT(with_args_status.user().linux().supplemental_groups(),
+              ::testing::ElementsAre(1000, 4242));
   EXPECT_EQ(WaitForExit(numeric_id).exit_code(), 0);
   EXPECT_THAT(LogEntries(StatusOf(numeric_id).log_path()),
               ::testing::ElementsAre("stdout F 4321", "stdout F 99"));
