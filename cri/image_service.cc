@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/files.h"
 #include "cri/grpc_status.h"
+#include "images/garbage.h"
 #include "images/manifest.h"
 #include "nlohmann/json.hpp"
 
@@ -162,22 +163,7 @@ absl::Status ImageService::CollectGarbage(const std::vector<images::Digest>& rel
   for (const images::Digest& blob : images_.UnusedBlobs(released_blobs)) {
     if (absl::Status removed = content_.Remove(blob); !removed.ok()) return removed;
   }
-  std::set<std::string> in_use;
-  for (const images::Digest& chain_id : images_.ChainIdsInUse()) in_use.insert(chain_id.String());
-  // Leaves first: a parent can go once its last child has.
-  for (bool removed_any = true; removed_any;) {
-    removed_any = false;
-    for (const snapshotter::Info& info : snapshots_.Walk()) {
-      if (info.kind != snapshotter::Kind::kCommitted || in_use.contains(info.key)) continue;
-      absl::Status removed = snapshots_.Remove(info.key);
-      if (removed.ok()) {
-        removed_any = true;
-      } else if (!absl::IsFailedPrecondition(removed)) {
-        return removed;
-      }
-    }
-  }
-  return absl::OkStatus();
+  return images::RemoveUnusedSnapshots(images_, snapshots_);
 }
 
 grpc::Status ImageService::ImageFsInfo(grpc::ServerContext*, const runtime::v1::ImageFsInfoRequest*,

@@ -28,6 +28,7 @@
 #include "cri/cni.h"
 #include "cri/oci_runtime.h"
 #include "cri/oci_spec.h"
+#include "images/garbage.h"
 #include "shim/exit_file.h"
 #include "snapshotter/mount.h"
 
@@ -1147,6 +1148,14 @@ absl::Status PodRuntime::CleanUpContainerLocked(const Container& c) {
   }
   absl::Status snapshot = snapshots_.Remove(c.snapshot_key);
   if (!snapshot.ok() && !absl::IsNotFound(snapshot)) return snapshot;
+  // The image may have been removed while the container used it: its layers go now.
+  if (absl::StatusOr<images::ImageRecord> image = images_.Find(c.image_id);
+      absl::IsNotFound(image.status())) {
+    if (absl::Status collected = images::RemoveUnusedSnapshots(images_, snapshots_);
+        !collected.ok()) {
+      logger_.Warn("removing the layers of a removed image: ", collected.message());
+    }
+  }
   return base::RemoveTree(c.bundle);
 }
 

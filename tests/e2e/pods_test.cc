@@ -467,6 +467,13 @@ TEST_F(PodsTest, RemovingTheImageOfARunningContainerKeepsItRunning) {
   ASSERT_TRUE(Exec(id, {"ls", "/bin/busybox"}, &exec).ok());
   EXPECT_EQ(exec.stdout(), "/bin/busybox\n");
   EXPECT_EQ(StatusOf(id).state(), CONTAINER_RUNNING);
+  // With the container gone, so are the image's layers.
+  RemoveContainerRequest remove_container;
+  remove_container.set_container_id(id);
+  RemoveContainerResponse removed_container;
+  ASSERT_TRUE(
+      stub_->RemoveContainer(LongContext().get(), remove_container, &removed_container).ok());
+  EXPECT_THAT(*base::ListDirectory(kapald_->RootDir() + "/snapshotter/snapshots"), SizeIs(0));
 }
 
 TEST_F(PodsTest, BadInputsGetTheirCodeAndChangeNothing) {
