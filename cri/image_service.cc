@@ -1,7 +1,6 @@
 #include "cri/image_service.h"
 
 #include <chrono>
-#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"

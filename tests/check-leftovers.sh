@@ -28,6 +28,11 @@ for dir in /sys/fs/cgroup/*/kapal/*/; do
   problems+=("cgroup: $dir")
 done
 
+# Cgroup parents the tests name themselves.
+for dir in /sys/fs/cgroup/kapal-test-* /sys/fs/cgroup/*/kapal-test-*; do
+  [ -d "$dir" ] && problems+=("cgroup: $dir")
+done
+
 dirs=$(ls -d /tmp/kapal-e2e.* /tmp/kapal-cni.* 2>/dev/null)
 [ -n "$dirs" ] && problems+=("temporary directories: $dirs")
 

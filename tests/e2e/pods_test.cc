@@ -719,6 +719,34 @@ TEST_F(PodsTest, MemoryLimitKillIsReportedAsOomKilled) {
   EXPECT_NE(exited.exit_code(), 0);
 }
 
+TEST_F(PodsTest, CgroupParentAndLimitsFromTheConfigs) {
+  PodSandboxConfig config = PodConfig("cgroups");
+  std::string parent = absl::StrCat("/kapal-test-", ::getpid());
+  config.mutable_linux()->set_cgroup_parent(parent);
+  absl::StatusOr<std::string> pod = RunPod(config);
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  ContainerConfig limited = ContainerWith("limited", {"sleep", "1000"});
+  limited.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(64 * 1024 * 1024);
+  limited.mutable_linux()->mutable_resources()->set_cpu_shares(512);
+  std::string id = Run(*pod, limited);
+  // cgroup v1 (this host's layout) or v2.
+  std::string v1 = absl::StrCat("/sys/fs/cgroup/memory", parent, "/", id, "/memory.limit_in_bytes");
+  std::string v2 = absl::StrCat("/sys/fs/cgroup", parent, "/", id, "/memory.max");
+  absl::StatusOr<std::string> limit = base::ReadFile(v1);
+  if (!limit.ok()) limit = base::ReadFile(v2);
+  ASSERT_TRUE(limit.ok()) << limit.status();
+  EXPECT_EQ(*limit, "67108864\n");
+  ASSERT_TRUE(RemovePod(*pod).ok());
+  // The parent is the caller's (kubelet's); the container's own cgroup is gone.
+  EXPECT_FALSE(base::ReadFile(v1).ok() || base::ReadFile(v2).ok());
+  if (auto hierarchies = base::ListDirectory("/sys/fs/cgroup"); hierarchies.ok()) {
+    for (const std::string& hierarchy : *hierarchies) {
+      ::rmdir(absl::StrCat("/sys/fs/cgroup/", hierarchy, parent).c_str());
+    }
+  }
+  ::rmdir(absl::StrCat("/sys/fs/cgroup", parent).c_str());
+}
+
 TEST_F(PodsTest, DevicesAndMountsReachTheContainer) {
   absl::StatusOr<std::string> pod = RunPod(PodConfig("devices"));
   ASSERT_TRUE(pod.ok()) << pod.status();
