@@ -672,9 +672,21 @@ TEST_F(PodsTest, ContainersOfAPodShareOnePidNamespaceWhenAsked) {
                                        "1000\0",
                                        11));
 
-  // Stopping the pod ends its infra process and whatever was left in the namespace.
+  // Stopping the pod ends its infra process (other tests' pods have their own).
+  absl::StatusOr<std::string> infra_pid =
+      base::ReadFile(absl::StrCat(kapald_->StateDir(), "/pods/", *shared, "/infra.pid"));
+  ASSERT_TRUE(infra_pid.ok()) << infra_pid.status();
+  std::string status_file = absl::StrCat("/proc/", *infra_pid, "/status");
+  EXPECT_THAT(base::ReadFile(status_file).value_or(""), HasSubstr("kapal-infra"));
   ASSERT_TRUE(StopPod(*shared).ok());
-  EXPECT_EQ(RunCommand({"pgrep", "-f", "^[^ ]*kapal-shim --infra$"}).out, "");
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    // Gone, or a zombie until init reaps it.
+    std::string status = base::ReadFile(status_file).value_or("");
+    gone = status.empty() || absl::StrContains(status, "State:\tZ");
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(gone);
 }
 
 TEST_F(PodsTest, HostNetworkPodUsesTheHostsNetworkAndName) {
