@@ -160,10 +160,13 @@ absl::StatusOr<nlohmann::json> CniNetwork::Invoke(const std::string& command,
   return output;
 }
 
-// portmap does nothing for a pod without host ports (ADD passes the result on, DEL finds no
-// rules of the pod), so it is not run for such pods: one exec less per pod start and stop.
+// Plugins whose work is done without them, each an exec less per pod start and stop:
+//   - portmap for a pod without host ports (ADD passes the result on, DEL finds no rules);
+//   - loopback: kapald brings lo up itself when it makes the namespace (as containerd does
+//     with its built-in loopback network), and lo goes with the namespace.
 bool Skippable(const nlohmann::json& plugin, const CniPod& pod) {
-  return pod.port_mappings.empty() && plugin.value("type", std::string()) == "portmap";
+  std::string type = plugin.value("type", std::string());
+  return type == "loopback" || (type == "portmap" && pod.port_mappings.empty());
 }
 
 absl::StatusOr<nlohmann::json> CniNetwork::Add(const CniPod& pod) const {

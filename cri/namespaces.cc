@@ -1,15 +1,20 @@
 #include "cri/namespaces.h"
 
 #include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -67,11 +72,26 @@ absl::Status PinNamespaces(const std::string& dir, const PodNamespaces& which,
   const char* name = hostname.c_str();
   size_t name_length = hostname.size();
   bool set_hostname = which.uts && !hostname.empty();
+  // The new network namespace's loopback comes up here, as containerd's built-in loopback
+  // network does it, so no CNI loopback plugin needs to be run for it.
+  ifreq loopback{};
+  std::memcpy(loopback.ifr_name, "lo", 3);
+  bool bring_up_loopback = which.network;
   pid_t pid = ::fork();
   if (pid < 0) return base::ErrnoStatus(errno, "fork");
   if (pid == 0) {
     char status = 0;
     if (::unshare(flags) != 0) status = 1;
+    if (status == 0 && bring_up_loopback) {
+      int socket_fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      if (socket_fd < 0 || ::ioctl(socket_fd, SIOCGIFFLAGS, &loopback) != 0) {
+        status = 4;
+      } else {
+        loopback.ifr_flags = static_cast<short>(loopback.ifr_flags | IFF_UP);
+        if (::ioctl(socket_fd, SIOCSIFFLAGS, &loopback) != 0) status = 4;
+      }
+      if (socket_fd >= 0) ::close(socket_fd);
+    }
     if (status == 0 && set_hostname && ::sethostname(name, name_length) != 0) status = 2;
     (void)!::write(ready_write.Get(), &status, 1);
     char go;
@@ -88,6 +108,8 @@ absl::Status PinNamespaces(const std::string& dir, const PodNamespaces& which,
   absl::Status result;
   if (status == 1) {
     result = absl::InternalError("unshare of the pod's namespaces failed");
+  } else if (status == 4) {
+    result = absl::InternalError("cannot bring up the loopback device of the pod's network");
   } else if (status == 2) {
     result = absl::InvalidArgumentError(absl::StrCat("cannot set hostname \"", hostname, "\""));
   } else if (status != 0) {

@@ -18,7 +18,8 @@ struct PodNamespaces {
 
 // Creates the pod's own namespaces and pins each with a bind mount at DIR/net, DIR/ipc and
 // DIR/uts, so they live without any process in them (no pause container) and containers join
-// them by path. The UTS namespace gets HOSTNAME. On failure nothing is left mounted.
+// them by path. The UTS namespace gets HOSTNAME; the network namespace's loopback is brought
+// up. On failure nothing is left mounted.
 absl::Status PinNamespaces(const std::string& dir, const PodNamespaces& which,
                            const std::string& hostname);
 

@@ -221,10 +221,17 @@ nlohmann::json DefaultSeccompProfile(const std::vector<std::string>& caps) {
   if (!enosys.empty()) {
     syscalls.push_back({{"names", enosys}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 38}});
   }
+  // The native architecture and the compat ones it can run; a filter per foreign architecture
+  // would only cost time at every container start.
+#if defined(__x86_64__)
+  std::vector<std::string> architectures = {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"};
+#elif defined(__aarch64__)
+  std::vector<std::string> architectures = {"SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"};
+#else
+  std::vector<std::string> architectures;  // libseccomp's native one
+#endif
   return {{"defaultAction", "SCMP_ACT_ALLOW"},
-          {"architectures",
-           {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64",
-            "SCMP_ARCH_ARM"}},
+          {"architectures", architectures},
           {"syscalls", syscalls}};
 }
 

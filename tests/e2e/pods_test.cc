@@ -382,6 +382,12 @@ TEST_F(PodsTest, TwoPodsReachEachOtherOnTheBridge) {
   }
   EXPECT_EQ(fetched.exit_code(), 0) << fetched.stderr();
   EXPECT_EQ(fetched.stdout(), "served-by-server\n");
+  // Loopback is up in the pod's namespace: the server answers on 127.0.0.1 from its own pod.
+  ExecSyncResponse local;
+  ASSERT_TRUE(Exec(server, {"busybox", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"},
+                   &local, 10)
+                  .ok());
+  EXPECT_EQ(local.stdout(), "served-by-server\n") << local.stderr();
 }
 
 TEST_F(PodsTest, HostPortIsReachableOnLoopback) {
