@@ -597,9 +597,14 @@ void PodRuntime::RemovePodCgroup(const Pod& pod) const {
 absl::StatusOr<std::string> PodRuntime::RunPod(const PodSandboxConfig& config,
                                                const std::string& runtime_handler) {
   const auto& meta = config.metadata();
-  if (meta.name().empty() || meta.namespace_().empty() || meta.uid().empty()) {
-    return absl::InvalidArgumentError(
-        "pod sandbox metadata needs name, namespace and uid (all were not given)");
+  std::vector<std::string> missing;
+  if (meta.name().empty()) missing.push_back("name");
+  if (meta.namespace_().empty()) missing.push_back("namespace");
+  if (meta.uid().empty()) missing.push_back("uid");
+  if (!missing.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("pod sandbox metadata has no ",
+                                                   absl::StrJoin(missing, ", "),
+                                                   "; name, namespace and uid are required"));
   }
   absl::StatusOr<const Handler*> handler = HandlerFor(runtime_handler);
   if (!handler.ok()) return handler.status();
@@ -713,6 +718,9 @@ absl::StatusOr<std::string> PodRuntime::RunPod(const PodSandboxConfig& config,
     if (!infra.ok()) return Annotate(infra.status(), "start the pod's infra process");
     pod.infra_pid = *infra;
     if (absl::Status pinned = PinPidNamespace(pod.dir, pod.infra_pid); !pinned.ok()) {
+      // Not pinned, so StopInfra could not tell it is ours; it was started a moment ago.
+      ::kill(pod.infra_pid, SIGKILL);
+      pod.infra_pid = 0;
       return pinned;
     }
     if (absl::Status written =
