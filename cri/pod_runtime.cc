@@ -497,16 +497,24 @@ void PodRuntime::RefreshLocked(Container& c) {
     return;
   }
   if (c.shim_pid == 0) return;  // being created
-  absl::StatusOr<std::string> text = base::ReadFile(c.bundle + "/" + shim::kExitFile);
-  std::optional<shim::ExitRecord> record;
-  if (text.ok()) record = shim::ParseExitRecord(*text);
+  auto read_record = [&]() -> std::optional<shim::ExitRecord> {
+    absl::StatusOr<std::string> text = base::ReadFile(c.bundle + "/" + shim::kExitFile);
+    return text.ok() ? shim::ParseExitRecord(*text) : std::nullopt;
+  };
+  std::optional<shim::ExitRecord> record = read_record();
+  bool shim_gone = false;
+  if (!record.has_value() && !ShimAlive(c.shim_pid, c.bundle)) {
+    // The shim writes the record and then exits: it may have done both since the first look.
+    record = read_record();
+    shim_gone = !record.has_value();
+  }
   if (record.has_value()) {
     c.state = runtime::v1::CONTAINER_EXITED;
     c.exit_code = record->exit_code;
     c.finished_at = record->finished_at_ns;
     c.reason = record->oom_killed ? "OOMKilled" : record->exit_code == 0 ? "Completed" : "Error";
     if (c.started_at == 0) c.started_at = c.finished_at;
-  } else if (!ShimAlive(c.shim_pid, c.bundle)) {
+  } else if (shim_gone) {
     c.state = runtime::v1::CONTAINER_EXITED;
     c.exit_code = 255;
     c.finished_at = NowNanos();
