@@ -425,7 +425,12 @@ TEST_F(PodsTest, KilledDaemonRestartsWithPodsRunningAndExitsRecorded) {
   std::string ending = Run(*pod, ContainerWith("ending", {"sh", "-c", "sleep 1; exit 5"}));
   ASSERT_TRUE(kapald_->Process().Signal(SIGKILL).ok());
   ASSERT_TRUE(kapald_->Process().Wait(std::chrono::seconds(10)).ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // "ending" exits meanwhile
+  // "ending" exits while kapald is down: wait for its shim's record (at most 20 s).
+  std::string exit_file = absl::StrCat(kapald_->StateDir(), "/containers/", ending, "/exit");
+  for (int i = 0; i < 1000 && ::access(exit_file.c_str(), F_OK) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(::access(exit_file.c_str(), F_OK), 0) << "the container did not exit";
   ASSERT_TRUE(kapald_->Restart().ok());
   stub_ = kapald_->RuntimeStub();
   EXPECT_EQ(PodStatus(*pod).state(), SANDBOX_READY);
@@ -585,7 +590,10 @@ TEST_F(PodsTest, ExecTimeoutAndLogReopen) {
   ReopenContainerLogResponse reopened;
   grpc::Status status = stub_->ReopenContainerLog(Context().get(), reopen, &reopened);
   ASSERT_TRUE(status.ok()) << status.error_message();
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  // New ticks go to a new file (polled: at most 5 s on a loaded machine).
+  for (int i = 0; i < 250 && LogEntries(log).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   EXPECT_THAT(LogEntries(log), ::testing::Contains("stdout F tick"));
   EXPECT_THAT(LogEntries(log + ".1"), ::testing::Contains("stdout F tick"));
 }
