@@ -314,6 +314,19 @@ nlohmann::json PodRuntime::Describe() const {
           {"oom_score_adj_restricted", min_oom_score_adj_ > -1000}};
 }
 
+absl::StatusOr<const PodRuntime::Handler*> PodRuntime::HandlerOfLocked(const Container& c) const {
+  auto pod = pods_.find(c.pod_id);
+  return HandlerFor(pod != pods_.end() ? pod->second.runtime_handler : "");
+}
+
+absl::StatusOr<Container*> PodRuntime::FindContainerLocked(const std::string& id_or_prefix) {
+  absl::StatusOr<std::string> resolved = ResolveContainerId(id_or_prefix);
+  if (!resolved.ok()) return resolved.status();
+  Container& c = containers_.at(*resolved);
+  RefreshLocked(c);
+  return &c;
+}
+
 absl::StatusOr<const PodRuntime::Handler*> PodRuntime::HandlerFor(const std::string& name) const {
   const std::string& wanted = name.empty() ? config_.default_runtime : name;
   auto found = handlers_.find(wanted);
@@ -1061,16 +1074,14 @@ absl::StatusOr<std::string> PodRuntime::CreateContainer(const std::string& pod_i
 
 absl::Status PodRuntime::StartContainer(const std::string& id_or_prefix) {
   std::lock_guard lock(mutex_);
-  absl::StatusOr<std::string> resolved = ResolveContainerId(id_or_prefix);
-  if (!resolved.ok()) return resolved.status();
-  Container& c = containers_.at(*resolved);
-  RefreshLocked(c);
+  absl::StatusOr<Container*> found_container = FindContainerLocked(id_or_prefix);
+  if (!found_container.ok()) return found_container.status();
+  Container& c = **found_container;
   if (c.state != runtime::v1::CONTAINER_CREATED) {
     return absl::FailedPreconditionError(absl::StrCat(
         "container ", c.id, " is ", ContainerStateName(c.state), "; only a created one can start"));
   }
-  absl::StatusOr<const Handler*> handler =
-      HandlerFor(pods_.count(c.pod_id) > 0 ? pods_.at(c.pod_id).runtime_handler : "");
+  absl::StatusOr<const Handler*> handler = HandlerOfLocked(c);
   if (!handler.ok()) return handler.status();
   // The process runs from inside `start` on; it may even have exited when start returns.
   int64_t starting_at = NowNanos();
@@ -1100,15 +1111,13 @@ absl::Status PodRuntime::StopContainerUnlocked(const std::string& id_or_prefix,
   const Handler* handler = nullptr;
   {
     std::lock_guard lock(mutex_);
-    absl::StatusOr<std::string> resolved = ResolveContainerId(id_or_prefix);
-    if (!resolved.ok()) return resolved.status();
-    Container& c = containers_.at(*resolved);
-    RefreshLocked(c);
+    absl::StatusOr<Container*> found_container = FindContainerLocked(id_or_prefix);
+    if (!found_container.ok()) return found_container.status();
+    Container& c = **found_container;
     if (c.state == runtime::v1::CONTAINER_EXITED || c.state == runtime::v1::CONTAINER_UNKNOWN) {
       return absl::OkStatus();  // idempotent
     }
-    absl::StatusOr<const Handler*> found =
-        HandlerFor(pods_.count(c.pod_id) > 0 ? pods_.at(c.pod_id).runtime_handler : "");
+    absl::StatusOr<const Handler*> found = HandlerOfLocked(c);
     if (!found.ok()) return found.status();
     handler = *found;
     id = c.id;
@@ -1153,8 +1162,7 @@ absl::Status PodRuntime::StopContainer(const std::string& id, std::chrono::secon
 }
 
 absl::Status PodRuntime::CleanUpContainerLocked(const Container& c) {
-  absl::StatusOr<const Handler*> handler =
-      HandlerFor(pods_.count(c.pod_id) > 0 ? pods_.at(c.pod_id).runtime_handler : "");
+  absl::StatusOr<const Handler*> handler = HandlerOfLocked(c);
   if (handler.ok()) {
     if (absl::Status deleted = (*handler)->runtime.Delete(c.id); !deleted.ok()) return deleted;
   }
@@ -1230,16 +1238,14 @@ absl::StatusOr<ExecResult> PodRuntime::ExecSync(const std::string& id_or_prefix,
   const Handler* handler = nullptr;
   {
     std::lock_guard lock(mutex_);
-    absl::StatusOr<std::string> resolved = ResolveContainerId(id_or_prefix);
-    if (!resolved.ok()) return resolved.status();
-    Container& c = containers_.at(*resolved);
-    RefreshLocked(c);
+    absl::StatusOr<Container*> found_container = FindContainerLocked(id_or_prefix);
+    if (!found_container.ok()) return found_container.status();
+    Container& c = **found_container;
     if (c.state != runtime::v1::CONTAINER_RUNNING) {
       return absl::FailedPreconditionError(absl::StrCat(
           "container ", c.id, " is ", ContainerStateName(c.state), "; exec needs a running one"));
     }
-    absl::StatusOr<const Handler*> found =
-        HandlerFor(pods_.count(c.pod_id) > 0 ? pods_.at(c.pod_id).runtime_handler : "");
+    absl::StatusOr<const Handler*> found = HandlerOfLocked(c);
     if (!found.ok()) return found.status();
     handler = *found;
     id = c.id;
@@ -1282,10 +1288,9 @@ absl::Status PodRuntime::ReopenContainerLog(const std::string& id_or_prefix) {
   std::string bundle;
   {
     std::lock_guard lock(mutex_);
-    absl::StatusOr<std::string> resolved = ResolveContainerId(id_or_prefix);
-    if (!resolved.ok()) return resolved.status();
-    Container& c = containers_.at(*resolved);
-    RefreshLocked(c);
+    absl::StatusOr<Container*> found_container = FindContainerLocked(id_or_prefix);
+    if (!found_container.ok()) return found_container.status();
+    Container& c = **found_container;
     if (c.state != runtime::v1::CONTAINER_RUNNING) {
       return absl::FailedPreconditionError(
           absl::StrCat("container ", c.id, " is not running; its log is closed"));

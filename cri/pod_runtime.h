@@ -112,6 +112,10 @@ class PodRuntime {
  private:
   struct Handler;
   absl::StatusOr<const Handler*> HandlerFor(const std::string& name) const;
+  // The handler of the container's pod (the default one when the pod is gone).
+  absl::StatusOr<const Handler*> HandlerOfLocked(const Container& c) const;
+  // Resolves an id or prefix and brings the container's state up to date.
+  absl::StatusOr<Container*> FindContainerLocked(const std::string& id_or_prefix);
   absl::StatusOr<std::string> ResolvePodId(const std::string& id_or_prefix);
   absl::StatusOr<std::string> ResolveContainerId(const std::string& id_or_prefix);
   // Reads the shim's exit record (or notices a dead shim) and records the exit.

@@ -199,6 +199,18 @@ std::streamoff PrintLog(const std::string& path, std::streamoff offset, const Lo
   return end;
 }
 
+// A status response as inspect prints it: the status, and each verbose info value (JSON text)
+// parsed in place, as crictl does.
+nlohmann::json StatusDocument(const google::protobuf::Message& status,
+                              const google::protobuf::Map<std::string, std::string>& info) {
+  nlohmann::json document = {{"status", MessageToJson(status)}};
+  for (const auto& [key, value] : info) {
+    nlohmann::json parsed = nlohmann::json::parse(value, nullptr, false);
+    document[key] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
+  }
+  return document;
+}
+
 std::string RandomSuffix() {
   std::random_device random;
   static constexpr char kHex[] = "0123456789abcdef";
@@ -355,12 +367,7 @@ absl::Status RunInspectPods(CriClient& client, const std::vector<std::string>& i
     grpc::Status status =
         client.Runtime().PodSandboxStatus(client.NewContext().get(), request, &response);
     if (!status.ok()) return RpcError("PodSandboxStatus", status);
-    nlohmann::json document = {{"status", MessageToJson(response.status())}};
-    for (const auto& [key, value] : response.info()) {
-      nlohmann::json parsed = nlohmann::json::parse(value, nullptr, false);
-      document[key] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
-    }
-    documents.push_back(document);
+    documents.push_back(StatusDocument(response.status(), response.info()));
   }
   if (format == OutputFormat::kTable) {
     for (const nlohmann::json& document : documents) {
@@ -536,12 +543,7 @@ absl::Status RunInspectContainers(CriClient& client, const std::vector<std::stri
     grpc::Status status =
         client.Runtime().ContainerStatus(client.NewContext().get(), request, &response);
     if (!status.ok()) return RpcError("ContainerStatus", status);
-    nlohmann::json document = {{"status", MessageToJson(response.status())}};
-    for (const auto& [key, value] : response.info()) {
-      nlohmann::json parsed = nlohmann::json::parse(value, nullptr, false);
-      document[key] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
-    }
-    documents.push_back(document);
+    documents.push_back(StatusDocument(response.status(), response.info()));
   }
   if (format == OutputFormat::kTable) {
     for (const nlohmann::json& document : documents) {
