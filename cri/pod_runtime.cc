@@ -174,6 +174,19 @@ absl::StatusOr<std::string> AskShim(const std::string& bundle, const std::string
   return answer;
 }
 
+// Who a CNI call is for: the pod's ids, its network namespace pin and its host ports.
+CniPod CniPodOf(const Pod& pod) {
+  const auto& meta = pod.config.metadata();
+  CniPod cni_pod{pod.id, pod.dir + "/net", meta.name(), meta.namespace_(), meta.uid(), {}};
+  for (const runtime::v1::PortMapping& port : pod.config.port_mappings()) {
+    if (port.host_port() == 0) continue;
+    std::string protocol = absl::AsciiStrToLower(runtime::v1::Protocol_Name(port.protocol()));
+    cni_pod.port_mappings.push_back(
+        {port.host_port(), port.container_port(), protocol, port.host_ip()});
+  }
+  return cni_pod;
+}
+
 absl::Status Annotate(const absl::Status& status, absl::string_view context) {
   if (status.ok()) return status;
   return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
@@ -753,13 +766,7 @@ absl::StatusOr<std::string> PodRuntime::RunPod(const PodSandboxConfig& config,
   }
 
   if (network.has_value()) {
-    CniPod cni_pod{pod.id, pod.dir + "/net", meta.name(), meta.namespace_(), meta.uid(), {}};
-    for (const runtime::v1::PortMapping& port : config.port_mappings()) {
-      if (port.host_port() == 0) continue;
-      std::string protocol = absl::AsciiStrToLower(runtime::v1::Protocol_Name(port.protocol()));
-      cni_pod.port_mappings.push_back(
-          {port.host_port(), port.container_port(), protocol, port.host_ip()});
-    }
+    CniPod cni_pod = CniPodOf(pod);
     absl::StatusOr<nlohmann::json> result = network->Add(cni_pod);
     if (!result.ok()) return Annotate(result.status(), "set up the pod's network");
     networked = cni_pod;
@@ -803,14 +810,7 @@ absl::Status PodRuntime::StopPod(const std::string& id_or_prefix) {
   if (!pod.cni_result.is_null() && pod.own.network) {
     absl::StatusOr<CniNetwork> network =
         CniNetwork::Load(config_.cni_conf_dir, config_.cni_bin_dirs);
-    const auto& meta = pod.config.metadata();
-    CniPod cni_pod{pod.id, pod.dir + "/net", meta.name(), meta.namespace_(), meta.uid(), {}};
-    for (const runtime::v1::PortMapping& port : pod.config.port_mappings()) {
-      if (port.host_port() == 0) continue;
-      std::string protocol = absl::AsciiStrToLower(runtime::v1::Protocol_Name(port.protocol()));
-      cni_pod.port_mappings.push_back(
-          {port.host_port(), port.container_port(), protocol, port.host_ip()});
-    }
+    CniPod cni_pod = CniPodOf(pod);
     if (network.ok()) {
       if (absl::Status deleted = network->Del(cni_pod, pod.cni_result); !deleted.ok()) {
         return Annotate(deleted, "tear down the pod's network");
