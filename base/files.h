@@ -1,5 +1,8 @@
 #pragma once
 
+// base: the small tools every component uses (RAII fds, child processes, temp dirs, files,
+// the logger). It knows nothing of containers, images or any API, and depends on nothing of ours.
+
 #include <sys/types.h>
 
 #include <cstdint>

@@ -68,7 +68,7 @@ address = "$work/kapal/kapal.sock"
 [metrics]
 address = ""
 CONFIG
-  "$build/cri/kapald" --config "$work/kapal/kapal.toml" >"$work/kapald.log" 2>&1 &
+  "$build/daemon/kapald" --config "$work/kapal/kapal.toml" >"$work/kapald.log" 2>&1 &
   kapald_pid=$!
   pids+=($kapald_pid)
   wait_for kapald test -S "$work/kapal/kapal.sock"

@@ -48,7 +48,7 @@ start_containerd "$(cat <<CONFIG
 CONFIG
 )"
 
-echo "containerd $(containerd --version | awk '{print $3}'), kapald $("$build/cri/kapald" --version | awk '{print $2}'), runc $(runc --version | awk 'NR==1 {print $3}'), $(nproc) cores"
+echo "containerd $(containerd --version | awk '{print $3}'), kapald $("$build/daemon/kapald" --version | awk '{print $2}'), runc $(runc --version | awk 'NR==1 {print $3}'), $(nproc) cores"
 "$build/bench/kapal-pod-bench" --registry-port "$port" --rounds "$rounds" --concurrent "$concurrent" \
   --target "kapald,unix://$work/kapal/kapal.sock,$kapald_pid,$work/kapal" \
   --target "containerd,unix://$work/containerd/containerd.sock,$containerd_pid,$work/containerd" \

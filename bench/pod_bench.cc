@@ -23,8 +23,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "api/cri_services.h"
 #include "base/files.h"
-#include "cri/proto/cri_api.h"
 #include "tests/fixtures/registry_fixture.h"
 
 namespace {

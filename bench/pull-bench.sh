@@ -11,7 +11,7 @@ start_registry
 start_kapald
 start_containerd
 
-echo "containerd $(containerd --version | awk '{print $3}'), kapald $("$build/cri/kapald" --version | awk '{print $2}'), $(nproc) cores"
+echo "containerd $(containerd --version | awk '{print $3}'), kapald $("$build/daemon/kapald" --version | awk '{print $2}'), $(nproc) cores"
 "$build/bench/kapal-pull-bench" --registry-port "$port" --rounds "$rounds" \
   "unix://$work/kapal/kapal.sock" "unix://$work/containerd/containerd.sock" | tee "$work/result"
 kapal=$(awk '/kapal.sock/ {print $3}' "$work/result")

@@ -16,7 +16,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
-#include "cri/proto/cri_api.h"
+#include "api/cri_services.h"
 #include "tests/fixtures/registry_fixture.h"
 
 namespace {

@@ -7,7 +7,6 @@
 #include "absl/strings/str_cat.h"
 #include "base/files.h"
 #include "cri/grpc_status.h"
-#include "images/garbage.h"
 #include "images/manifest.h"
 #include "nlohmann/json.hpp"
 
@@ -23,13 +22,6 @@ void SetUsage(runtime::v1::FilesystemUsage* out, const std::string& mountpoint,
   out->mutable_fs_id()->set_mountpoint(mountpoint);
   out->mutable_used_bytes()->set_value(static_cast<uint64_t>(usage.bytes));
   out->mutable_inodes_used()->set_value(static_cast<uint64_t>(usage.inodes));
-}
-
-// A name:tag reference (no digest, not an id) removes only that tag.
-bool IsTagOnly(const std::string& text, const images::ImageRecord& image) {
-  if (absl::StartsWith(text, "sha256:") || absl::StartsWith(image.id.Hex(), text)) return false;
-  absl::StatusOr<images::Reference> reference = images::ParseReference(text);
-  return reference.ok() && !reference->digest;
 }
 
 }  // namespace
@@ -55,20 +47,6 @@ runtime::v1::Image ToCriImage(const images::ImageRecord& image) {
   return out;
 }
 
-ImageService::ImageService(const Config& config, images::Puller& puller, images::ImageStore& images,
-                           images::ContentStore& content, snapshotter::Snapshotter& snapshots,
-                           metrics::Registry& metrics, base::Logger& logger)
-    : config_(config),
-      puller_(puller),
-      images_(images),
-      content_(content),
-      snapshots_(snapshots),
-      logger_(logger),
-      pulls_(prometheus::BuildCounter()
-                 .Name(metrics::Registry::Name("image_pulls_total"))
-                 .Help("Image pulls by result (success, failure)")
-                 .Register(metrics.Prometheus())) {}
-
 grpc::Status ImageService::PullImage(grpc::ServerContext*,
                                      const runtime::v1::PullImageRequest* request,
                                      runtime::v1::PullImageResponse* response) {
@@ -85,16 +63,8 @@ grpc::Status ImageService::PullImage(grpc::ServerContext*,
       !decoded.ok()) {
     return ToGrpcStatus(decoded);
   }
-  auto started = std::chrono::steady_clock::now();
-  absl::StatusOr<images::ImageRecord> image = puller_.Pull(reference, credentials);
-  pulls_.Add({{"result", image.ok() ? "success" : "failure"}}).Increment();
-  if (!image.ok()) {
-    logger_.Warn(image.status().message());
-    return ToGrpcStatus(image.status());
-  }
-  logger_.Info("pulled ", reference, " as ", image->id.String(), " in ",
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-               "s");
+  absl::StatusOr<images::ImageRecord> image = images_.Pull(reference, credentials);
+  if (!image.ok()) return ToGrpcStatus(image.status());
   response->set_image_ref(image->id.String());
   return grpc::Status::OK;
 }
@@ -140,49 +110,18 @@ grpc::Status ImageService::RemoveImage(grpc::ServerContext*,
   if (text.empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "RemoveImage: image.image is empty");
   }
-  std::lock_guard lock(removal_mutex_);
-  absl::StatusOr<images::ImageRecord> image = images_.Find(text);
+  absl::Status removed = images_.Remove(text);
   // Removing what is not there succeeds, as kubelet's image GC expects.
-  if (absl::IsNotFound(image.status())) return grpc::Status::OK;
-  if (!image.ok()) return ToGrpcStatus(image.status());
-  if (IsTagOnly(text, *image) && image->repo_tags.size() > 1) {
-    absl::StatusOr<images::Reference> reference = images::ParseReference(text);
-    absl::StatusOr<int> remaining = images_.Untag(*reference);
-    if (!remaining.ok()) return ToGrpcStatus(remaining.status());
-    logger_.Info("untagged ", reference->Canonical(), "; ", image->id.String(), " keeps ",
-                 *remaining, " tags");
-    return grpc::Status::OK;
-  }
-  if (absl::Status removed = images_.Remove(image->id); !removed.ok()) return ToGrpcStatus(removed);
-  logger_.Info("removed image ", image->id.String());
-  return ToGrpcStatus(CollectGarbage(image->blobs));
-}
-
-absl::Status ImageService::CollectGarbage(const std::vector<images::Digest>& released_blobs) {
-  for (const images::Digest& blob : images_.UnusedBlobs(released_blobs)) {
-    if (absl::Status removed = content_.Remove(blob); !removed.ok()) return removed;
-  }
-  return images::RemoveUnusedSnapshots(images_, snapshots_);
+  if (absl::IsNotFound(removed)) return grpc::Status::OK;
+  return ToGrpcStatus(removed);
 }
 
 grpc::Status ImageService::ImageFsInfo(grpc::ServerContext*, const runtime::v1::ImageFsInfoRequest*,
                                        runtime::v1::ImageFsInfoResponse* response) {
-  // Kubelet asks every few seconds: images are counted from what the store recorded when each
-  // blob and layer was written; only writable (container) snapshots change and are measured.
-  absl::StatusOr<std::pair<int64_t, int64_t>> blobs = content_.Totals();
-  if (!blobs.ok()) return ToGrpcStatus(blobs.status());
-  absl::StatusOr<snapshotter::Usage> layers = snapshots_.CommittedUsage();
-  if (!layers.ok()) return ToGrpcStatus(layers.status());
-  base::TreeUsage images_usage{blobs->first + layers->bytes, blobs->second + layers->inodes};
-  base::TreeUsage containers_usage;
-  for (const snapshotter::Info& info : snapshots_.Walk()) {
-    if (info.kind == snapshotter::Kind::kCommitted) continue;
-    base::TreeUsage measured = base::MeasureTree(info.directory);
-    containers_usage.bytes += measured.bytes;
-    containers_usage.inodes += measured.inodes;
-  }
-  SetUsage(response->add_image_filesystems(), config_.root_dir, images_usage);
-  SetUsage(response->add_container_filesystems(), config_.root_dir, containers_usage);
+  absl::StatusOr<runtime::FilesystemUsage> usage = images_.Usage();
+  if (!usage.ok()) return ToGrpcStatus(usage.status());
+  SetUsage(response->add_image_filesystems(), usage->mountpoint, usage->images);
+  SetUsage(response->add_container_filesystems(), usage->mountpoint, usage->containers);
   return grpc::Status::OK;
 }
 

@@ -2,23 +2,16 @@
 
 #include <memory>
 
-#include "base/logger.h"
-#include "cri/config.h"
-#include "cri/proto/cri_api.h"
-#include "images/content_store.h"
+#include "api/cri_services.h"
 #include "images/image_store.h"
-#include "images/puller.h"
-#include "metrics/metrics.h"
-#include "snapshotter/snapshotter.h"
+#include "runtime/images.h"
 
 namespace kapal::cri {
 
 // The runtime.v1.ImageService of kapald.
 class ImageService final : public runtime::v1::ImageService::Service {
  public:
-  ImageService(const Config& config, images::Puller& puller, images::ImageStore& images,
-               images::ContentStore& content, snapshotter::Snapshotter& snapshots,
-               metrics::Registry& metrics, base::Logger& logger);
+  explicit ImageService(runtime::Images& images) : images_(images) {}
 
   grpc::Status PullImage(grpc::ServerContext* context, const runtime::v1::PullImageRequest* request,
                          runtime::v1::PullImageResponse* response) override;
@@ -36,17 +29,7 @@ class ImageService final : public runtime::v1::ImageService::Service {
                            runtime::v1::ImageFsInfoResponse* response) override;
 
  private:
-  // Removes blobs and committed snapshots that no image uses any more.
-  absl::Status CollectGarbage(const std::vector<images::Digest>& released_blobs);
-
-  const Config& config_;
-  images::Puller& puller_;
-  images::ImageStore& images_;
-  images::ContentStore& content_;
-  snapshotter::Snapshotter& snapshots_;
-  base::Logger& logger_;
-  prometheus::Family<prometheus::Counter>& pulls_;
-  std::mutex removal_mutex_;
+  runtime::Images& images_;
 };
 
 // CRI's view of an image record: uid when the config's User is numeric, else username.

@@ -10,15 +10,11 @@
 #include "base/temp_dir.h"
 #include "base/unique_fd.h"
 #include "cri/grpc_status.h"
-#include "images/archive.h"
 
 namespace kapal::cri {
 
 grpc::Status KapalImagesService::Pull(grpc::ServerContext*, const kapal::v1::PullRequest* request,
                                       grpc::ServerWriter<kapal::v1::PullEvent>* writer) {
-  if (request->image().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Pull: image is empty");
-  }
   images::Credentials credentials{request->username(), request->password(),
                                   request->identity_token(), request->registry_token()};
   if (absl::Status decoded = images::DecodeAuthField(request->auth(), credentials); !decoded.ok()) {
@@ -27,7 +23,7 @@ grpc::Status KapalImagesService::Pull(grpc::ServerContext*, const kapal::v1::Pul
   // Layers download on several threads; a gRPC writer takes one message at a time.
   std::mutex write_mutex;
   absl::StatusOr<images::ImageRecord> image =
-      puller_.Pull(request->image(), credentials, [&](const images::LayerProgress& progress) {
+      images_.Pull(request->image(), credentials, [&](const images::LayerProgress& progress) {
         kapal::v1::PullEvent event;
         kapal::v1::LayerProgress* layer = event.mutable_layer();
         layer->set_digest(progress.digest);
@@ -37,11 +33,7 @@ grpc::Status KapalImagesService::Pull(grpc::ServerContext*, const kapal::v1::Pul
         std::lock_guard lock(write_mutex);
         writer->Write(event);
       });
-  if (!image.ok()) {
-    logger_.Warn(image.status().message());
-    return ToGrpcStatus(image.status());
-  }
-  logger_.Info("pulled ", request->image(), " as ", image->id.String());
+  if (!image.ok()) return ToGrpcStatus(image.status());
   kapal::v1::PullEvent done;
   done.set_image_id(image->id.String());
   writer->Write(done);
@@ -69,17 +61,12 @@ grpc::Status KapalImagesService::Import(grpc::ServerContext*,
     }
   }
   fd.Reset();
-  absl::StatusOr<std::vector<images::ImageRecord>> imported =
-      images::ImportArchive(path, content_, puller_);
-  if (!imported.ok()) {
-    logger_.Warn(imported.status().message());
-    return ToGrpcStatus(imported.status());
-  }
+  absl::StatusOr<std::vector<images::ImageRecord>> imported = images_.Import(path);
+  if (!imported.ok()) return ToGrpcStatus(imported.status());
   for (const images::ImageRecord& image : *imported) {
     kapal::v1::ImportedImage* out = response->add_images();
     out->set_id(image.id.String());
     for (const std::string& tag : image.repo_tags) out->add_repo_tags(tag);
-    logger_.Info("imported ", image.id.String());
   }
   return grpc::Status::OK;
 }
@@ -89,14 +76,13 @@ grpc::Status KapalImagesService::Export(grpc::ServerContext* context,
                                         grpc::ServerWriter<kapal::v1::ArchiveChunk>* writer) {
   absl::StatusOr<images::ImageRecord> image = images_.Find(request->image());
   if (!image.ok()) return ToGrpcStatus(image.status());
-  absl::Status exported =
-      images::ExportArchive(*image, content_, [&](const char* data, size_t size) {
-        if (context->IsCancelled()) return absl::CancelledError("export cancelled by the client");
-        kapal::v1::ArchiveChunk chunk;
-        chunk.set_data(data, size);
-        if (!writer->Write(chunk)) return absl::UnavailableError("the client went away");
-        return absl::OkStatus();
-      });
+  absl::Status exported = images_.Export(*image, [&](const char* data, size_t size) {
+    if (context->IsCancelled()) return absl::CancelledError("export cancelled by the client");
+    kapal::v1::ArchiveChunk chunk;
+    chunk.set_data(data, size);
+    if (!writer->Write(chunk)) return absl::UnavailableError("the client went away");
+    return absl::OkStatus();
+  });
   return ToGrpcStatus(exported);
 }
 

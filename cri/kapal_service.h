@@ -1,23 +1,15 @@
 #pragma once
 
-#include "base/logger.h"
-#include "cri/proto/kapal.grpc.pb.h"
-#include "images/content_store.h"
-#include "images/image_store.h"
-#include "images/puller.h"
+#include "api/kapal.grpc.pb.h"
+#include "runtime/images.h"
 
 namespace kapal::cri {
 
 // kapal.v1.Images: image work CRI has no room for (pull with progress).
 class KapalImagesService final : public kapal::v1::Images::Service {
  public:
-  KapalImagesService(images::Puller& puller, images::ContentStore& content,
-                     images::ImageStore& images, std::string scratch_dir, base::Logger& logger)
-      : puller_(puller),
-        content_(content),
-        images_(images),
-        scratch_dir_(std::move(scratch_dir)),
-        logger_(logger) {}
+  KapalImagesService(runtime::Images& images, std::string scratch_dir)
+      : images_(images), scratch_dir_(std::move(scratch_dir)) {}
 
   grpc::Status Pull(grpc::ServerContext* context, const kapal::v1::PullRequest* request,
                     grpc::ServerWriter<kapal::v1::PullEvent>* writer) override;
@@ -28,11 +20,8 @@ class KapalImagesService final : public kapal::v1::Images::Service {
                       grpc::ServerWriter<kapal::v1::ArchiveChunk>* writer) override;
 
  private:
-  images::Puller& puller_;
-  images::ContentStore& content_;
-  images::ImageStore& images_;
+  runtime::Images& images_;
   std::string scratch_dir_;  // where an uploaded archive waits while it is imported
-  base::Logger& logger_;
 };
 
 }  // namespace kapal::cri

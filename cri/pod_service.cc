@@ -1,5 +1,5 @@
 // The pod and container RPCs of runtime.v1.RuntimeService: requests checked and turned into
-// PodRuntime calls, records turned into CRI messages.
+// runtime::Runtime calls, records turned into CRI messages.
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -21,7 +21,7 @@ bool LabelsMatch(const google::protobuf::Map<std::string, std::string>& labels,
   return true;
 }
 
-void FillPodSandbox(const Pod& pod, PodSandbox* out) {
+void FillPodSandbox(const runtime::Pod& pod, PodSandbox* out) {
   out->set_id(pod.id);
   *out->mutable_metadata() = pod.config.metadata();
   out->set_state(pod.ready ? SANDBOX_READY : SANDBOX_NOTREADY);
@@ -31,7 +31,7 @@ void FillPodSandbox(const Pod& pod, PodSandbox* out) {
   out->set_runtime_handler(pod.runtime_handler);
 }
 
-void FillContainer(const Container& c, runtime::v1::Container* out) {
+void FillContainer(const runtime::Container& c, runtime::v1::Container* out) {
   out->set_id(c.id);
   out->set_pod_sandbox_id(c.pod_id);
   *out->mutable_metadata() = c.config.metadata();
@@ -44,7 +44,7 @@ void FillContainer(const Container& c, runtime::v1::Container* out) {
   *out->mutable_annotations() = c.config.annotations();
 }
 
-void FillContainerStatus(const Container& c, runtime::v1::ContainerStatus* out) {
+void FillContainerStatus(const runtime::Container& c, runtime::v1::ContainerStatus* out) {
   out->set_id(c.id);
   *out->mutable_metadata() = c.config.metadata();
   out->set_state(c.state);
@@ -77,7 +77,7 @@ void FillContainerStatus(const Container& c, runtime::v1::ContainerStatus* out) 
 grpc::Status RuntimeService::RunPodSandbox(grpc::ServerContext*,
                                            const RunPodSandboxRequest* request,
                                            RunPodSandboxResponse* response) {
-  absl::StatusOr<std::string> id = pods_.RunPod(request->config(), request->runtime_handler());
+  absl::StatusOr<std::string> id = runtime_.RunPod(request->config(), request->runtime_handler());
   if (!id.ok()) return ToGrpcStatus(id.status());
   response->set_pod_sandbox_id(*id);
   return grpc::Status::OK;
@@ -86,19 +86,19 @@ grpc::Status RuntimeService::RunPodSandbox(grpc::ServerContext*,
 grpc::Status RuntimeService::StopPodSandbox(grpc::ServerContext*,
                                             const StopPodSandboxRequest* request,
                                             StopPodSandboxResponse*) {
-  return ToGrpcStatus(pods_.StopPod(request->pod_sandbox_id()));
+  return ToGrpcStatus(runtime_.StopPod(request->pod_sandbox_id()));
 }
 
 grpc::Status RuntimeService::RemovePodSandbox(grpc::ServerContext*,
                                               const RemovePodSandboxRequest* request,
                                               RemovePodSandboxResponse*) {
-  return ToGrpcStatus(pods_.RemovePod(request->pod_sandbox_id()));
+  return ToGrpcStatus(runtime_.RemovePod(request->pod_sandbox_id()));
 }
 
 grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*,
                                               const PodSandboxStatusRequest* request,
                                               PodSandboxStatusResponse* response) {
-  absl::StatusOr<Pod> pod = pods_.GetPod(request->pod_sandbox_id());
+  absl::StatusOr<runtime::Pod> pod = runtime_.GetPod(request->pod_sandbox_id());
   if (!pod.ok()) return ToGrpcStatus(pod.status());
   runtime::v1::PodSandboxStatus* status = response->mutable_status();
   status->set_id(pod->id);
@@ -132,7 +132,7 @@ grpc::Status RuntimeService::ListPodSandbox(grpc::ServerContext*,
                                             const ListPodSandboxRequest* request,
                                             ListPodSandboxResponse* response) {
   const PodSandboxFilter& filter = request->filter();
-  for (const Pod& pod : pods_.ListPods()) {
+  for (const runtime::Pod& pod : runtime_.ListPods()) {
     if (!filter.id().empty() && !absl::StartsWith(pod.id, filter.id())) continue;
     if (filter.has_state() &&
         filter.state().state() != (pod.ready ? SANDBOX_READY : SANDBOX_NOTREADY)) {
@@ -148,7 +148,7 @@ grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*,
                                              const CreateContainerRequest* request,
                                              CreateContainerResponse* response) {
   absl::StatusOr<std::string> id =
-      pods_.CreateContainer(request->pod_sandbox_id(), request->config());
+      runtime_.CreateContainer(request->pod_sandbox_id(), request->config());
   if (!id.ok()) return ToGrpcStatus(id.status());
   response->set_container_id(*id);
   return grpc::Status::OK;
@@ -157,7 +157,7 @@ grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*,
 grpc::Status RuntimeService::StartContainer(grpc::ServerContext*,
                                             const StartContainerRequest* request,
                                             StartContainerResponse*) {
-  return ToGrpcStatus(pods_.StartContainer(request->container_id()));
+  return ToGrpcStatus(runtime_.StartContainer(request->container_id()));
 }
 
 grpc::Status RuntimeService::StopContainer(grpc::ServerContext*,
@@ -167,20 +167,20 @@ grpc::Status RuntimeService::StopContainer(grpc::ServerContext*,
     return ToGrpcStatus(absl::InvalidArgumentError("stop timeout must not be negative"));
   }
   return ToGrpcStatus(
-      pods_.StopContainer(request->container_id(), std::chrono::seconds(request->timeout())));
+      runtime_.StopContainer(request->container_id(), std::chrono::seconds(request->timeout())));
 }
 
 grpc::Status RuntimeService::RemoveContainer(grpc::ServerContext*,
                                              const RemoveContainerRequest* request,
                                              RemoveContainerResponse*) {
-  return ToGrpcStatus(pods_.RemoveContainer(request->container_id()));
+  return ToGrpcStatus(runtime_.RemoveContainer(request->container_id()));
 }
 
 grpc::Status RuntimeService::ListContainers(grpc::ServerContext*,
                                             const ListContainersRequest* request,
                                             ListContainersResponse* response) {
   const ContainerFilter& filter = request->filter();
-  for (const Container& c : pods_.ListContainers()) {
+  for (const runtime::Container& c : runtime_.ListContainers()) {
     if (!filter.id().empty() && !absl::StartsWith(c.id, filter.id())) continue;
     if (!filter.pod_sandbox_id().empty() && !absl::StartsWith(c.pod_id, filter.pod_sandbox_id())) {
       continue;
@@ -195,7 +195,7 @@ grpc::Status RuntimeService::ListContainers(grpc::ServerContext*,
 grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*,
                                              const ContainerStatusRequest* request,
                                              ContainerStatusResponse* response) {
-  absl::StatusOr<Container> c = pods_.GetContainer(request->container_id());
+  absl::StatusOr<runtime::Container> c = runtime_.GetContainer(request->container_id());
   if (!c.ok()) return ToGrpcStatus(c.status());
   FillContainerStatus(*c, response->mutable_status());
   if (request->verbose()) {
@@ -214,8 +214,8 @@ grpc::Status RuntimeService::ExecSync(grpc::ServerContext*, const ExecSyncReques
     return ToGrpcStatus(absl::InvalidArgumentError("exec timeout must not be negative"));
   }
   std::vector<std::string> cmd(request->cmd().begin(), request->cmd().end());
-  absl::StatusOr<ExecResult> result =
-      pods_.ExecSync(request->container_id(), cmd, std::chrono::seconds(request->timeout()));
+  absl::StatusOr<runtime::ExecResult> result =
+      runtime_.ExecSync(request->container_id(), cmd, std::chrono::seconds(request->timeout()));
   if (!result.ok()) return ToGrpcStatus(result.status());
   response->set_stdout(result->output);
   response->set_stderr(result->errors);
@@ -226,7 +226,7 @@ grpc::Status RuntimeService::ExecSync(grpc::ServerContext*, const ExecSyncReques
 grpc::Status RuntimeService::ReopenContainerLog(grpc::ServerContext*,
                                                 const ReopenContainerLogRequest* request,
                                                 ReopenContainerLogResponse*) {
-  return ToGrpcStatus(pods_.ReopenContainerLog(request->container_id()));
+  return ToGrpcStatus(runtime_.ReopenContainerLog(request->container_id()));
 }
 
 }  // namespace kapal::cri

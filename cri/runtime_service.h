@@ -1,21 +1,24 @@
 #pragma once
 
+// cri: the CRI front door. The runtime.v1 RuntimeService and ImageService (and kapal.v1.Images)
+// over gRPC: requests checked for what belongs to the CRI API, turned into runtime:: calls, and
+// absl::Status turned into grpc::Status in one place (grpc_status.h). No node logic lives here.
+
 #include <string>
 
+#include "api/cri_services.h"
 #include "base/logger.h"
-#include "cri/config.h"
-#include "cri/host_facts.h"
-#include "cri/pod_runtime.h"
-#include "cri/proto/cri_api.h"
-#include "store/store.h"
+#include "nlohmann/json.hpp"
+#include "runtime/runtime.h"
 
 namespace kapal::cri {
 
 // The runtime.v1.RuntimeService of kapald. RPCs not overridden here answer UNIMPLEMENTED.
 class RuntimeService final : public runtime::v1::RuntimeService::Service {
  public:
-  RuntimeService(const Config& config, const HostFacts& host, store::Store& store, PodRuntime& pods,
-                 std::string metrics_address, base::Logger& logger);
+  // CONFIG_JSON is the effective configuration as Status verbose shows it.
+  RuntimeService(runtime::Runtime& runtime, nlohmann::json config_json, std::string metrics_address,
+                 base::Logger& logger);
 
   grpc::Status Version(grpc::ServerContext* context, const runtime::v1::VersionRequest* request,
                        runtime::v1::VersionResponse* response) override;
@@ -69,16 +72,10 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
                                   runtime::v1::ReopenContainerLogResponse* response) override;
 
  private:
-  const Config& config_;
-  const HostFacts& host_;
-  store::Store& store_;
-  PodRuntime& pods_;
+  runtime::Runtime& runtime_;
+  nlohmann::json config_json_;
   std::string metrics_address_;
   base::Logger& logger_;
 };
-
-// Checks a pod CIDR list as kubelet sends it: "" (none yet) or comma-separated CIDRs, at most one
-// per IP family ("10.88.0.0/16,fd00::/64").
-absl::Status ValidatePodCidrs(absl::string_view cidrs);
 
 }  // namespace kapal::cri

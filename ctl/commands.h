@@ -1,12 +1,15 @@
 #pragma once
 
+// ctl: kapalctl, a crictl-compatible client with Docker-style verbs. It talks to kapald only
+// over its sockets (CRI and kapal.v1), never by linking the core.
+
 #include <memory>
 #include <ostream>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cri/proto/cri_api.h"
-#include "cri/proto/kapal.grpc.pb.h"
+#include "api/cri_services.h"
+#include "api/kapal.grpc.pb.h"
 #include "ctl/client_config.h"
 #include "ctl/output.h"
 

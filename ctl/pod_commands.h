@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "cri/proto/cri_api.h"
+#include "api/cri_services.h"
 #include "ctl/commands.h"
 #include "ctl/output.h"
 

@@ -3,8 +3,9 @@
 # runs the demo or the test suite. Safe to run again: every step is idempotent.
 #
 #   deploy/kapal.sh deps    install Debian packages (build, runtime and test dependencies)
-#   deploy/kapal.sh build   deps + CMake build in ./build (warnings are errors)
-#   deploy/kapal.sh demo    build + install to /usr/local/bin, start kapald, show it answering
+#   deploy/kapal.sh build   deps + CMake build of everything in ./build (warnings are errors)
+#   deploy/kapal.sh demo    build kapald, kapal-shim, kapalctl; install them to /usr/local/bin,
+#                           start kapald, show it answering
 #   deploy/kapal.sh test    build + the whole test suite (ctest); what CI runs
 #   deploy/kapal.sh stop    stop a kapald started by `demo`
 set -euo pipefail
@@ -55,18 +56,24 @@ deps() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 }
 
+# With target names, only those (and what they need) are built: the demo needs the three
+# programs, not the tests and benchmarks.
 build() {
   deps
   cmake -S "$repo" -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKAPAL_WERROR=ON
-  cmake --build "$build_dir" -j "$jobs"
+  if [ $# -gt 0 ]; then
+    cmake --build "$build_dir" -j "$jobs" --target "$@"
+  else
+    cmake --build "$build_dir" -j "$jobs"
+  fi
 }
 
 demo() {
-  build
-  install -m 0755 "$build_dir/cri/kapald" /usr/local/bin/kapald
+  build kapald kapal-shim kapalctl
+  install -m 0755 "$build_dir/daemon/kapald" /usr/local/bin/kapald
   install -m 0755 "$build_dir/ctl/kapalctl" /usr/local/bin/kapalctl
   # kapald starts one kapal-shim per container and finds it next to itself.
-  install -m 0755 "$build_dir/cri/kapal-shim" /usr/local/bin/kapal-shim
+  install -m 0755 "$build_dir/daemon/kapal-shim" /usr/local/bin/kapal-shim
   # Pod networking: kapal's bridge network, unless the node has a CNI config already.
   mkdir -p /etc/cni/net.d
   if ! ls /etc/cni/net.d/*.conf /etc/cni/net.d/*.conflist /etc/cni/net.d/*.json >/dev/null 2>&1; then
@@ -206,7 +213,7 @@ case "${1:-}" in
   test) test_suite ;;
   stop) stop ;;
   *)
-    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -1,5 +1,8 @@
 #pragma once
 
+// images: references, the registry client, the content store, layer unpack, the puller and
+// image records. It knows nothing of pods, containers or any front door's API.
+
 #include <cstdint>
 #include <functional>
 #include <future>

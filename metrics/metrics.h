@@ -1,5 +1,8 @@
 #pragma once
 
+// metrics: the Prometheus registry, its HTTP endpoint and the process and rpc metrics.
+// Components register their own metrics here; it must not reach into any of them.
+
 #include <memory>
 #include <string>
 #include <vector>

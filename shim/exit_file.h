@@ -1,5 +1,9 @@
 #pragma once
 
+// shim: kapal-shim, one small static process per container (like conmon) that runs the OCI
+// runtime's create, copies the container's output into the CRI log and records its exit. This
+// header and cri_log.h are what kapald shares with it; it must never link the core or gRPC.
+
 #include <cstdint>
 #include <optional>
 #include <string>

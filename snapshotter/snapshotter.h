@@ -1,5 +1,9 @@
 #pragma once
 
+// snapshotter: overlay and native snapshots of image layers and container root filesystems, in
+// containerd's model (prepare, commit, view, remove), and the mounts that make them. It knows
+// nothing of images' formats or of containers.
+
 #include <cstdint>
 #include <functional>
 #include <memory>

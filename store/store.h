@@ -1,5 +1,8 @@
 #pragma once
 
+// store: kapald's SQLite database (WAL, synchronous=FULL) and its numbered schema migrations.
+// Components keep their own tables through it; it holds no container or image logic itself.
+
 #include <functional>
 #include <memory>
 #include <mutex>

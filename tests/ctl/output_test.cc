@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "cri/proto/cri_api.h"
+#include "api/cri_services.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "images/registry_hosts.h"
+#include "nlohmann/json.hpp"
+#include "runtime/options.h"
+
+namespace kapal::daemon {
+
+inline constexpr const char kDefaultConfigPath[] = "/etc/kapal/kapal.toml";
+
+using runtime::CgroupDriverSetting;
+using runtime::RuntimeHandler;
+enum class SnapshotterSetting { kAuto, kOverlay, kNative };
+
+// Everything kapald reads from kapal.toml: what the node core takes (runtime::Options: root,
+// state, cgroup driver, handlers, shim, CNI) and what only the daemon uses. Every field has a
+// default, so no file is needed.
+struct Config : runtime::Options {
+  std::string log_level = "info";
+  std::string socket_path = "/run/kapal/kapal.sock";
+  // HOST:PORT for the Prometheus endpoint; empty turns it off. Loopback only by default: metrics
+  // reveal pod and image names.
+  std::string metrics_address = "127.0.0.1:9754";
+  // auto: overlay where the kernel and root filesystem allow it, else native copies.
+  SnapshotterSetting snapshotter = SnapshotterSetting::kAuto;
+  int max_concurrent_downloads = 3;
+  // Per registry host ("registry.k8s.io", "127.0.0.1:5000"): mirrors, TLS, credentials.
+  std::map<std::string, images::RegistryHostSettings> registries;
+
+  bool operator==(const Config&) const = default;
+};
+
+// Parses kapal.toml text. SOURCE names the file in error messages. Every error names the key
+// (and line) at fault; all errors found are reported together, one per line.
+absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_view source);
+
+// Reads PATH. A missing file gives the defaults unless MUST_EXIST (an explicit --config).
+absl::StatusOr<Config> LoadConfig(const std::string& path, bool must_exist);
+
+// The configuration as a TOML file with a comment on every key; for Config{} this is what
+// `kapald --print-default-config` prints.
+std::string RenderConfig(const Config& config);
+
+// The configuration as JSON, with registry passwords replaced by "<redacted>": Status verbose
+// and kapalctl info show it to anyone who can reach the socket's logs.
+nlohmann::json ConfigToJson(const Config& config);
+
+absl::string_view CgroupDriverSettingName(CgroupDriverSetting setting);
+absl::string_view SnapshotterSettingName(SnapshotterSetting setting);
+
+}  // namespace kapal::daemon

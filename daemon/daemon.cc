@@ -1,0 +1,265 @@
+#include "daemon/daemon.h"
+
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "base/build_info.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "base/unique_fd.h"
+#include "cri/image_service.h"
+#include "cri/kapal_service.h"
+#include "cri/rpc_observer.h"
+#include "cri/runtime_service.h"
+#include "images/content_store.h"
+#include "images/image_store.h"
+#include "images/puller.h"
+#include "metrics/metrics.h"
+#include "runtime/host_facts.h"
+#include "runtime/images.h"
+#include "runtime/runtime.h"
+#include "snapshotter/snapshotter.h"
+#include "store/store.h"
+
+namespace kapal::daemon {
+
+namespace {
+
+// An exclusive flock on ROOT/kapald.lock, held for the daemon's life. The kernel drops it when
+// the process dies, so a crash never leaves a lock that blocks the next start.
+absl::StatusOr<base::UniqueFd> LockRoot(const std::string& root) {
+  std::string path = absl::StrCat(root, "/kapald.lock");
+  base::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) return base::ErrnoStatus(errno, "open " + path);
+  if (::flock(fd.Get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      char pid[32] = {};
+      ssize_t n = ::pread(fd.Get(), pid, sizeof pid - 1, 0);
+      std::string holder = n > 0 ? absl::StrCat(" (pid ", std::string(pid, n), ")") : "";
+      return absl::FailedPreconditionError(absl::StrCat(
+          "another kapald", holder, " is running on root ", root,
+          "; two daemons must not share a root: stop it, or give this one another root"));
+    }
+    return base::ErrnoStatus(errno, "lock " + path);
+  }
+  std::string pid = std::to_string(::getpid());
+  if (::ftruncate(fd.Get(), 0) != 0 || ::pwrite(fd.Get(), pid.data(), pid.size(), 0) < 0) {
+    return base::ErrnoStatus(errno, "write " + path);
+  }
+  return fd;
+}
+
+// A socket left by a daemon that crashed is removed; one that still answers belongs to a live
+// daemon (perhaps on another root) and is an error.
+absl::Status ClaimSocketPath(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return base::ErrnoStatus(errno, "stat " + path);
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " exists and is not a socket; remove it or choose another grpc.address"));
+  }
+  base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return base::ErrnoStatus(errno, "socket");
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+  if (::connect(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "socket ", path, " is served by a running process (another kapald?); stop it first"));
+  }
+  if (errno != ECONNREFUSED) return base::ErrnoStatus(errno, "probe socket " + path);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return base::ErrnoStatus(errno, "remove stale socket " + path);
+  }
+  return absl::OkStatus();
+}
+
+std::string ParentDirectory(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+}
+
+}  // namespace
+
+// Destroyed in reverse order: the server stops before the services and store it uses.
+struct Daemon::Parts {
+  Config config;
+  base::UniqueFd root_lock;
+  std::unique_ptr<store::Store> store;
+  runtime::HostFacts host;
+  metrics::Registry metrics;
+  std::unique_ptr<metrics::RpcMetrics> rpc_metrics;
+  std::unique_ptr<metrics::HttpExposer> exposer;
+  std::string metrics_address;
+  std::unique_ptr<images::ContentStore> content;
+  std::unique_ptr<snapshotter::Snapshotter> snapshots;
+  std::unique_ptr<images::ImageStore> images;
+  std::unique_ptr<images::Puller> puller;
+  std::unique_ptr<runtime::Images> node_images;
+  std::unique_ptr<runtime::Runtime> runtime;
+  std::unique_ptr<cri::RuntimeService> runtime_service;
+  std::unique_ptr<cri::ImageService> image_service;
+  std::unique_ptr<cri::KapalImagesService> kapal_images_service;
+  std::unique_ptr<grpc::Server> server;
+  bool socket_owned = false;
+};
+
+Daemon::Daemon(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+Daemon::~Daemon() { Shutdown(std::chrono::milliseconds(0)); }
+
+const std::string& Daemon::MetricsAddress() const { return parts_->metrics_address; }
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base::Logger& logger) {
+  auto parts = std::make_unique<Parts>();
+  parts->config = config;
+  // The root holds image content and pod state: not for other users to read.
+  for (const std::string& dir : {config.root_dir, config.state_dir}) {
+    if (absl::Status made = base::MakeDirectories(dir, 0711); !made.ok()) return made;
+  }
+  if (absl::Status made = base::MakeDirectories(ParentDirectory(config.socket_path), 0711);
+      !made.ok()) {
+    return made;
+  }
+  absl::StatusOr<base::UniqueFd> lock = LockRoot(config.root_dir);
+  if (!lock.ok()) return lock.status();
+  parts->root_lock = std::move(*lock);
+  if (absl::Status claimed = ClaimSocketPath(config.socket_path); !claimed.ok()) return claimed;
+
+  absl::StatusOr<std::unique_ptr<store::Store>> opened =
+      store::Store::Open(absl::StrCat(config.root_dir, "/kapal.db"));
+  if (!opened.ok()) return opened.status();
+  parts->store = std::move(*opened);
+  logger.Info("store ", parts->store->Path(), " at schema version ", parts->store->SchemaVersion());
+
+  parts->host = runtime::DetectHostFacts();
+  logger.Info(
+      "host: cgroup ", runtime::CgroupLayoutName(parts->host.cgroup_layout), ", cgroup driver ",
+      runtime::CgroupDriverName(runtime::ResolveCgroupDriver(config.cgroup_driver, parts->host)),
+      parts->host.systemd_running ? ", systemd" : ", no systemd",
+      parts->host.ip_forward ? ", ip_forward on" : ", ip_forward off");
+
+  metrics::RegisterBuildInfo(parts->metrics, base::kVersion, base::kGitCommit);
+  metrics::RegisterProcessMetrics(parts->metrics);
+  parts->rpc_metrics = std::make_unique<metrics::RpcMetrics>(parts->metrics);
+  if (!config.metrics_address.empty()) {
+    absl::StatusOr<std::unique_ptr<metrics::HttpExposer>> exposer =
+        metrics::HttpExposer::Start(config.metrics_address, parts->metrics);
+    if (!exposer.ok()) return exposer.status();
+    parts->exposer = std::move(*exposer);
+    parts->metrics_address = parts->exposer->Address();
+    logger.Info("metrics on http://", parts->metrics_address, "/metrics");
+  }
+
+  absl::StatusOr<std::unique_ptr<images::ContentStore>> content =
+      images::ContentStore::Open(config.root_dir + "/content", *parts->store);
+  if (!content.ok()) return content.status();
+  parts->content = std::move(*content);
+  snapshotter::Driver driver = snapshotter::Driver::kOverlay;
+  if (config.snapshotter == SnapshotterSetting::kNative ||
+      (config.snapshotter == SnapshotterSetting::kAuto &&
+       !snapshotter::OverlaySupported(config.root_dir))) {
+    driver = snapshotter::Driver::kNative;
+  }
+  absl::StatusOr<std::unique_ptr<snapshotter::Snapshotter>> snapshots =
+      snapshotter::Snapshotter::Open(config.root_dir + "/snapshotter", driver, *parts->store);
+  if (!snapshots.ok()) return snapshots.status();
+  parts->snapshots = std::move(*snapshots);
+  // A pull killed mid-unpack leaves an active snapshot that will never be committed.
+  if (absl::Status cleaned = parts->snapshots->CleanUp(images::Puller::kExtractPrefix);
+      !cleaned.ok()) {
+    return cleaned;
+  }
+  logger.Info("snapshotter ", driver == snapshotter::Driver::kOverlay ? "overlay" : "native",
+              " at ", parts->snapshots->Root());
+  parts->images = std::make_unique<images::ImageStore>(*parts->store);
+  images::PullOptions pull_options;
+  pull_options.max_concurrent_downloads = config.max_concurrent_downloads;
+  pull_options.hosts = images::RegistryHosts(config.registries);
+  parts->puller = std::make_unique<images::Puller>(*parts->content, *parts->snapshots,
+                                                   *parts->images, pull_options);
+
+  parts->node_images =
+      std::make_unique<runtime::Images>(*parts->puller, *parts->images, *parts->content,
+                                        *parts->snapshots, parts->metrics, config.root_dir, logger);
+  absl::StatusOr<std::unique_ptr<runtime::Runtime>> node =
+      runtime::Runtime::Start(parts->config, parts->host, *parts->store, *parts->images,
+                              *parts->snapshots, *parts->node_images, logger);
+  if (!node.ok()) return node.status();
+  parts->runtime = std::move(*node);
+  parts->runtime_service = std::make_unique<cri::RuntimeService>(
+      *parts->runtime, ConfigToJson(parts->config), parts->metrics_address, logger);
+  parts->image_service = std::make_unique<cri::ImageService>(*parts->node_images);
+  // Scratch space for uploaded archives, on the root's filesystem; emptied at each start, since
+  // an import cut short by a crash leaves its upload behind.
+  std::string scratch = config.root_dir + "/tmp";
+  if (absl::Status cleared = base::RemoveTree(scratch); !cleared.ok()) return cleared;
+  if (absl::Status made = base::MakeDirectories(scratch, 0700); !made.ok()) return made;
+  parts->kapal_images_service =
+      std::make_unique<cri::KapalImagesService>(*parts->node_images, scratch);
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat("unix:", config.socket_path),
+                           grpc::InsecureServerCredentials());
+  builder.RegisterService(parts->runtime_service.get());
+  builder.RegisterService(parts->image_service.get());
+  builder.RegisterService(parts->kapal_images_service.get());
+  // Kubelet's default limit; ListImages and ListContainers on a busy node need more than gRPC's
+  // 4 MiB.
+  builder.SetMaxReceiveMessageSize(16 * 1024 * 1024);
+  builder.SetMaxSendMessageSize(16 * 1024 * 1024);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;
+  observers.push_back(std::make_unique<cri::RpcObserverFactory>(*parts->rpc_metrics, logger));
+  builder.experimental().SetInterceptorCreators(std::move(observers));
+  // The socket must be 0660 from the moment it accepts calls, not only after a chmod below:
+  // gRPC binds it inside BuildAndStart with the process umask, so the umask says 0660 for that
+  // call. Nothing else creates files during start-up, so the process-wide umask is safe to turn.
+  mode_t saved_umask = ::umask(0117);
+  parts->server = builder.BuildAndStart();
+  ::umask(saved_umask);
+  if (parts->server == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot serve gRPC on ", config.socket_path));
+  }
+  parts->socket_owned = true;
+  // Root-only: whoever can talk to the socket can run any container as root.
+  if (::chown(config.socket_path.c_str(), 0, 0) != 0 ||
+      ::chmod(config.socket_path.c_str(), 0660) != 0) {
+    absl::Status status = base::ErrnoStatus(errno, "set owner and mode of " + config.socket_path);
+    Daemon failed(std::move(parts));
+    return status;
+  }
+  logger.Info("kapald ", base::kVersion, " serving CRI v1 on unix://", config.socket_path);
+  return std::unique_ptr<Daemon>(new Daemon(std::move(parts)));
+}
+
+void Daemon::Shutdown(std::chrono::milliseconds grace) {
+  if (parts_ == nullptr) return;
+  if (parts_->server != nullptr) {
+    parts_->server->Shutdown(std::chrono::system_clock::now() + grace);
+    parts_->server->Wait();
+    parts_->server.reset();
+  }
+  if (parts_->socket_owned) {
+    ::unlink(parts_->config.socket_path.c_str());
+    parts_->socket_owned = false;
+  }
+  parts_->exposer.reset();
+  // The runtime's exit watcher writes to the store: it stops first.
+  parts_->runtime.reset();
+  parts_->store.reset();
+  parts_.reset();
+}
+
+}  // namespace kapal::daemon

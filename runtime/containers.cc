@@ -1,0 +1,404 @@
+#include "runtime/containers.h"
+
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <functional>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "images/garbage.h"
+#include "runtime/namespaces.h"
+#include "runtime/oci_spec.h"
+#include "runtime/signals.h"
+#include "shim/exit_file.h"
+#include "snapshotter/mount.h"
+
+namespace kapal::runtime {
+
+namespace {
+
+using runtime::v1::ContainerConfig;
+
+// After the stop signal's grace period, SIGKILL; this long more for the exit to be recorded.
+constexpr std::chrono::seconds kKillWait(10);
+
+}  // namespace
+
+Containers::Containers(const Options& options, const HostFacts& host, NodeState& state,
+                       RecordStore& records, const Handlers& handlers, ExitMonitor& exits,
+                       images::ImageStore& images, snapshotter::Snapshotter& snapshots,
+                       base::Logger& logger)
+    : options_(options),
+      host_(host),
+      state_(state),
+      records_(records),
+      handlers_(handlers),
+      exits_(exits),
+      images_(images),
+      snapshots_(snapshots),
+      logger_(logger) {}
+
+absl::StatusOr<const Handler*> Containers::HandlerOfLocked(const Container& c) const {
+  auto pod = state_.pods.find(c.pod_id);
+  return handlers_.Find(pod != state_.pods.end() ? pod->second.runtime_handler : "");
+}
+
+absl::StatusOr<Container*> Containers::FindLocked(const std::string& id_or_prefix) {
+  absl::StatusOr<std::string> resolved = state_.ResolveContainerIdLocked(id_or_prefix);
+  if (!resolved.ok()) return resolved.status();
+  Container& c = state_.containers.at(*resolved);
+  exits_.RefreshLocked(c);
+  return &c;
+}
+
+std::string Containers::CgroupsPath(const Pod& pod, const std::string& container_id) const {
+  std::string parent = pod.config.linux().cgroup_parent();
+  if (ResolveCgroupDriver(options_.cgroup_driver, host_) == CgroupDriver::kSystemd) {
+    if (!absl::EndsWith(parent, ".slice")) parent = "kapal.slice";
+    return absl::StrCat(parent, ":kapal:", container_id);
+  }
+  if (parent.empty()) parent = absl::StrCat("/kapal/", pod.id);
+  if (parent[0] != '/') parent = "/" + parent;
+  return absl::StrCat(parent, "/", container_id);
+}
+
+std::string Containers::OomFile(const std::string& cgroups_path) const {
+  if (cgroups_path.empty() || cgroups_path[0] != '/') return "";
+  if (host_.cgroup_layout == CgroupLayout::kV2) {
+    return absl::StrCat("/sys/fs/cgroup", cgroups_path, "/memory.events");
+  }
+  return absl::StrCat("/sys/fs/cgroup/memory", cgroups_path, "/memory.oom_control");
+}
+
+absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
+                                               const ContainerConfig& config) {
+  const auto& meta = config.metadata();
+  if (meta.name().empty()) return absl::InvalidArgumentError("container metadata needs a name");
+  if (config.image().image().empty()) {
+    return absl::InvalidArgumentError("container config names no image");
+  }
+  if (!config.log_path().empty()) {
+    if (config.log_path()[0] == '/' ||
+        absl::StrContains(absl::StrCat("/", config.log_path(), "/"), "/../")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "log_path \"", config.log_path(),
+          "\" must be relative to the pod's log_directory and must not contain \"..\""));
+    }
+  }
+  for (const runtime::v1::Mount& mount : config.mounts()) {
+    if (absl::Status checked = CheckClientPath(mount.host_path(), "mount host_path");
+        !checked.ok()) {
+      return checked;
+    }
+    if (absl::Status checked = CheckClientPath(mount.container_path(), "mount container_path");
+        !checked.ok()) {
+      return checked;
+    }
+  }
+  absl::StatusOr<images::ImageRecord> image = images_.Find(config.image().image());
+  if (absl::IsNotFound(image.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("image \"", config.image().image(), "\" not found; pull it first"));
+  }
+  if (!image.ok()) return image.status();
+
+  // Checked and reserved under the lock; the container is then made without it.
+  Pod pod;
+  std::optional<NameReservation> reservation;
+  {
+    std::lock_guard lock(state_.mutex);
+    absl::StatusOr<std::string> resolved = state_.ResolvePodIdLocked(pod_id);
+    if (!resolved.ok()) return resolved.status();
+    pod = state_.pods.at(*resolved);
+    if (!pod.ready) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("pod sandbox ", pod.id, " is not ready (stopped); run a new one"));
+    }
+    for (const auto& [id, other] : state_.containers) {
+      if (other.pod_id == pod.id && other.config.metadata().name() == meta.name() &&
+          other.config.metadata().attempt() == meta.attempt()) {
+        return absl::AlreadyExistsError(absl::StrCat("container name ", meta.name(), " (attempt ",
+                                                     meta.attempt(), ") is already used by ", id,
+                                                     " in pod ", pod.id));
+      }
+    }
+    absl::StatusOr<NameReservation> taken = NameReservation::TakeLocked(
+        state_, absl::StrCat("container/", pod.id, "/", meta.name(), "/", meta.attempt()),
+        absl::StrCat("container name ", meta.name(),
+                     " is being used by a CreateContainer in progress in pod ", pod.id));
+    if (!taken.ok()) return taken.status();
+    reservation.emplace(std::move(*taken));
+  }
+  absl::StatusOr<const Handler*> handler = handlers_.Find(pod.runtime_handler);
+  if (!handler.ok()) return handler.status();
+
+  Container c;
+  c.id = NewId();
+  c.pod_id = pod.id;
+  c.config = config;
+  c.image_id = image->id.String();
+  c.image_ref = image->repo_digests.empty() ? image->id.String() : image->repo_digests.front();
+  c.state = runtime::v1::CONTAINER_CREATED;
+  c.snapshot_key = kContainerSnapshotPrefix + c.id;
+  c.created_at = NowNanos();
+  c.bundle = records_.ContainerBundle(c.id);
+  if (!pod.config.log_directory().empty() && !config.log_path().empty()) {
+    c.log_path = absl::StrCat(pod.config.log_directory(), "/", config.log_path());
+  } else {
+    // No log path asked for: keep the output in the bundle, so `kapalctl logs` still works.
+    c.log_path = c.bundle + "/output.log";
+  }
+  ImageRuntimeConfig image_config = ImageRuntimeConfig::Parse(image->config_json);
+  c.stop_signal = config.stop_signal() != runtime::v1::RUNTIME_DEFAULT
+                      ? static_cast<int>(config.stop_signal())
+                      : ParseSignal(image_config.stop_signal);
+  if (c.stop_signal == 0) c.stop_signal = SIGTERM;
+
+  bool done = false;
+  bool mounted = false;
+  bool prepared = false;
+  const OciRuntime& runtime = (*handler)->runtime;
+  struct Undo {
+    std::function<void()> fn;
+    ~Undo() { fn(); }
+  } undo{[&] {
+    if (done) return;
+    (void)runtime.Delete(c.id);
+    if (mounted) ::umount2((c.bundle + "/rootfs").c_str(), MNT_DETACH);
+    if (prepared) (void)snapshots_.Remove(c.snapshot_key);
+    (void)base::RemoveTree(c.bundle);
+  }};
+
+  if (absl::Status made = base::MakeDirectories(c.bundle + "/rootfs", 0700); !made.ok()) {
+    return made;
+  }
+  absl::StatusOr<std::vector<snapshotter::Mount>> mounts =
+      snapshots_.Prepare(c.snapshot_key, image->top_chain_id.String());
+  if (!mounts.ok()) return Annotate(mounts.status(), "prepare the root filesystem");
+  prepared = true;
+  absl::StatusOr<snapshotter::ScopedMount> rootfs =
+      snapshotter::ScopedMount::Create(*mounts, c.bundle + "/rootfs");
+  if (!rootfs.ok()) return Annotate(rootfs.status(), "mount the root filesystem");
+  rootfs->Release();  // stays mounted for the container's life; RemoveContainer unmounts
+  mounted = true;
+
+  absl::StatusOr<ProcessUser> user = ResolveUser(c.bundle + "/rootfs", config, image_config.user);
+  if (!user.ok()) return user.status();
+  c.user = *user;
+  SpecInputs inputs;
+  inputs.container_id = c.id;
+  inputs.container = &config;
+  inputs.pod = &pod.config;
+  inputs.image = image_config;
+  inputs.user = *user;
+  inputs.rootfs = c.bundle + "/rootfs";
+  absl::StatusOr<std::string> hostname = base::ReadFile(pod.dir + "/hostname");
+  inputs.hostname = hostname.ok() ? std::string(absl::StripTrailingAsciiWhitespace(*hostname)) : "";
+  inputs.pod_files = {pod.dir, pod.own};
+  inputs.cgroups_path = CgroupsPath(pod, c.id);
+  if (config.linux().security_context().namespace_options().pid() == runtime::v1::POD &&
+      pod.own.pid) {
+    if (!InPinnedPidNamespace(pod.dir, pod.infra_pid)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "pod sandbox ", pod.id, " has lost its infra process (its shared PID namespace)"));
+    }
+    inputs.pid_namespace_path = pod.dir + "/pid";
+  }
+  inputs.cgroup_v2 = host_.cgroup_layout == CgroupLayout::kV2;
+  inputs.min_oom_score_adj = handlers_.MinOomScoreAdj();
+  absl::StatusOr<nlohmann::json> spec = BuildContainerSpec(inputs);
+  if (!spec.ok()) return spec.status();
+  if (absl::Status written = base::WriteFileAtomically(c.bundle + "/config.json", spec->dump(),
+                                                       0600, base::Durability::kVolatile);
+      !written.ok()) {
+    return written;
+  }
+  size_t slash = c.log_path.rfind('/');
+  if (absl::Status made = base::MakeDirectories(c.log_path.substr(0, slash), 0755); !made.ok()) {
+    return made;
+  }
+
+  ShimLaunch launch;
+  launch.shim_binary = handlers_.ShimBinary();
+  launch.container_id = c.id;
+  launch.bundle = c.bundle;
+  launch.log_path = c.log_path;
+  launch.oom_file = OomFile(inputs.cgroups_path);
+  launch.exit_dir = exits_.ExitDir();
+  launch.terminal = config.tty();
+  launch.stdin_open = config.stdin();
+  // Record the container before the shim starts, so a crash in between leaves a record that
+  // the next start resolves (the shim's exit file or its absence), never an unknown process.
+  if (absl::Status saved = records_.SaveContainer(c); !saved.ok()) return saved;
+  absl::StatusOr<ShimProcess> shim = runtime.Create(launch);
+  if (!shim.ok()) {
+    (void)records_.DeleteContainer(c.id);
+    return Annotate(shim.status(), "create the container");
+  }
+  // The record already names the container; the shim's pid reaches the store with the next
+  // change (start), and until then the shim's own pid file tells a restarted kapald.
+  c.shim_pid = shim->shim_pid;
+  done = true;
+  std::string id = c.id;
+  std::lock_guard lock(state_.mutex);
+  state_.containers[id] = std::move(c);
+  logger_.Info("container ", meta.name(), " created as ", id, " in pod ", pod.id);
+  return id;
+}
+
+absl::Status Containers::Start(const std::string& id_or_prefix) {
+  std::lock_guard lock(state_.mutex);
+  absl::StatusOr<Container*> found_container = FindLocked(id_or_prefix);
+  if (!found_container.ok()) return found_container.status();
+  Container& c = **found_container;
+  if (c.state != runtime::v1::CONTAINER_CREATED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "container ", c.id, " is ", ContainerStateName(c.state), "; only a created one can start"));
+  }
+  absl::StatusOr<const Handler*> handler = HandlerOfLocked(c);
+  if (!handler.ok()) return handler.status();
+  // The process runs from inside `start` on; it may even have exited when start returns.
+  int64_t starting_at = NowNanos();
+  if (absl::Status started = (*handler)->runtime.Start(c.id); !started.ok()) {
+    // A process that failed to exec (no such command) shows here; record it as an exit.
+    c.state = runtime::v1::CONTAINER_EXITED;
+    c.exit_code = 128;
+    c.reason = "StartError";
+    c.message = std::string(started.message());
+    c.finished_at = NowNanos();
+    (void)records_.SaveContainer(c);
+    return Annotate(started, "start container " + c.id);
+  }
+  c.started_at = starting_at;
+  c.state = runtime::v1::CONTAINER_RUNNING;
+  absl::Status saved = records_.SaveContainer(c);
+  // A container that ends at once may have exited already.
+  exits_.RefreshLocked(c);
+  return saved;
+}
+
+absl::Status Containers::Stop(const std::string& id_or_prefix, std::chrono::seconds timeout) {
+  std::string id;
+  std::string bundle;
+  int stop_signal = SIGTERM;
+  const Handler* handler = nullptr;
+  {
+    std::lock_guard lock(state_.mutex);
+    absl::StatusOr<Container*> found_container = FindLocked(id_or_prefix);
+    if (!found_container.ok()) return found_container.status();
+    Container& c = **found_container;
+    if (c.state == runtime::v1::CONTAINER_EXITED || c.state == runtime::v1::CONTAINER_UNKNOWN) {
+      return absl::OkStatus();  // idempotent
+    }
+    absl::StatusOr<const Handler*> found = HandlerOfLocked(c);
+    if (!found.ok()) return found.status();
+    handler = *found;
+    id = c.id;
+    bundle = c.bundle;
+    stop_signal = c.stop_signal;
+  }
+  std::string exit_file = bundle + "/" + shim::kExitFile;
+  auto wait_for_exit = [&](std::chrono::milliseconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (::access(exit_file.c_str(), F_OK) != 0) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+  };
+  bool created_only = false;
+  {
+    std::lock_guard lock(state_.mutex);
+    created_only = state_.containers.count(id) > 0 &&
+                   state_.containers.at(id).state == runtime::v1::CONTAINER_CREATED;
+  }
+  if (timeout.count() > 0 && !created_only) {
+    absl::Status signalled = handler->runtime.Kill(id, stop_signal);
+    if (!signalled.ok() && !absl::IsNotFound(signalled)) return signalled;
+    wait_for_exit(timeout);
+  }
+  if (::access(exit_file.c_str(), F_OK) != 0) {
+    absl::Status killed = handler->runtime.Kill(id, SIGKILL, /*all=*/true);
+    if (!killed.ok() && !absl::IsNotFound(killed)) return killed;
+    if (!wait_for_exit(kKillWait)) {
+      return absl::DeadlineExceededError(absl::StrCat("container ", id, " did not exit within ",
+                                                      kKillWait.count(), " s of SIGKILL"));
+    }
+  }
+  std::lock_guard lock(state_.mutex);
+  if (state_.containers.count(id) > 0) exits_.RefreshLocked(state_.containers.at(id));
+  return absl::OkStatus();
+}
+
+absl::Status Containers::CleanUpLocked(const Container& c) {
+  absl::StatusOr<const Handler*> handler = HandlerOfLocked(c);
+  if (handler.ok()) {
+    if (absl::Status deleted = (*handler)->runtime.Delete(c.id); !deleted.ok()) return deleted;
+  }
+  std::string rootfs = c.bundle + "/rootfs";
+  if (::umount2(rootfs.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
+    return base::ErrnoStatus(errno, "umount " + rootfs);
+  }
+  absl::Status snapshot = snapshots_.Remove(c.snapshot_key);
+  if (!snapshot.ok() && !absl::IsNotFound(snapshot)) return snapshot;
+  // The image may have been removed while the container used it: its layers go now.
+  if (absl::StatusOr<images::ImageRecord> image = images_.Find(c.image_id);
+      absl::IsNotFound(image.status())) {
+    if (absl::Status collected = images::RemoveUnusedSnapshots(images_, snapshots_);
+        !collected.ok()) {
+      logger_.Warn("removing the layers of a removed image: ", collected.message());
+    }
+  }
+  return base::RemoveTree(c.bundle);
+}
+
+absl::Status Containers::Remove(const std::string& id_or_prefix) {
+  std::string id;
+  {
+    std::lock_guard lock(state_.mutex);
+    absl::StatusOr<std::string> resolved = state_.ResolveContainerIdLocked(id_or_prefix);
+    if (absl::IsNotFound(resolved.status())) return absl::OkStatus();  // idempotent
+    if (!resolved.ok()) return resolved.status();
+    id = *resolved;
+  }
+  if (absl::Status stopped = Stop(id, std::chrono::seconds(0)); !stopped.ok()) {
+    return stopped;
+  }
+  std::lock_guard lock(state_.mutex);
+  auto found = state_.containers.find(id);
+  if (found == state_.containers.end()) return absl::OkStatus();
+  if (absl::Status cleaned = CleanUpLocked(found->second); !cleaned.ok()) {
+    return Annotate(cleaned, "remove container " + id);
+  }
+  if (absl::Status deleted = records_.DeleteContainer(id); !deleted.ok()) return deleted;
+  state_.containers.erase(found);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Container> Containers::Get(const std::string& id) {
+  std::lock_guard lock(state_.mutex);
+  absl::StatusOr<std::string> resolved = state_.ResolveContainerIdLocked(id);
+  if (!resolved.ok()) return resolved.status();
+  Container& c = state_.containers.at(*resolved);
+  exits_.RefreshLocked(c);
+  return c;
+}
+
+std::vector<Container> Containers::List() {
+  std::lock_guard lock(state_.mutex);
+  std::vector<Container> list;
+  for (auto& [id, c] : state_.containers) {
+    exits_.RefreshLocked(c);
+    list.push_back(c);
+  }
+  return list;
+}
+}  // namespace kapal::runtime

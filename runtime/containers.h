@@ -1,0 +1,75 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/logger.h"
+#include "images/image_store.h"
+#include "runtime/exit_monitor.h"
+#include "runtime/handlers.h"
+#include "runtime/host_facts.h"
+#include "runtime/node_state.h"
+#include "runtime/options.h"
+#include "runtime/records.h"
+#include "snapshotter/snapshotter.h"
+
+namespace kapal::runtime {
+
+// The writable snapshot of container ID is named kContainerSnapshotPrefix + ID.
+inline constexpr char kContainerSnapshotPrefix[] = "container-";
+
+struct ExecResult {
+  std::string output;
+  std::string errors;
+  int exit_code = 0;
+};
+
+// Containers of the node's pods: root filesystem (snapshot and mount), OCI spec, kapal-shim and
+// the OCI runtime, and their records. Every change is in the store before it returns.
+class Containers {
+ public:
+  Containers(const Options& options, const HostFacts& host, NodeState& state, RecordStore& records,
+             const Handlers& handlers, ExitMonitor& exits, images::ImageStore& images,
+             snapshotter::Snapshotter& snapshots, base::Logger& logger);
+
+  absl::StatusOr<std::string> Create(const std::string& pod_id,
+                                     const runtime::v1::ContainerConfig& config);
+  absl::Status Start(const std::string& id);
+  // The stop signal, then SIGKILL after TIMEOUT (at once for 0). Stopping a stopped one is fine.
+  absl::Status Stop(const std::string& id, std::chrono::seconds timeout);
+  // Stops it first; an unknown id is fine (idempotent).
+  absl::Status Remove(const std::string& id);
+  absl::StatusOr<Container> Get(const std::string& id);
+  std::vector<Container> List();
+
+  // container_exec.cc
+  absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
+                                      std::chrono::seconds timeout);
+  absl::Status ReopenLog(const std::string& id);
+
+  // Removes what a container has on the host: the runtime's state, the rootfs mount, the
+  // snapshot, the bundle. The caller holds the state's mutex.
+  absl::Status CleanUpLocked(const Container& container);
+
+ private:
+  // The handler of the container's pod (the default one when the pod is gone).
+  absl::StatusOr<const Handler*> HandlerOfLocked(const Container& container) const;
+  // Resolves an id or prefix and brings the container's state up to date.
+  absl::StatusOr<Container*> FindLocked(const std::string& id_or_prefix);
+  std::string CgroupsPath(const Pod& pod, const std::string& container_id) const;
+  std::string OomFile(const std::string& cgroups_path) const;
+
+  const Options& options_;
+  const HostFacts& host_;
+  NodeState& state_;
+  RecordStore& records_;
+  const Handlers& handlers_;
+  ExitMonitor& exits_;
+  images::ImageStore& images_;
+  snapshotter::Snapshotter& snapshots_;
+  base::Logger& logger_;
+};
+
+}  // namespace kapal::runtime

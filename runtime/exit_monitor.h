@@ -1,0 +1,44 @@
+#pragma once
+
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "base/logger.h"
+#include "base/unique_fd.h"
+#include "runtime/node_state.h"
+#include "runtime/records.h"
+
+namespace kapal::runtime {
+
+// Learns of container exits: each kapal-shim writes its container's exit record into the bundle
+// and notes the id in STATE/exits; this watches that directory (inotify) and records the exit
+// in the store as it happens, not only when a client asks.
+class ExitMonitor {
+ public:
+  ExitMonitor(NodeState& state, RecordStore& records, base::Logger& logger, std::string exit_dir);
+  ~ExitMonitor();  // stops the watcher thread
+
+  // Records the exits noted so far, then watches for more.
+  absl::Status Start();
+
+  // Brings a created or running container up to date: reads the shim's exit record, or notices
+  // a shim that died without one. The caller holds the state's mutex.
+  void RefreshLocked(Container& container);
+
+  const std::string& ExitDir() const { return exit_dir_; }
+
+ private:
+  void Watch();
+  void RecordExitsNoted();
+
+  NodeState& state_;
+  RecordStore& records_;
+  base::Logger& logger_;
+  std::string exit_dir_;
+  base::UniqueFd exit_watch_;  // inotify on exit_dir_
+  base::UniqueFd stop_watch_;  // eventfd that ends the watcher thread
+  std::thread watcher_;
+};
+
+}  // namespace kapal::runtime

@@ -1,0 +1,118 @@
+#include "runtime/images.h"
+
+#include <chrono>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "images/archive.h"
+#include "images/garbage.h"
+
+namespace kapal::runtime {
+
+namespace {
+
+// A name:tag reference (no digest, not an id) removes only that tag.
+bool IsTagOnly(const std::string& text, const images::ImageRecord& image) {
+  if (absl::StartsWith(text, "sha256:") || absl::StartsWith(image.id.Hex(), text)) return false;
+  absl::StatusOr<images::Reference> reference = images::ParseReference(text);
+  return reference.ok() && !reference->digest;
+}
+
+}  // namespace
+
+Images::Images(images::Puller& puller, images::ImageStore& images, images::ContentStore& content,
+               snapshotter::Snapshotter& snapshots, metrics::Registry& metrics,
+               std::string root_dir, base::Logger& logger)
+    : puller_(puller),
+      images_(images),
+      content_(content),
+      snapshots_(snapshots),
+      root_dir_(std::move(root_dir)),
+      logger_(logger),
+      pulls_(prometheus::BuildCounter()
+                 .Name(metrics::Registry::Name("image_pulls_total"))
+                 .Help("Image pulls by result (success, failure)")
+                 .Register(metrics.Prometheus())) {}
+
+absl::StatusOr<images::ImageRecord> Images::Pull(const std::string& reference,
+                                                 const images::Credentials& credentials,
+                                                 const images::ProgressCallback& progress) {
+  if (reference.empty()) return absl::InvalidArgumentError("pull: the image reference is empty");
+  auto started = std::chrono::steady_clock::now();
+  absl::StatusOr<images::ImageRecord> image = puller_.Pull(reference, credentials, progress);
+  pulls_.Add({{"result", image.ok() ? "success" : "failure"}}).Increment();
+  if (!image.ok()) {
+    logger_.Warn(image.status().message());
+    return image.status();
+  }
+  logger_.Info("pulled ", reference, " as ", image->id.String(), " in ",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+               "s");
+  return image;
+}
+
+absl::StatusOr<images::ImageRecord> Images::Find(const std::string& text) {
+  return images_.Find(text);
+}
+
+std::vector<images::ImageRecord> Images::List() { return images_.List(); }
+
+absl::Status Images::Remove(const std::string& text) {
+  if (text.empty()) return absl::InvalidArgumentError("remove image: the image is empty");
+  std::lock_guard lock(removal_mutex_);
+  absl::StatusOr<images::ImageRecord> image = images_.Find(text);
+  if (!image.ok()) return image.status();
+  if (IsTagOnly(text, *image) && image->repo_tags.size() > 1) {
+    absl::StatusOr<images::Reference> reference = images::ParseReference(text);
+    absl::StatusOr<int> remaining = images_.Untag(*reference);
+    if (!remaining.ok()) return remaining.status();
+    logger_.Info("untagged ", reference->Canonical(), "; ", image->id.String(), " keeps ",
+                 *remaining, " tags");
+    return absl::OkStatus();
+  }
+  if (absl::Status removed = images_.Remove(image->id); !removed.ok()) return removed;
+  logger_.Info("removed image ", image->id.String());
+  return CollectGarbage(image->blobs);
+}
+
+absl::Status Images::CollectGarbage(const std::vector<images::Digest>& released_blobs) {
+  for (const images::Digest& blob : images_.UnusedBlobs(released_blobs)) {
+    if (absl::Status removed = content_.Remove(blob); !removed.ok()) return removed;
+  }
+  return images::RemoveUnusedSnapshots(images_, snapshots_);
+}
+
+absl::StatusOr<FilesystemUsage> Images::Usage() {
+  absl::StatusOr<std::pair<int64_t, int64_t>> blobs = content_.Totals();
+  if (!blobs.ok()) return blobs.status();
+  absl::StatusOr<snapshotter::Usage> layers = snapshots_.CommittedUsage();
+  if (!layers.ok()) return layers.status();
+  FilesystemUsage usage;
+  usage.mountpoint = root_dir_;
+  usage.images = {blobs->first + layers->bytes, blobs->second + layers->inodes};
+  for (const snapshotter::Info& info : snapshots_.Walk()) {
+    if (info.kind == snapshotter::Kind::kCommitted) continue;
+    base::TreeUsage measured = base::MeasureTree(info.directory);
+    usage.containers.bytes += measured.bytes;
+    usage.containers.inodes += measured.inodes;
+  }
+  return usage;
+}
+
+absl::StatusOr<std::vector<images::ImageRecord>> Images::Import(const std::string& path) {
+  absl::StatusOr<std::vector<images::ImageRecord>> imported =
+      images::ImportArchive(path, content_, puller_);
+  if (!imported.ok()) {
+    logger_.Warn(imported.status().message());
+    return imported.status();
+  }
+  for (const images::ImageRecord& image : *imported) logger_.Info("imported ", image.id.String());
+  return imported;
+}
+
+absl::Status Images::Export(const images::ImageRecord& image,
+                            const std::function<absl::Status(const char*, size_t)>& sink) {
+  return images::ExportArchive(image, content_, sink);
+}
+
+}  // namespace kapal::runtime

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/files.h"
+#include "base/logger.h"
+#include "images/content_store.h"
+#include "images/image_store.h"
+#include "images/puller.h"
+#include "metrics/metrics.h"
+#include "snapshotter/snapshotter.h"
+
+namespace kapal::runtime {
+
+// Where images and containers keep their bytes, for ImageFsInfo and `docker info`.
+struct FilesystemUsage {
+  std::string mountpoint;
+  base::TreeUsage images;      // blobs and committed layers
+  base::TreeUsage containers;  // writable container snapshots
+};
+
+// The node's images for every front door: pulls (counted and logged), look-ups, removal with
+// the collection of blobs and layers no image uses any more, disk usage, import and export.
+class Images {
+ public:
+  Images(images::Puller& puller, images::ImageStore& images, images::ContentStore& content,
+         snapshotter::Snapshotter& snapshots, metrics::Registry& metrics, std::string root_dir,
+         base::Logger& logger);
+
+  absl::StatusOr<images::ImageRecord> Pull(const std::string& reference,
+                                           const images::Credentials& credentials,
+                                           const images::ProgressCallback& progress = nullptr);
+  // By id, unique id prefix, tag or digest reference; NOT_FOUND when unknown.
+  absl::StatusOr<images::ImageRecord> Find(const std::string& text);
+  std::vector<images::ImageRecord> List();
+  // Removing one tag of an image that has several only untags it; otherwise the image goes
+  // with the blobs and layers only it used. NOT_FOUND when unknown.
+  absl::Status Remove(const std::string& text);
+  // Images are counted from what the store recorded when each blob and layer was written (no
+  // walk of the disk on kubelet's frequent polls); only writable snapshots are measured.
+  absl::StatusOr<FilesystemUsage> Usage();
+  // An OCI image layout tar or a `docker save` tar at PATH; every blob digest-checked.
+  absl::StatusOr<std::vector<images::ImageRecord>> Import(const std::string& path);
+  // IMAGE as an OCI image layout tar, handed to SINK piece by piece.
+  absl::Status Export(const images::ImageRecord& image,
+                      const std::function<absl::Status(const char*, size_t)>& sink);
+
+ private:
+  absl::Status CollectGarbage(const std::vector<images::Digest>& released_blobs);
+
+  images::Puller& puller_;
+  images::ImageStore& images_;
+  images::ContentStore& content_;
+  snapshotter::Snapshotter& snapshots_;
+  std::string root_dir_;
+  base::Logger& logger_;
+  prometheus::Family<prometheus::Counter>& pulls_;
+  std::mutex removal_mutex_;
+};
+
+}  // namespace kapal::runtime

@@ -1,0 +1,177 @@
+#include "runtime/oci_runtime.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/files.h"
+#include "base/unique_fd.h"
+#include "nlohmann/json.hpp"
+
+namespace kapal::runtime {
+
+namespace {
+
+// create/start/kill/delete are quick; a runtime stuck for this long is broken.
+constexpr std::chrono::seconds kRuntimeTimeout(60);
+
+// Runs kapal-shim and reads the one line it reports on stdout. The shim forks and its first
+// process exits at once; the detached one writes the line when its work is done ("ok ..." or
+// "error TEXT"), so neither its exit nor end-of-file is waited for.
+absl::StatusOr<std::string> RunShimForReport(const std::vector<std::string>& argv) {
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) return base::ErrnoStatus(errno, "pipe");
+  base::UniqueFd report_read(report[0]), report_write(report[1]);
+  base::ChildOptions options;
+  options.stdout_fd = report_write.Get();
+  absl::StatusOr<base::ChildProcess> shim = base::ChildProcess::Spawn(argv, options);
+  if (!shim.ok()) return shim.status();
+  report_write.Reset();
+  std::string line;
+  auto deadline = std::chrono::steady_clock::now() + kRuntimeTimeout;
+  char buffer[1024];
+  while (line.find('\n') == std::string::npos) {
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    deadline - std::chrono::steady_clock::now())
+                                    .count());
+    if (left <= 0) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("kapal-shim did not report within ", kRuntimeTimeout.count(), " s"));
+    }
+    pollfd wait{report_read.Get(), POLLIN, 0};
+    if (::poll(&wait, 1, left) < 0 && errno != EINTR) return base::ErrnoStatus(errno, "poll");
+    ssize_t n = ::read(report_read.Get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    line.append(buffer, static_cast<size_t>(n));
+  }
+  // The shim's first process has exited by now (or exits right after); reap it.
+  (void)shim->Wait(std::chrono::seconds(5));
+  return line.substr(0, line.find('\n'));
+}
+
+}  // namespace
+
+absl::StatusOr<int> StartPodInfra(const std::string& shim_binary) {
+  absl::StatusOr<std::string> line = RunShimForReport({shim_binary, "--infra"});
+  if (!line.ok()) return line.status();
+  int pid = 0;
+  if (line->rfind("ok ", 0) == 0 && absl::SimpleAtoi(line->substr(3), &pid) && pid > 0) return pid;
+  if (line->rfind("error ", 0) == 0) return absl::UnknownError(line->substr(6));
+  return absl::InternalError(absl::StrCat("kapal-shim --infra reported \"", *line, "\""));
+}
+
+std::vector<std::string> OciRuntime::Command(std::initializer_list<std::string> args) const {
+  std::vector<std::string> argv = {binary_, "--root", state_root_};
+  if (systemd_cgroup_) argv.push_back("--systemd-cgroup");
+  argv.insert(argv.end(), args);
+  return argv;
+}
+
+absl::StatusOr<base::CommandResult> OciRuntime::Run(std::initializer_list<std::string> args) const {
+  return base::RunCommand(Command(args), "", kRuntimeTimeout);
+}
+
+absl::StatusOr<ShimProcess> OciRuntime::Create(const ShimLaunch& launch) const {
+  std::vector<std::string> argv = {
+      launch.shim_binary, "--id",  launch.container_id, "--bundle",  launch.bundle,
+      "--runtime",        binary_, "--runtime-root",    state_root_, "--log-path",
+      launch.log_path};
+  if (!launch.oom_file.empty()) argv.insert(argv.end(), {"--oom-file", launch.oom_file});
+  if (!launch.exit_dir.empty()) argv.insert(argv.end(), {"--exit-dir", launch.exit_dir});
+  if (systemd_cgroup_) argv.push_back("--systemd-cgroup");
+  if (launch.terminal) argv.push_back("--terminal");
+  if (launch.stdin_open) argv.push_back("--stdin");
+
+  absl::StatusOr<std::string> reported = RunShimForReport(argv);
+  if (!reported.ok()) return reported.status();
+  std::string line = *reported;
+  if (line.rfind("ok ", 0) == 0) {
+    std::vector<std::string> words = absl::StrSplit(line.substr(3), ' ');
+    ShimProcess process;
+    if (words.size() == 2 && absl::SimpleAtoi(words[0], &process.container_pid) &&
+        absl::SimpleAtoi(words[1], &process.shim_pid)) {
+      return process;
+    }
+  }
+  if (line.rfind("error ", 0) == 0) return absl::UnknownError(line.substr(6));
+  std::string log;
+  if (absl::StatusOr<std::string> text = base::ReadFile(launch.bundle + "/shim.log"); text.ok()) {
+    log = *text;
+  }
+  return absl::InternalError(
+      absl::StrCat("kapal-shim ended without a report", log.empty() ? "" : ": ", log));
+}
+
+absl::Status OciRuntime::Start(const std::string& id) const {
+  absl::StatusOr<base::CommandResult> ran = Run({"start", id});
+  if (!ran.ok()) return ran.status();
+  if (!ran->Succeeded()) {
+    return absl::UnknownError(absl::StrCat(binary_, " start ", id, ": ", ran->Describe()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OciRuntime::Kill(const std::string& id, int signal, bool all) const {
+  absl::StatusOr<base::CommandResult> ran = all ? Run({"kill", "--all", id, std::to_string(signal)})
+                                                : Run({"kill", id, std::to_string(signal)});
+  if (!ran.ok()) return ran.status();
+  if (!ran->Succeeded()) {
+    std::string text = ran->Describe();
+    // Already gone: what kill wanted has happened.
+    if (text.find("not running") != std::string::npos ||
+        text.find("does not exist") != std::string::npos ||
+        text.find("process already finished") != std::string::npos) {
+      return absl::NotFoundError(text);
+    }
+    return absl::UnknownError(absl::StrCat(binary_, " kill ", id, ": ", text));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OciRuntime::Delete(const std::string& id) const {
+  absl::StatusOr<base::CommandResult> ran = Run({"delete", "--force", id});
+  if (!ran.ok()) return ran.status();
+  if (!ran->Succeeded() && ran->Describe().find("does not exist") == std::string::npos) {
+    return absl::UnknownError(absl::StrCat(binary_, " delete ", id, ": ", ran->Describe()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> OciRuntime::State(const std::string& id) const {
+  absl::StatusOr<base::CommandResult> ran = Run({"state", id});
+  if (!ran.ok()) return ran.status();
+  if (!ran->Succeeded()) {
+    return absl::NotFoundError(absl::StrCat(binary_, " state ", id, ": ", ran->Describe()));
+  }
+  nlohmann::json state = nlohmann::json::parse(ran->output, nullptr, false);
+  if (!state.is_object()) return absl::InternalError(binary_ + " state printed no JSON");
+  return state.value("status", std::string("unknown"));
+}
+
+absl::StatusOr<base::CommandResult> OciRuntime::Exec(const std::string& id,
+                                                     const std::string& process_json_path,
+                                                     const std::string& pid_file,
+                                                     std::chrono::milliseconds timeout) const {
+  absl::StatusOr<base::CommandResult> ran = base::RunCommand(
+      Command({"exec", "--process", process_json_path, "--pid-file", pid_file, id}), "", timeout);
+  if (absl::IsDeadlineExceeded(ran.status())) {
+    // Killing the runtime's exec would leave the process running inside the container.
+    if (absl::StatusOr<std::string> pid = base::ReadFile(pid_file); pid.ok()) {
+      int number = 0;
+      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(*pid), &number) && number > 0) {
+        ::kill(number, SIGKILL);
+      }
+    }
+  }
+  return ran;
+}
+
+}  // namespace kapal::runtime

@@ -1,0 +1,71 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "base/child_process.h"
+
+namespace kapal::runtime {
+
+// What kapal-shim needs to create one container.
+struct ShimLaunch {
+  std::string shim_binary;
+  std::string container_id;
+  std::string bundle;    // holds config.json and rootfs; the shim's files go here too
+  std::string log_path;  // the CRI log file
+  std::string oom_file;  // the cgroup file counting OOM kills ("" when unknown)
+  std::string exit_dir;  // the shim adds a file named by the container id here on exit
+  bool terminal = false;
+  bool stdin_open = false;
+};
+
+// The container's init process and the shim that watches it.
+struct ShimProcess {
+  pid_t container_pid = 0;
+  pid_t shim_pid = 0;
+};
+
+// Starts `kapal-shim --infra`, the init of a pod's shared PID namespace; returns its pid.
+absl::StatusOr<int> StartPodInfra(const std::string& shim_binary);
+
+// An OCI runtime (runc, crun) driven through its command line, with its own state root.
+class OciRuntime {
+ public:
+  OciRuntime(std::string binary, std::string state_root, bool systemd_cgroup)
+      : binary_(std::move(binary)),
+        state_root_(std::move(state_root)),
+        systemd_cgroup_(systemd_cgroup) {}
+
+  const std::string& Binary() const { return binary_; }
+
+  // Starts kapal-shim, which runs `create` and stays with the container. Returns once the
+  // container exists (created, not started); the runtime's own error text otherwise.
+  absl::StatusOr<ShimProcess> Create(const ShimLaunch& launch) const;
+  absl::Status Start(const std::string& id) const;
+  // Sends SIGNAL to the container's init (ALL: to every process of it).
+  absl::Status Kill(const std::string& id, int signal, bool all = false) const;
+  // Deletes the runtime's record and cgroup of a stopped container (--force kills a running
+  // one first). A container the runtime does not know is fine: delete is idempotent.
+  absl::Status Delete(const std::string& id) const;
+  // The runtime's view: "created", "running", "stopped", "paused"; NOT_FOUND when unknown.
+  absl::StatusOr<std::string> State(const std::string& id) const;
+  // Runs the process described by PROCESS_JSON_PATH inside the container, collecting output.
+  // DEADLINE_EXCEEDED after TIMEOUT (the process is killed).
+  absl::StatusOr<base::CommandResult> Exec(const std::string& id,
+                                           const std::string& process_json_path,
+                                           const std::string& pid_file,
+                                           std::chrono::milliseconds timeout) const;
+
+ private:
+  std::vector<std::string> Command(std::initializer_list<std::string> args) const;
+  absl::StatusOr<base::CommandResult> Run(std::initializer_list<std::string> args) const;
+
+  std::string binary_;
+  std::string state_root_;
+  bool systemd_cgroup_;
+};
+
+}  // namespace kapal::runtime

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "api/cri_messages.h"
+#include "nlohmann/json.hpp"
+#include "runtime/image_config.h"
+#include "runtime/namespaces.h"
+#include "runtime/users.h"
+
+namespace kapal::runtime {
+
+// Rejects a path given by a client for the host or the container: it must be absolute and have
+// no ".." component (WHAT names it in the message).
+absl::Status CheckClientPath(const std::string& path, const std::string& what);
+
+// Where a pod keeps what its containers share (see PodSandboxes).
+struct PodFiles {
+  std::string dir;    // hostname, hosts, resolv.conf, shm/, and the namespace pins net/ipc/uts
+  PodNamespaces own;  // which namespaces the pod has of its own (the others are the host's)
+};
+
+struct SpecInputs {
+  std::string container_id;
+  const runtime::v1::ContainerConfig* container = nullptr;
+  const runtime::v1::PodSandboxConfig* pod = nullptr;
+  ImageRuntimeConfig image;
+  ProcessUser user;
+  std::string rootfs;
+  std::string hostname;
+  PodFiles pod_files;
+  std::string cgroups_path;
+  // The PID namespace to join (the pod's shared one); empty: the container's own, or the host's
+  // when the config says NODE.
+  std::string pid_namespace_path;
+  bool cgroup_v2 = false;
+  // The lowest oom_score_adj the runtime can set (it cannot go below its own without
+  // CAP_SYS_RESOURCE): containerd's restrict_oom_score_adj.
+  int min_oom_score_adj = -1000;
+};
+
+// The OCI runtime spec (config.json) of a container. Mount sources that do not exist are
+// created as directories, as kubelet expects.
+absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& inputs);
+
+}  // namespace kapal::runtime

@@ -1,0 +1,130 @@
+#include "runtime/runtime.h"
+
+#include "base/files.h"
+#include "runtime/exit_monitor.h"
+#include "runtime/handlers.h"
+#include "runtime/node_state.h"
+#include "runtime/pod_cidr.h"
+#include "runtime/recovery.h"
+#include "runtime/sandboxes.h"
+
+namespace kapal::runtime {
+
+namespace {
+
+constexpr char kPodCidrSetting[] = "pod_cidr";
+
+}  // namespace
+
+// The pieces, each with one job, in the order they depend on each other.
+struct Runtime::Parts {
+  Parts(const Options& options_in, const HostFacts& host_in, store::Store& store_in,
+        images::ImageStore& image_records, snapshotter::Snapshotter& snapshots, Images& images_in,
+        base::Logger& logger)
+      : options(options_in),
+        host(host_in),
+        store(store_in),
+        images(images_in),
+        records(store_in, options_in.state_dir),
+        handlers(options, host),
+        exits(state, records, logger, options.state_dir + "/exits"),
+        containers(options, host, state, records, handlers, exits, image_records, snapshots,
+                   logger),
+        sandboxes(options, state, records, handlers, containers, logger),
+        recovery(options, state, records, handlers, containers, exits, snapshots, logger) {}
+
+  const Options options;
+  const HostFacts& host;
+  store::Store& store;
+  Images& images;
+  NodeState state;
+  RecordStore records;
+  Handlers handlers;
+  ExitMonitor exits;
+  Containers containers;
+  Sandboxes sandboxes;
+  Recovery recovery;
+};
+
+absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options,
+                                                        const HostFacts& host, store::Store& store,
+                                                        images::ImageStore& image_records,
+                                                        snapshotter::Snapshotter& snapshots,
+                                                        Images& images, base::Logger& logger) {
+  for (const char* dir : {"/pods", "/containers", "/runtime", "/exits"}) {
+    if (absl::Status made = base::MakeDirectories(options.state_dir + dir, 0711); !made.ok()) {
+      return made;
+    }
+  }
+  auto parts =
+      std::make_unique<Parts>(options, host, store, image_records, snapshots, images, logger);
+  if (absl::Status recovered = parts->recovery.Run(); !recovered.ok()) return recovered;
+  if (absl::Status watching = parts->exits.Start(); !watching.ok()) return watching;
+  return std::unique_ptr<Runtime>(new Runtime(std::move(parts)));
+}
+
+Runtime::Runtime(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+Runtime::~Runtime() = default;
+
+absl::StatusOr<std::string> Runtime::RunPod(const runtime::v1::PodSandboxConfig& config,
+                                            const std::string& runtime_handler) {
+  return parts_->sandboxes.Run(config, runtime_handler);
+}
+absl::Status Runtime::StopPod(const std::string& id) { return parts_->sandboxes.Stop(id); }
+absl::Status Runtime::RemovePod(const std::string& id) { return parts_->sandboxes.Remove(id); }
+absl::StatusOr<Pod> Runtime::GetPod(const std::string& id) { return parts_->sandboxes.Get(id); }
+std::vector<Pod> Runtime::ListPods() { return parts_->sandboxes.List(); }
+
+absl::StatusOr<std::string> Runtime::CreateContainer(const std::string& pod_id,
+                                                     const runtime::v1::ContainerConfig& config) {
+  return parts_->containers.Create(pod_id, config);
+}
+absl::Status Runtime::StartContainer(const std::string& id) { return parts_->containers.Start(id); }
+absl::Status Runtime::StopContainer(const std::string& id, std::chrono::seconds timeout) {
+  return parts_->containers.Stop(id, timeout);
+}
+absl::Status Runtime::RemoveContainer(const std::string& id) {
+  return parts_->containers.Remove(id);
+}
+absl::StatusOr<Container> Runtime::GetContainer(const std::string& id) {
+  return parts_->containers.Get(id);
+}
+std::vector<Container> Runtime::ListContainers() { return parts_->containers.List(); }
+absl::StatusOr<ExecResult> Runtime::ExecSync(const std::string& id,
+                                             const std::vector<std::string>& cmd,
+                                             std::chrono::seconds timeout) {
+  return parts_->containers.ExecSync(id, cmd, timeout);
+}
+absl::Status Runtime::ReopenContainerLog(const std::string& id) {
+  return parts_->containers.ReopenLog(id);
+}
+
+Images& Runtime::images() { return parts_->images; }
+
+Condition Runtime::RuntimeReady() const { return CheckRuntimeReady(parts_->options); }
+Condition Runtime::NetworkReady() const { return CheckNetworkReady(parts_->options); }
+std::vector<std::string> Runtime::HandlerNames() const { return parts_->handlers.Names(); }
+CgroupDriver Runtime::cgroup_driver() const {
+  return ResolveCgroupDriver(parts_->options.cgroup_driver, parts_->host);
+}
+const HostFacts& Runtime::host() const { return parts_->host; }
+
+absl::Status Runtime::SetPodCidr(const std::string& cidrs) {
+  if (absl::Status valid = ValidatePodCidrs(cidrs); !valid.ok()) return valid;
+  if (cidrs.empty()) return absl::OkStatus();
+  return parts_->store.PutSetting(kPodCidrSetting, cidrs);
+}
+
+absl::StatusOr<std::string> Runtime::PodCidr() {
+  absl::StatusOr<std::optional<std::string>> stored = parts_->store.GetSetting(kPodCidrSetting);
+  if (!stored.ok()) return stored.status();
+  return stored->value_or("");
+}
+
+nlohmann::json Runtime::Describe() {
+  return {{"database", parts_->store.Path()},
+          {"schemaVersion", parts_->store.SchemaVersion()},
+          {"pods", parts_->handlers.Describe()}};
+}
+
+}  // namespace kapal::runtime

@@ -1,0 +1,83 @@
+#pragma once
+
+// The node core: what every front door (the CRI gRPC server, the streaming server, the Docker
+// API, kapalctl through them) calls to run pods and containers and to keep images. It owns the
+// rules (defaults, name conflicts, security, cleanup), so each door only checks what belongs to
+// its own API and translates. It speaks CRI messages and absl::Status; it must not know gRPC,
+// HTTP or any door's wire format. It builds on images/, snapshotter/, store/, metrics/ and
+// base/, and starts kapal-shim as a program (never links it).
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/logger.h"
+#include "images/image_store.h"
+#include "nlohmann/json.hpp"
+#include "runtime/containers.h"
+#include "runtime/host_facts.h"
+#include "runtime/images.h"
+#include "runtime/options.h"
+#include "runtime/readiness.h"
+#include "runtime/records.h"
+#include "snapshotter/snapshotter.h"
+#include "store/store.h"
+
+namespace kapal::runtime {
+
+class Runtime {
+ public:
+  struct Parts;
+  // Recovers the pods and containers of an earlier run and starts watching exits.
+  static absl::StatusOr<std::unique_ptr<Runtime>> Start(const Options& options,
+                                                        const HostFacts& host, store::Store& store,
+                                                        images::ImageStore& image_records,
+                                                        snapshotter::Snapshotter& snapshots,
+                                                        Images& images, base::Logger& logger);
+  ~Runtime();
+
+  // Pod sandboxes. Ids may be unique prefixes.
+  absl::StatusOr<std::string> RunPod(const runtime::v1::PodSandboxConfig& config,
+                                     const std::string& runtime_handler);
+  absl::Status StopPod(const std::string& id);
+  absl::Status RemovePod(const std::string& id);
+  absl::StatusOr<Pod> GetPod(const std::string& id);
+  std::vector<Pod> ListPods();
+
+  // Containers.
+  absl::StatusOr<std::string> CreateContainer(const std::string& pod_id,
+                                              const runtime::v1::ContainerConfig& config);
+  absl::Status StartContainer(const std::string& id);
+  absl::Status StopContainer(const std::string& id, std::chrono::seconds timeout);
+  absl::Status RemoveContainer(const std::string& id);
+  absl::StatusOr<Container> GetContainer(const std::string& id);
+  std::vector<Container> ListContainers();
+  absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
+                                      std::chrono::seconds timeout);
+  absl::Status ReopenContainerLog(const std::string& id);
+
+  Images& images();
+
+  // The node.
+  Condition RuntimeReady() const;
+  Condition NetworkReady() const;
+  std::vector<std::string> HandlerNames() const;
+  CgroupDriver cgroup_driver() const;
+  const HostFacts& host() const;
+  // The pod CIDR kubelet gave (UpdateRuntimeConfig), kept in the store; "" until then. An empty
+  // one does not erase a known one (kubelet sends "" until the node has one).
+  absl::Status SetPodCidr(const std::string& cidrs);
+  absl::StatusOr<std::string> PodCidr();
+  // For Status verbose and `kapalctl info`: the database, and under "pods" the handlers and
+  // the limits of this host.
+  nlohmann::json Describe();
+
+ private:
+  explicit Runtime(std::unique_ptr<Parts> parts);
+  std::unique_ptr<Parts> parts_;
+};
+
+}  // namespace kapal::runtime

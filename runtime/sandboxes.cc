@@ -1,0 +1,355 @@
+#include "runtime/sandboxes.h"
+
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <functional>
+#include <optional>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "runtime/cni.h"
+#include "runtime/namespaces.h"
+#include "runtime/oci_spec.h"
+
+namespace kapal::runtime {
+
+namespace {
+
+using runtime::v1::PodSandboxConfig;
+
+// Sysctls a pod may set: only those of namespaces it has of its own (setting another would
+// change the host).
+absl::Status CheckSysctls(const PodSandboxConfig& config, const PodNamespaces& own) {
+  for (const auto& [key, value] : config.linux().sysctls()) {
+    bool ipc = absl::StartsWith(key, "kernel.shm") || absl::StartsWith(key, "kernel.msg") ||
+               key == "kernel.sem" || absl::StartsWith(key, "fs.mqueue.");
+    bool net = absl::StartsWith(key, "net.");
+    bool uts = key == "kernel.hostname" || key == "kernel.domainname";
+    if (!ipc && !net && !uts) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sysctl ", key,
+                       " is not namespaced: a pod may only set net.*, kernel.shm*, "
+                       "kernel.msg*, kernel.sem and fs.mqueue.*"));
+    }
+    if ((ipc && !own.ipc) || (net && !own.network) || (uts && !own.uts)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sysctl ", key, " cannot be set in a pod that uses the host's namespace for it"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string ResolvConf(const runtime::v1::DNSConfig& dns) {
+  if (dns.servers().empty() && dns.searches().empty() && dns.options().empty()) {
+    // No DNS config: the host's, as containerd does.
+    absl::StatusOr<std::string> host = base::ReadFile("/etc/resolv.conf");
+    return host.ok() ? *host : "";
+  }
+  std::string text;
+  if (!dns.searches().empty())
+    absl::StrAppend(&text, "search ", absl::StrJoin(dns.searches(), " "), "\n");
+  for (const std::string& server : dns.servers())
+    absl::StrAppend(&text, "nameserver ", server, "\n");
+  if (!dns.options().empty())
+    absl::StrAppend(&text, "options ", absl::StrJoin(dns.options(), " "), "\n");
+  return text;
+}
+
+// Who a CNI call is for: the pod's ids, its network namespace pin and its host ports.
+CniPod CniPodOf(const Pod& pod) {
+  const auto& meta = pod.config.metadata();
+  CniPod cni_pod{pod.id, pod.dir + "/net", meta.name(), meta.namespace_(), meta.uid(), {}};
+  for (const runtime::v1::PortMapping& port : pod.config.port_mappings()) {
+    if (port.host_port() == 0) continue;
+    std::string protocol = absl::AsciiStrToLower(runtime::v1::Protocol_Name(port.protocol()));
+    cni_pod.port_mappings.push_back(
+        {port.host_port(), port.container_port(), protocol, port.host_ip()});
+  }
+  return cni_pod;
+}
+
+}  // namespace
+
+Sandboxes::Sandboxes(const Options& options, NodeState& state, RecordStore& records,
+                     const Handlers& handlers, Containers& containers, base::Logger& logger)
+    : options_(options),
+      state_(state),
+      records_(records),
+      handlers_(handlers),
+      containers_(containers),
+      logger_(logger) {}
+
+void Sandboxes::StopInfra(Pod& pod) {
+  if (pod.infra_pid > 0 && InPinnedPidNamespace(pod.dir, pod.infra_pid)) {
+    ::kill(pod.infra_pid, SIGKILL);
+  }
+  pod.infra_pid = 0;
+  ::unlink((pod.dir + "/infra.pid").c_str());
+}
+
+void Sandboxes::RemovePodCgroup(const Pod& pod) const {
+  // Only the parent kapal made up (no cgroup_parent given); kubelet's own it removes itself.
+  if (!pod.config.linux().cgroup_parent().empty()) return;
+  absl::StatusOr<std::vector<std::string>> hierarchies = base::ListDirectory("/sys/fs/cgroup");
+  std::vector<std::string> roots = {"/sys/fs/cgroup"};
+  if (hierarchies.ok()) {
+    for (const std::string& name : *hierarchies) roots.push_back("/sys/fs/cgroup/" + name);
+  }
+  for (const std::string& root : roots) {
+    ::rmdir(absl::StrCat(root, "/kapal/", pod.id).c_str());
+    ::rmdir(absl::StrCat(root, "/kapal").c_str());  // fails while other pods use it: fine
+  }
+}
+
+absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
+                                           const std::string& runtime_handler) {
+  const auto& meta = config.metadata();
+  std::vector<std::string> missing;
+  if (meta.name().empty()) missing.push_back("name");
+  if (meta.namespace_().empty()) missing.push_back("namespace");
+  if (meta.uid().empty()) missing.push_back("uid");
+  if (!missing.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("pod sandbox metadata has no ",
+                                                   absl::StrJoin(missing, ", "),
+                                                   "; name, namespace and uid are required"));
+  }
+  absl::StatusOr<const Handler*> handler = handlers_.Find(runtime_handler);
+  if (!handler.ok()) return handler.status();
+  PodNamespaces own = OwnNamespaces(config);
+  if (absl::Status checked = CheckSysctls(config, own); !checked.ok()) return checked;
+  if (!config.log_directory().empty()) {
+    if (absl::Status checked = CheckClientPath(config.log_directory(), "log_directory");
+        !checked.ok()) {
+      return checked;
+    }
+  }
+  for (const runtime::v1::PortMapping& port : config.port_mappings()) {
+    if (port.container_port() <= 0 || port.container_port() > 65535 || port.host_port() < 0 ||
+        port.host_port() > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat("port mapping ", port.host_port(), ":",
+                                                     port.container_port(), " is out of range"));
+    }
+  }
+  std::optional<CniNetwork> network;
+  if (own.network) {
+    absl::StatusOr<CniNetwork> loaded =
+        CniNetwork::Load(options_.cni_conf_dir, options_.cni_bin_dirs);
+    if (!loaded.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("network not ready: ", loaded.status().message()));
+    }
+    network = std::move(*loaded);
+  }
+
+  // The name is reserved while the pod is made without the lock, so pods start in parallel.
+  std::string full_name =
+      absl::StrCat(meta.name(), "_", meta.namespace_(), "_", meta.uid(), "_", meta.attempt());
+  std::optional<NameReservation> reservation;
+  {
+    std::lock_guard lock(state_.mutex);
+    for (const auto& [id, pod] : state_.pods) {
+      const auto& other = pod.config.metadata();
+      if (other.name() == meta.name() && other.namespace_() == meta.namespace_() &&
+          other.uid() == meta.uid() && other.attempt() == meta.attempt()) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "pod sandbox name ", full_name, " is already used by ", id, "; remove that pod first"));
+      }
+    }
+    absl::StatusOr<NameReservation> taken =
+        NameReservation::TakeLocked(state_, "pod/" + full_name,
+                                    absl::StrCat("pod sandbox name ", full_name,
+                                                 " is being used by a RunPodSandbox in progress"));
+    if (!taken.ok()) return taken.status();
+    reservation.emplace(std::move(*taken));
+  }
+  Pod pod;
+  pod.id = NewId();
+  pod.config = config;
+  pod.runtime_handler = (*handler)->name;
+  pod.created_at = NowNanos();
+  pod.dir = records_.PodDir(pod.id);
+  pod.own = own;
+
+  // Undo everything done so far when a later step fails: nothing is left of a failed pod.
+  bool done = false;
+  std::optional<CniPod> networked;
+  struct Undo {
+    std::function<void()> fn;
+    ~Undo() { fn(); }
+  } undo{[&] {
+    if (done) return;
+    if (networked.has_value()) (void)network->Del(*networked, pod.cni_result);
+    StopInfra(pod);
+    (void)UnpinNamespaces(pod.dir);
+    ::umount2((pod.dir + "/shm").c_str(), MNT_DETACH);
+    (void)base::RemoveTree(pod.dir);
+  }};
+
+  if (absl::Status made = base::MakeDirectories(pod.dir, 0711); !made.ok()) return made;
+  std::string hostname = config.hostname();
+  if (!own.uts) {
+    char host_name[256] = {};
+    ::gethostname(host_name, sizeof host_name - 1);
+    hostname = host_name;
+  } else if (hostname.empty()) {
+    hostname = meta.name().substr(0, 63);
+  }
+  std::string hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+  for (auto [name, content] : std::vector<std::pair<std::string, std::string>>{
+           {"hostname", hostname + "\n"},
+           {"hosts", hosts},
+           {"resolv.conf", ResolvConf(config.dns_config())}}) {
+    if (absl::Status written = base::WriteFileAtomically(pod.dir + "/" + name, content, 0644,
+                                                         base::Durability::kVolatile);
+        !written.ok()) {
+      return written;
+    }
+  }
+  if (own.ipc) {
+    std::string shm = pod.dir + "/shm";
+    if (absl::Status made = base::MakeDirectories(shm, 01777); !made.ok()) return made;
+    if (::mount("shm", shm.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                "mode=1777,size=65536k") != 0) {
+      return base::ErrnoStatus(errno, "mount /dev/shm of the pod at " + shm);
+    }
+  }
+  if (absl::Status pinned = PinNamespaces(pod.dir, own, hostname); !pinned.ok()) return pinned;
+  if (own.pid) {
+    absl::StatusOr<int> infra = StartPodInfra(handlers_.ShimBinary());
+    if (!infra.ok()) return Annotate(infra.status(), "start the pod's infra process");
+    pod.infra_pid = *infra;
+    if (absl::Status pinned = PinPidNamespace(pod.dir, pod.infra_pid); !pinned.ok()) {
+      // Not pinned, so StopInfra could not tell it is ours; it was started a moment ago.
+      ::kill(pod.infra_pid, SIGKILL);
+      pod.infra_pid = 0;
+      return pinned;
+    }
+    if (absl::Status written =
+            base::WriteFileAtomically(pod.dir + "/infra.pid", std::to_string(pod.infra_pid), 0600,
+                                      base::Durability::kVolatile);
+        !written.ok()) {
+      return written;
+    }
+  }
+
+  if (network.has_value()) {
+    CniPod cni_pod = CniPodOf(pod);
+    absl::StatusOr<nlohmann::json> result = network->Add(cni_pod);
+    if (!result.ok()) return Annotate(result.status(), "set up the pod's network");
+    networked = cni_pod;
+    pod.cni_result = *result;
+    pod.ips = CniNetwork::Addresses(*result);
+  }
+  pod.ready = true;
+  if (absl::Status saved = records_.SavePod(pod); !saved.ok()) return saved;
+  done = true;
+  std::string id = pod.id;
+  std::lock_guard lock(state_.mutex);
+  state_.pods[id] = std::move(pod);
+  logger_.Info("pod ", meta.namespace_(), "/", meta.name(), " runs as ", id);
+  return id;
+}
+
+absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
+  std::vector<std::string> to_stop;
+  std::string id;
+  {
+    std::lock_guard lock(state_.mutex);
+    absl::StatusOr<std::string> resolved = state_.ResolvePodIdLocked(id_or_prefix);
+    // Stopping a pod that is gone succeeds, as in containerd and CRI-O.
+    if (absl::IsNotFound(resolved.status())) return absl::OkStatus();
+    if (!resolved.ok()) return resolved.status();
+    id = *resolved;
+    for (const auto& [cid, c] : state_.containers) {
+      if (c.pod_id == id) to_stop.push_back(cid);
+    }
+  }
+  for (const std::string& cid : to_stop) {
+    if (absl::Status stopped = containers_.Stop(cid, std::chrono::seconds(0)); !stopped.ok()) {
+      return Annotate(stopped, "stop container " + cid);
+    }
+  }
+  std::lock_guard lock(state_.mutex);
+  auto found = state_.pods.find(id);
+  if (found == state_.pods.end()) return absl::OkStatus();
+  Pod& pod = found->second;
+  StopInfra(pod);
+  if (!pod.cni_result.is_null() && pod.own.network) {
+    absl::StatusOr<CniNetwork> network =
+        CniNetwork::Load(options_.cni_conf_dir, options_.cni_bin_dirs);
+    CniPod cni_pod = CniPodOf(pod);
+    if (network.ok()) {
+      if (absl::Status deleted = network->Del(cni_pod, pod.cni_result); !deleted.ok()) {
+        return Annotate(deleted, "tear down the pod's network");
+      }
+    } else {
+      logger_.Warn("pod ", id,
+                   ": no CNI config to tear its network down: ", network.status().message());
+    }
+    pod.cni_result = nlohmann::json();
+  }
+  pod.ready = false;
+  return records_.SavePod(pod);
+}
+
+absl::Status Sandboxes::Remove(const std::string& id_or_prefix) {
+  std::vector<std::string> to_remove;
+  std::string id;
+  {
+    std::lock_guard lock(state_.mutex);
+    absl::StatusOr<std::string> resolved = state_.ResolvePodIdLocked(id_or_prefix);
+    if (absl::IsNotFound(resolved.status())) return absl::OkStatus();
+    if (!resolved.ok()) return resolved.status();
+    id = *resolved;
+  }
+  // A pod still ready is stopped first (containerd refuses instead; kubelet always stops
+  // first, and crictl rmp -f would do the same).
+  if (absl::Status stopped = Stop(id); !stopped.ok()) return stopped;
+  {
+    std::lock_guard lock(state_.mutex);
+    for (const auto& [cid, c] : state_.containers) {
+      if (c.pod_id == id) to_remove.push_back(cid);
+    }
+  }
+  for (const std::string& cid : to_remove) {
+    if (absl::Status removed = containers_.Remove(cid); !removed.ok()) return removed;
+  }
+  std::lock_guard lock(state_.mutex);
+  auto found = state_.pods.find(id);
+  if (found == state_.pods.end()) return absl::OkStatus();
+  Pod& pod = found->second;
+  if (absl::Status unpinned = UnpinNamespaces(pod.dir); !unpinned.ok()) return unpinned;
+  if (::umount2((pod.dir + "/shm").c_str(), MNT_DETACH) != 0 && errno != EINVAL &&
+      errno != ENOENT) {
+    return base::ErrnoStatus(errno, "umount " + pod.dir + "/shm");
+  }
+  if (absl::Status removed = base::RemoveTree(pod.dir); !removed.ok()) return removed;
+  RemovePodCgroup(pod);
+  if (absl::Status deleted = records_.DeletePod(id); !deleted.ok()) return deleted;
+  state_.pods.erase(found);
+  logger_.Info("pod ", id, " removed");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Pod> Sandboxes::Get(const std::string& id) {
+  std::lock_guard lock(state_.mutex);
+  absl::StatusOr<std::string> resolved = state_.ResolvePodIdLocked(id);
+  if (!resolved.ok()) return resolved.status();
+  return state_.pods.at(*resolved);
+}
+
+std::vector<Pod> Sandboxes::List() {
+  std::lock_guard lock(state_.mutex);
+  std::vector<Pod> pods;
+  for (const auto& [id, pod] : state_.pods) pods.push_back(pod);
+  return pods;
+}
+
+}  // namespace kapal::runtime

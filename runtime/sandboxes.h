@@ -1,0 +1,48 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/logger.h"
+#include "runtime/containers.h"
+#include "runtime/handlers.h"
+#include "runtime/node_state.h"
+#include "runtime/options.h"
+#include "runtime/records.h"
+
+namespace kapal::runtime {
+
+// Pod sandboxes: their namespaces (pinned, no pause container), the shared PID namespace's
+// infra process, the pod's files (hostname, hosts, resolv.conf, /dev/shm), CNI networking and
+// the pod cgroup, and their records.
+class Sandboxes {
+ public:
+  Sandboxes(const Options& options, NodeState& state, RecordStore& records,
+            const Handlers& handlers, Containers& containers, base::Logger& logger);
+
+  absl::StatusOr<std::string> Run(const runtime::v1::PodSandboxConfig& config,
+                                  const std::string& runtime_handler);
+  // Stops the pod's containers, ends its infra process and tears its network down (CNI DEL).
+  // Stopping a stopped or unknown pod is fine, as in containerd and CRI-O.
+  absl::Status Stop(const std::string& id);
+  // Stops it first, removes its containers, pins and files. An unknown id is fine.
+  absl::Status Remove(const std::string& id);
+  absl::StatusOr<Pod> Get(const std::string& id);
+  std::vector<Pod> List();
+
+  // Ends the pod's infra process, and with it every process left in the shared PID namespace.
+  static void StopInfra(Pod& pod);
+
+ private:
+  void RemovePodCgroup(const Pod& pod) const;
+
+  const Options& options_;
+  NodeState& state_;
+  RecordStore& records_;
+  const Handlers& handlers_;
+  Containers& containers_;
+  base::Logger& logger_;
+};
+
+}  // namespace kapal::runtime
