@@ -1,5 +1,6 @@
 #include "base/child_process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -8,8 +9,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <set>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/files.h"
 #include "base/unique_fd.h"
@@ -159,9 +162,75 @@ std::string CommandResult::Describe() const {
   return text.empty() ? how : absl::StrCat(how, ": ", text);
 }
 
+namespace {
+
+// AT_DEADLINE ends what the command started (so that the command itself can reap it), then the
+// command gets a moment to finish before it is killed.
+void EndAtDeadline(ChildProcess& child, const std::function<void()>& at_deadline) {
+  if (at_deadline) {
+    at_deadline();
+    (void)child.Wait(std::chrono::seconds(2));
+  }
+  child.Kill();
+}
+
+std::vector<std::pair<pid_t, pid_t>> ProcessParents() {
+  std::vector<std::pair<pid_t, pid_t>> parents;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return parents;
+  while (dirent* entry = ::readdir(proc)) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
+    absl::StatusOr<std::string> stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+    if (!stat.ok()) continue;
+    // "pid (comm) S ppid ...": comm may hold spaces and parentheses; the last ')' ends it.
+    size_t close = stat->rfind(')');
+    if (close == std::string::npos || close + 4 > stat->size()) continue;
+    char state = (*stat)[close + 2];
+    pid_t parent = 0;
+    size_t ppid_at = close + 4;
+    size_t ppid_end = stat->find(' ', ppid_at);
+    if (!absl::SimpleAtoi(stat->substr(ppid_at, ppid_end - ppid_at), &parent)) continue;
+    if (state != 'Z') parents.emplace_back(pid, parent);
+  }
+  ::closedir(proc);
+  return parents;
+}
+
+}  // namespace
+
+void KillProcessTree(pid_t root) {
+  // Leaves first, a few rounds: a parent that waits for its child (a shell) reaps it, so no
+  // zombie is left to an init that never reaps; what is left at the end gets SIGKILL at once.
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::pair<pid_t, pid_t>> parents = ProcessParents();
+    std::set<pid_t> tree = {root};
+    for (bool grew = true; grew;) {
+      grew = false;
+      for (const auto& [pid, parent] : parents) {
+        if (tree.count(parent) > 0 && tree.insert(pid).second) grew = true;
+      }
+    }
+    std::set<pid_t> alive;
+    for (const auto& [pid, parent] : parents) {
+      if (tree.count(pid) > 0) alive.insert(pid);
+    }
+    if (alive.empty()) return;
+    bool last = round == 19;
+    for (pid_t pid : alive) {
+      bool leaf = std::none_of(parents.begin(), parents.end(), [&](const auto& entry) {
+        return entry.second == pid && alive.count(entry.first) > 0;
+      });
+      if (leaf || last) ::kill(pid, SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
                                          const std::string& input,
-                                         std::chrono::milliseconds timeout, ChildOptions options) {
+                                         std::chrono::milliseconds timeout, ChildOptions options,
+                                         const std::function<void()>& at_deadline) {
   int in_pipe[2], out_pipe[2], err_pipe[2];
   if (::pipe2(in_pipe, O_CLOEXEC) != 0) return ErrnoStatus(errno, "pipe");
   UniqueFd in_read(in_pipe[0]), in_write(in_pipe[1]);
@@ -196,7 +265,7 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      child->Kill();
+      EndAtDeadline(*child, at_deadline);
       return absl::DeadlineExceededError(
           absl::StrCat(argv[0], " did not finish within ", timeout.count(), " ms"));
     }
@@ -225,7 +294,7 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
       deadline - std::chrono::steady_clock::now());
   absl::StatusOr<ExitInfo> exit = child->Wait(std::max(left, std::chrono::milliseconds(1)));
   if (!exit.ok()) {
-    child->Kill();
+    EndAtDeadline(*child, at_deadline);
     return absl::DeadlineExceededError(
         absl::StrCat(argv[0], " did not finish within ", timeout.count(), " ms"));
   }

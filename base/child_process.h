@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -77,10 +78,16 @@ struct CommandResult {
 };
 
 // Runs ARGV with INPUT on its stdin, collects stdout and stderr, and waits for it to end. After
-// TIMEOUT the command's process group is killed and DEADLINE_EXCEEDED returned.
+// TIMEOUT, AT_DEADLINE (when given) is called, the command gets two seconds to end by itself,
+// then its process group is killed; DEADLINE_EXCEEDED is returned.
 absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
                                          const std::string& input,
                                          std::chrono::milliseconds timeout,
-                                         ChildOptions options = {});
+                                         ChildOptions options = {},
+                                         const std::function<void()>& at_deadline = nullptr);
+
+// SIGKILL to process ROOT and every descendant, leaves first (a parent still waiting reaps its
+// child, instead of leaving a zombie to an init that may never reap it).
+void KillProcessTree(pid_t root);
 
 }  // namespace kapal::base

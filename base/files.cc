@@ -74,7 +74,13 @@ absl::Status MakeDirectories(const std::string& path, mode_t mode) {
   // Each prefix ending before a '/' (and the whole path) is created in turn.
   for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
     std::string prefix = path.substr(0, slash);
-    if (::mkdir(prefix.c_str(), mode) != 0 && errno != EEXIST) {
+    if (::mkdir(prefix.c_str(), mode) == 0) {
+      // Exactly MODE: kapald runs with umask 077, which would otherwise take the "group" and
+      // "other" bits from directories that must have them (an image's directories, logs).
+      if (::chmod(prefix.c_str(), mode) != 0) {
+        return ErrnoStatus(errno, absl::StrCat("chmod ", prefix));
+      }
+    } else if (errno != EEXIST) {
       return ErrnoStatus(errno, absl::StrCat("mkdir ", prefix));
     }
     if (slash == std::string::npos) break;

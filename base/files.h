@@ -30,7 +30,8 @@ enum class Durability { kSynced, kVolatile };
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view content,
                                  mode_t mode = 0644, Durability durability = Durability::kSynced);
 
-// mkdir -p, with MODE for the directories it creates. Existing directories are left as they are.
+// mkdir -p, with exactly MODE (whatever the umask) for the directories it creates. Existing
+// directories are left as they are.
 absl::Status MakeDirectories(const std::string& path, mode_t mode);
 
 // Finds an executable the way execvp would: an absolute or relative path is checked as it is,

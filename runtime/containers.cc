@@ -214,6 +214,7 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   }
   inputs.cgroup_v2 = host_.cgroup_layout == CgroupLayout::kV2;
   inputs.min_oom_score_adj = handlers_.MinOomScoreAdj();
+  inputs.held_capabilities = handlers_.HeldCapabilities();
   absl::StatusOr<nlohmann::json> spec = BuildContainerSpec(inputs);
   if (!spec.ok()) return spec.status();
   if (absl::Status written = base::WriteFileAtomically(c.bundle + "/config.json", spec->dump(),

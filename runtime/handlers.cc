@@ -2,7 +2,7 @@
 
 #include <unistd.h>
 
-#include <cstdlib>
+#include <algorithm>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/files.h"
+#include "runtime/security.h"
 
 namespace kapal::runtime {
 
@@ -28,16 +29,9 @@ Handlers::Handlers(const Options& options, const HostFacts& host)
         Handler{name, OciRuntime(binary.ok() ? *binary : handler.binary,
                                  absl::StrCat(options.state_dir, "/runtime/", name), systemd)});
   }
-  absl::StatusOr<std::string> status = base::ReadFile("/proc/self/status");
-  bool sys_resource = true;
-  if (status.ok()) {
-    size_t at = status->find("CapEff:\t");
-    if (at != std::string::npos) {
-      uint64_t caps = std::strtoull(status->c_str() + at + 8, nullptr, 16);
-      sys_resource = (caps >> 24) & 1;  // CAP_SYS_RESOURCE is capability 24
-    }
-  }
-  if (!sys_resource) {
+  held_capabilities_ = runtime::HeldCapabilities();
+  if (std::find(held_capabilities_.begin(), held_capabilities_.end(), "CAP_SYS_RESOURCE") ==
+      held_capabilities_.end()) {
     absl::StatusOr<std::string> own = base::ReadFile("/proc/self/oom_score_adj");
     int value = 0;
     if (own.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*own), &value)) {
@@ -83,7 +77,8 @@ nlohmann::json Handlers::Describe() const {
   return {{"shim", shim_binary_},
           {"handlers", handlers},
           {"min_oom_score_adj", min_oom_score_adj_},
-          {"oom_score_adj_restricted", min_oom_score_adj_ > -1000}};
+          {"oom_score_adj_restricted", min_oom_score_adj_ > -1000},
+          {"capabilities", held_capabilities_}};
 }
 
 }  // namespace kapal::runtime

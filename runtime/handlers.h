@@ -34,6 +34,8 @@ class Handlers {
   // The lowest oom_score_adj the runtime may set: without CAP_SYS_RESOURCE it cannot go below
   // kapald's own (containerd's restrict_oom_score_adj).
   int MinOomScoreAdj() const { return min_oom_score_adj_; }
+  // The capabilities kapald holds, which bound every container's.
+  const std::vector<std::string>& HeldCapabilities() const { return held_capabilities_; }
   // For Status verbose and `kapalctl info`.
   nlohmann::json Describe() const;
 
@@ -41,6 +43,7 @@ class Handlers {
   std::string default_name_;
   std::string shim_binary_;
   int min_oom_score_adj_ = -1000;
+  std::vector<std::string> held_capabilities_;
   CgroupLayout cgroup_layout_;
   std::map<std::string, std::unique_ptr<Handler>> handlers_;
 };

@@ -160,18 +160,19 @@ absl::StatusOr<base::CommandResult> OciRuntime::Exec(const std::string& id,
                                                      const std::string& process_json_path,
                                                      const std::string& pid_file,
                                                      std::chrono::milliseconds timeout) const {
-  absl::StatusOr<base::CommandResult> ran = base::RunCommand(
-      Command({"exec", "--process", process_json_path, "--pid-file", pid_file, id}), "", timeout);
-  if (absl::IsDeadlineExceeded(ran.status())) {
-    // Killing the runtime's exec would leave the process running inside the container.
-    if (absl::StatusOr<std::string> pid = base::ReadFile(pid_file); pid.ok()) {
-      int number = 0;
-      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(*pid), &number) && number > 0) {
-        ::kill(number, SIGKILL);
-      }
+  // At the deadline the exec'd process and all it started end first, while the runtime's exec
+  // still waits for it: killing only the runtime would leave them running in the container
+  // (and a process whose parent is gone is left to the container's init, which may never reap).
+  auto end_exec = [&] {
+    absl::StatusOr<std::string> pid = base::ReadFile(pid_file);
+    int number = 0;
+    if (pid.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*pid), &number) && number > 0) {
+      base::KillProcessTree(number);
     }
-  }
-  return ran;
+  };
+  return base::RunCommand(
+      Command({"exec", "--process", process_json_path, "--pid-file", pid_file, id}), "", timeout,
+      {}, end_exec);
 }
 
 }  // namespace kapal::runtime

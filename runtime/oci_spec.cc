@@ -31,6 +31,43 @@ nlohmann::json BindMount(const std::string& destination, const std::string& sour
   return {{"destination", destination}, {"type", "bind"}, {"source", source}, {"options", options}};
 }
 
+// The host's device nodes under /dev, as a privileged container sees them (containerd's
+// WithHostDevices): the pseudo-terminal, shared-memory and queue mounts are the container's own.
+nlohmann::json HostDevices() {
+  nlohmann::json devices = nlohmann::json::array();
+  std::vector<std::string> pending = {"/dev"};
+  while (!pending.empty()) {
+    std::string dir = pending.back();
+    pending.pop_back();
+    absl::StatusOr<std::vector<std::string>> entries = base::ListDirectory(dir);
+    if (!entries.ok()) continue;
+    for (const std::string& name : *entries) {
+      std::string path = dir + "/" + name;
+      if (path == "/dev/pts" || path == "/dev/shm" || path == "/dev/mqueue" ||
+          path == "/dev/console" || path == "/dev/ptmx") {
+        continue;
+      }
+      struct stat st {};
+      if (::lstat(path.c_str(), &st) != 0) continue;
+      if (S_ISDIR(st.st_mode)) {
+        pending.push_back(path);
+        continue;
+      }
+      if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) continue;
+      int64_t major_number = major(st.st_rdev);
+      int64_t minor_number = minor(st.st_rdev);
+      devices.push_back({{"path", path},
+                         {"type", S_ISCHR(st.st_mode) ? "c" : "b"},
+                         {"major", major_number},
+                         {"minor", minor_number},
+                         {"fileMode", st.st_mode & 07777},
+                         {"uid", st.st_uid},
+                         {"gid", st.st_gid}});
+    }
+  }
+  return devices;
+}
+
 int64_t Clamp(int64_t value, int64_t low, int64_t high) {
   return std::max(low, std::min(value, high));
 }
@@ -59,7 +96,10 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& in) {
 
   absl::StatusOr<std::vector<std::string>> args = ContainerArgs(config, in.image);
   if (!args.ok()) return args.status();
-  std::vector<std::string> caps = ApplyCapabilityChanges(sc.capabilities(), privileged);
+  absl::StatusOr<std::vector<std::string>> container_caps =
+      ContainerCapabilities(sc.capabilities(), privileged, in.held_capabilities);
+  if (!container_caps.ok()) return container_caps.status();
+  const std::vector<std::string>& caps = *container_caps;
 
   nlohmann::json process = {
       {"terminal", config.tty()},
@@ -119,6 +159,7 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& in) {
   add(in.pod_files.own.ipc ? BindMount("/dev/shm", pod_dir + "/shm", {"rbind", "rprivate", "rw"})
                            : BindMount("/dev/shm", "/dev/shm", {"rbind", "rprivate", "rw"}));
 
+  std::string root_propagation;  // as containerd: rshared or rslave when a mount needs it
   // Parents before children: a mount on /a/b must come after one on /a.
   std::vector<const runtime::v1::Mount*> own_mounts;
   for (const runtime::v1::Mount& mount : config.mounts()) own_mounts.push_back(&mount);
@@ -147,9 +188,12 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& in) {
     switch (mount->propagation()) {
       case runtime::v1::PROPAGATION_HOST_TO_CONTAINER:
         options.push_back("rslave");
+        // Propagation into a mount needs the container's root to receive it too.
+        if (root_propagation.empty()) root_propagation = "rslave";
         break;
       case runtime::v1::PROPAGATION_BIDIRECTIONAL:
         options.push_back("rshared");
+        root_propagation = "rshared";
         break;
       default:
         options.push_back("rprivate");
@@ -176,6 +220,7 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& in) {
       {"namespaces", namespaces},
       {"cgroupsPath", in.cgroups_path},
   };
+  if (!root_propagation.empty()) linux["rootfsPropagation"] = root_propagation;
   nlohmann::json cgroup_resources = nlohmann::json::object();
   cgroup_resources["devices"] = {{{"allow", privileged}, {"access", "rwm"}}};
   if (resources.cpu_shares() > 0) cgroup_resources["cpu"]["shares"] = resources.cpu_shares();
@@ -194,6 +239,8 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& in) {
   }
 
   nlohmann::json devices = nlohmann::json::array();
+  // A privileged container gets the host's devices (and the device cgroup allows all).
+  if (privileged) devices = HostDevices();
   for (const runtime::v1::Device& device : config.devices()) {
     if (absl::Status checked = CheckClientPath(device.host_path(), "device host_path");
         !checked.ok()) {

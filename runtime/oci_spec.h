@@ -9,6 +9,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/image_config.h"
 #include "runtime/namespaces.h"
+#include "runtime/security.h"
 #include "runtime/users.h"
 
 namespace kapal::runtime {
@@ -40,6 +41,8 @@ struct SpecInputs {
   // The lowest oom_score_adj the runtime can set (it cannot go below its own without
   // CAP_SYS_RESOURCE): containerd's restrict_oom_score_adj.
   int min_oom_score_adj = -1000;
+  // The capabilities kapald holds: a container gets no more (privileged and "ALL" mean these).
+  std::vector<std::string> held_capabilities = KnownCapabilities();
 };
 
 // The OCI runtime spec (config.json) of a container. Mount sources that do not exist are

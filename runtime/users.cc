@@ -77,6 +77,12 @@ bool IsNumber(const std::string& text) {
 absl::StatusOr<ProcessUser> ResolveUser(const std::string& rootfs, const ContainerConfig& config,
                                         const std::string& image_user) {
   const auto& sc = config.linux().security_context();
+  // A group alone would run as the image's user with another group: Kubernetes (and containerd)
+  // refuse it rather than guess.
+  if (sc.has_run_as_group() && !sc.has_run_as_user() && sc.run_as_username().empty()) {
+    return absl::InvalidArgumentError(
+        "run_as_group is set without run_as_user or run_as_username: set the user as well");
+  }
   std::string user = image_user;
   std::string group;
   if (size_t colon = user.find(':'); colon != std::string::npos) {

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <set>
@@ -168,6 +169,22 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::Create(const std::string& key,
   for (const char* sub : {"/fs", "/work"}) {
     if (absl::Status made = base::MakeDirectories(directory + sub, 0755); !made.ok())
       return undo(made);
+  }
+  if (!parent.empty()) {
+    // The root of an overlay takes the upper directory's mode and owner: it must be the image's
+    // root entry's (a container's "/" of 0700 keeps a non-root user from its own libraries).
+    absl::StatusOr<Info> parent_info = Stat(parent);
+    if (!parent_info.ok()) return undo(parent_info.status());
+    struct stat root {};
+    std::string parent_fs = parent_info->directory + "/fs";
+    std::string fs = directory + "/fs";
+    if (::stat(parent_fs.c_str(), &root) != 0) {
+      return undo(base::ErrnoStatus(errno, "stat " + parent_fs));
+    }
+    if (::chown(fs.c_str(), root.st_uid, root.st_gid) != 0 ||
+        ::chmod(fs.c_str(), root.st_mode & 07777) != 0) {
+      return undo(base::ErrnoStatus(errno, "set the mode of " + fs));
+    }
   }
   if (driver_ == Driver::kNative && kind == Kind::kActive && !parent.empty()) {
     // A native snapshot starts as a full copy of its parent, owners, modes and links included.

@@ -1,0 +1,182 @@
+// What kubelet relies on in a pod spec (the CRI validation suite checks the same), observed from
+// inside real containers: users, capabilities, seccomp, no_new_privs, privileged, exec timeouts.
+#include <unistd.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fixtures/pod_fixture.h"
+
+namespace kapal::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ConformanceTest : public PodFixture {
+ protected:
+  void SetUp() override {
+    PodFixture::SetUp();
+    if (HasFatalFailure()) return;
+    absl::StatusOr<std::string> pod = RunPod(PodConfig("conformance"));
+    ASSERT_TRUE(pod.ok()) << pod.status();
+    pod_ = *pod;
+  }
+
+  // Runs CONFIG to its end; its output (the CRI log's text) and exit code.
+  std::pair<std::string, int> RunToEnd(const ContainerConfig& config) {
+    std::string id = Run(pod_, config);
+    ContainerStatus exited = WaitForExit(id);
+    std::string text;
+    for (const std::string& entry : LogEntries(exited.log_path())) {
+      // "stdout F text"
+      std::vector<std::string> parts = absl::StrSplit(entry, absl::MaxSplits(' ', 2));
+      if (parts.size() == 3) absl::StrAppend(&text, parts[2], "\n");
+    }
+    return {text, exited.exit_code()};
+  }
+
+  // The value of FIELD in the container's /proc/self/status ("CapEff", "Seccomp", ...).
+  static std::string StatusField(const std::string& status, const std::string& field) {
+    for (absl::string_view line : absl::StrSplit(status, '\n')) {
+      if (absl::StartsWith(line, field + ":")) {
+        return std::string(absl::StripAsciiWhitespace(line.substr(field.size() + 1)));
+      }
+    }
+    return "";
+  }
+
+  static std::string OwnStatusField(const std::string& field) {
+    absl::StatusOr<std::string> status = base::ReadFile("/proc/self/status");
+    return status.ok() ? StatusField(*status, field) : "";
+  }
+
+  std::string pod_;
+};
+
+TEST_F(ConformanceTest, NonRootUserRunsFromARootOfTheImagesMode) {
+  ContainerConfig config = ContainerWith(
+      "nonroot",
+      {"sh", "-c",
+       "id -u; id -g; /bin/busybox stat -c %a /; cat /bin/busybox >/dev/null && echo read"});
+  config.mutable_linux()->mutable_security_context()->mutable_run_as_user()->set_value(1000);
+  config.mutable_linux()->mutable_security_context()->mutable_run_as_group()->set_value(3000);
+  auto [output, code] = RunToEnd(config);
+  EXPECT_EQ(code, 0) << output;
+  EXPECT_EQ(output, "1000\n3000\n755\nread\n");
+}
+
+TEST_F(ConformanceTest, RunAsGroupWithoutAUserIsRefused) {
+  ContainerConfig config = ContainerWith("group-only", {"true"});
+  config.mutable_linux()->mutable_security_context()->mutable_run_as_group()->set_value(3000);
+  std::string id;
+  grpc::Status status = Create(pod_, config, &id);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("run_as_user"));
+  EXPECT_TRUE(Containers().empty());
+}
+
+TEST_F(ConformanceTest, PrivilegedGetsWhatKapaldHoldsAndAWritableSys) {
+  ContainerConfig config =
+      ContainerWith("privileged", {"sh", "-c", "cat /proc/self/status; cat /proc/mounts"});
+  config.mutable_linux()->mutable_security_context()->set_privileged(true);
+  auto [output, code] = RunToEnd(config);
+  ASSERT_EQ(code, 0) << output;
+  // The test runs as root like kapald: the same capabilities, even where the bounding set lacks
+  // some (runc refuses to grant what it does not hold).
+  EXPECT_EQ(StatusField(output, "CapEff"), OwnStatusField("CapEff"));
+  EXPECT_EQ(StatusField(output, "CapBnd"), OwnStatusField("CapBnd"));
+  EXPECT_EQ(StatusField(output, "Seccomp"), "0");
+  EXPECT_THAT(output, HasSubstr("sysfs /sys sysfs rw"));
+}
+
+TEST_F(ConformanceTest, AddingAllCapabilitiesGivesWhatKapaldHolds) {
+  ContainerConfig config = ContainerWith("all-caps", {"cat", "/proc/self/status"});
+  config.mutable_linux()->mutable_security_context()->mutable_capabilities()->add_add_capabilities(
+      "ALL");
+  auto [output, code] = RunToEnd(config);
+  ASSERT_EQ(code, 0) << output;
+  EXPECT_EQ(StatusField(output, "CapEff"), OwnStatusField("CapEff"));
+}
+
+TEST_F(ConformanceTest, SeccompIsUnconfinedUnlessAskedAndLocalhostProfilesApply) {
+  auto [unset, unset_code] = RunToEnd(ContainerWith("unset", {"cat", "/proc/self/status"}));
+  ASSERT_EQ(unset_code, 0);
+  EXPECT_EQ(StatusField(unset, "Seccomp"), "0");
+
+  ContainerConfig runtime_default = ContainerWith("default", {"cat", "/proc/self/status"});
+  runtime_default.mutable_linux()->mutable_security_context()->mutable_seccomp()->set_profile_type(
+      SecurityProfile::RuntimeDefault);
+  auto [filtered, filtered_code] = RunToEnd(runtime_default);
+  ASSERT_EQ(filtered_code, 0) << filtered;
+  EXPECT_EQ(StatusField(filtered, "Seccomp"), "2");
+
+  std::string profile = kapald_->StateDir() + "/no-chmod.json";
+  ASSERT_TRUE(base::WriteFileAtomically(
+                  profile,
+                  R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["chmod",
+                      "fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO"}]})")
+                  .ok());
+  ContainerConfig localhost = ContainerWith("localhost", {"/bin/busybox", "chmod", "700", "/tmp"});
+  localhost.mutable_linux()->mutable_security_context()->set_seccomp_profile_path("localhost/" +
+                                                                                  profile);
+  auto [blocked, blocked_code] = RunToEnd(localhost);
+  EXPECT_NE(blocked_code, 0) << "chmod was not blocked: " << blocked;
+
+  ContainerConfig bad = ContainerWith("bad-profile", {"true"});
+  bad.mutable_linux()->mutable_security_context()->set_seccomp_profile_path(profile);
+  std::string id;
+  EXPECT_EQ(Create(pod_, bad, &id).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(ConformanceTest, NoNewPrivilegesWhenAsked) {
+  ContainerConfig config = ContainerWith("nnp", {"cat", "/proc/self/status"});
+  config.mutable_linux()->mutable_security_context()->set_no_new_privs(true);
+  auto [output, code] = RunToEnd(config);
+  ASSERT_EQ(code, 0);
+  EXPECT_EQ(StatusField(output, "NoNewPrivs"), "1");
+  auto [plain, plain_code] = RunToEnd(ContainerWith("plain", {"cat", "/proc/self/status"}));
+  ASSERT_EQ(plain_code, 0);
+  EXPECT_EQ(StatusField(plain, "NoNewPrivs"), "0");
+}
+
+// Host processes (not zombies) whose command line is exactly ARGV.
+int LiveProcessesRunning(const std::string& argv) {
+  int found = 0;
+  absl::StatusOr<std::vector<std::string>> entries = base::ListDirectory("/proc");
+  if (!entries.ok()) return 0;
+  for (const std::string& name : *entries) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(name, &pid)) continue;
+    absl::StatusOr<std::string> cmdline = base::ReadFile("/proc/" + name + "/cmdline");
+    absl::StatusOr<std::string> stat = base::ReadFile("/proc/" + name + "/stat");
+    if (!cmdline.ok() || !stat.ok()) continue;
+    std::string command = *cmdline;
+    std::replace(command.begin(), command.end(), '\0', ' ');
+    if (absl::StripTrailingAsciiWhitespace(command) != argv) continue;
+    size_t close = stat->rfind(')');
+    if (close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] != 'Z') {
+      ++found;
+    }
+  }
+  return found;
+}
+
+TEST_F(ConformanceTest, ExecTimeoutEndsTheWholeProcessTree) {
+  std::string id = Run(pod_, ContainerWith("long", {"sleep", "4321"}));
+  ExecSyncResponse response;
+  grpc::Status status =
+      Exec(id, {"sh", "-c", "sleep 4322 & sleep 4323; echo never"}, &response, /*timeout=*/1);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(LiveProcessesRunning("sleep 4322"), 0);
+  EXPECT_EQ(LiveProcessesRunning("sleep 4323"), 0);
+  EXPECT_EQ(LiveProcessesRunning("sh -c sleep 4322 & sleep 4323; echo never"), 0);
+  EXPECT_EQ(LiveProcessesRunning("sleep 4321"), 1);  // the container itself lives on
+}
+
+}  // namespace
+}  // namespace kapal::testing
