@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "cri/grpc_status.h"
 #include "cri/runtime_service.h"
+#include "runtime/stats.h"
 
 namespace kapal::cri {
 
@@ -12,14 +13,7 @@ namespace {
 
 using namespace runtime::v1;  // NOLINT: the CRI message names read best unqualified here
 
-bool LabelsMatch(const google::protobuf::Map<std::string, std::string>& labels,
-                 const google::protobuf::Map<std::string, std::string>& selector) {
-  for (const auto& [key, value] : selector) {
-    auto found = labels.find(key);
-    if (found == labels.end() || found->second != value) return false;
-  }
-  return true;
-}
+using runtime::LabelsMatch;
 
 void FillPodSandbox(const runtime::Pod& pod, PodSandbox* out) {
   out->set_id(pod.id);
@@ -62,6 +56,7 @@ void FillContainerStatus(const runtime::Container& c, runtime::v1::ContainerStat
   *out->mutable_mounts() = c.config.mounts();
   out->set_log_path(c.log_path);
   out->set_stop_signal(static_cast<Signal>(c.stop_signal));
+  *out->mutable_resources()->mutable_linux() = c.config.linux().resources();
   if (c.user.has_value()) {
     LinuxContainerUser* user = out->mutable_user()->mutable_linux();
     user->set_uid(c.user->uid);
@@ -221,6 +216,15 @@ grpc::Status RuntimeService::ExecSync(grpc::ServerContext*, const ExecSyncReques
   response->set_stderr(result->errors);
   response->set_exit_code(result->exit_code);
   return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::UpdateContainerResources(
+    grpc::ServerContext*, const UpdateContainerResourcesRequest* request,
+    UpdateContainerResourcesResponse*) {
+  if (!request->has_linux()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("UpdateContainerResources: no linux resources"));
+  }
+  return ToGrpcStatus(runtime_.UpdateContainerResources(request->container_id(), request->linux()));
 }
 
 grpc::Status RuntimeService::ReopenContainerLog(grpc::ServerContext*,

@@ -70,6 +70,23 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
   grpc::Status ReopenContainerLog(grpc::ServerContext* context,
                                   const runtime::v1::ReopenContainerLogRequest* request,
                                   runtime::v1::ReopenContainerLogResponse* response) override;
+  grpc::Status UpdateContainerResources(
+      grpc::ServerContext* context, const runtime::v1::UpdateContainerResourcesRequest* request,
+      runtime::v1::UpdateContainerResourcesResponse* response) override;
+
+  // Stats (stats_service.cc).
+  grpc::Status ContainerStats(grpc::ServerContext* context,
+                              const runtime::v1::ContainerStatsRequest* request,
+                              runtime::v1::ContainerStatsResponse* response) override;
+  grpc::Status ListContainerStats(grpc::ServerContext* context,
+                                  const runtime::v1::ListContainerStatsRequest* request,
+                                  runtime::v1::ListContainerStatsResponse* response) override;
+  grpc::Status PodSandboxStats(grpc::ServerContext* context,
+                               const runtime::v1::PodSandboxStatsRequest* request,
+                               runtime::v1::PodSandboxStatsResponse* response) override;
+  grpc::Status ListPodSandboxStats(grpc::ServerContext* context,
+                                   const runtime::v1::ListPodSandboxStatsRequest* request,
+                                   runtime::v1::ListPodSandboxStatsResponse* response) override;
 
  private:
   runtime::Runtime& runtime_;

@@ -15,6 +15,7 @@
 #include "base/files.h"
 #include "base/temp_dir.h"
 #include "images/garbage.h"
+#include "nlohmann/json.hpp"
 #include "runtime/namespaces.h"
 #include "runtime/oci_spec.h"
 #include "runtime/signals.h"
@@ -32,12 +33,12 @@ constexpr std::chrono::seconds kKillWait(10);
 
 }  // namespace
 
-Containers::Containers(const Options& options, const HostFacts& host, NodeState& state,
+Containers::Containers(const Options& options, const Cgroups& cgroups, NodeState& state,
                        RecordStore& records, const Handlers& handlers, ExitMonitor& exits,
                        images::ImageStore& images, snapshotter::Snapshotter& snapshots,
                        base::Logger& logger)
     : options_(options),
-      host_(host),
+      cgroups_(cgroups),
       state_(state),
       records_(records),
       handlers_(handlers),
@@ -57,25 +58,6 @@ absl::StatusOr<Container*> Containers::FindLocked(const std::string& id_or_prefi
   Container& c = state_.containers.at(*resolved);
   exits_.RefreshLocked(c);
   return &c;
-}
-
-std::string Containers::CgroupsPath(const Pod& pod, const std::string& container_id) const {
-  std::string parent = pod.config.linux().cgroup_parent();
-  if (ResolveCgroupDriver(options_.cgroup_driver, host_) == CgroupDriver::kSystemd) {
-    if (!absl::EndsWith(parent, ".slice")) parent = "kapal.slice";
-    return absl::StrCat(parent, ":kapal:", container_id);
-  }
-  if (parent.empty()) parent = absl::StrCat("/kapal/", pod.id);
-  if (parent[0] != '/') parent = "/" + parent;
-  return absl::StrCat(parent, "/", container_id);
-}
-
-std::string Containers::OomFile(const std::string& cgroups_path) const {
-  if (cgroups_path.empty() || cgroups_path[0] != '/') return "";
-  if (host_.cgroup_layout == CgroupLayout::kV2) {
-    return absl::StrCat("/sys/fs/cgroup", cgroups_path, "/memory.events");
-  }
-  return absl::StrCat("/sys/fs/cgroup/memory", cgroups_path, "/memory.oom_control");
 }
 
 absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
@@ -203,7 +185,7 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   absl::StatusOr<std::string> hostname = base::ReadFile(pod.dir + "/hostname");
   inputs.hostname = hostname.ok() ? std::string(absl::StripTrailingAsciiWhitespace(*hostname)) : "";
   inputs.pod_files = {pod.dir, pod.own};
-  inputs.cgroups_path = CgroupsPath(pod, c.id);
+  inputs.cgroups_path = cgroups_.ContainerPath(pod, c.id);
   if (config.linux().security_context().namespace_options().pid() == runtime::v1::POD &&
       pod.own.pid) {
     if (!InPinnedPidNamespace(pod.dir, pod.infra_pid)) {
@@ -212,7 +194,7 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
     }
     inputs.pid_namespace_path = pod.dir + "/pid";
   }
-  inputs.cgroup_v2 = host_.cgroup_layout == CgroupLayout::kV2;
+  inputs.cgroup_v2 = cgroups_.V2();
   inputs.min_oom_score_adj = handlers_.MinOomScoreAdj();
   inputs.held_capabilities = handlers_.HeldCapabilities();
   absl::StatusOr<nlohmann::json> spec = BuildContainerSpec(inputs);
@@ -232,7 +214,7 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   launch.container_id = c.id;
   launch.bundle = c.bundle;
   launch.log_path = c.log_path;
-  launch.oom_file = OomFile(inputs.cgroups_path);
+  launch.oom_file = cgroups_.OomFile(inputs.cgroups_path);
   launch.exit_dir = exits_.ExitDir();
   launch.terminal = config.tty();
   launch.stdin_open = config.stdin();
@@ -402,4 +384,66 @@ std::vector<Container> Containers::List() {
   }
   return list;
 }
+absl::Status Containers::UpdateResources(const std::string& id_or_prefix,
+                                         const runtime::v1::LinuxContainerResources& update) {
+  for (int64_t value : {update.cpu_period(), update.cpu_quota(), update.cpu_shares(),
+                        update.memory_limit_in_bytes(), update.memory_swap_limit_in_bytes()}) {
+    if (value < 0) return absl::InvalidArgumentError("resource values must not be negative");
+  }
+  if (!update.unified().empty() && !cgroups_.V2()) {
+    return absl::FailedPreconditionError(
+        "unified resources are cgroup v2 files; this host runs cgroup v1");
+  }
+  std::lock_guard lock(state_.mutex);
+  absl::StatusOr<Container*> found = FindLocked(id_or_prefix);
+  if (!found.ok()) return found.status();
+  Container& c = **found;
+  if (c.state != runtime::v1::CONTAINER_CREATED && c.state != runtime::v1::CONTAINER_RUNNING) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "container ", c.id, " is ", ContainerStateName(c.state), "; its resources are gone"));
+  }
+  absl::StatusOr<const Handler*> handler = HandlerOfLocked(c);
+  if (!handler.ok()) return handler.status();
+  // What is set replaces what was; what is not set stays, as in containerd.
+  runtime::v1::LinuxContainerResources merged = c.config.linux().resources();
+  if (update.cpu_period() > 0) merged.set_cpu_period(update.cpu_period());
+  if (update.cpu_quota() > 0) merged.set_cpu_quota(update.cpu_quota());
+  if (update.cpu_shares() > 0) merged.set_cpu_shares(update.cpu_shares());
+  if (update.memory_limit_in_bytes() > 0) {
+    merged.set_memory_limit_in_bytes(update.memory_limit_in_bytes());
+  }
+  if (update.memory_swap_limit_in_bytes() > 0) {
+    merged.set_memory_swap_limit_in_bytes(update.memory_swap_limit_in_bytes());
+  }
+  if (!update.cpuset_cpus().empty()) merged.set_cpuset_cpus(update.cpuset_cpus());
+  if (!update.cpuset_mems().empty()) merged.set_cpuset_mems(update.cpuset_mems());
+  if (!update.hugepage_limits().empty())
+    *merged.mutable_hugepage_limits() = update.hugepage_limits();
+  for (const auto& [key, value] : update.unified()) (*merged.mutable_unified())[key] = value;
+
+  nlohmann::json resources = CgroupResources(merged, cgroups_.V2());
+  std::string path = c.bundle + "/resources.json";
+  if (absl::Status written =
+          base::WriteFileAtomically(path, resources.dump(), 0600, base::Durability::kVolatile);
+      !written.ok()) {
+    return written;
+  }
+  absl::Status updated = (*handler)->runtime.Update(c.id, path);
+  ::unlink(path.c_str());
+  if (!updated.ok()) return Annotate(updated, "update the resources of container " + c.id);
+  // The bundle's spec says what the container has now (an exec reads it; so does a restart).
+  if (absl::StatusOr<std::string> text = base::ReadFile(c.bundle + "/config.json"); text.ok()) {
+    nlohmann::json spec = nlohmann::json::parse(*text, nullptr, false);
+    if (spec.is_object()) {
+      nlohmann::json devices = spec["linux"]["resources"].value("devices", nlohmann::json());
+      spec["linux"]["resources"] = resources;
+      if (!devices.is_null()) spec["linux"]["resources"]["devices"] = devices;
+      (void)base::WriteFileAtomically(c.bundle + "/config.json", spec.dump(), 0600,
+                                      base::Durability::kVolatile);
+    }
+  }
+  *c.config.mutable_linux()->mutable_resources() = merged;
+  return records_.SaveContainer(c);
+}
+
 }  // namespace kapal::runtime

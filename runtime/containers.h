@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "base/logger.h"
 #include "images/image_store.h"
+#include "runtime/cgroups.h"
 #include "runtime/exit_monitor.h"
 #include "runtime/handlers.h"
 #include "runtime/host_facts.h"
@@ -30,7 +31,7 @@ struct ExecResult {
 // the OCI runtime, and their records. Every change is in the store before it returns.
 class Containers {
  public:
-  Containers(const Options& options, const HostFacts& host, NodeState& state, RecordStore& records,
+  Containers(const Options& options, const Cgroups& cgroups, NodeState& state, RecordStore& records,
              const Handlers& handlers, ExitMonitor& exits, images::ImageStore& images,
              snapshotter::Snapshotter& snapshots, base::Logger& logger);
 
@@ -48,6 +49,8 @@ class Containers {
   absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                       std::chrono::seconds timeout);
   absl::Status ReopenLog(const std::string& id);
+  absl::Status UpdateResources(const std::string& id,
+                               const runtime::v1::LinuxContainerResources& resources);
 
   // Removes what a container has on the host: the runtime's state, the rootfs mount, the
   // snapshot, the bundle. The caller holds the state's mutex.
@@ -58,11 +61,9 @@ class Containers {
   absl::StatusOr<const Handler*> HandlerOfLocked(const Container& container) const;
   // Resolves an id or prefix and brings the container's state up to date.
   absl::StatusOr<Container*> FindLocked(const std::string& id_or_prefix);
-  std::string CgroupsPath(const Pod& pod, const std::string& container_id) const;
-  std::string OomFile(const std::string& cgroups_path) const;
 
   const Options& options_;
-  const HostFacts& host_;
+  const Cgroups& cgroups_;
   NodeState& state_;
   RecordStore& records_;
   const Handlers& handlers_;

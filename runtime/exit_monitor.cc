@@ -1,6 +1,7 @@
 #include "runtime/exit_monitor.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -8,15 +9,20 @@
 #include <cerrno>
 #include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "base/files.h"
 #include "runtime/shim_client.h"
 #include "shim/exit_file.h"
 
 namespace kapal::runtime {
 
-ExitMonitor::ExitMonitor(NodeState& state, RecordStore& records, base::Logger& logger,
-                         std::string exit_dir)
-    : state_(state), records_(records), logger_(logger), exit_dir_(std::move(exit_dir)) {}
+ExitMonitor::ExitMonitor(NodeState& state, RecordStore& records, const Handlers& handlers,
+                         base::Logger& logger, std::string exit_dir)
+    : state_(state),
+      records_(records),
+      handlers_(handlers),
+      logger_(logger),
+      exit_dir_(std::move(exit_dir)) {}
 
 ExitMonitor::~ExitMonitor() {
   if (watcher_.joinable()) {
@@ -100,6 +106,21 @@ void ExitMonitor::RefreshLocked(Container& c) {
     c.finished_at = NowNanos();
     c.reason = "Error";
     c.message = "kapal-shim ended without recording the container's exit (node rebooted?)";
+    auto pod = state_.pods.find(c.pod_id);
+    absl::StatusOr<const Handler*> handler =
+        handlers_.Find(pod != state_.pods.end() ? pod->second.runtime_handler : "");
+    absl::StatusOr<std::string> runtime_state = handler.ok()
+                                                    ? (*handler)->runtime.State(c.id)
+                                                    : absl::StatusOr<std::string>(handler.status());
+    if (runtime_state.ok() && (*runtime_state == "running" || *runtime_state == "created" ||
+                               *runtime_state == "paused")) {
+      (void)(*handler)->runtime.Kill(c.id, SIGKILL, /*all=*/true);
+      c.exit_code = 128 + SIGKILL;
+      c.message = absl::StrCat("kapal-shim (pid ", c.shim_pid,
+                               ") died while the container ran; the container was ended, since "
+                               "nothing could record its output and exit any more");
+      logger_.Warn("container ", c.id, ": ", c.message);
+    }
   } else {
     return;
   }

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "base/logger.h"
 #include "base/unique_fd.h"
+#include "runtime/handlers.h"
 #include "runtime/node_state.h"
 #include "runtime/records.h"
 
@@ -16,14 +17,17 @@ namespace kapal::runtime {
 // in the store as it happens, not only when a client asks.
 class ExitMonitor {
  public:
-  ExitMonitor(NodeState& state, RecordStore& records, base::Logger& logger, std::string exit_dir);
+  ExitMonitor(NodeState& state, RecordStore& records, const Handlers& handlers,
+              base::Logger& logger, std::string exit_dir);
   ~ExitMonitor();  // stops the watcher thread
 
   // Records the exits noted so far, then watches for more.
   absl::Status Start();
 
   // Brings a created or running container up to date: reads the shim's exit record, or notices
-  // a shim that died without one. The caller holds the state's mutex.
+  // a shim that died without one. A container must not run unsupervised (nobody would record
+  // its output or its exit), so one whose shim died is ended and reported with that reason.
+  // The caller holds the state's mutex.
   void RefreshLocked(Container& container);
 
   const std::string& ExitDir() const { return exit_dir_; }
@@ -34,6 +38,7 @@ class ExitMonitor {
 
   NodeState& state_;
   RecordStore& records_;
+  const Handlers& handlers_;
   base::Logger& logger_;
   std::string exit_dir_;
   base::UniqueFd exit_watch_;  // inotify on exit_dir_

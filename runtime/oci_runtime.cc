@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <regex>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -59,6 +61,33 @@ absl::StatusOr<std::string> RunShimForReport(const std::vector<std::string>& arg
 
 }  // namespace
 
+absl::Status RuntimeError(absl::string_view action, absl::string_view text) {
+  // runc and crun log as `time="..." level=warning msg="..."`; the last error (or fatal) message
+  // is the one that says what went wrong, the warnings are noise to the client.
+  static const std::regex kEntry(R"re(level=(\w+) msg="((?:[^"\\]|\\.)*)")re");
+  std::string input(text);
+  std::string message;
+  bool structured = false;
+  for (auto it = std::sregex_iterator(input.begin(), input.end(), kEntry);
+       it != std::sregex_iterator(); ++it) {
+    structured = true;
+    std::string level = (*it)[1];
+    if (level == "error" || level == "fatal") message = (*it)[2];
+  }
+  if (!structured) message = input;
+  message = std::regex_replace(message, std::regex(R"(\\(.))"), "$1");
+  message = std::string(absl::StripAsciiWhitespace(message));
+  if (message.empty()) message = structured ? "failed (it logged only warnings)" : "failed";
+  std::string full = absl::StrCat(action, ": ", message);
+  // A config the runtime finds wrong: a command or path that is not in the image, a bad value.
+  for (const char* wrong : {"executable file not found", "no such file or directory",
+                            "not a directory", "is a directory", "invalid argument", "invalid "}) {
+    if (absl::StrContains(message, wrong)) return absl::InvalidArgumentError(full);
+  }
+  // Anything else the host cannot do as asked: permissions, capabilities, cgroups, devices.
+  return absl::FailedPreconditionError(full);
+}
+
 absl::StatusOr<int> StartPodInfra(const std::string& shim_binary) {
   absl::StatusOr<std::string> line = RunShimForReport({shim_binary, "--infra"});
   if (!line.ok()) return line.status();
@@ -101,7 +130,9 @@ absl::StatusOr<ShimProcess> OciRuntime::Create(const ShimLaunch& launch) const {
       return process;
     }
   }
-  if (line.rfind("error ", 0) == 0) return absl::UnknownError(line.substr(6));
+  if (line.rfind("error ", 0) == 0) {
+    return RuntimeError(absl::StrCat(binary_, " create"), line.substr(6));
+  }
   std::string log;
   if (absl::StatusOr<std::string> text = base::ReadFile(launch.bundle + "/shim.log"); text.ok()) {
     log = *text;
@@ -114,7 +145,8 @@ absl::Status OciRuntime::Start(const std::string& id) const {
   absl::StatusOr<base::CommandResult> ran = Run({"start", id});
   if (!ran.ok()) return ran.status();
   if (!ran->Succeeded()) {
-    return absl::UnknownError(absl::StrCat(binary_, " start ", id, ": ", ran->Describe()));
+    return RuntimeError(absl::StrCat(binary_, " start"),
+                        ran->errors.empty() ? ran->Describe() : ran->errors);
   }
   return absl::OkStatus();
 }
@@ -131,7 +163,7 @@ absl::Status OciRuntime::Kill(const std::string& id, int signal, bool all) const
         text.find("process already finished") != std::string::npos) {
       return absl::NotFoundError(text);
     }
-    return absl::UnknownError(absl::StrCat(binary_, " kill ", id, ": ", text));
+    return RuntimeError(absl::StrCat(binary_, " kill"), text);
   }
   return absl::OkStatus();
 }
@@ -140,7 +172,18 @@ absl::Status OciRuntime::Delete(const std::string& id) const {
   absl::StatusOr<base::CommandResult> ran = Run({"delete", "--force", id});
   if (!ran.ok()) return ran.status();
   if (!ran->Succeeded() && ran->Describe().find("does not exist") == std::string::npos) {
-    return absl::UnknownError(absl::StrCat(binary_, " delete ", id, ": ", ran->Describe()));
+    return RuntimeError(absl::StrCat(binary_, " delete"), ran->Describe());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OciRuntime::Update(const std::string& id,
+                                const std::string& resources_json_path) const {
+  absl::StatusOr<base::CommandResult> ran = Run({"update", "--resources", resources_json_path, id});
+  if (!ran.ok()) return ran.status();
+  if (!ran->Succeeded()) {
+    return RuntimeError(absl::StrCat(binary_, " update"),
+                        ran->errors.empty() ? ran->Describe() : ran->errors);
   }
   return absl::OkStatus();
 }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "base/child_process.h"
 
 namespace kapal::runtime {
@@ -27,6 +28,11 @@ struct ShimProcess {
   pid_t container_pid = 0;
   pid_t shim_pid = 0;
 };
+
+// The error of an OCI runtime's ACTION from its output TEXT: the error line that matters (not
+// its warnings), as INVALID_ARGUMENT for a config that is wrong (a missing command or path) and
+// FAILED_PRECONDITION for one the host cannot satisfy.
+absl::Status RuntimeError(absl::string_view action, absl::string_view text);
 
 // Starts `kapal-shim --infra`, the init of a pod's shared PID namespace; returns its pid.
 absl::StatusOr<int> StartPodInfra(const std::string& shim_binary);
@@ -50,6 +56,9 @@ class OciRuntime {
   // Deletes the runtime's record and cgroup of a stopped container (--force kills a running
   // one first). A container the runtime does not know is fine: delete is idempotent.
   absl::Status Delete(const std::string& id) const;
+  // Applies the cgroup resources in RESOURCES_JSON_PATH (the spec's linux.resources) to the
+  // running container.
+  absl::Status Update(const std::string& id, const std::string& resources_json_path) const;
   // The runtime's view: "created", "running", "stopped", "paused"; NOT_FOUND when unknown.
   absl::StatusOr<std::string> State(const std::string& id) const;
   // Runs the process described by PROCESS_JSON_PATH inside the container, collecting output.

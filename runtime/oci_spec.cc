@@ -88,6 +88,31 @@ absl::Status CheckClientPath(const std::string& path, const std::string& what) {
   return absl::OkStatus();
 }
 
+nlohmann::json CgroupResources(const runtime::v1::LinuxContainerResources& resources,
+                               bool cgroup_v2) {
+  nlohmann::json out = nlohmann::json::object();
+  if (resources.cpu_shares() > 0) out["cpu"]["shares"] = resources.cpu_shares();
+  if (resources.cpu_quota() > 0) out["cpu"]["quota"] = resources.cpu_quota();
+  if (resources.cpu_period() > 0) out["cpu"]["period"] = resources.cpu_period();
+  if (!resources.cpuset_cpus().empty()) out["cpu"]["cpus"] = resources.cpuset_cpus();
+  if (!resources.cpuset_mems().empty()) out["cpu"]["mems"] = resources.cpuset_mems();
+  if (resources.memory_limit_in_bytes() > 0) {
+    out["memory"]["limit"] = resources.memory_limit_in_bytes();
+  }
+  if (resources.memory_swap_limit_in_bytes() > 0) {
+    out["memory"]["swap"] = resources.memory_swap_limit_in_bytes();
+  }
+  for (const runtime::v1::HugepageLimit& hugepage : resources.hugepage_limits()) {
+    out["hugepageLimits"].push_back(
+        {{"pageSize", hugepage.page_size()}, {"limit", hugepage.limit()}});
+  }
+  // unified keys are cgroup v2 files; v1 has no place for them.
+  if (cgroup_v2) {
+    for (const auto& [key, value] : resources.unified()) out["unified"][key] = value;
+  }
+  return out;
+}
+
 absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& in) {
   const ContainerConfig& config = *in.container;
   const runtime::v1::PodSandboxConfig& pod = *in.pod;
@@ -221,22 +246,8 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& in) {
       {"cgroupsPath", in.cgroups_path},
   };
   if (!root_propagation.empty()) linux["rootfsPropagation"] = root_propagation;
-  nlohmann::json cgroup_resources = nlohmann::json::object();
+  nlohmann::json cgroup_resources = CgroupResources(resources, in.cgroup_v2);
   cgroup_resources["devices"] = {{{"allow", privileged}, {"access", "rwm"}}};
-  if (resources.cpu_shares() > 0) cgroup_resources["cpu"]["shares"] = resources.cpu_shares();
-  if (resources.cpu_quota() > 0) cgroup_resources["cpu"]["quota"] = resources.cpu_quota();
-  if (resources.cpu_period() > 0) cgroup_resources["cpu"]["period"] = resources.cpu_period();
-  if (!resources.cpuset_cpus().empty()) cgroup_resources["cpu"]["cpus"] = resources.cpuset_cpus();
-  if (!resources.cpuset_mems().empty()) cgroup_resources["cpu"]["mems"] = resources.cpuset_mems();
-  if (resources.memory_limit_in_bytes() > 0) {
-    cgroup_resources["memory"]["limit"] = resources.memory_limit_in_bytes();
-  }
-  if (resources.memory_swap_limit_in_bytes() > 0) {
-    cgroup_resources["memory"]["swap"] = resources.memory_swap_limit_in_bytes();
-  }
-  if (in.cgroup_v2 && !resources.unified().empty()) {
-    for (const auto& [key, value] : resources.unified()) cgroup_resources["unified"][key] = value;
-  }
 
   nlohmann::json devices = nlohmann::json::array();
   // A privileged container gets the host's devices (and the device cgroup allows all).

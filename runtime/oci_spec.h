@@ -45,6 +45,11 @@ struct SpecInputs {
   std::vector<std::string> held_capabilities = KnownCapabilities();
 };
 
+// The cgroup resources of the OCI spec (linux.resources, without devices) for RESOURCES; what
+// `runc update` takes too.
+nlohmann::json CgroupResources(const runtime::v1::LinuxContainerResources& resources,
+                               bool cgroup_v2);
+
 // The OCI runtime spec (config.json) of a container. Mount sources that do not exist are
 // created as directories, as kubelet expects.
 absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& inputs);

@@ -7,6 +7,7 @@
 #include "runtime/pod_cidr.h"
 #include "runtime/recovery.h"
 #include "runtime/sandboxes.h"
+#include "runtime/stats.h"
 
 namespace kapal::runtime {
 
@@ -27,10 +28,12 @@ struct Runtime::Parts {
         images(images_in),
         records(store_in, options_in.state_dir),
         handlers(options, host),
-        exits(state, records, logger, options.state_dir + "/exits"),
-        containers(options, host, state, records, handlers, exits, image_records, snapshots,
+        cgroups(ResolveCgroupDriver(options.cgroup_driver, host), host.cgroup_layout),
+        exits(state, records, handlers, logger, options.state_dir + "/exits"),
+        containers(options, cgroups, state, records, handlers, exits, image_records, snapshots,
                    logger),
-        sandboxes(options, state, records, handlers, containers, logger),
+        sandboxes(options, cgroups, state, records, handlers, containers, logger),
+        stats(cgroups, host.cgroup_layout, state, snapshots, options.root_dir + "/snapshotter"),
         recovery(options, state, records, handlers, containers, exits, snapshots, logger) {}
 
   const Options options;
@@ -40,9 +43,11 @@ struct Runtime::Parts {
   NodeState state;
   RecordStore records;
   Handlers handlers;
+  Cgroups cgroups;
   ExitMonitor exits;
   Containers containers;
   Sandboxes sandboxes;
+  Stats stats;
   Recovery recovery;
 };
 
@@ -97,6 +102,26 @@ absl::StatusOr<ExecResult> Runtime::ExecSync(const std::string& id,
 }
 absl::Status Runtime::ReopenContainerLog(const std::string& id) {
   return parts_->containers.ReopenLog(id);
+}
+
+absl::Status Runtime::UpdateContainerResources(
+    const std::string& id, const runtime::v1::LinuxContainerResources& resources) {
+  return parts_->containers.UpdateResources(id, resources);
+}
+
+absl::StatusOr<runtime::v1::ContainerStats> Runtime::ContainerStats(const std::string& id) {
+  return parts_->stats.OfContainer(id);
+}
+std::vector<runtime::v1::ContainerStats> Runtime::ListContainerStats(
+    const runtime::v1::ContainerStatsFilter& filter) {
+  return parts_->stats.OfContainers(filter);
+}
+absl::StatusOr<runtime::v1::PodSandboxStats> Runtime::PodSandboxStats(const std::string& id) {
+  return parts_->stats.OfPod(id);
+}
+std::vector<runtime::v1::PodSandboxStats> Runtime::ListPodSandboxStats(
+    const runtime::v1::PodSandboxStatsFilter& filter) {
+  return parts_->stats.OfPods(filter);
 }
 
 Images& Runtime::images() { return parts_->images; }

@@ -58,6 +58,18 @@ class Runtime {
   absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                       std::chrono::seconds timeout);
   absl::Status ReopenContainerLog(const std::string& id);
+  // Applies the set fields of RESOURCES to a created or running container and keeps them.
+  absl::Status UpdateContainerResources(const std::string& id,
+                                        const runtime::v1::LinuxContainerResources& resources);
+
+  // Resource usage, cheap enough for kubelet's polls. Lists cover created and running
+  // containers; pods carry their containers' stats and their network counters.
+  absl::StatusOr<runtime::v1::ContainerStats> ContainerStats(const std::string& id);
+  std::vector<runtime::v1::ContainerStats> ListContainerStats(
+      const runtime::v1::ContainerStatsFilter& filter);
+  absl::StatusOr<runtime::v1::PodSandboxStats> PodSandboxStats(const std::string& id);
+  std::vector<runtime::v1::PodSandboxStats> ListPodSandboxStats(
+      const runtime::v1::PodSandboxStatsFilter& filter);
 
   Images& images();
 

@@ -77,9 +77,11 @@ CniPod CniPodOf(const Pod& pod) {
 
 }  // namespace
 
-Sandboxes::Sandboxes(const Options& options, NodeState& state, RecordStore& records,
-                     const Handlers& handlers, Containers& containers, base::Logger& logger)
+Sandboxes::Sandboxes(const Options& options, const Cgroups& cgroups, NodeState& state,
+                     RecordStore& records, const Handlers& handlers, Containers& containers,
+                     base::Logger& logger)
     : options_(options),
+      cgroups_(cgroups),
       state_(state),
       records_(records),
       handlers_(handlers),
@@ -92,20 +94,6 @@ void Sandboxes::StopInfra(Pod& pod) {
   }
   pod.infra_pid = 0;
   ::unlink((pod.dir + "/infra.pid").c_str());
-}
-
-void Sandboxes::RemovePodCgroup(const Pod& pod) const {
-  // Only the parent kapal made up (no cgroup_parent given); kubelet's own it removes itself.
-  if (!pod.config.linux().cgroup_parent().empty()) return;
-  absl::StatusOr<std::vector<std::string>> hierarchies = base::ListDirectory("/sys/fs/cgroup");
-  std::vector<std::string> roots = {"/sys/fs/cgroup"};
-  if (hierarchies.ok()) {
-    for (const std::string& name : *hierarchies) roots.push_back("/sys/fs/cgroup/" + name);
-  }
-  for (const std::string& root : roots) {
-    ::rmdir(absl::StrCat(root, "/kapal/", pod.id).c_str());
-    ::rmdir(absl::StrCat(root, "/kapal").c_str());  // fails while other pods use it: fine
-  }
 }
 
 absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
@@ -331,7 +319,7 @@ absl::Status Sandboxes::Remove(const std::string& id_or_prefix) {
     return base::ErrnoStatus(errno, "umount " + pod.dir + "/shm");
   }
   if (absl::Status removed = base::RemoveTree(pod.dir); !removed.ok()) return removed;
-  RemovePodCgroup(pod);
+  cgroups_.RemovePodParent(pod);
   if (absl::Status deleted = records_.DeletePod(id); !deleted.ok()) return deleted;
   state_.pods.erase(found);
   logger_.Info("pod ", id, " removed");

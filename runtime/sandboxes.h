@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/logger.h"
+#include "runtime/cgroups.h"
 #include "runtime/containers.h"
 #include "runtime/handlers.h"
 #include "runtime/node_state.h"
@@ -18,7 +19,7 @@ namespace kapal::runtime {
 // the pod cgroup, and their records.
 class Sandboxes {
  public:
-  Sandboxes(const Options& options, NodeState& state, RecordStore& records,
+  Sandboxes(const Options& options, const Cgroups& cgroups, NodeState& state, RecordStore& records,
             const Handlers& handlers, Containers& containers, base::Logger& logger);
 
   absl::StatusOr<std::string> Run(const runtime::v1::PodSandboxConfig& config,
@@ -35,9 +36,8 @@ class Sandboxes {
   static void StopInfra(Pod& pod);
 
  private:
-  void RemovePodCgroup(const Pod& pod) const;
-
   const Options& options_;
+  const Cgroups& cgroups_;
   NodeState& state_;
   RecordStore& records_;
   const Handlers& handlers_;

@@ -1,0 +1,177 @@
+#include "runtime/cgroups.h"
+
+#include <unistd.h>
+
+#include <map>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/files.h"
+
+namespace kapal::runtime {
+
+namespace {
+
+constexpr char kCgroupRoot[] = "/sys/fs/cgroup";
+
+std::optional<uint64_t> ReadNumber(const std::string& path) {
+  absl::StatusOr<std::string> text = base::ReadFile(path);
+  uint64_t value = 0;
+  if (!text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &value)) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+// "key value" lines (memory.stat, cpu.stat).
+std::map<std::string, uint64_t> ReadKeyedFile(const std::string& path) {
+  std::map<std::string, uint64_t> values;
+  absl::StatusOr<std::string> text = base::ReadFile(path);
+  if (!text.ok()) return values;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    uint64_t value = 0;
+    if (fields.size() == 2 && absl::SimpleAtoi(fields[1], &value)) {
+      values[std::string(fields[0])] = value;
+    }
+  }
+  return values;
+}
+
+std::optional<uint64_t> Find(const std::map<std::string, uint64_t>& values, const char* key) {
+  auto found = values.find(key);
+  if (found == values.end()) return std::nullopt;
+  return found->second;
+}
+
+// The v1 hierarchy that has CONTROLLER: "cpuacct" or a co-mounted "cpu,cpuacct".
+std::string V1Hierarchy(const std::string& controller) {
+  std::string own = absl::StrCat(kCgroupRoot, "/", controller);
+  if (::access(own.c_str(), F_OK) == 0) return own;
+  absl::StatusOr<std::vector<std::string>> names = base::ListDirectory(kCgroupRoot);
+  if (names.ok()) {
+    for (const std::string& name : *names) {
+      for (absl::string_view part : absl::StrSplit(name, ',')) {
+        if (part == controller) return absl::StrCat(kCgroupRoot, "/", name);
+      }
+    }
+  }
+  return own;
+}
+
+// A limit so large it means none (v1 reports PAGE_COUNTER_MAX rounded to pages).
+std::optional<uint64_t> Limit(std::optional<uint64_t> value) {
+  if (!value.has_value() || *value >= (uint64_t{1} << 62)) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+std::string Cgroups::PodParent(const Pod& pod) const {
+  std::string parent = pod.config.linux().cgroup_parent();
+  if (driver_ == CgroupDriver::kSystemd) {
+    return absl::EndsWith(parent, ".slice") ? parent : "kapal.slice";
+  }
+  if (parent.empty()) parent = absl::StrCat("/kapal/", pod.id);
+  if (parent[0] != '/') parent = "/" + parent;
+  return parent;
+}
+
+std::string Cgroups::ContainerPath(const Pod& pod, const std::string& container_id) const {
+  if (driver_ == CgroupDriver::kSystemd) {
+    return absl::StrCat(PodParent(pod), ":kapal:", container_id);
+  }
+  return absl::StrCat(PodParent(pod), "/", container_id);
+}
+
+std::string Cgroups::Directory(const std::string& cgroups_path) const {
+  if (driver_ != CgroupDriver::kSystemd) return cgroups_path;
+  // systemd: "a-b-c.slice" lives at /a.slice/a-b.slice/a-b-c.slice; a unit "PREFIX:NAME" is
+  // the scope PREFIX-NAME.scope inside the slice.
+  std::vector<std::string> parts = absl::StrSplit(cgroups_path, ':');
+  std::string slice = parts[0];
+  std::string directory;
+  if (slice != "-.slice") {
+    std::string name = slice.substr(0, slice.size() - std::string(".slice").size());
+    std::string prefix;
+    for (absl::string_view piece : absl::StrSplit(name, '-')) {
+      prefix = prefix.empty() ? std::string(piece) : absl::StrCat(prefix, "-", piece);
+      absl::StrAppend(&directory, "/", prefix, ".slice");
+    }
+  }
+  if (parts.size() == 3) absl::StrAppend(&directory, "/", parts[1], "-", parts[2], ".scope");
+  return directory;
+}
+
+std::string Cgroups::OomFile(const std::string& cgroups_path) const {
+  std::string directory = Directory(cgroups_path);
+  if (directory.empty() || directory[0] != '/') return "";
+  if (V2()) return absl::StrCat(kCgroupRoot, directory, "/memory.events");
+  return absl::StrCat(kCgroupRoot, "/memory", directory, "/memory.oom_control");
+}
+
+void Cgroups::RemovePodParent(const Pod& pod) const {
+  // Only the parent kapal made up (no cgroup_parent given); kubelet's own it removes itself.
+  if (!pod.config.linux().cgroup_parent().empty() || driver_ == CgroupDriver::kSystemd) return;
+  absl::StatusOr<std::vector<std::string>> hierarchies = base::ListDirectory(kCgroupRoot);
+  std::vector<std::string> roots = {kCgroupRoot};
+  if (hierarchies.ok()) {
+    for (const std::string& name : *hierarchies)
+      roots.push_back(absl::StrCat(kCgroupRoot, "/", name));
+  }
+  for (const std::string& root : roots) {
+    ::rmdir(absl::StrCat(root, "/kapal/", pod.id).c_str());
+    ::rmdir(absl::StrCat(root, "/kapal").c_str());  // fails while other pods use it: fine
+  }
+}
+
+absl::StatusOr<CgroupSample> ReadCgroup(CgroupLayout layout, const std::string& directory) {
+  CgroupSample sample;
+  if (layout == CgroupLayout::kV2) {
+    std::string dir = absl::StrCat(kCgroupRoot, directory);
+    if (::access(dir.c_str(), F_OK) != 0) {
+      return absl::NotFoundError(absl::StrCat("cgroup ", directory, " does not exist"));
+    }
+    std::map<std::string, uint64_t> cpu = ReadKeyedFile(dir + "/cpu.stat");
+    if (auto usec = Find(cpu, "usage_usec")) sample.cpu_usage_ns = *usec * 1000;
+    sample.memory_usage = ReadNumber(dir + "/memory.current");
+    std::map<std::string, uint64_t> memory = ReadKeyedFile(dir + "/memory.stat");
+    sample.memory_rss = Find(memory, "anon");
+    sample.page_faults = Find(memory, "pgfault");
+    sample.major_page_faults = Find(memory, "pgmajfault");
+    if (sample.memory_usage.has_value()) {
+      uint64_t inactive = Find(memory, "inactive_file").value_or(0);
+      sample.memory_working_set =
+          *sample.memory_usage > inactive ? *sample.memory_usage - inactive : 0;
+    }
+    sample.memory_limit = Limit(ReadNumber(dir + "/memory.max"));  // "max" does not parse
+    sample.processes = ReadNumber(dir + "/pids.current");
+    return sample;
+  }
+  // v1 and hybrid: the controllers' own hierarchies (runc puts containers there).
+  std::string memory_dir = absl::StrCat(V1Hierarchy("memory"), directory);
+  if (::access(memory_dir.c_str(), F_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat("cgroup ", directory, " does not exist"));
+  }
+  sample.cpu_usage_ns =
+      ReadNumber(absl::StrCat(V1Hierarchy("cpuacct"), directory, "/cpuacct.usage"));
+  sample.memory_usage = ReadNumber(memory_dir + "/memory.usage_in_bytes");
+  std::map<std::string, uint64_t> memory = ReadKeyedFile(memory_dir + "/memory.stat");
+  sample.memory_rss = Find(memory, "total_rss");
+  sample.page_faults = Find(memory, "total_pgfault");
+  sample.major_page_faults = Find(memory, "total_pgmajfault");
+  if (sample.memory_usage.has_value()) {
+    uint64_t inactive = Find(memory, "total_inactive_file").value_or(0);
+    sample.memory_working_set =
+        *sample.memory_usage > inactive ? *sample.memory_usage - inactive : 0;
+  }
+  sample.memory_limit = Limit(ReadNumber(memory_dir + "/memory.limit_in_bytes"));
+  sample.processes = ReadNumber(absl::StrCat(V1Hierarchy("pids"), directory, "/pids.current"));
+  return sample;
+}
+
+}  // namespace kapal::runtime

@@ -1,0 +1,55 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "runtime/host_facts.h"
+#include "runtime/records.h"
+
+namespace kapal::runtime {
+
+// Where a pod's and its containers' cgroups are, for one cgroup driver and layout.
+class Cgroups {
+ public:
+  Cgroups(CgroupDriver driver, CgroupLayout layout) : driver_(driver), layout_(layout) {}
+
+  // The pod's cgroup parent: the config's cgroup_parent (kubelet's), else /kapal/POD_ID
+  // (cgroupfs) or kapal.slice (systemd).
+  std::string PodParent(const Pod& pod) const;
+  // The container's cgroupsPath as the OCI runtime takes it: PARENT/ID for cgroupfs,
+  // SLICE:kapal:ID for systemd.
+  std::string ContainerPath(const Pod& pod, const std::string& container_id) const;
+  // The directory of a cgroupsPath (or parent) below a hierarchy's mount ("/kapal/p/c",
+  // "/kapal.slice/kapal-c.scope").
+  std::string Directory(const std::string& cgroups_path) const;
+  // The file counting OOM kills of a container's cgroup ("" when unknown).
+  std::string OomFile(const std::string& cgroups_path) const;
+  // Removes the parent kapal made up for the pod (never kubelet's own).
+  void RemovePodParent(const Pod& pod) const;
+
+  bool V2() const { return layout_ == CgroupLayout::kV2; }
+
+ private:
+  CgroupDriver driver_;
+  CgroupLayout layout_;
+};
+
+// One reading of a cgroup's counters; a counter the host does not have stays unset.
+struct CgroupSample {
+  std::optional<uint64_t> cpu_usage_ns;  // cumulative core-nanoseconds
+  std::optional<uint64_t> memory_usage;
+  std::optional<uint64_t> memory_working_set;  // usage without inactive file pages
+  std::optional<uint64_t> memory_rss;
+  std::optional<uint64_t> memory_limit;  // unset when unlimited
+  std::optional<uint64_t> page_faults;
+  std::optional<uint64_t> major_page_faults;
+  std::optional<uint64_t> processes;
+};
+
+// Reads the cgroup at DIRECTORY (see Cgroups::Directory) from /sys/fs/cgroup: v1 controllers
+// (cpuacct, memory, pids) or the v2 unified files. NOT_FOUND when the cgroup does not exist.
+absl::StatusOr<CgroupSample> ReadCgroup(CgroupLayout layout, const std::string& directory);
+
+}  // namespace kapal::runtime

@@ -1,0 +1,238 @@
+#include "runtime/stats.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/files.h"
+#include "base/unique_fd.h"
+
+namespace kapal::runtime {
+
+namespace {
+
+void SetIf(const std::optional<uint64_t>& value, runtime::v1::UInt64Value* out) {
+  if (value.has_value()) out->set_value(*value);
+}
+
+bool Measurable(const Container& c) {
+  return c.state == runtime::v1::CONTAINER_CREATED || c.state == runtime::v1::CONTAINER_RUNNING;
+}
+
+}  // namespace
+
+bool LabelsMatch(const google::protobuf::Map<std::string, std::string>& labels,
+                 const google::protobuf::Map<std::string, std::string>& selector) {
+  for (const auto& [key, value] : selector) {
+    auto found = labels.find(key);
+    if (found == labels.end() || found->second != value) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<runtime::v1::NetworkUsage> ReadNetworkUsage(const std::string& netns_path) {
+  base::UniqueFd netns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!netns) return base::ErrnoStatus(errno, "open " + netns_path);
+  // Only this short-lived thread enters the pod's namespace; /proc/thread-self/net shows its
+  // own namespace's counters.
+  absl::StatusOr<std::string> table;
+  std::thread reader([&] {
+    if (::setns(netns.Get(), CLONE_NEWNET) != 0) {
+      table = base::ErrnoStatus(errno, "enter network namespace " + netns_path);
+      return;
+    }
+    table = base::ReadFile("/proc/thread-self/net/dev");
+  });
+  reader.join();
+  if (!table.ok()) return table.status();
+  runtime::v1::NetworkUsage usage;
+  for (absl::string_view line : absl::StrSplit(*table, '\n', absl::SkipEmpty())) {
+    size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) continue;  // the two header lines
+    std::string name(absl::StripAsciiWhitespace(line.substr(0, colon)));
+    if (name == "lo") continue;
+    std::vector<absl::string_view> fields =
+        absl::StrSplit(line.substr(colon + 1), ' ', absl::SkipEmpty());
+    if (fields.size() < 11) continue;
+    uint64_t rx_bytes = 0, rx_errors = 0, tx_bytes = 0, tx_errors = 0;
+    (void)absl::SimpleAtoi(fields[0], &rx_bytes);
+    (void)absl::SimpleAtoi(fields[2], &rx_errors);
+    (void)absl::SimpleAtoi(fields[8], &tx_bytes);
+    (void)absl::SimpleAtoi(fields[10], &tx_errors);
+    runtime::v1::NetworkInterfaceUsage* interface = usage.add_interfaces();
+    interface->set_name(name);
+    interface->mutable_rx_bytes()->set_value(rx_bytes);
+    interface->mutable_rx_errors()->set_value(rx_errors);
+    interface->mutable_tx_bytes()->set_value(tx_bytes);
+    interface->mutable_tx_errors()->set_value(tx_errors);
+    if (name == "eth0") *usage.mutable_default_interface() = *interface;
+  }
+  usage.set_timestamp(NowNanos());
+  return usage;
+}
+
+uint64_t Stats::NanoCores(const std::string& key, uint64_t usage_ns, int64_t now_ns) {
+  std::lock_guard lock(samples_mutex_);
+  auto [entry, fresh] = last_cpu_.try_emplace(key, now_ns, usage_ns);
+  if (fresh) return 0;
+  auto [then, used] = entry->second;
+  entry->second = {now_ns, usage_ns};
+  if (now_ns <= then || usage_ns < used) return 0;
+  return static_cast<uint64_t>(static_cast<double>(usage_ns - used) * 1e9 /
+                               static_cast<double>(now_ns - then));
+}
+
+void Stats::FillCpuAndMemory(const std::string& key, const CgroupSample& sample, int64_t now,
+                             runtime::v1::CpuUsage* cpu, runtime::v1::MemoryUsage* memory) {
+  cpu->set_timestamp(now);
+  if (sample.cpu_usage_ns.has_value()) {
+    cpu->mutable_usage_core_nano_seconds()->set_value(*sample.cpu_usage_ns);
+    cpu->mutable_usage_nano_cores()->set_value(NanoCores(key, *sample.cpu_usage_ns, now));
+  }
+  memory->set_timestamp(now);
+  SetIf(sample.memory_working_set, memory->mutable_working_set_bytes());
+  SetIf(sample.memory_usage, memory->mutable_usage_bytes());
+  SetIf(sample.memory_rss, memory->mutable_rss_bytes());
+  SetIf(sample.page_faults, memory->mutable_page_faults());
+  SetIf(sample.major_page_faults, memory->mutable_major_page_faults());
+  if (sample.memory_limit.has_value() && sample.memory_working_set.has_value()) {
+    uint64_t limit = *sample.memory_limit, used = *sample.memory_working_set;
+    memory->mutable_available_bytes()->set_value(limit > used ? limit - used : 0);
+  }
+}
+
+runtime::v1::ContainerStats Stats::Measure(const Container& c, const Pod* pod) {
+  runtime::v1::ContainerStats stats;
+  runtime::v1::ContainerAttributes* attributes = stats.mutable_attributes();
+  attributes->set_id(c.id);
+  *attributes->mutable_metadata() = c.config.metadata();
+  *attributes->mutable_labels() = c.config.labels();
+  *attributes->mutable_annotations() = c.config.annotations();
+  int64_t now = NowNanos();
+  if (pod != nullptr) {
+    absl::StatusOr<CgroupSample> sample =
+        ReadCgroup(layout_, cgroups_.Directory(cgroups_.ContainerPath(*pod, c.id)));
+    FillCpuAndMemory("container/" + c.id, sample.ok() ? *sample : CgroupSample{}, now,
+                     stats.mutable_cpu(), stats.mutable_memory());
+  }
+  runtime::v1::FilesystemUsage* layer = stats.mutable_writable_layer();
+  layer->set_timestamp(now);
+  layer->mutable_fs_id()->set_mountpoint(snapshots_root_);
+  if (absl::StatusOr<snapshotter::Info> info = snapshots_.Stat(c.snapshot_key); info.ok()) {
+    base::TreeUsage usage = base::MeasureTree(info->directory + "/fs");
+    layer->mutable_used_bytes()->set_value(static_cast<uint64_t>(usage.bytes));
+    layer->mutable_inodes_used()->set_value(static_cast<uint64_t>(usage.inodes));
+  }
+  return stats;
+}
+
+absl::StatusOr<runtime::v1::ContainerStats> Stats::OfContainer(const std::string& id) {
+  Container container;
+  std::optional<Pod> pod;
+  {
+    std::lock_guard lock(state_.mutex);
+    absl::StatusOr<std::string> resolved = state_.ResolveContainerIdLocked(id);
+    if (!resolved.ok()) return resolved.status();
+    container = state_.containers.at(*resolved);
+    if (auto found = state_.pods.find(container.pod_id); found != state_.pods.end()) {
+      pod = found->second;
+    }
+  }
+  return Measure(container, pod.has_value() ? &*pod : nullptr);
+}
+
+std::vector<runtime::v1::ContainerStats> Stats::OfContainers(
+    const runtime::v1::ContainerStatsFilter& filter) {
+  std::vector<std::pair<Container, std::optional<Pod>>> chosen;
+  {
+    std::lock_guard lock(state_.mutex);
+    for (const auto& [id, c] : state_.containers) {
+      if (!Measurable(c)) continue;
+      if (!filter.id().empty() && !absl::StartsWith(id, filter.id())) continue;
+      if (!filter.pod_sandbox_id().empty() &&
+          !absl::StartsWith(c.pod_id, filter.pod_sandbox_id())) {
+        continue;
+      }
+      if (!LabelsMatch(c.config.labels(), filter.label_selector())) continue;
+      auto pod = state_.pods.find(c.pod_id);
+      chosen.emplace_back(
+          c, pod != state_.pods.end() ? std::optional<Pod>(pod->second) : std::nullopt);
+    }
+  }
+  std::vector<runtime::v1::ContainerStats> all;
+  for (const auto& [c, pod] : chosen) all.push_back(Measure(c, pod.has_value() ? &*pod : nullptr));
+  return all;
+}
+
+runtime::v1::PodSandboxStats Stats::MeasurePod(const Pod& pod,
+                                               const std::vector<Container>& containers) {
+  runtime::v1::PodSandboxStats stats;
+  runtime::v1::PodSandboxAttributes* attributes = stats.mutable_attributes();
+  attributes->set_id(pod.id);
+  *attributes->mutable_metadata() = pod.config.metadata();
+  *attributes->mutable_labels() = pod.config.labels();
+  *attributes->mutable_annotations() = pod.config.annotations();
+  runtime::v1::LinuxPodSandboxStats* linux = stats.mutable_linux();
+  int64_t now = NowNanos();
+  absl::StatusOr<CgroupSample> sample =
+      ReadCgroup(layout_, cgroups_.Directory(cgroups_.PodParent(pod)));
+  FillCpuAndMemory("pod/" + pod.id, sample.ok() ? *sample : CgroupSample{}, now,
+                   linux->mutable_cpu(), linux->mutable_memory());
+  linux->mutable_process()->set_timestamp(now);
+  if (sample.ok() && sample->processes.has_value()) {
+    linux->mutable_process()->mutable_process_count()->set_value(*sample->processes);
+  }
+  if (pod.ready && pod.own.network) {
+    if (absl::StatusOr<runtime::v1::NetworkUsage> network = ReadNetworkUsage(pod.dir + "/net");
+        network.ok()) {
+      *linux->mutable_network() = *network;
+    }
+  }
+  for (const Container& c : containers) *linux->add_containers() = Measure(c, &pod);
+  return stats;
+}
+
+absl::StatusOr<runtime::v1::PodSandboxStats> Stats::OfPod(const std::string& id) {
+  Pod pod;
+  std::vector<Container> containers;
+  {
+    std::lock_guard lock(state_.mutex);
+    absl::StatusOr<std::string> resolved = state_.ResolvePodIdLocked(id);
+    if (!resolved.ok()) return resolved.status();
+    pod = state_.pods.at(*resolved);
+    for (const auto& [cid, c] : state_.containers) {
+      if (c.pod_id == pod.id && Measurable(c)) containers.push_back(c);
+    }
+  }
+  return MeasurePod(pod, containers);
+}
+
+std::vector<runtime::v1::PodSandboxStats> Stats::OfPods(
+    const runtime::v1::PodSandboxStatsFilter& filter) {
+  std::vector<std::pair<Pod, std::vector<Container>>> chosen;
+  {
+    std::lock_guard lock(state_.mutex);
+    for (const auto& [id, pod] : state_.pods) {
+      if (!filter.id().empty() && !absl::StartsWith(id, filter.id())) continue;
+      if (!LabelsMatch(pod.config.labels(), filter.label_selector())) continue;
+      std::vector<Container> containers;
+      for (const auto& [cid, c] : state_.containers) {
+        if (c.pod_id == id && Measurable(c)) containers.push_back(c);
+      }
+      chosen.emplace_back(pod, std::move(containers));
+    }
+  }
+  std::vector<runtime::v1::PodSandboxStats> all;
+  for (const auto& [pod, containers] : chosen) all.push_back(MeasurePod(pod, containers));
+  return all;
+}
+
+}  // namespace kapal::runtime
