@@ -1,5 +1,6 @@
 // What kubelet relies on in a pod spec (the CRI validation suite checks the same), observed from
 // inside real containers: users, capabilities, seccomp, no_new_privs, privileged, exec timeouts.
+#include <signal.h>
 #include <unistd.h>
 
 #include "absl/strings/match.h"
@@ -10,6 +11,7 @@
 #include "base/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/fixtures/pod_fixture.h"
 
 namespace kapal::testing {
@@ -176,6 +178,116 @@ TEST_F(ConformanceTest, ExecTimeoutEndsTheWholeProcessTree) {
   EXPECT_EQ(LiveProcessesRunning("sleep 4323"), 0);
   EXPECT_EQ(LiveProcessesRunning("sh -c sleep 4322 & sleep 4323; echo never"), 0);
   EXPECT_EQ(LiveProcessesRunning("sleep 4321"), 1);  // the container itself lives on
+}
+
+TEST_F(ConformanceTest, StatsOfAContainerAndItsPod) {
+  ContainerConfig config = ContainerWith(
+      "busy", {"sh", "-c",
+               "i=0; while [ $i -lt 2000 ]; do echo x >> /tmp/f; i=$((i+1)); done; sleep 4400"});
+  (*config.mutable_labels())["tier"] = "stats";
+  std::string id = Run(pod_, config);
+  // The loop has written its 4000 bytes when the file stops growing; wait for that, bounded.
+  ContainerStatsResponse response;
+  for (int i = 0; i < 100; ++i) {
+    ContainerStatsRequest request;
+    request.set_container_id(id);
+    ASSERT_TRUE(stub_->ContainerStats(Context().get(), request, &response).ok());
+    if (response.stats().writable_layer().used_bytes().value() >= 4000) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const ContainerStats& stats = response.stats();
+  EXPECT_EQ(stats.attributes().id(), id);
+  EXPECT_EQ(stats.attributes().metadata().name(), "busy");
+  EXPECT_GT(stats.cpu().usage_core_nano_seconds().value(), 0u);
+  EXPECT_GT(stats.memory().working_set_bytes().value(), 0u);
+  EXPECT_GT(stats.memory().usage_bytes().value(), 0u);
+  EXPECT_GT(stats.memory().page_faults().value(), 0u);
+  EXPECT_GE(stats.writable_layer().used_bytes().value(), 4000u);
+  EXPECT_GE(stats.writable_layer().inodes_used().value(), 1u);
+
+  ListContainerStatsRequest by_pod;
+  by_pod.mutable_filter()->set_pod_sandbox_id(pod_);
+  ListContainerStatsResponse listed;
+  ASSERT_TRUE(stub_->ListContainerStats(Context().get(), by_pod, &listed).ok());
+  ASSERT_EQ(listed.stats_size(), 1);
+  ListContainerStatsRequest by_label;
+  (*by_label.mutable_filter()->mutable_label_selector())["tier"] = "other";
+  ASSERT_TRUE(stub_->ListContainerStats(Context().get(), by_label, &listed).ok());
+  EXPECT_EQ(listed.stats_size(), 0);
+
+  PodSandboxStatsRequest pod_request;
+  pod_request.set_pod_sandbox_id(pod_);
+  PodSandboxStatsResponse pod_stats;
+  ASSERT_TRUE(stub_->PodSandboxStats(Context().get(), pod_request, &pod_stats).ok());
+  const LinuxPodSandboxStats& linux = pod_stats.stats().linux();
+  EXPECT_EQ(pod_stats.stats().attributes().id(), pod_);
+  EXPECT_GT(linux.cpu().usage_core_nano_seconds().value(), 0u);
+  EXPECT_GE(linux.process().process_count().value(), 1u);
+  EXPECT_EQ(linux.network().default_interface().name(), "eth0");
+  ASSERT_EQ(linux.containers_size(), 1);
+  EXPECT_EQ(linux.containers(0).attributes().id(), id);
+
+  ListPodSandboxStatsResponse pods;
+  ASSERT_TRUE(stub_->ListPodSandboxStats(Context().get(), {}, &pods).ok());
+  EXPECT_EQ(pods.stats_size(), 1);
+}
+
+TEST_F(ConformanceTest, UpdatedResourcesReachTheCgroupAndTheStatus) {
+  ContainerConfig config = ContainerWith("resized", {"sleep", "4401"});
+  config.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(64 << 20);
+  std::string id = Run(pod_, config);
+  UpdateContainerResourcesRequest request;
+  request.set_container_id(id);
+  request.mutable_linux()->set_memory_limit_in_bytes(128 << 20);
+  request.mutable_linux()->set_cpu_period(100000);
+  request.mutable_linux()->set_cpu_quota(50000);
+  UpdateContainerResourcesResponse response;
+  grpc::Status status = stub_->UpdateContainerResources(Context().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::string dir = absl::StrCat("/kapal/", pod_, "/", id);
+  absl::StatusOr<std::string> limit =
+      base::ReadFile("/sys/fs/cgroup/memory" + dir + "/memory.limit_in_bytes");
+  if (!limit.ok()) limit = base::ReadFile("/sys/fs/cgroup" + dir + "/memory.max");  // v2
+  ASSERT_TRUE(limit.ok()) << limit.status();
+  EXPECT_EQ(absl::StripAsciiWhitespace(*limit), std::to_string(128 << 20));
+  ContainerStatus after = StatusOf(id);
+  EXPECT_EQ(after.resources().linux().memory_limit_in_bytes(), 128 << 20);
+  EXPECT_EQ(after.resources().linux().cpu_quota(), 50000);
+
+  request.mutable_linux()->set_cpu_quota(-1);
+  EXPECT_EQ(stub_->UpdateContainerResources(Context().get(), request, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(ConformanceTest, AContainerWhoseShimDiedIsEndedAndSaysWhy) {
+  std::string id = Run(pod_, ContainerWith("orphan", {"sleep", "4402"}));
+  ContainerStatusRequest request;
+  request.set_container_id(id);
+  request.set_verbose(true);
+  ContainerStatusResponse verbose;
+  ASSERT_TRUE(stub_->ContainerStatus(Context().get(), request, &verbose).ok());
+  int shim = nlohmann::json::parse(verbose.info().at("info"))["shimPid"].get<int>();
+  ASSERT_GT(shim, 0);
+  ASSERT_EQ(::kill(shim, SIGKILL), 0);
+  ContainerStatus exited = WaitForExit(id);
+  EXPECT_EQ(exited.exit_code(), 137);
+  EXPECT_THAT(exited.message(), HasSubstr("kapal-shim"));
+  for (int i = 0; i < 100 && LiveProcessesRunning("sleep 4402") > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(LiveProcessesRunning("sleep 4402"), 0);
+}
+
+TEST_F(ConformanceTest, RuntimeErrorsAreOneLineWithTheirCode) {
+  // runc finds the command missing at create (runc 1.1) or at start (others): either way the
+  // client gets the one line that says so, as INVALID_ARGUMENT, without runc's log format.
+  std::string id;
+  grpc::Status failed = Create(pod_, ContainerWith("missing", {"/no/such/binary"}), &id);
+  if (failed.ok()) failed = Start(id);
+  EXPECT_EQ(failed.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << failed.error_message();
+  EXPECT_THAT(failed.error_message(), HasSubstr("/no/such/binary"));
+  EXPECT_THAT(failed.error_message(), ::testing::Not(HasSubstr("level=")));
+  EXPECT_THAT(failed.error_message(), ::testing::Not(HasSubstr("time=")));
 }
 
 }  // namespace

@@ -167,19 +167,19 @@ TEST_F(KapaldTest, BadPodCidrIsInvalidArgumentAndKeepsTheOldOne) {
 }
 
 TEST_F(KapaldTest, UnimplementedRpcsSayWhichRpc) {
-  runtime::v1::UpdateContainerResourcesRequest request;
-  runtime::v1::UpdateContainerResourcesResponse response;
+  runtime::v1::CheckpointContainerRequest request;
+  runtime::v1::CheckpointContainerResponse response;
   grpc::Status status =
-      kapald_->RuntimeStub()->UpdateContainerResources(Context().get(), request, &response);
+      kapald_->RuntimeStub()->CheckpointContainer(Context().get(), request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(),
-              HasSubstr("runtime.v1.RuntimeService/UpdateContainerResources"));
+  EXPECT_THAT(status.error_message(), HasSubstr("runtime.v1.RuntimeService/CheckpointContainer"));
 
-  runtime::v1::ContainerStatsRequest stats_request;
-  runtime::v1::ContainerStatsResponse stats_response;
-  status = kapald_->RuntimeStub()->ContainerStats(Context().get(), stats_request, &stats_response);
+  runtime::v1::ListMetricDescriptorsRequest metrics_request;
+  runtime::v1::ListMetricDescriptorsResponse metrics_response;
+  status = kapald_->RuntimeStub()->ListMetricDescriptors(Context().get(), metrics_request,
+                                                         &metrics_response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(), HasSubstr("runtime.v1.RuntimeService/ContainerStats"));
+  EXPECT_THAT(status.error_message(), HasSubstr("runtime.v1.RuntimeService/ListMetricDescriptors"));
 }
 
 TEST_F(KapaldTest, MetricsCountEachRpcByMethodAndCode) {
