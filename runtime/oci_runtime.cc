@@ -88,8 +88,8 @@ absl::Status RuntimeError(absl::string_view action, absl::string_view text) {
   return absl::FailedPreconditionError(full);
 }
 
-absl::StatusOr<int> StartPodInfra(const std::string& shim_binary) {
-  absl::StatusOr<std::string> line = RunShimForReport({shim_binary, "--infra"});
+absl::StatusOr<int> StartPodInfra(const std::string& shim_binary, const std::string& pod_dir) {
+  absl::StatusOr<std::string> line = RunShimForReport({shim_binary, "--infra", pod_dir});
   if (!line.ok()) return line.status();
   int pid = 0;
   if (line->rfind("ok ", 0) == 0 && absl::SimpleAtoi(line->substr(3), &pid) && pid > 0) return pid;
@@ -106,6 +106,23 @@ std::vector<std::string> OciRuntime::Command(std::initializer_list<std::string> 
 
 absl::StatusOr<base::CommandResult> OciRuntime::Run(std::initializer_list<std::string> args) const {
   return base::RunCommand(Command(args), "", kRuntimeTimeout);
+}
+
+void KillInfraOf(const std::string& pod_dir) {
+  absl::StatusOr<std::vector<std::string>> entries = base::ListDirectory("/proc");
+  if (!entries.ok()) return;
+  for (const std::string& name : *entries) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(name, &pid)) continue;
+    absl::StatusOr<std::string> comm = base::ReadFile(absl::StrCat("/proc/", pid, "/comm"));
+    if (!comm.ok() || absl::StripTrailingAsciiWhitespace(*comm) != "kapal-infra") continue;
+    absl::StatusOr<std::string> cmdline = base::ReadFile(absl::StrCat("/proc/", pid, "/cmdline"));
+    // "kapal-shim\0--infra\0POD_DIR\0"
+    if (cmdline.ok() &&
+        absl::StrContains(*cmdline, std::string("--infra") + '\0' + pod_dir + '\0')) {
+      ::kill(pid, SIGKILL);
+    }
+  }
 }
 
 absl::StatusOr<ShimProcess> OciRuntime::Create(const ShimLaunch& launch) const {

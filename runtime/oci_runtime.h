@@ -34,8 +34,12 @@ struct ShimProcess {
 // FAILED_PRECONDITION for one the host cannot satisfy.
 absl::Status RuntimeError(absl::string_view action, absl::string_view text);
 
-// Starts `kapal-shim --infra`, the init of a pod's shared PID namespace; returns its pid.
-absl::StatusOr<int> StartPodInfra(const std::string& shim_binary);
+// Starts `kapal-shim --infra POD_DIR`, the init of a pod's shared PID namespace; returns its
+// pid. POD_DIR stays on its command line, so the process can be found without its pid.
+absl::StatusOr<int> StartPodInfra(const std::string& shim_binary, const std::string& pod_dir);
+
+// SIGKILL to every infra process started for POD_DIR.
+void KillInfraOf(const std::string& pod_dir);
 
 // An OCI runtime (runc, crun) driven through its command line, with its own state root.
 class OciRuntime {

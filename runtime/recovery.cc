@@ -76,8 +76,7 @@ absl::Status Recovery::Run() {
       std::string path = absl::StrCat(dir, "/", name);
       logger_.Warn("removing ", path, ": left by a crash, no record names it");
       if (std::string(kind) == "pods") {
-        (void)UnpinNamespaces(path);
-        ::umount2((path + "/shm").c_str(), MNT_DETACH);
+        sandboxes_.CleanUpUnrecorded(name);
       } else {
         for (const Handler* handler : handlers_.All()) (void)handler->runtime.Delete(name);
         ::umount2((path + "/rootfs").c_str(), MNT_DETACH);

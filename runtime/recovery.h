@@ -8,6 +8,7 @@
 #include "runtime/node_state.h"
 #include "runtime/options.h"
 #include "runtime/records.h"
+#include "runtime/sandboxes.h"
 #include "snapshotter/snapshotter.h"
 
 namespace kapal::runtime {
@@ -18,13 +19,14 @@ namespace kapal::runtime {
 class Recovery {
  public:
   Recovery(const Options& options, NodeState& state, RecordStore& records, const Handlers& handlers,
-           Containers& containers, ExitMonitor& exits, snapshotter::Snapshotter& snapshots,
-           base::Logger& logger)
+           Containers& containers, Sandboxes& sandboxes, ExitMonitor& exits,
+           snapshotter::Snapshotter& snapshots, base::Logger& logger)
       : options_(options),
         state_(state),
         records_(records),
         handlers_(handlers),
         containers_(containers),
+        sandboxes_(sandboxes),
         exits_(exits),
         snapshots_(snapshots),
         logger_(logger) {}
@@ -37,6 +39,7 @@ class Recovery {
   RecordStore& records_;
   const Handlers& handlers_;
   Containers& containers_;
+  Sandboxes& sandboxes_;
   ExitMonitor& exits_;
   snapshotter::Snapshotter& snapshots_;
   base::Logger& logger_;

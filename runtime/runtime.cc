@@ -34,7 +34,8 @@ struct Runtime::Parts {
                    logger),
         sandboxes(options, cgroups, state, records, handlers, containers, logger),
         stats(cgroups, host.cgroup_layout, state, snapshots, options.root_dir + "/snapshotter"),
-        recovery(options, state, records, handlers, containers, exits, snapshots, logger) {}
+        recovery(options, state, records, handlers, containers, sandboxes, exits, snapshots,
+                 logger) {}
 
   const Options options;
   const HostFacts& host;

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/crash_point.h"
 #include "base/files.h"
 #include "base/temp_dir.h"
 #include "runtime/cni.h"
@@ -94,6 +95,33 @@ void Sandboxes::StopInfra(Pod& pod) {
   }
   pod.infra_pid = 0;
   ::unlink((pod.dir + "/infra.pid").c_str());
+}
+
+void Sandboxes::CleanUpUnrecorded(const std::string& id) {
+  Pod pod;
+  pod.id = id;
+  pod.dir = records_.PodDir(id);
+  // The intent, written before anything else was made: who the pod was, for CNI's DEL.
+  absl::StatusOr<std::string> intent = base::ReadFile(pod.dir + "/" + kIntentFile);
+  bool known = intent.ok() && pod.config.ParseFromString(*intent);
+  pod.own = OwnNamespaces(pod.config);
+  // Its infra process may have started before its pid was written down; it names the pod dir.
+  KillInfraOf(pod.dir);
+  if (known && pod.own.network) {
+    absl::StatusOr<CniNetwork> network =
+        CniNetwork::Load(options_.cni_conf_dir, options_.cni_bin_dirs);
+    // DEL without the result of ADD: the IPAM plugin releases by container id and interface,
+    // and the other plugins tolerate what is gone already.
+    if (network.ok()) {
+      if (absl::Status deleted = network->Del(CniPodOf(pod), nlohmann::json()); !deleted.ok()) {
+        logger_.Warn("pod ", id, ": CNI DEL of a pod left by a crash: ", deleted.message());
+      }
+    }
+  }
+  (void)UnpinNamespaces(pod.dir);
+  ::umount2((pod.dir + "/shm").c_str(), MNT_DETACH);
+  if (known) cgroups_.RemovePodParent(pod);
+  (void)base::RemoveTree(pod.dir);
 }
 
 absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
@@ -181,6 +209,14 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
   }};
 
   if (absl::Status made = base::MakeDirectories(pod.dir, 0711); !made.ok()) return made;
+  // Written first: if kapald dies before the record, the next start knows whose network,
+  // infra process and cgroup these are (CleanUpUnrecorded).
+  if (absl::Status written =
+          base::WriteFileAtomically(pod.dir + "/" + kIntentFile, config.SerializeAsString(), 0600,
+                                    base::Durability::kVolatile);
+      !written.ok()) {
+    return written;
+  }
   std::string hostname = config.hostname();
   if (!own.uts) {
     char host_name[256] = {};
@@ -209,8 +245,9 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
     }
   }
   if (absl::Status pinned = PinNamespaces(pod.dir, own, hostname); !pinned.ok()) return pinned;
+  base::CrashPoint("runpod-after-namespaces");
   if (own.pid) {
-    absl::StatusOr<int> infra = StartPodInfra(handlers_.ShimBinary());
+    absl::StatusOr<int> infra = StartPodInfra(handlers_.ShimBinary(), pod.dir);
     if (!infra.ok()) return Annotate(infra.status(), "start the pod's infra process");
     pod.infra_pid = *infra;
     if (absl::Status pinned = PinPidNamespace(pod.dir, pod.infra_pid); !pinned.ok()) {
@@ -225,6 +262,7 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
         !written.ok()) {
       return written;
     }
+    base::CrashPoint("runpod-after-infra");
   }
 
   if (network.has_value()) {
@@ -234,8 +272,10 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
     networked = cni_pod;
     pod.cni_result = *result;
     pod.ips = CniNetwork::Addresses(*result);
+    base::CrashPoint("runpod-after-cni-add");
   }
   pod.ready = true;
+  base::CrashPoint("runpod-before-record");
   if (absl::Status saved = records_.SavePod(pod); !saved.ok()) return saved;
   done = true;
   std::string id = pod.id;

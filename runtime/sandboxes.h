@@ -35,6 +35,14 @@ class Sandboxes {
   // Ends the pod's infra process, and with it every process left in the shared PID namespace.
   static void StopInfra(Pod& pod);
 
+  // Undoes what a RunPodSandbox cut short by a crash made for pod ID before its record was
+  // written: its infra process, CNI network (DEL, which releases its IP), namespace pins,
+  // /dev/shm, cgroup and files.
+  void CleanUpUnrecorded(const std::string& id);
+
+  // In a pod's dir: its config, written before anything else is made for it.
+  static constexpr char kIntentFile[] = "sandbox.pb";
+
  private:
   const Options& options_;
   const Cgroups& cgroups_;

@@ -308,7 +308,8 @@ int RunInfra() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 2 && std::strcmp(argv[1], "--infra") == 0) return RunInfra();
+  // `--infra [POD_DIR]`: the pod dir only names the process (kapald finds it by it).
+  if ((argc == 2 || argc == 3) && std::strcmp(argv[1], "--infra") == 0) return RunInfra();
   Options options = ParseOptions(argc, argv);
   if (::chdir(options.bundle.c_str()) != 0) {
     std::printf("error chdir %s: %s\n", options.bundle.c_str(), std::strerror(errno));
