@@ -11,6 +11,9 @@ fi
 
 work=$(mktemp -d /tmp/kapal-bench.XXXXXX)
 pids=()
+# containerd pins pod network namespaces in /run/netns; a run that failed half-way would leave
+# its own there (kapald's are under its state dir).
+netns_before=$(ip netns list 2>/dev/null | awk '{print $1}' | sort)
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do
@@ -24,11 +27,20 @@ cleanup() {
       runc --root "$root" delete --force "$id" >/dev/null 2>&1 || true
     done
   done
+  # containerd's runc shim keeps its runc root in /run/containerd/runc whatever the state dir:
+  # only the containers whose bundle is in this run's work dir are ours.
+  for id in $(runc --root /run/containerd/runc/k8s.io list -q 2>/dev/null); do
+    runc --root /run/containerd/runc/k8s.io state "$id" 2>/dev/null | grep -q "\"bundle\": \"$work" &&
+      runc --root /run/containerd/runc/k8s.io delete --force "$id" >/dev/null 2>&1 || true
+  done
   pkill -KILL -f "shim.*$work" 2>/dev/null || true
   grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l || true
   # Empty parent cgroups the runtimes made (rmdir leaves any that are still in use).
-  for dir in /sys/fs/cgroup/*/kapal /sys/fs/cgroup/*/k8s.io; do
+  for dir in /sys/fs/cgroup/*/kapal /sys/fs/cgroup/*/k8s.io /sys/fs/cgroup/*/kapal-bench; do
     [ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  done
+  for ns in $(comm -13 <(echo "$netns_before") <(ip netns list 2>/dev/null | awk '{print $1}' | sort)); do
+    ip netns delete "$ns" 2>/dev/null || true
   done
   [ -n "${bench_bridge:-}" ] && ip link del "$bench_bridge" 2>/dev/null || true
   rm -rf "$work"

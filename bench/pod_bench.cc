@@ -9,7 +9,9 @@
 //   - CONCURRENT pods (runp + create + start) started at once: total time;
 //   - resident memory (RSS) of the daemon idle and with those pods running, and of each shim:
 //     processes whose command line contains "shim" and MARKER (a path only that runtime's
-//     shims have in their arguments).
+//     shims have in their arguments);
+//   - with STATS_PODS pods running (one container each), STATS_ROUNDS calls of
+//     ListContainerStats and of ListPodSandboxStats, as kubelet makes every 10 s: median, p95.
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -80,8 +82,9 @@ void Check(const grpc::Status& status, const std::string& what) {
   }
 }
 
-PodSandboxConfig PodConfig(const std::string& name) {
+PodSandboxConfig PodConfig(const std::string& name, const std::string& cgroup_parent) {
   PodSandboxConfig config;
+  if (!cgroup_parent.empty()) config.mutable_linux()->set_cgroup_parent(cgroup_parent);
   config.mutable_metadata()->set_name(name);
   config.mutable_metadata()->set_namespace_("bench");
   config.mutable_metadata()->set_uid(name + "-uid");
@@ -105,14 +108,16 @@ struct Steps {
 };
 
 // runp + create + start; returns pod and container ids.
+// CGROUP_PARENT as kubelet gives it (containerd measures pod stats only with one).
 std::pair<std::string, std::string> StartPod(RuntimeService::Stub& stub, const std::string& name,
-                                             const std::string& image, Steps* steps) {
+                                             const std::string& image, Steps* steps,
+                                             const std::string& cgroup_parent = "") {
   auto time = [&](const char* step, auto fn) {
     auto started = Clock::now();
     fn();
     if (steps != nullptr) steps->ms[step].push_back(Ms(Clock::now() - started));
   };
-  PodSandboxConfig pod_config = PodConfig(name);
+  PodSandboxConfig pod_config = PodConfig(name, cgroup_parent);
   RunPodSandboxResponse pod;
   time("runp", [&] {
     RunPodSandboxRequest request;
@@ -184,14 +189,20 @@ int main(int argc, char** argv) {
   int registry_port = 0;
   int rounds = 20;
   int concurrent = 10;
+  int stats_pods = 50;
+  int stats_rounds = 20;
   std::vector<std::string> target_specs;
   app.add_option("--registry-port", registry_port, "Registry on 127.0.0.1")->required();
   app.add_option("--rounds", rounds, "Sequential lifecycle rounds per target");
   app.add_option("--concurrent", concurrent, "Pods started at once per target");
+  app.add_option("--stats-pods", stats_pods, "Pods running while stats are listed (0: none)");
+  app.add_option("--stats-rounds", stats_rounds, "Stats list calls per target");
   app.add_option("--target", target_specs, "NAME,ENDPOINT,DAEMON_PID,SHIM_MARKER")->required();
   CLI11_PARSE(app, argc, argv);
   rounds = std::clamp(rounds, 1, 1000);
   concurrent = std::clamp(concurrent, 1, 100);
+  stats_pods = std::clamp(stats_pods, 0, 200);
+  stats_rounds = std::clamp(stats_rounds, 1, 1000);
 
   std::vector<Target> targets;
   for (const std::string& spec : target_specs) {
@@ -232,6 +243,8 @@ int main(int argc, char** argv) {
     Steps steps;
     double concurrent_ms = 0;
     std::vector<long> shims;
+    std::vector<double> container_stats_ms, pod_stats_ms;
+    int stats_listed = 0;
   };
   std::vector<Run> runs(targets.size());
   for (size_t t = 0; t < targets.size(); ++t) {
@@ -271,6 +284,27 @@ int main(int argc, char** argv) {
     run.shims = ShimRssKiB(targets[t].marker);
     for (const auto& [pod, container] : started) TearDownPod(*run.stub, pod, container, nullptr);
   }
+  for (size_t t = 0; t < targets.size() && stats_pods > 0; ++t) {
+    Run& run = runs[t];
+    std::vector<std::pair<std::string, std::string>> started;
+    for (int i = 0; i < stats_pods; ++i) {
+      std::string name = absl::StrCat("stats-", i);
+      started.push_back(
+          StartPod(*run.stub, name, image_ref, nullptr, absl::StrCat("/kapal-bench/", name)));
+    }
+    for (int round = 0; round < stats_rounds; ++round) {
+      auto begun = Clock::now();
+      ListContainerStatsResponse containers;
+      Check(run.stub->ListContainerStats(Deadline().get(), {}, &containers), "ListContainerStats");
+      run.container_stats_ms.push_back(Ms(Clock::now() - begun));
+      run.stats_listed = containers.stats_size();
+      begun = Clock::now();
+      ListPodSandboxStatsResponse pods;
+      Check(run.stub->ListPodSandboxStats(Deadline().get(), {}, &pods), "ListPodSandboxStats");
+      run.pod_stats_ms.push_back(Ms(Clock::now() - begun));
+    }
+    for (const auto& [pod, container] : started) TearDownPod(*run.stub, pod, container, nullptr);
+  }
 
   for (size_t t = 0; t < targets.size(); ++t) {
     const Target& target = targets[t];
@@ -298,8 +332,18 @@ int main(int argc, char** argv) {
         "daemon RSS: %.1f MiB idle, %.1f MiB with %d pods; shims: %zu, %.2f MiB RSS each "
         "(mean)\n",
         run.idle_rss / 1024.0, run.busy_rss / 1024.0, concurrent, run.shims.size(), shim_mean);
+    if (stats_pods > 0) {
+      std::cout << absl::StrFormat(
+          "with %d pods: ListContainerStats (%d listed) median %.1f ms, p95 %.1f ms; "
+          "ListPodSandboxStats median %.1f ms, p95 %.1f ms\n",
+          stats_pods, run.stats_listed, Percentile(run.container_stats_ms, 0.5),
+          Percentile(run.container_stats_ms, 0.95), Percentile(run.pod_stats_ms, 0.5),
+          Percentile(run.pod_stats_ms, 0.95));
+    }
     std::cout << "RESULT " << target.name << " " << Percentile(total, 0.5) << " "
-              << run.concurrent_ms << " " << shim_mean << "\n";
+              << run.concurrent_ms << " " << shim_mean << " "
+              << Percentile(run.container_stats_ms, 0.5) << " " << Percentile(run.pod_stats_ms, 0.5)
+              << "\n";
   }
   return 0;
 }
