@@ -42,21 +42,22 @@ std::map<std::string, uint64_t> ReadKeyedFile(const std::string& path) {
   return values;
 }
 
-std::optional<uint64_t> Find(const std::map<std::string, uint64_t>& values, const char* key) {
+std::optional<uint64_t> Find(const std::map<std::string, uint64_t>& values,
+                             const std::string& key) {
   auto found = values.find(key);
   if (found == values.end()) return std::nullopt;
   return found->second;
 }
 
 // The v1 hierarchy that has CONTROLLER: "cpuacct" or a co-mounted "cpu,cpuacct".
-std::string V1Hierarchy(const std::string& controller) {
-  std::string own = absl::StrCat(kCgroupRoot, "/", controller);
+std::string V1Hierarchy(const std::string& root, const std::string& controller) {
+  std::string own = absl::StrCat(root, "/", controller);
   if (::access(own.c_str(), F_OK) == 0) return own;
-  absl::StatusOr<std::vector<std::string>> names = base::ListDirectory(kCgroupRoot);
+  absl::StatusOr<std::vector<std::string>> names = base::ListDirectory(root);
   if (names.ok()) {
     for (const std::string& name : *names) {
       for (absl::string_view part : absl::StrSplit(name, ',')) {
-        if (part == controller) return absl::StrCat(kCgroupRoot, "/", name);
+        if (part == controller) return absl::StrCat(root, "/", name);
       }
     }
   }
@@ -67,6 +68,21 @@ std::string V1Hierarchy(const std::string& controller) {
 std::optional<uint64_t> Limit(std::optional<uint64_t> value) {
   if (!value.has_value() || *value >= (uint64_t{1} << 62)) return std::nullopt;
   return value;
+}
+
+// memory.stat's counters into SAMPLE (whose usage is read already). v1 names those that
+// include the children "total_*", v2 has them without prefix and calls RSS "anon".
+void TakeMemoryStat(const std::map<std::string, uint64_t>& stat, const std::string& prefix,
+                    const std::string& rss, CgroupSample& sample) {
+  sample.memory_rss = Find(stat, prefix + rss);
+  sample.page_faults = Find(stat, prefix + "pgfault");
+  sample.major_page_faults = Find(stat, prefix + "pgmajfault");
+  if (sample.memory_usage.has_value()) {
+    // The working set, as kubelet evicts by it: usage without the inactive file cache.
+    uint64_t inactive = Find(stat, prefix + "inactive_file").value_or(0);
+    sample.memory_working_set =
+        *sample.memory_usage > inactive ? *sample.memory_usage - inactive : 0;
+  }
 }
 
 }  // namespace
@@ -129,48 +145,34 @@ void Cgroups::RemovePodParent(const Pod& pod) const {
   }
 }
 
-absl::StatusOr<CgroupSample> ReadCgroup(CgroupLayout layout, const std::string& directory) {
+absl::StatusOr<CgroupSample> ReadCgroup(CgroupLayout layout, const std::string& directory,
+                                        const std::string& root) {
   CgroupSample sample;
   if (layout == CgroupLayout::kV2) {
-    std::string dir = absl::StrCat(kCgroupRoot, directory);
+    std::string dir = absl::StrCat(root, directory);
     if (::access(dir.c_str(), F_OK) != 0) {
       return absl::NotFoundError(absl::StrCat("cgroup ", directory, " does not exist"));
     }
     std::map<std::string, uint64_t> cpu = ReadKeyedFile(dir + "/cpu.stat");
     if (auto usec = Find(cpu, "usage_usec")) sample.cpu_usage_ns = *usec * 1000;
     sample.memory_usage = ReadNumber(dir + "/memory.current");
-    std::map<std::string, uint64_t> memory = ReadKeyedFile(dir + "/memory.stat");
-    sample.memory_rss = Find(memory, "anon");
-    sample.page_faults = Find(memory, "pgfault");
-    sample.major_page_faults = Find(memory, "pgmajfault");
-    if (sample.memory_usage.has_value()) {
-      uint64_t inactive = Find(memory, "inactive_file").value_or(0);
-      sample.memory_working_set =
-          *sample.memory_usage > inactive ? *sample.memory_usage - inactive : 0;
-    }
+    TakeMemoryStat(ReadKeyedFile(dir + "/memory.stat"), "", "anon", sample);
     sample.memory_limit = Limit(ReadNumber(dir + "/memory.max"));  // "max" does not parse
     sample.processes = ReadNumber(dir + "/pids.current");
     return sample;
   }
   // v1 and hybrid: the controllers' own hierarchies (runc puts containers there).
-  std::string memory_dir = absl::StrCat(V1Hierarchy("memory"), directory);
+  std::string memory_dir = absl::StrCat(V1Hierarchy(root, "memory"), directory);
   if (::access(memory_dir.c_str(), F_OK) != 0) {
     return absl::NotFoundError(absl::StrCat("cgroup ", directory, " does not exist"));
   }
   sample.cpu_usage_ns =
-      ReadNumber(absl::StrCat(V1Hierarchy("cpuacct"), directory, "/cpuacct.usage"));
+      ReadNumber(absl::StrCat(V1Hierarchy(root, "cpuacct"), directory, "/cpuacct.usage"));
   sample.memory_usage = ReadNumber(memory_dir + "/memory.usage_in_bytes");
-  std::map<std::string, uint64_t> memory = ReadKeyedFile(memory_dir + "/memory.stat");
-  sample.memory_rss = Find(memory, "total_rss");
-  sample.page_faults = Find(memory, "total_pgfault");
-  sample.major_page_faults = Find(memory, "total_pgmajfault");
-  if (sample.memory_usage.has_value()) {
-    uint64_t inactive = Find(memory, "total_inactive_file").value_or(0);
-    sample.memory_working_set =
-        *sample.memory_usage > inactive ? *sample.memory_usage - inactive : 0;
-  }
+  TakeMemoryStat(ReadKeyedFile(memory_dir + "/memory.stat"), "total_", "rss", sample);
   sample.memory_limit = Limit(ReadNumber(memory_dir + "/memory.limit_in_bytes"));
-  sample.processes = ReadNumber(absl::StrCat(V1Hierarchy("pids"), directory, "/pids.current"));
+  sample.processes =
+      ReadNumber(absl::StrCat(V1Hierarchy(root, "pids"), directory, "/pids.current"));
   return sample;
 }
 

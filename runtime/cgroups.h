@@ -48,8 +48,9 @@ struct CgroupSample {
   std::optional<uint64_t> processes;
 };
 
-// Reads the cgroup at DIRECTORY (see Cgroups::Directory) from /sys/fs/cgroup: v1 controllers
-// (cpuacct, memory, pids) or the v2 unified files. NOT_FOUND when the cgroup does not exist.
-absl::StatusOr<CgroupSample> ReadCgroup(CgroupLayout layout, const std::string& directory);
+// Reads the cgroup at DIRECTORY (see Cgroups::Directory) below ROOT: v1 controllers (cpuacct,
+// memory, pids) or the v2 unified files. NOT_FOUND when the cgroup does not exist.
+absl::StatusOr<CgroupSample> ReadCgroup(CgroupLayout layout, const std::string& directory,
+                                        const std::string& root = "/sys/fs/cgroup");
 
 }  // namespace kapal::runtime
