@@ -13,6 +13,7 @@
 #include "ctl/image_commands.h"
 #include "ctl/output.h"
 #include "ctl/pod_commands.h"
+#include "ctl/stats_commands.h"
 
 namespace {
 
@@ -292,6 +293,32 @@ int main(int argc, char** argv) {
     };
   });
 
+  kapal::ctl::StatsCommand stats_command;
+  CLI::App* stats = app.add_subcommand("stats", "Resource use of containers (CPU %, memory, disk)");
+  stats->add_option("id", stats_command.id, "Only containers whose id starts with this");
+  stats->add_option("-p,--pod", stats_command.pod, "Only containers of this pod");
+  stats->add_option("--label", stats_command.labels, "Only containers with this label (KEY=VALUE)");
+  output_option(stats, "table", "table, json or yaml");
+  kapal::ctl::StatsCommand statsp_command;
+  CLI::App* statsp = app.add_subcommand("statsp", "Resource use of pods (CPU %, memory)");
+  statsp->add_option("id", statsp_command.id, "Only pods whose id starts with this");
+  statsp->add_option("--label", statsp_command.labels, "Only pods with this label (KEY=VALUE)");
+  output_option(statsp, "table", "table, json or yaml");
+  kapal::ctl::UpdateCommand update_command;
+  CLI::App* update = app.add_subcommand("update", "Change the resources of running containers");
+  update->add_option("ids", update_command.ids, "Container ids (or unique prefixes)")->required();
+  update->add_option("--cpu-period", update_command.cpu_period, "CPU CFS period (microseconds)");
+  update->add_option("--cpu-quota", update_command.cpu_quota, "CPU CFS quota (microseconds)");
+  update->add_option("--cpu-share", update_command.cpu_shares, "CPU shares (relative weight)");
+  update->add_option("--cpuset-cpus", update_command.cpuset_cpus, "CPUs allowed (0-3, 0,1)");
+  update->add_option("--cpuset-mems", update_command.cpuset_mems, "Memory nodes allowed");
+  update->add_option("--memory", update_command.memory, "Memory limit in bytes");
+  update->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunUpdate(client, update_command, std::cout);
+    };
+  });
+
   std::vector<std::string> args(argv, argv + argc);
   std::vector<std::string> trailing = CutTrailingCommand(args);
   std::string exec_id;
@@ -356,6 +383,16 @@ int main(int argc, char** argv) {
   } else if (inspect->parsed()) {
     action.run = [&](CriClient& client, OutputFormat format) {
       return kapal::ctl::RunInspectContainers(client, ids, format, std::cout);
+    };
+  } else if (stats->parsed()) {
+    action.run = [&](CriClient& client, OutputFormat format) {
+      stats_command.format = format;
+      return kapal::ctl::RunContainerStats(client, stats_command, std::cout);
+    };
+  } else if (statsp->parsed()) {
+    action.run = [&](CriClient& client, OutputFormat format) {
+      statsp_command.format = format;
+      return kapal::ctl::RunPodStats(client, statsp_command, std::cout);
     };
   } else if (fsinfo->parsed()) {
     action.run = [](CriClient& client, OutputFormat format) {

@@ -66,19 +66,6 @@ std::string Ago(int64_t unix_nanos) {
   return unit(seconds / 86400, "day");
 }
 
-absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
-    const std::vector<std::string>& labels) {
-  std::map<std::string, std::string> selector;
-  for (const std::string& label : labels) {
-    size_t equals = label.find('=');
-    if (equals == std::string::npos || equals == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("label \"", label, "\" is not KEY=VALUE"));
-    }
-    selector[label.substr(0, equals)] = label.substr(equals + 1);
-  }
-  return selector;
-}
-
 std::string ContainerStateWord(ContainerState state) {
   switch (state) {
     case CONTAINER_CREATED:
@@ -220,6 +207,19 @@ std::string RandomSuffix() {
 }
 
 }  // namespace
+
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
+    const std::vector<std::string>& labels) {
+  std::map<std::string, std::string> selector;
+  for (const std::string& label : labels) {
+    size_t equals = label.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("label \"", label, "\" is not KEY=VALUE"));
+    }
+    selector[label.substr(0, equals)] = label.substr(equals + 1);
+  }
+  return selector;
+}
 
 absl::Status LoadMessageFile(const std::string& path, google::protobuf::Message* message) {
   absl::StatusOr<std::string> text = base::ReadFile(path);

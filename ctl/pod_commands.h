@@ -19,6 +19,10 @@ namespace kapal::ctl {
 // lowerCamelCase or snake_case.
 absl::Status LoadMessageFile(const std::string& path, google::protobuf::Message* message);
 
+// KEY=VALUE flags (--label) as a CRI label selector; INVALID_ARGUMENT names a malformed one.
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
+    const std::vector<std::string>& labels);
+
 absl::Status RunRunPod(CriClient& client, const std::string& config_file,
                        const std::string& runtime_handler, std::ostream& out);
 absl::Status RunStopPods(CriClient& client, const std::vector<std::string>& ids, std::ostream& out);

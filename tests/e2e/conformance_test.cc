@@ -290,5 +290,26 @@ TEST_F(ConformanceTest, RuntimeErrorsAreOneLineWithTheirCode) {
   EXPECT_THAT(failed.error_message(), ::testing::Not(HasSubstr("time=")));
 }
 
+TEST_F(ConformanceTest, KapalctlStatsStatspAndUpdate) {
+  std::string id = Run(pod_, ContainerWith("watched", {"sleep", "4403"}));
+  CommandResult stats = kapald_->Kapalctl({"stats"});
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  EXPECT_THAT(stats.out, HasSubstr("CPU %"));
+  EXPECT_THAT(stats.out, HasSubstr(id.substr(0, 13)));
+  EXPECT_THAT(stats.out, HasSubstr("watched"));
+  CommandResult json = kapald_->Kapalctl({"stats", "-o", "json", id.substr(0, 8)});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  nlohmann::json document = nlohmann::json::parse(json.out);
+  ASSERT_EQ(document["stats"].size(), 1u);
+  EXPECT_EQ(document["stats"][0]["attributes"]["id"], id);
+  CommandResult pods = kapald_->Kapalctl({"statsp"});
+  ASSERT_EQ(pods.exit_code, 0) << pods.err;
+  EXPECT_THAT(pods.out, HasSubstr("conformance"));
+  CommandResult update = kapald_->Kapalctl({"update", "--memory", "134217728", id});
+  ASSERT_EQ(update.exit_code, 0) << update.err;
+  EXPECT_EQ(update.out, id + "\n");
+  EXPECT_EQ(StatusOf(id).resources().linux().memory_limit_in_bytes(), 134217728);
+}
+
 }  // namespace
 }  // namespace kapal::testing
