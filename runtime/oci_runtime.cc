@@ -93,7 +93,10 @@ absl::StatusOr<int> StartPodInfra(const std::string& shim_binary, const std::str
   if (!line.ok()) return line.status();
   int pid = 0;
   if (line->rfind("ok ", 0) == 0 && absl::SimpleAtoi(line->substr(3), &pid) && pid > 0) return pid;
-  if (line->rfind("error ", 0) == 0) return absl::UnknownError(line->substr(6));
+  // The infra process could not fork or make its PID namespace: the host refuses.
+  if (line->rfind("error ", 0) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("kapal-shim --infra: ", line->substr(6)));
+  }
   return absl::InternalError(absl::StrCat("kapal-shim --infra reported \"", *line, "\""));
 }
 
