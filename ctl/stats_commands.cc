@@ -1,6 +1,8 @@
 #include "ctl/stats_commands.h"
 
+#include <functional>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_format.h"
@@ -21,35 +23,55 @@ std::string CpuPercent(const runtime::v1::CpuUsage& before, const runtime::v1::C
                          static_cast<double>(used - was) * 100.0 / static_cast<double>(elapsed));
 }
 
+// One list call, or (for a table) two INTERVAL apart, so that CPU % covers that interval as in
+// crictl. JSON and YAML print the first answer as it is (and return no pair for a table).
+template <typename Response>
+absl::StatusOr<std::optional<std::pair<Response, Response>>> ListTwice(
+    const std::function<grpc::Status(Response*)>& list, const char* rpc,
+    const StatsCommand& command, std::ostream& out) {
+  std::pair<Response, Response> answers;
+  if (grpc::Status status = list(&answers.first); !status.ok()) return RpcError(rpc, status);
+  if (command.format != OutputFormat::kTable) {
+    PrintDocument(MessageToJson(answers.first), command.format, out);
+    return std::nullopt;
+  }
+  std::this_thread::sleep_for(command.interval);
+  if (grpc::Status status = list(&answers.second); !status.ok()) return RpcError(rpc, status);
+  return answers;
+}
+
+template <typename Filter>
+absl::Status SelectLabels(const std::vector<std::string>& labels, Filter* filter) {
+  absl::StatusOr<std::map<std::string, std::string>> selector = ParseLabels(labels);
+  if (!selector.ok()) return selector.status();
+  for (const auto& [key, value] : *selector) (*filter->mutable_label_selector())[key] = value;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunContainerStats(CriClient& client, const StatsCommand& command, std::ostream& out) {
   runtime::v1::ListContainerStatsRequest request;
   request.mutable_filter()->set_id(command.id);
   request.mutable_filter()->set_pod_sandbox_id(command.pod);
-  absl::StatusOr<std::map<std::string, std::string>> labels = ParseLabels(command.labels);
-  if (!labels.ok()) return labels.status();
-  for (const auto& [key, value] : *labels) {
-    (*request.mutable_filter()->mutable_label_selector())[key] = value;
+  if (absl::Status selected = SelectLabels(command.labels, request.mutable_filter());
+      !selected.ok()) {
+    return selected;
   }
-  runtime::v1::ListContainerStatsResponse first;
-  grpc::Status status =
-      client.Runtime().ListContainerStats(client.NewContext().get(), request, &first);
-  if (!status.ok()) return RpcError("ListContainerStats", status);
-  if (command.format != OutputFormat::kTable) {
-    PrintDocument(MessageToJson(first), command.format, out);
-    return absl::OkStatus();
-  }
-  std::this_thread::sleep_for(command.interval);
-  runtime::v1::ListContainerStatsResponse second;
-  status = client.Runtime().ListContainerStats(client.NewContext().get(), request, &second);
-  if (!status.ok()) return RpcError("ListContainerStats", status);
+  using Response = runtime::v1::ListContainerStatsResponse;
+  absl::StatusOr<std::optional<std::pair<Response, Response>>> answers = ListTwice<Response>(
+      [&](Response* response) {
+        return client.Runtime().ListContainerStats(client.NewContext().get(), request, response);
+      },
+      "ListContainerStats", command, out);
+  if (!answers.ok()) return answers.status();
+  if (!answers->has_value()) return absl::OkStatus();  // printed as JSON or YAML
   std::map<std::string, runtime::v1::CpuUsage> before;
-  for (const runtime::v1::ContainerStats& stats : first.stats()) {
+  for (const runtime::v1::ContainerStats& stats : (*answers)->first.stats()) {
     before[stats.attributes().id()] = stats.cpu();
   }
   Table table({"CONTAINER", "NAME", "CPU %", "MEM", "DISK", "INODES"});
-  for (const runtime::v1::ContainerStats& stats : second.stats()) {
+  for (const runtime::v1::ContainerStats& stats : (*answers)->second.stats()) {
     auto earlier = before.find(stats.attributes().id());
     table.AddRow({ShortId(stats.attributes().id()), stats.attributes().metadata().name(),
                   earlier == before.end() ? "0.00" : CpuPercent(earlier->second, stats.cpu()),
@@ -64,29 +86,24 @@ absl::Status RunContainerStats(CriClient& client, const StatsCommand& command, s
 absl::Status RunPodStats(CriClient& client, const StatsCommand& command, std::ostream& out) {
   runtime::v1::ListPodSandboxStatsRequest request;
   request.mutable_filter()->set_id(command.id);
-  absl::StatusOr<std::map<std::string, std::string>> labels = ParseLabels(command.labels);
-  if (!labels.ok()) return labels.status();
-  for (const auto& [key, value] : *labels) {
-    (*request.mutable_filter()->mutable_label_selector())[key] = value;
+  if (absl::Status selected = SelectLabels(command.labels, request.mutable_filter());
+      !selected.ok()) {
+    return selected;
   }
-  runtime::v1::ListPodSandboxStatsResponse first;
-  grpc::Status status =
-      client.Runtime().ListPodSandboxStats(client.NewContext().get(), request, &first);
-  if (!status.ok()) return RpcError("ListPodSandboxStats", status);
-  if (command.format != OutputFormat::kTable) {
-    PrintDocument(MessageToJson(first), command.format, out);
-    return absl::OkStatus();
-  }
-  std::this_thread::sleep_for(command.interval);
-  runtime::v1::ListPodSandboxStatsResponse second;
-  status = client.Runtime().ListPodSandboxStats(client.NewContext().get(), request, &second);
-  if (!status.ok()) return RpcError("ListPodSandboxStats", status);
+  using Response = runtime::v1::ListPodSandboxStatsResponse;
+  absl::StatusOr<std::optional<std::pair<Response, Response>>> answers = ListTwice<Response>(
+      [&](Response* response) {
+        return client.Runtime().ListPodSandboxStats(client.NewContext().get(), request, response);
+      },
+      "ListPodSandboxStats", command, out);
+  if (!answers.ok()) return answers.status();
+  if (!answers->has_value()) return absl::OkStatus();  // printed as JSON or YAML
   std::map<std::string, runtime::v1::CpuUsage> before;
-  for (const runtime::v1::PodSandboxStats& stats : first.stats()) {
+  for (const runtime::v1::PodSandboxStats& stats : (*answers)->first.stats()) {
     before[stats.attributes().id()] = stats.linux().cpu();
   }
   Table table({"POD", "POD ID", "CPU %", "MEM"});
-  for (const runtime::v1::PodSandboxStats& stats : second.stats()) {
+  for (const runtime::v1::PodSandboxStats& stats : (*answers)->second.stats()) {
     auto earlier = before.find(stats.attributes().id());
     table.AddRow(
         {stats.attributes().metadata().name(), ShortId(stats.attributes().id()),
