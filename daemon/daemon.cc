@@ -196,7 +196,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
                                         *parts->snapshots, parts->metrics, config.root_dir, logger);
   absl::StatusOr<std::unique_ptr<runtime::Runtime>> node =
       runtime::Runtime::Start(parts->config, parts->host, *parts->store, *parts->images,
-                              *parts->snapshots, *parts->node_images, logger);
+                              *parts->snapshots, *parts->node_images, parts->metrics, logger);
   if (!node.ok()) return node.status();
   parts->runtime = std::move(*node);
   parts->runtime_service = std::make_unique<cri::RuntimeService>(

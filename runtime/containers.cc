@@ -36,7 +36,7 @@ constexpr std::chrono::seconds kKillWait(10);
 Containers::Containers(const Options& options, const Cgroups& cgroups, NodeState& state,
                        RecordStore& records, const Handlers& handlers, ExitMonitor& exits,
                        images::ImageStore& images, snapshotter::Snapshotter& snapshots,
-                       base::Logger& logger)
+                       PhaseMetrics& phases, base::Logger& logger)
     : options_(options),
       cgroups_(cgroups),
       state_(state),
@@ -45,6 +45,7 @@ Containers::Containers(const Options& options, const Cgroups& cgroups, NodeState
       exits_(exits),
       images_(images),
       snapshots_(snapshots),
+      phases_(phases),
       logger_(logger) {}
 
 absl::StatusOr<const Handler*> Containers::HandlerOfLocked(const Container& c) const {
@@ -62,6 +63,7 @@ absl::StatusOr<Container*> Containers::FindLocked(const std::string& id_or_prefi
 
 absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
                                                const ContainerConfig& config) {
+  PhaseTimer timer(phases_, "create_container");
   const auto& meta = config.metadata();
   if (meta.name().empty()) return absl::InvalidArgumentError("container metadata needs a name");
   if (config.image().image().empty()) {
@@ -162,15 +164,18 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   if (absl::Status made = base::MakeDirectories(c.bundle + "/rootfs", 0700); !made.ok()) {
     return made;
   }
+  timer.Mark("checks");
   absl::StatusOr<std::vector<snapshotter::Mount>> mounts =
       snapshots_.Prepare(c.snapshot_key, image->top_chain_id.String());
   if (!mounts.ok()) return Annotate(mounts.status(), "prepare the root filesystem");
   prepared = true;
+  timer.Mark("snapshot");
   absl::StatusOr<snapshotter::ScopedMount> rootfs =
       snapshotter::ScopedMount::Create(*mounts, c.bundle + "/rootfs");
   if (!rootfs.ok()) return Annotate(rootfs.status(), "mount the root filesystem");
   rootfs->Release();  // stays mounted for the container's life; RemoveContainer unmounts
   mounted = true;
+  timer.Mark("mount");
 
   absl::StatusOr<ProcessUser> user = ResolveUser(c.bundle + "/rootfs", config, image_config.user);
   if (!user.ok()) return user.status();
@@ -204,6 +209,7 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
       !written.ok()) {
     return written;
   }
+  timer.Mark("spec");
   size_t slash = c.log_path.rfind('/');
   if (absl::Status made = base::MakeDirectories(c.log_path.substr(0, slash), 0755); !made.ok()) {
     return made;
@@ -221,6 +227,7 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   // Record the container before the shim starts, so a crash in between leaves a record that
   // the next start resolves (the shim's exit file or its absence), never an unknown process.
   if (absl::Status saved = records_.SaveContainer(c); !saved.ok()) return saved;
+  timer.Mark("record");
   absl::StatusOr<ShimProcess> shim = runtime.Create(launch);
   if (!shim.ok()) {
     (void)records_.DeleteContainer(c.id);
@@ -229,11 +236,13 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   // The record already names the container; the shim's pid reaches the store with the next
   // change (start), and until then the shim's own pid file tells a restarted kapald.
   c.shim_pid = shim->shim_pid;
+  timer.Mark("runtime_create");
   done = true;
   std::string id = c.id;
   std::lock_guard lock(state_.mutex);
   state_.containers[id] = std::move(c);
   logger_.Info("container ", meta.name(), " created as ", id, " in pod ", pod.id);
+  logger_.Debug("container ", id, " created in ", timer.Summary());
   return id;
 }
 

@@ -13,6 +13,7 @@
 #include "runtime/host_facts.h"
 #include "runtime/node_state.h"
 #include "runtime/options.h"
+#include "runtime/phase_timer.h"
 #include "runtime/records.h"
 #include "snapshotter/snapshotter.h"
 
@@ -33,7 +34,7 @@ class Containers {
  public:
   Containers(const Options& options, const Cgroups& cgroups, NodeState& state, RecordStore& records,
              const Handlers& handlers, ExitMonitor& exits, images::ImageStore& images,
-             snapshotter::Snapshotter& snapshots, base::Logger& logger);
+             snapshotter::Snapshotter& snapshots, PhaseMetrics& phases, base::Logger& logger);
 
   absl::StatusOr<std::string> Create(const std::string& pod_id,
                                      const runtime::v1::ContainerConfig& config);
@@ -70,6 +71,7 @@ class Containers {
   ExitMonitor& exits_;
   images::ImageStore& images_;
   snapshotter::Snapshotter& snapshots_;
+  PhaseMetrics& phases_;
   base::Logger& logger_;
 };
 

@@ -21,18 +21,19 @@ constexpr char kPodCidrSetting[] = "pod_cidr";
 struct Runtime::Parts {
   Parts(const Options& options_in, const HostFacts& host_in, store::Store& store_in,
         images::ImageStore& image_records, snapshotter::Snapshotter& snapshots, Images& images_in,
-        base::Logger& logger)
+        metrics::Registry& metrics, base::Logger& logger)
       : options(options_in),
         host(host_in),
         store(store_in),
         images(images_in),
         records(store_in, options_in.state_dir),
         handlers(options, host),
+        phases(metrics),
         cgroups(ResolveCgroupDriver(options.cgroup_driver, host), host.cgroup_layout),
         exits(state, records, handlers, logger, options.state_dir + "/exits"),
         containers(options, cgroups, state, records, handlers, exits, image_records, snapshots,
-                   logger),
-        sandboxes(options, cgroups, state, records, handlers, containers, logger),
+                   phases, logger),
+        sandboxes(options, cgroups, state, records, handlers, containers, phases, logger),
         stats(cgroups, host.cgroup_layout, state, snapshots, options.root_dir + "/snapshotter"),
         recovery(options, state, records, handlers, containers, sandboxes, exits, snapshots,
                  logger) {}
@@ -44,6 +45,7 @@ struct Runtime::Parts {
   NodeState state;
   RecordStore records;
   Handlers handlers;
+  PhaseMetrics phases;
   Cgroups cgroups;
   ExitMonitor exits;
   Containers containers;
@@ -56,14 +58,15 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options,
                                                         const HostFacts& host, store::Store& store,
                                                         images::ImageStore& image_records,
                                                         snapshotter::Snapshotter& snapshots,
-                                                        Images& images, base::Logger& logger) {
+                                                        Images& images, metrics::Registry& metrics,
+                                                        base::Logger& logger) {
   for (const char* dir : {"/pods", "/containers", "/runtime", "/exits"}) {
     if (absl::Status made = base::MakeDirectories(options.state_dir + dir, 0711); !made.ok()) {
       return made;
     }
   }
-  auto parts =
-      std::make_unique<Parts>(options, host, store, image_records, snapshots, images, logger);
+  auto parts = std::make_unique<Parts>(options, host, store, image_records, snapshots, images,
+                                       metrics, logger);
   if (absl::Status recovered = parts->recovery.Run(); !recovered.ok()) return recovered;
   if (absl::Status watching = parts->exits.Start(); !watching.ok()) return watching;
   return std::unique_ptr<Runtime>(new Runtime(std::move(parts)));

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "base/logger.h"
 #include "images/image_store.h"
+#include "metrics/metrics.h"
 #include "nlohmann/json.hpp"
 #include "runtime/containers.h"
 #include "runtime/host_facts.h"
@@ -31,12 +32,14 @@ namespace kapal::runtime {
 class Runtime {
  public:
   struct Parts;
-  // Recovers the pods and containers of an earlier run and starts watching exits.
+  // Recovers the pods and containers of an earlier run and starts watching exits. METRICS gets
+  // the runtime's own (kapal_runtime_phase_seconds).
   static absl::StatusOr<std::unique_ptr<Runtime>> Start(const Options& options,
                                                         const HostFacts& host, store::Store& store,
                                                         images::ImageStore& image_records,
                                                         snapshotter::Snapshotter& snapshots,
-                                                        Images& images, base::Logger& logger);
+                                                        Images& images, metrics::Registry& metrics,
+                                                        base::Logger& logger);
   ~Runtime();
 
   // Pod sandboxes. Ids may be unique prefixes.

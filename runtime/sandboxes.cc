@@ -80,13 +80,14 @@ CniPod CniPodOf(const Pod& pod) {
 
 Sandboxes::Sandboxes(const Options& options, const Cgroups& cgroups, NodeState& state,
                      RecordStore& records, const Handlers& handlers, Containers& containers,
-                     base::Logger& logger)
+                     PhaseMetrics& phases, base::Logger& logger)
     : options_(options),
       cgroups_(cgroups),
       state_(state),
       records_(records),
       handlers_(handlers),
       containers_(containers),
+      phases_(phases),
       logger_(logger) {}
 
 void Sandboxes::StopInfra(Pod& pod) {
@@ -126,6 +127,7 @@ void Sandboxes::CleanUpUnrecorded(const std::string& id) {
 
 absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
                                            const std::string& runtime_handler) {
+  PhaseTimer timer(phases_, "run_pod");
   const auto& meta = config.metadata();
   std::vector<std::string> missing;
   if (meta.name().empty()) missing.push_back("name");
@@ -185,6 +187,7 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
     if (!taken.ok()) return taken.status();
     reservation.emplace(std::move(*taken));
   }
+  timer.Mark("checks");
   Pod pod;
   pod.id = NewId();
   pod.config = config;
@@ -244,7 +247,9 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
       return base::ErrnoStatus(errno, "mount /dev/shm of the pod at " + shm);
     }
   }
+  timer.Mark("files");
   if (absl::Status pinned = PinNamespaces(pod.dir, own, hostname); !pinned.ok()) return pinned;
+  timer.Mark("namespaces");
   base::CrashPoint("runpod-after-namespaces");
   if (own.pid) {
     absl::StatusOr<int> infra = StartPodInfra(handlers_.ShimBinary(), pod.dir);
@@ -262,6 +267,7 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
         !written.ok()) {
       return written;
     }
+    timer.Mark("infra");
     base::CrashPoint("runpod-after-infra");
   }
 
@@ -272,16 +278,19 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
     networked = cni_pod;
     pod.cni_result = *result;
     pod.ips = CniNetwork::Addresses(*result);
+    timer.Mark("cni_add");
     base::CrashPoint("runpod-after-cni-add");
   }
   pod.ready = true;
   base::CrashPoint("runpod-before-record");
   if (absl::Status saved = records_.SavePod(pod); !saved.ok()) return saved;
+  timer.Mark("record");
   done = true;
   std::string id = pod.id;
   std::lock_guard lock(state_.mutex);
   state_.pods[id] = std::move(pod);
   logger_.Info("pod ", meta.namespace_(), "/", meta.name(), " runs as ", id);
+  logger_.Debug("pod ", id, " made in ", timer.Summary());
   return id;
 }
 

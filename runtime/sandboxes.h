@@ -10,6 +10,7 @@
 #include "runtime/handlers.h"
 #include "runtime/node_state.h"
 #include "runtime/options.h"
+#include "runtime/phase_timer.h"
 #include "runtime/records.h"
 
 namespace kapal::runtime {
@@ -20,7 +21,8 @@ namespace kapal::runtime {
 class Sandboxes {
  public:
   Sandboxes(const Options& options, const Cgroups& cgroups, NodeState& state, RecordStore& records,
-            const Handlers& handlers, Containers& containers, base::Logger& logger);
+            const Handlers& handlers, Containers& containers, PhaseMetrics& phases,
+            base::Logger& logger);
 
   absl::StatusOr<std::string> Run(const runtime::v1::PodSandboxConfig& config,
                                   const std::string& runtime_handler);
@@ -50,6 +52,7 @@ class Sandboxes {
   RecordStore& records_;
   const Handlers& handlers_;
   Containers& containers_;
+  PhaseMetrics& phases_;
   base::Logger& logger_;
 };
 

@@ -311,5 +311,23 @@ TEST_F(ConformanceTest, KapalctlStatsStatspAndUpdate) {
   EXPECT_EQ(StatusOf(id).resources().linux().memory_limit_in_bytes(), 134217728);
 }
 
+TEST_F(ConformanceTest, PodAndContainerCreationIsTimedPhaseByPhase) {
+  Run(pod_, ContainerWith("timed", {"true"}));
+  for (const char* phase : {"checks", "files", "namespaces", "cni_add", "record"}) {
+    EXPECT_GE(
+        kapald_->ScrapeValue("kapal_runtime_phase_seconds_count",
+                             {"operation=\"run_pod\"", absl::StrCat("phase=\"", phase, "\"")}),
+        1)
+        << phase;
+  }
+  for (const char* phase : {"checks", "snapshot", "mount", "spec", "record", "runtime_create"}) {
+    EXPECT_GE(kapald_->ScrapeValue(
+                  "kapal_runtime_phase_seconds_count",
+                  {"operation=\"create_container\"", absl::StrCat("phase=\"", phase, "\"")}),
+              1)
+        << phase;
+  }
+}
+
 }  // namespace
 }  // namespace kapal::testing

@@ -1,5 +1,4 @@
 // kapald end to end: the real binary on a temporary root, spoken to over its unix socket.
-#include <httplib.h>
 #include <sys/stat.h>
 
 #include "absl/strings/match.h"
@@ -28,26 +27,7 @@ class KapaldTest : public ::testing::Test {
 
   // The value of the series NAME{LABELS...} in a scrape, or -1 when it is absent.
   double ScrapeValue(const std::string& name, const std::vector<std::string>& labels) {
-    absl::StatusOr<std::string> address = kapald_->MetricsAddress();
-    if (!address.ok()) return -1;
-    std::vector<std::string> host_port = absl::StrSplit(*address, ':');
-    int port = 0;
-    if (host_port.size() != 2 || !absl::SimpleAtoi(host_port[1], &port)) return -1;
-    httplib::Client client(host_port[0], port);
-    client.set_connection_timeout(5);
-    client.set_read_timeout(5);
-    auto response = client.Get("/metrics");
-    if (!response || response->status != 200) return -1;
-    scrape_ = response->body;
-    for (absl::string_view line : absl::StrSplit(response->body, '\n')) {
-      if (!absl::StartsWith(line, name + "{")) continue;
-      bool all = true;
-      for (const std::string& label : labels) all = all && absl::StrContains(line, label);
-      if (!all) continue;
-      double value = 0;
-      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) return value;
-    }
-    return -1;
+    return kapald_->ScrapeValue(name, labels, &scrape_);
   }
 
   std::unique_ptr<KapaldInstance> kapald_;
