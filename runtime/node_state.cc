@@ -35,6 +35,14 @@ absl::StatusOr<std::string> NodeState::ResolveContainerIdLocked(const std::strin
   return ResolveId(containers, id, "container");
 }
 
+absl::StatusOr<std::optional<std::string>> NodeState::ExistingPodIdLocked(
+    const std::string& id) const {
+  absl::StatusOr<std::string> resolved = ResolvePodIdLocked(id);
+  if (absl::IsNotFound(resolved.status())) return std::nullopt;
+  if (!resolved.ok()) return resolved.status();
+  return *resolved;
+}
+
 absl::StatusOr<NameReservation> NameReservation::Take(NodeState& state, std::string name,
                                                       absl::string_view message) {
   std::lock_guard lock(state.mutex);

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -23,6 +24,10 @@ struct NodeState {
   // An id or a unique id prefix; NOT_FOUND or INVALID_ARGUMENT (ambiguous) otherwise. Locked.
   absl::StatusOr<std::string> ResolvePodIdLocked(const std::string& id_or_prefix) const;
   absl::StatusOr<std::string> ResolveContainerIdLocked(const std::string& id_or_prefix) const;
+  // For stop and remove, which succeed on what is gone (as in containerd and CRI-O): the pod's
+  // id, or nullopt when there is no such pod. Locked.
+  absl::StatusOr<std::optional<std::string>> ExistingPodIdLocked(
+      const std::string& id_or_prefix) const;
 };
 
 // Holds a reserved name until the scope ends (the work done or given up).

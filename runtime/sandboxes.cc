@@ -299,11 +299,10 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
   std::string id;
   {
     std::lock_guard lock(state_.mutex);
-    absl::StatusOr<std::string> resolved = state_.ResolvePodIdLocked(id_or_prefix);
-    // Stopping a pod that is gone succeeds, as in containerd and CRI-O.
-    if (absl::IsNotFound(resolved.status())) return absl::OkStatus();
-    if (!resolved.ok()) return resolved.status();
-    id = *resolved;
+    absl::StatusOr<std::optional<std::string>> existing = state_.ExistingPodIdLocked(id_or_prefix);
+    if (!existing.ok()) return existing.status();
+    if (!existing->has_value()) return absl::OkStatus();
+    id = **existing;
     for (const auto& [cid, c] : state_.containers) {
       if (c.pod_id == id) to_stop.push_back(cid);
     }
@@ -341,10 +340,10 @@ absl::Status Sandboxes::Remove(const std::string& id_or_prefix) {
   std::string id;
   {
     std::lock_guard lock(state_.mutex);
-    absl::StatusOr<std::string> resolved = state_.ResolvePodIdLocked(id_or_prefix);
-    if (absl::IsNotFound(resolved.status())) return absl::OkStatus();
-    if (!resolved.ok()) return resolved.status();
-    id = *resolved;
+    absl::StatusOr<std::optional<std::string>> existing = state_.ExistingPodIdLocked(id_or_prefix);
+    if (!existing.ok()) return existing.status();
+    if (!existing->has_value()) return absl::OkStatus();
+    id = **existing;
   }
   // A pod still ready is stopped first (containerd refuses instead; kubelet always stops
   // first, and crictl rmp -f would do the same).
