@@ -4,6 +4,7 @@
 // runtime's create, copies the container's output into the CRI log and records its exit. This
 // header and cri_log.h are what kapald shares with it; it must never link the core or gRPC.
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -33,6 +34,17 @@ std::optional<ExitRecord> ParseExitRecord(const std::string& text);
 inline constexpr const char* kExitFile = "exit";
 inline constexpr const char* kControlSocket = "control.sock";
 inline constexpr const char* kConsoleSocket = "console.sock";
+// Attach clients connect here. What they write goes to the container's stdin (when it has one);
+// shutting down their write side ends their input (with --stdin-once: the container's stdin). The
+// shim sends them the container's output as frames: one byte kAttachStdout or kAttachStderr, the
+// length as 4 bytes big-endian, the bytes. A client that falls more than kAttachBacklog bytes
+// behind is dropped, so a slow client never stalls the container. When the container has ended
+// and its output is drained, the shim closes every client.
+inline constexpr const char* kAttachSocket = "attach.sock";
+inline constexpr unsigned char kAttachStdout = 1;
+inline constexpr unsigned char kAttachStderr = 2;
+inline constexpr size_t kAttachFrameHeader = 5;
+inline constexpr size_t kAttachBacklog = 4 * 1024 * 1024;
 inline constexpr const char* kPidFile = "pid";
 inline constexpr const char* kShimLog = "shim.log";
 inline constexpr const char* kShimPidFile = "shim.pid";

@@ -5,8 +5,9 @@
 // Protocol with kapald, all in the bundle directory (the shim's working directory):
 //   - stdout of the shim, until the container is created: one line, "ok CONTAINER_PID SHIM_PID"
 //     or "error TEXT";
-//   - control.sock: a unix socket taking one-line commands ("reopen" the log), answered by
-//     "ok" or "error TEXT";
+//   - control.sock: a unix socket taking one-line commands ("reopen" the log, "resize COLS ROWS"
+//     of the terminal), answered by "ok" or "error TEXT";
+//   - attach.sock: attach sessions (the container's stdin and output; see shim/exit_file.h);
 //   - exit: the exit record (shim/exit_file.h), written through a rename, last of all.
 // With --infra it is instead the init process of a pod's shared PID namespace (see RunInfra).
 // No gRPC and no abseil here: the shim is linked statically and stays well under 1 MiB RSS.
@@ -15,6 +16,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -24,13 +26,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <string>
 #include <vector>
 
+#include "shim/attach.h"
 #include "shim/cri_log.h"
 #include "shim/exit_file.h"
 
@@ -50,6 +55,7 @@ struct Options {
   bool systemd_cgroup = false;
   bool terminal = false;
   bool stdin_open = false;
+  bool stdin_once = false;  // the container's stdin closes when the first attach session ends
 };
 
 [[noreturn]] void Usage(const char* problem) {
@@ -57,7 +63,7 @@ struct Options {
                "kapal-shim: %s\nusage: kapal-shim --id ID --bundle DIR --runtime BINARY "
                "[--runtime-root DIR] [--systemd-cgroup] --log-path FILE [--oom-file FILE] "
                "[--exit-dir DIR] "
-               "[--terminal] [--stdin]\n",
+               "[--terminal] [--stdin [--stdin-once]]\n",
                problem);
   std::exit(2);
 }
@@ -90,6 +96,8 @@ Options ParseOptions(int argc, char** argv) {
       options.terminal = true;
     } else if (flag == "--stdin") {
       options.stdin_open = true;
+    } else if (flag == "--stdin-once") {
+      options.stdin_once = true;
     } else {
       Usage(("unknown flag " + flag).c_str());
     }
@@ -239,8 +247,8 @@ std::string Drain(int fd) {
 
 void SetNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
-// Answers one command on the control socket.
-void ServeControl(int listener, CriLogWriter& log) {
+// Answers one command on the control socket. CONSOLE is the container's terminal, -1 without.
+void ServeControl(int listener, CriLogWriter& log, int console) {
   int connection = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
   if (connection < 0) return;
   timeval timeout{1, 0};
@@ -253,6 +261,21 @@ void ServeControl(int listener, CriLogWriter& log) {
   if (line == "reopen") {
     int error = log.Open();
     reply = error == 0 ? "ok\n" : "error reopen " + log.Path() + ": " + std::strerror(error) + "\n";
+  } else if (line.rfind("resize ", 0) == 0) {
+    unsigned columns = 0, rows = 0;
+    winsize size{};
+    if (console < 0) {
+      reply = "error the container has no terminal\n";
+    } else if (std::sscanf(line.c_str() + 7, "%u %u", &columns, &rows) != 2 || columns > 65535 ||
+               rows > 65535) {
+      reply = "error resize needs COLUMNS ROWS\n";
+    } else {
+      size.ws_col = static_cast<unsigned short>(columns);
+      size.ws_row = static_cast<unsigned short>(rows);
+      reply = ::ioctl(console, TIOCSWINSZ, &size) == 0
+                  ? "ok\n"
+                  : std::string("error resize: ") + std::strerror(errno) + "\n";
+    }
   } else {
     reply = "error unknown command \"" + line + "\"\n";
   }
@@ -412,6 +435,10 @@ int main(int argc, char** argv) {
     SetNonBlocking(console_fd);
   }
   int control = ListenUnix(kapal::shim::kControlSocket);
+  int container_stdin = -1;
+  if (options.stdin_open) container_stdin = options.terminal ? console_fd : in_pipe[1];
+  kapal::shim::AttachHub attach(ListenUnix(kapal::shim::kAttachSocket), container_stdin,
+                                options.stdin_once, options.terminal);
   int child_events = ::signalfd(-1, &child_signal, SFD_CLOEXEC | SFD_NONBLOCK);
   report("ok " + std::to_string(container_pid) + " " + std::to_string(::getpid()));
 
@@ -421,55 +448,59 @@ int main(int argc, char** argv) {
   int wait_status = 0;
   int64_t drain_deadline = 0;
   char buffer[16 * 1024];
+  std::vector<pollfd> fds;
   for (;;) {
-    pollfd fds[5];
-    int count = 0;
-    int stream_slot[3] = {-1, -1, -1};
-    for (int i = 0; i < 3; ++i) {
-      if (output_fds[i] >= 0) {
-        stream_slot[i] = count;
-        fds[count++] = {output_fds[i], POLLIN, 0};
-      }
+    fds.clear();
+    for (int output : output_fds) {
+      if (output >= 0) fds.push_back({output, POLLIN, 0});
     }
-    int control_slot = control >= 0 ? count : -1;
-    if (control >= 0) fds[count++] = {control, POLLIN, 0};
-    int signal_slot = count;
-    fds[count++] = {child_events, POLLIN, 0};
-    bool outputs_open = stream_slot[0] >= 0 || stream_slot[1] >= 0 || stream_slot[2] >= 0;
+    bool outputs_open = !fds.empty();
+    if (control >= 0) fds.push_back({control, POLLIN, 0});
+    fds.push_back({child_events, POLLIN, 0});
+    attach.AddPollFds(fds);
     if (exited && (!outputs_open || NowNanos() >= drain_deadline)) break;
     int timeout = exited ? 50 : -1;
-    if (::poll(fds, count, timeout) < 0 && errno != EINTR) break;
+    if (::poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) break;
 
-    for (int i = 0; i < 3; ++i) {
-      int slot = stream_slot[i];
-      if (slot < 0 || fds[slot].revents == 0) continue;
-      ssize_t n = ::read(output_fds[i], buffer, sizeof buffer);
-      if (n > 0) {
-        log.Write(i == 1 ? Stream::kStderr : Stream::kStdout, buffer, static_cast<size_t>(n));
-      } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-        // EOF (EIO on a terminal whose last writer closed)
-        ::close(output_fds[i]);
-        output_fds[i] = -1;
-      }
-    }
-    if (control_slot >= 0 && fds[control_slot].revents != 0) ServeControl(control, log);
-    if (fds[signal_slot].revents != 0) {
-      signalfd_siginfo info;
-      while (::read(child_events, &info, sizeof info) > 0) {
-      }
-      int child_status = 0;
-      pid_t pid;
-      while ((pid = ::waitpid(-1, &child_status, WNOHANG)) > 0) {
-        if (pid == container_pid && !exited) {
-          exited = true;
-          wait_status = child_status;
-          // Processes the container left behind may hold its output open; give the pipes a
-          // moment to drain, not forever.
-          drain_deadline = NowNanos() + 500 * 1000000LL;
+    for (const pollfd& polled : fds) {
+      if (polled.revents == 0) continue;
+      int* output = std::find(std::begin(output_fds), std::end(output_fds), polled.fd);
+      if (output != std::end(output_fds)) {
+        ssize_t n = ::read(*output, buffer, sizeof buffer);
+        if (n > 0) {
+          bool is_stderr = output == &output_fds[1];
+          log.Write(is_stderr ? Stream::kStderr : Stream::kStdout, buffer, static_cast<size_t>(n));
+          attach.Broadcast(is_stderr ? kapal::shim::kAttachStderr : kapal::shim::kAttachStdout,
+                           buffer, static_cast<size_t>(n));
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+          // EOF (EIO on a terminal whose last writer closed); the terminal stays open for the
+          // attach hub until the end.
+          if (*output != console_fd) ::close(*output);
+          *output = -1;
         }
+      } else if (polled.fd == control) {
+        ServeControl(control, log, console_fd);
+      } else if (polled.fd == child_events) {
+        signalfd_siginfo info;
+        while (::read(child_events, &info, sizeof info) > 0) {
+        }
+        int child_status = 0;
+        pid_t pid;
+        while ((pid = ::waitpid(-1, &child_status, WNOHANG)) > 0) {
+          if (pid == container_pid && !exited) {
+            exited = true;
+            wait_status = child_status;
+            // Processes the container left behind may hold its output open; give the pipes a
+            // moment to drain, not forever.
+            drain_deadline = NowNanos() + 500 * 1000000LL;
+          }
+        }
+      } else {
+        attach.Handle(polled);
       }
     }
   }
+  attach.CloseAll();
   log.Flush();
 
   kapal::shim::ExitRecord record;
