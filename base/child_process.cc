@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,12 +72,17 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>&
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (options.new_process_group) setpgid(0, 0);
+    if (options.controlling_terminal) {
+      setsid();
+    } else if (options.new_process_group) {
+      setpgid(0, 0);
+    }
     if (out_fd >= 0) dup2(out_fd, STDOUT_FILENO);
     if (err_fd >= 0) dup2(err_fd, STDERR_FILENO);
     if (options.stdin_fd >= 0) dup2(options.stdin_fd, STDIN_FILENO);
     if (options.stdout_fd >= 0) dup2(options.stdout_fd, STDOUT_FILENO);
     if (options.stderr_fd >= 0) dup2(options.stderr_fd, STDERR_FILENO);
+    if (options.controlling_terminal) ioctl(STDIN_FILENO, TIOCSCTTY, 0);
     execve(args[0], args.data(), env.data());
     if (errno == ENOENT && argv[0].find('/') == std::string::npos) {
       execvpe(args[0], args.data(), env.data());
@@ -85,7 +91,7 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>&
   }
   if (out_fd >= 0) ::close(out_fd);
   if (err_fd >= 0) ::close(err_fd);
-  return ChildProcess(pid, options.new_process_group);
+  return ChildProcess(pid, options.new_process_group || options.controlling_terminal);
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept

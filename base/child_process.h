@@ -26,6 +26,9 @@ struct ChildOptions {
   int stderr_fd = -1;
   // Own process group, so a kill of the group reaches everything the child starts.
   bool new_process_group = true;
+  // A session of its own whose controlling terminal is STDIN_FD (a terminal's slave end): the
+  // child then gets SIGWINCH when the terminal's size changes. Implies its own process group.
+  bool controlling_terminal = false;
 };
 
 // How a child ended: exited with a code, or was killed by a signal.

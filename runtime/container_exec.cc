@@ -1,3 +1,10 @@
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -7,13 +14,34 @@
 #include "nlohmann/json.hpp"
 #include "runtime/containers.h"
 #include "runtime/shim_client.h"
+#include "shim/exit_file.h"
 
-// Processes run in a running container: ExecSync, and the log reopen asked of its shim.
+// Processes run in a running container (ExecSync, interactive exec), attach through its shim,
+// and what else is asked of the shim (log reopen, terminal size).
 namespace kapal::runtime {
 
-absl::StatusOr<ExecResult> Containers::ExecSync(const std::string& id_or_prefix,
-                                                const std::vector<std::string>& cmd,
-                                                std::chrono::seconds timeout) {
+struct Containers::PreparedExec {
+  std::string id;
+  const Handler* handler = nullptr;
+  base::TempDir scratch;
+  std::string process_file;
+};
+
+absl::StatusOr<Container> Containers::RunningContainer(const std::string& id_or_prefix,
+                                                       const char* purpose) {
+  std::lock_guard lock(state_.mutex);
+  absl::StatusOr<Container*> found = FindLocked(id_or_prefix);
+  if (!found.ok()) return found.status();
+  const Container& c = **found;
+  if (c.state != runtime::v1::CONTAINER_RUNNING) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "container ", c.id, " is ", ContainerStateName(c.state), "; ", purpose, " a running one"));
+  }
+  return c;
+}
+
+absl::StatusOr<Containers::PreparedExec> Containers::PrepareExec(
+    const std::string& id_or_prefix, const std::vector<std::string>& cmd, bool tty) {
   if (cmd.empty()) return absl::InvalidArgumentError("exec needs a command");
   std::string id, bundle;
   const Handler* handler = nullptr;
@@ -42,7 +70,8 @@ absl::StatusOr<ExecResult> Containers::ExecSync(const std::string& id_or_prefix,
   }
   nlohmann::json process = spec["process"];
   process["args"] = cmd;
-  process["terminal"] = false;
+  process["terminal"] = tty;
+  process.erase("consoleSize");
   absl::StatusOr<base::TempDir> scratch = base::TempDir::Create("exec", bundle);
   if (!scratch.ok()) return scratch.status();
   std::string process_file = scratch->Join("process.json");
@@ -51,10 +80,18 @@ absl::StatusOr<ExecResult> Containers::ExecSync(const std::string& id_or_prefix,
       !written.ok()) {
     return written;
   }
+  return PreparedExec{id, handler, std::move(*scratch), process_file};
+}
+
+absl::StatusOr<ExecResult> Containers::ExecSync(const std::string& id_or_prefix,
+                                                const std::vector<std::string>& cmd,
+                                                std::chrono::seconds timeout) {
+  absl::StatusOr<PreparedExec> prepared = PrepareExec(id_or_prefix, cmd, /*tty=*/false);
+  if (!prepared.ok()) return prepared.status();
   std::chrono::milliseconds limit =
       timeout.count() > 0 ? std::chrono::milliseconds(timeout) : std::chrono::hours(24 * 365);
-  absl::StatusOr<base::CommandResult> ran =
-      handler->runtime.Exec(id, process_file, scratch->Join("pid"), limit);
+  absl::StatusOr<base::CommandResult> ran = prepared->handler->runtime.Exec(
+      prepared->id, prepared->process_file, prepared->scratch.Join("pid"), limit);
   if (absl::IsDeadlineExceeded(ran.status())) {
     return absl::DeadlineExceededError(absl::StrCat("command ", absl::StrJoin(cmd, " "),
                                                     " timed out after ", timeout.count(), " s"));
@@ -65,20 +102,53 @@ absl::StatusOr<ExecResult> Containers::ExecSync(const std::string& id_or_prefix,
   return result;
 }
 
-absl::Status Containers::ReopenLog(const std::string& id_or_prefix) {
-  std::string bundle;
-  {
-    std::lock_guard lock(state_.mutex);
-    absl::StatusOr<Container*> found_container = FindLocked(id_or_prefix);
-    if (!found_container.ok()) return found_container.status();
-    Container& c = **found_container;
-    if (c.state != runtime::v1::CONTAINER_RUNNING) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("container ", c.id, " is not running; its log is closed"));
-    }
-    bundle = c.bundle;
+absl::StatusOr<std::unique_ptr<ExecProcess>> Containers::StartExec(const std::string& id_or_prefix,
+                                                                   const ExecOptions& options) {
+  absl::StatusOr<PreparedExec> prepared = PrepareExec(id_or_prefix, options.cmd, options.tty);
+  if (!prepared.ok()) return prepared.status();
+  std::vector<std::string> argv =
+      prepared->handler->runtime.ExecArgv(prepared->id, prepared->process_file);
+  return ExecProcess::Start(std::move(argv), std::move(prepared->scratch), options);
+}
+
+absl::StatusOr<AttachedContainer> Containers::Attach(const std::string& id_or_prefix) {
+  absl::StatusOr<Container> c = RunningContainer(id_or_prefix, "attach needs");
+  if (!c.ok()) return c.status();
+  // The bundle path may be longer than a socket address allows; reach it through an fd.
+  base::UniqueFd dir(::open(c->bundle.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return base::ErrnoStatus(errno, "open " + c->bundle);
+  std::string path = absl::StrCat("/proc/self/fd/", dir.Get(), "/", shim::kAttachSocket);
+  base::UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!socket) return base::ErrnoStatus(errno, "socket");
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  if (::connect(socket.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("container ", c->id, " cannot be attached to (its shim has no attach socket: ",
+                     std::strerror(errno), "); containers started before kapal 0.4 cannot"));
   }
-  absl::StatusOr<std::string> answer = AskShim(bundle, "reopen");
+  return AttachedContainer{std::move(socket), c->id, c->config.tty(), c->config.stdin()};
+}
+
+absl::Status Containers::ResizeTerminal(const std::string& id_or_prefix, uint16_t columns,
+                                        uint16_t rows) {
+  absl::StatusOr<Container> c = RunningContainer(id_or_prefix, "resize needs");
+  if (!c.ok()) return c.status();
+  if (!c->config.tty()) {
+    return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " has no terminal"));
+  }
+  absl::StatusOr<std::string> answer =
+      AskShim(c->bundle, absl::StrCat("resize ", columns, " ", rows));
+  if (!answer.ok()) return answer.status();
+  if (*answer != "ok") return absl::InternalError(absl::StrCat("resize: ", *answer));
+  return absl::OkStatus();
+}
+
+absl::Status Containers::ReopenLog(const std::string& id_or_prefix) {
+  absl::StatusOr<Container> c = RunningContainer(id_or_prefix, "its log is open only for");
+  if (!c.ok()) return c.status();
+  absl::StatusOr<std::string> answer = AskShim(c->bundle, "reopen");
   if (!answer.ok()) return answer.status();
   if (*answer != "ok") return absl::InternalError(absl::StrCat("reopen log: ", *answer));
   return absl::OkStatus();

@@ -224,6 +224,7 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   launch.exit_dir = exits_.ExitDir();
   launch.terminal = config.tty();
   launch.stdin_open = config.stdin();
+  launch.stdin_once = config.stdin_once();
   // Record the container before the shim starts, so a crash in between leaves a record that
   // the next start resolves (the shim's exit file or its absence), never an unknown process.
   if (absl::Status saved = records_.SaveContainer(c); !saved.ok()) return saved;

@@ -1,13 +1,17 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "base/logger.h"
+#include "base/unique_fd.h"
 #include "images/image_store.h"
 #include "runtime/cgroups.h"
+#include "runtime/exec_process.h"
 #include "runtime/exit_monitor.h"
 #include "runtime/handlers.h"
 #include "runtime/host_facts.h"
@@ -21,6 +25,14 @@ namespace kapal::runtime {
 
 // The writable snapshot of container ID is named kContainerSnapshotPrefix + ID.
 inline constexpr char kContainerSnapshotPrefix[] = "container-";
+
+// A connection to a container's attach socket (see shim/exit_file.h for what flows on it).
+struct AttachedContainer {
+  base::UniqueFd socket;
+  std::string id;
+  bool tty = false;
+  bool stdin = false;
+};
 
 struct ExecResult {
   std::string output;
@@ -50,6 +62,12 @@ class Containers {
   absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                       std::chrono::seconds timeout);
   absl::Status ReopenLog(const std::string& id);
+  // For the streaming server: a process with its stdio in the caller's hands, the container's
+  // attach socket (its output and stdin, through the shim) and the size of its terminal.
+  absl::StatusOr<std::unique_ptr<ExecProcess>> StartExec(const std::string& id,
+                                                         const ExecOptions& options);
+  absl::StatusOr<AttachedContainer> Attach(const std::string& id);
+  absl::Status ResizeTerminal(const std::string& id, uint16_t columns, uint16_t rows);
   absl::Status UpdateResources(const std::string& id,
                                const runtime::v1::LinuxContainerResources& resources);
 
@@ -60,6 +78,12 @@ class Containers {
  private:
   // The handler of the container's pod (the default one when the pod is gone).
   absl::StatusOr<const Handler*> HandlerOfLocked(const Container& container) const;
+  struct PreparedExec;
+  // The container (running), its runtime and a process.json for CMD in a scratch dir.
+  absl::StatusOr<PreparedExec> PrepareExec(const std::string& id_or_prefix,
+                                           const std::vector<std::string>& cmd, bool tty);
+  // The bundle of a running container.
+  absl::StatusOr<Container> RunningContainer(const std::string& id_or_prefix, const char* purpose);
   // Resolves an id or prefix and brings the container's state up to date.
   absl::StatusOr<Container*> FindLocked(const std::string& id_or_prefix);
 

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -174,6 +175,21 @@ absl::Status UnpinNamespaces(const std::string& dir) {
     }
   }
   return result;
+}
+
+absl::Status InNetworkNamespace(const std::string& netns_path, const std::function<void()>& work) {
+  base::UniqueFd netns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!netns) return base::ErrnoStatus(errno, "open " + netns_path);
+  absl::Status entered;
+  std::thread worker([&] {
+    if (::setns(netns.Get(), CLONE_NEWNET) != 0) {
+      entered = base::ErrnoStatus(errno, "enter network namespace " + netns_path);
+      return;
+    }
+    work();
+  });
+  worker.join();
+  return entered;
 }
 
 }  // namespace kapal::runtime

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -32,6 +33,11 @@ bool InPinnedPidNamespace(const std::string& dir, int pid);
 
 // Unmounts and removes the pins under DIR; pins already gone are fine (idempotent).
 absl::Status UnpinNamespaces(const std::string& dir);
+
+// Runs WORK on a short-lived thread that has entered the network namespace pinned at
+// NETNS_PATH (only that thread: the daemon stays in its own). Sockets WORK makes belong to the
+// pod's namespace, and stay there when other threads use them.
+absl::Status InNetworkNamespace(const std::string& netns_path, const std::function<void()>& work);
 
 // True when PATH is a mount point (a pinned namespace, a mounted rootfs, the pod's /dev/shm).
 bool IsMountPoint(const std::string& path);

@@ -138,6 +138,7 @@ absl::StatusOr<ShimProcess> OciRuntime::Create(const ShimLaunch& launch) const {
   if (systemd_cgroup_) argv.push_back("--systemd-cgroup");
   if (launch.terminal) argv.push_back("--terminal");
   if (launch.stdin_open) argv.push_back("--stdin");
+  if (launch.stdin_open && launch.stdin_once) argv.push_back("--stdin-once");
 
   absl::StatusOr<std::string> reported = RunShimForReport(argv);
   if (!reported.ok()) return reported.status();
@@ -217,6 +218,11 @@ absl::StatusOr<std::string> OciRuntime::State(const std::string& id) const {
   nlohmann::json state = nlohmann::json::parse(ran->output, nullptr, false);
   if (!state.is_object()) return absl::InternalError(binary_ + " state printed no JSON");
   return state.value("status", std::string("unknown"));
+}
+
+std::vector<std::string> OciRuntime::ExecArgv(const std::string& id,
+                                              const std::string& process_json_path) const {
+  return Command({"exec", "--process", process_json_path, id});
 }
 
 absl::StatusOr<base::CommandResult> OciRuntime::Exec(const std::string& id,

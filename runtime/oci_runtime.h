@@ -21,6 +21,7 @@ struct ShimLaunch {
   std::string exit_dir;  // the shim adds a file named by the container id here on exit
   bool terminal = false;
   bool stdin_open = false;
+  bool stdin_once = false;
 };
 
 // The container's init process and the shim that watches it.
@@ -67,6 +68,10 @@ class OciRuntime {
   absl::StatusOr<std::string> State(const std::string& id) const;
   // Runs the process described by PROCESS_JSON_PATH inside the container, collecting output.
   // DEADLINE_EXCEEDED after TIMEOUT (the process is killed).
+  // The command line of an exec of PROCESS_JSON_PATH in container ID, for a caller that runs it
+  // with stdio of its own (the id is last).
+  std::vector<std::string> ExecArgv(const std::string& id,
+                                    const std::string& process_json_path) const;
   absl::StatusOr<base::CommandResult> Exec(const std::string& id,
                                            const std::string& process_json_path,
                                            const std::string& pid_file,

@@ -1,8 +1,16 @@
 #include "runtime/runtime.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
 #include "base/files.h"
 #include "runtime/exit_monitor.h"
 #include "runtime/handlers.h"
+#include "runtime/namespaces.h"
 #include "runtime/node_state.h"
 #include "runtime/pod_cidr.h"
 #include "runtime/recovery.h"
@@ -106,6 +114,51 @@ absl::StatusOr<ExecResult> Runtime::ExecSync(const std::string& id,
 }
 absl::Status Runtime::ReopenContainerLog(const std::string& id) {
   return parts_->containers.ReopenLog(id);
+}
+
+absl::StatusOr<std::unique_ptr<ExecProcess>> Runtime::StartExec(const std::string& id,
+                                                                const ExecOptions& options) {
+  return parts_->containers.StartExec(id, options);
+}
+absl::StatusOr<AttachedContainer> Runtime::Attach(const std::string& id) {
+  return parts_->containers.Attach(id);
+}
+absl::Status Runtime::ResizeContainerTerminal(const std::string& id, uint16_t columns,
+                                              uint16_t rows) {
+  return parts_->containers.ResizeTerminal(id, columns, rows);
+}
+
+absl::StatusOr<base::UniqueFd> Runtime::DialPod(const std::string& pod_id, uint16_t port) {
+  absl::StatusOr<Pod> pod = parts_->sandboxes.Get(pod_id);
+  if (!pod.ok()) return pod.status();
+  if (!pod->ready) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("pod ", pod->id, " is not ready; port forwarding needs a running pod"));
+  }
+  base::UniqueFd socket;
+  int error = 0;
+  auto make_socket = [&] {
+    socket.Reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    error = errno;
+  };
+  if (pod->own.network) {
+    if (absl::Status entered = InNetworkNamespace(pod->dir + "/net", make_socket); !entered.ok()) {
+      return entered;
+    }
+  } else {
+    make_socket();
+  }
+  if (!socket) return base::ErrnoStatus(error, "socket");
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // Loopback answers at once: a refused or unreachable port fails fast, no timeout needed.
+  if (::connect(socket.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("connect to port ", port, " in pod ", pod->id, ": ", std::strerror(errno)));
+  }
+  return socket;
 }
 
 absl::Status Runtime::UpdateContainerResources(

@@ -8,6 +8,7 @@
 // base/, and starts kapal-shim as a program (never links it).
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/logger.h"
+#include "base/unique_fd.h"
 #include "images/image_store.h"
 #include "metrics/metrics.h"
 #include "nlohmann/json.hpp"
@@ -61,6 +63,15 @@ class Runtime {
   absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                       std::chrono::seconds timeout);
   absl::Status ReopenContainerLog(const std::string& id);
+  // Interactive sessions (the streaming server): a process whose stdio the caller pumps, a
+  // connection to the container's attach socket, its terminal's size.
+  absl::StatusOr<std::unique_ptr<ExecProcess>> StartExec(const std::string& id,
+                                                         const ExecOptions& options);
+  absl::StatusOr<AttachedContainer> Attach(const std::string& id);
+  absl::Status ResizeContainerTerminal(const std::string& id, uint16_t columns, uint16_t rows);
+  // A TCP connection to PORT on the pod's loopback, made in the pod's network namespace (the
+  // host's for a host-network pod). The pod must be ready; the id may be a unique prefix.
+  absl::StatusOr<base::UniqueFd> DialPod(const std::string& pod_id, uint16_t port);
   // Applies the set fields of RESOURCES to a created or running container and keeps them.
   absl::Status UpdateContainerResources(const std::string& id,
                                         const runtime::v1::LinuxContainerResources& resources);

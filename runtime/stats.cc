@@ -1,11 +1,8 @@
 #include "runtime/stats.h"
 
-#include <fcntl.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -14,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "base/files.h"
 #include "base/unique_fd.h"
+#include "runtime/namespaces.h"
 
 namespace kapal::runtime {
 
@@ -39,19 +37,11 @@ bool LabelsMatch(const google::protobuf::Map<std::string, std::string>& labels,
 }
 
 absl::StatusOr<runtime::v1::NetworkUsage> ReadNetworkUsage(const std::string& netns_path) {
-  base::UniqueFd netns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!netns) return base::ErrnoStatus(errno, "open " + netns_path);
-  // Only this short-lived thread enters the pod's namespace; /proc/thread-self/net shows its
-  // own namespace's counters.
+  // /proc/thread-self/net shows the counters of the thread's own namespace.
   absl::StatusOr<std::string> table;
-  std::thread reader([&] {
-    if (::setns(netns.Get(), CLONE_NEWNET) != 0) {
-      table = base::ErrnoStatus(errno, "enter network namespace " + netns_path);
-      return;
-    }
-    table = base::ReadFile("/proc/thread-self/net/dev");
-  });
-  reader.join();
+  absl::Status entered =
+      InNetworkNamespace(netns_path, [&] { table = base::ReadFile("/proc/thread-self/net/dev"); });
+  if (!entered.ok()) return entered;
   if (!table.ok()) return table.status();
   runtime::v1::NetworkUsage usage;
   for (absl::string_view line : absl::StrSplit(*table, '\n', absl::SkipEmpty())) {
