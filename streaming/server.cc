@@ -1,0 +1,430 @@
+#include "streaming/server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <list>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <variant>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "base/files.h"
+#include "base/unique_fd.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "streaming/http.h"
+#include "streaming/port_forward.h"
+#include "streaming/sessions.h"
+#include "streaming/transport.h"
+#include "streaming/websocket.h"
+
+namespace kapal::streaming {
+
+namespace {
+
+constexpr auto kTokenLifetime = std::chrono::minutes(1);
+constexpr auto kRequestTimeout = std::chrono::seconds(15);
+// The clients open their streams right after the upgrade; kubelet waits as long.
+constexpr auto kStreamCreationTimeout = std::chrono::seconds(30);
+// A client that reads nothing for this long is cut off.
+constexpr int kSendTimeoutSeconds = 30;
+
+using Session = std::variant<ExecSession, AttachSession, PortForwardSession>;
+
+const char* KindName(const Session& session) {
+  switch (session.index()) {
+    case 0:
+      return "exec";
+    case 1:
+      return "attach";
+    default:
+      return "portforward";
+  }
+}
+
+// The first protocol the client offers that we speak (the client's order wins, as in
+// Kubernetes' handshake); "" when none.
+std::string Negotiate(const std::vector<std::string>& offered,
+                      const std::vector<std::string>& supported) {
+  for (const std::string& protocol : offered) {
+    for (const std::string& ours : supported) {
+      if (protocol == ours) return ours;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+struct Server::Impl {
+  ServerOptions options;
+  runtime::Runtime& runtime;
+  base::Logger& logger;
+  std::string address;
+  std::string url_host;
+  base::UniqueFd listener;
+  base::UniqueFd wake;  // eventfd: stop the accept loop
+  std::thread acceptor;
+
+  std::mutex mutex;
+  std::map<std::string, std::pair<Session, std::chrono::steady_clock::time_point>> tokens;
+  struct Connection {
+    int fd;
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+  std::list<Connection> connections;
+  bool stopping = false;
+
+  prometheus::Family<prometheus::Gauge>& open_sessions;
+  prometheus::Family<prometheus::Counter>& total_sessions;
+
+  Impl(const ServerOptions& options_in, runtime::Runtime& runtime_in, metrics::Registry& metrics,
+       base::Logger& logger_in)
+      : options(options_in),
+        runtime(runtime_in),
+        logger(logger_in),
+        open_sessions(prometheus::BuildGauge()
+                          .Name(metrics::Registry::Name("streaming_sessions_open"))
+                          .Help("Streaming sessions (exec, attach, portforward) now open")
+                          .Register(metrics.Prometheus())),
+        total_sessions(prometheus::BuildCounter()
+                           .Name(metrics::Registry::Name("streaming_sessions_total"))
+                           .Help("Streaming sessions started, by kind")
+                           .Register(metrics.Prometheus())) {
+    for (const char* kind : {"exec", "attach", "portforward"}) {
+      open_sessions.Add({{"kind", kind}});
+      total_sessions.Add({{"kind", kind}});
+    }
+  }
+
+  std::string NewUrl(const char* kind, Session session) {
+    unsigned char random[16];
+    RAND_bytes(random, sizeof random);
+    std::string token = absl::BytesToHexString(
+        absl::string_view(reinterpret_cast<const char*>(random), sizeof random));
+    auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mutex);
+    for (auto it = tokens.begin(); it != tokens.end();) {
+      it = it->second.second < now ? tokens.erase(it) : std::next(it);
+    }
+    tokens.emplace(token, std::make_pair(std::move(session), now + kTokenLifetime));
+    return absl::StrCat("http://", url_host, "/", kind, "/", token);
+  }
+
+  std::optional<Session> Consume(const std::string& kind, const std::string& token) {
+    std::lock_guard lock(mutex);
+    auto found = tokens.find(token);
+    if (found == tokens.end()) return std::nullopt;
+    Session session = std::move(found->second.first);
+    bool fresh = found->second.second >= std::chrono::steady_clock::now();
+    tokens.erase(found);  // single use, also when the kind does not match
+    if (!fresh || KindName(session) != kind) return std::nullopt;
+    return session;
+  }
+
+  void Accept() {
+    for (;;) {
+      pollfd fds[2] = {{listener.Get(), POLLIN, 0}, {wake.Get(), POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
+      if (fds[1].revents != 0) return;
+      if (fds[0].revents == 0) continue;
+      int fd = ::accept4(listener.Get(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      std::lock_guard lock(mutex);
+      // Threads of finished sessions are joined here, so their number stays what is open.
+      for (auto it = connections.begin(); it != connections.end();) {
+        if (it->done) {
+          it->thread.join();
+          it = connections.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (stopping) {
+        ::close(fd);
+        return;
+      }
+      Connection& connection = connections.emplace_back();
+      connection.fd = fd;
+      connection.thread = std::thread([this, &connection] {
+        Serve(connection.fd);
+        ::close(connection.fd);
+        connection.done = true;
+      });
+    }
+  }
+
+  void Serve(int fd) {
+    timeval send_timeout{kSendTimeoutSeconds, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
+    std::string early;
+    absl::StatusOr<HttpRequest> request = ReadRequest(
+        fd, std::chrono::duration_cast<std::chrono::milliseconds>(kRequestTimeout), early);
+    if (!request.ok()) {
+      WriteError(fd, 400, "Bad Request", std::string(request.status().message()));
+      return;
+    }
+    std::vector<std::string> parts = absl::StrSplit(request->path, '/', absl::SkipEmpty());
+    if (parts.size() != 2 ||
+        (parts[0] != "exec" && parts[0] != "attach" && parts[0] != "portforward")) {
+      WriteError(fd, 404, "Not Found", "no such streaming endpoint: " + request->path);
+      return;
+    }
+    std::optional<Session> session = Consume(parts[0], parts[1]);
+    if (!session) {
+      WriteError(fd, 404, "Not Found",
+                 "unknown, used or expired streaming token (a URL from Exec, Attach or "
+                 "PortForward serves one session within a minute)");
+      return;
+    }
+    std::string upgrade = absl::AsciiStrToLower(request->Header("upgrade"));
+    bool websocket = upgrade == "websocket";
+    bool spdy = absl::StrContains(upgrade, "spdy/3.1");
+    if (!websocket && !spdy) {
+      WriteError(fd, 400, "Bad Request",
+                 "streaming needs an HTTP upgrade to SPDY/3.1 or websocket (as crictl, kubelet "
+                 "and kubectl do)");
+      return;
+    }
+    bool forward = std::holds_alternative<PortForwardSession>(*session);
+    std::string protocol;
+    if (websocket) {
+      static const std::vector<std::string> kForwardProtocols = {
+          "portforward.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io", "channel.k8s.io",
+          "base64.channel.k8s.io"};
+      std::vector<std::string> offered = request->HeaderList("sec-websocket-protocol");
+      protocol = Negotiate(offered, forward ? kForwardProtocols : WebSocketCommandProtocols());
+      if (protocol.empty() && !offered.empty()) {
+        WriteError(fd, 403, "Forbidden",
+                   absl::StrCat("no common WebSocket protocol: the client offers ",
+                                absl::StrJoin(offered, ", ")));
+        return;
+      }
+      std::string response = absl::StrCat(
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          "Sec-WebSocket-Accept: ",
+          WebSocketAccept(request->Header("sec-websocket-key")), "\r\n");
+      if (!protocol.empty())
+        absl::StrAppend(&response, "Sec-WebSocket-Protocol: ", protocol, "\r\n");
+      if (!WriteAll(fd, response + "\r\n")) return;
+      if (protocol.empty()) protocol = forward ? "portforward.k8s.io" : "channel.k8s.io";
+    } else {
+      std::vector<std::string> offered = request->HeaderList("x-stream-protocol-version");
+      static const std::vector<std::string> kForwardProtocols = {"portforward.k8s.io"};
+      protocol = Negotiate(offered, forward ? kForwardProtocols : SpdyCommandProtocols());
+      if (protocol.empty() && !offered.empty()) {
+        WriteError(fd, 403, "Forbidden",
+                   absl::StrCat(
+                       "no common streaming protocol: the client offers ",
+                       absl::StrJoin(offered, ", "), "; kapal speaks ",
+                       absl::StrJoin(forward ? kForwardProtocols : SpdyCommandProtocols(), ", ")));
+        return;
+      }
+      if (protocol.empty()) protocol = forward ? "portforward.k8s.io" : "channel.k8s.io";
+      if (!WriteAll(fd, absl::StrCat("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                                     "Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ",
+                                     protocol, "\r\n\r\n"))) {
+        return;
+      }
+    }
+
+    const char* kind = KindName(*session);
+    open_sessions.Add({{"kind", kind}}).Increment();
+    total_sessions.Add({{"kind", kind}}).Increment();
+    if (auto* exec = std::get_if<ExecSession>(&*session)) {
+      RunExec(fd, early, websocket, protocol, *exec);
+    } else if (auto* attach = std::get_if<AttachSession>(&*session)) {
+      RunAttach(fd, early, websocket, protocol, *attach);
+    } else {
+      RunPortForward(fd, early, websocket, protocol, *request,
+                     std::get<PortForwardSession>(*session));
+    }
+    open_sessions.Add({{"kind", kind}}).Decrement();
+    // An orderly end: the client reads all we sent before it sees the connection close.
+    ::shutdown(fd, SHUT_WR);
+    timeval linger{2, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &linger, sizeof linger);
+    char sink[4096];
+    while (::read(fd, sink, sizeof sink) > 0) {
+    }
+  }
+
+  absl::StatusOr<std::unique_ptr<CommandTransport>> OpenTransport(int fd, const std::string& early,
+                                                                  bool websocket,
+                                                                  const std::string& protocol,
+                                                                  bool in, bool out, bool err,
+                                                                  bool tty) {
+    if (websocket) return OpenWebSocketCommandTransport(fd, early, protocol);
+    std::set<Channel> expected = {Channel::kError};
+    if (in) expected.insert(Channel::kStdin);
+    if (out) expected.insert(Channel::kStdout);
+    if (err && !tty) expected.insert(Channel::kStderr);
+    // Resize streams came with v3.
+    if (tty && protocol != "channel.k8s.io" && protocol != "v2.channel.k8s.io") {
+      expected.insert(Channel::kResize);
+    }
+    return OpenSpdyCommandTransport(
+        fd, early, protocol, expected,
+        std::chrono::duration_cast<std::chrono::milliseconds>(kStreamCreationTimeout));
+  }
+
+  void RunExec(int fd, const std::string& early, bool websocket, const std::string& protocol,
+               const ExecSession& exec) {
+    const runtime::ExecOptions& o = exec.options;
+    absl::StatusOr<std::unique_ptr<CommandTransport>> transport =
+        OpenTransport(fd, early, websocket, protocol, o.stdin, o.stdout, o.stderr, o.tty);
+    if (!transport.ok()) {
+      logger.Warn("exec in ", exec.container_id, ": ", transport.status().message());
+      return;
+    }
+    absl::StatusOr<std::unique_ptr<runtime::ExecProcess>> process =
+        runtime.StartExec(exec.container_id, o);
+    if (!process.ok()) {
+      FinishCommand(**transport, process.status(), -1, o.cmd);
+      return;
+    }
+    RunExecSession(**transport, **process, o.cmd);
+  }
+
+  void RunAttach(int fd, const std::string& early, bool websocket, const std::string& protocol,
+                 const AttachSession& attach) {
+    absl::StatusOr<std::unique_ptr<CommandTransport>> transport = OpenTransport(
+        fd, early, websocket, protocol, attach.stdin, attach.stdout, attach.stderr, attach.tty);
+    if (!transport.ok()) {
+      logger.Warn("attach to ", attach.container_id, ": ", transport.status().message());
+      return;
+    }
+    absl::StatusOr<runtime::AttachedContainer> attached = runtime.Attach(attach.container_id);
+    if (!attached.ok()) {
+      FinishCommand(**transport, attached.status(), -1, {});
+      return;
+    }
+    attached->stdin = attached->stdin && attach.stdin;
+    std::string id = attached->id;
+    RunAttachSession(**transport, *attached, [&](uint16_t columns, uint16_t rows) {
+      (void)runtime.ResizeContainerTerminal(id, columns, rows);
+    });
+  }
+
+  void RunPortForward(int fd, const std::string& early, bool websocket, const std::string& protocol,
+                      const HttpRequest& request, const PortForwardSession& forward) {
+    std::string pod = forward.pod_id;
+    DialFunction dial = [this, pod](uint16_t port) { return runtime.DialPod(pod, port); };
+    if (!websocket) {
+      RunSpdyPortForward(fd, early, dial);
+      return;
+    }
+    std::vector<uint16_t> ports;
+    for (const std::string& value : request.QueryValues("port")) {
+      for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+        int port = 0;
+        if (absl::SimpleAtoi(part, &port) && port > 0 && port <= 65535) {
+          ports.push_back(static_cast<uint16_t>(port));
+        }
+      }
+    }
+    if (ports.empty()) ports = forward.ports;
+    RunWebSocketPortForward(fd, early, absl::StrContains(protocol, "base64"), ports, dial);
+  }
+};
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
+                                                      runtime::Runtime& runtime,
+                                                      metrics::Registry& metrics,
+                                                      base::Logger& logger) {
+  absl::StatusOr<metrics::HostPort> where = metrics::ParseHostPort(options.address);
+  if (!where.ok()) return where.status();
+  auto impl = std::make_unique<Impl>(options, runtime, metrics, logger);
+  bool v6 = where->host.find(':') != std::string::npos;
+  impl->listener.Reset(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!impl->listener) return base::ErrnoStatus(errno, "socket");
+  int yes = 1;
+  ::setsockopt(impl->listener.Get(), SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  if (v6) {
+    auto* address = reinterpret_cast<sockaddr_in6*>(&storage);
+    address->sin6_family = AF_INET6;
+    address->sin6_port = htons(static_cast<uint16_t>(where->port));
+    if (::inet_pton(AF_INET6, where->host.c_str(), &address->sin6_addr) != 1) {
+      return absl::InvalidArgumentError("streaming address: bad IPv6 host " + where->host);
+    }
+    length = sizeof *address;
+  } else {
+    auto* address = reinterpret_cast<sockaddr_in*>(&storage);
+    address->sin_family = AF_INET;
+    address->sin_port = htons(static_cast<uint16_t>(where->port));
+    if (::inet_pton(AF_INET, where->host.c_str(), &address->sin_addr) != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("streaming address: \"", where->host, "\" is not an IP address"));
+    }
+    length = sizeof *address;
+  }
+  if (::bind(impl->listener.Get(), reinterpret_cast<sockaddr*>(&storage), length) != 0) {
+    return base::ErrnoStatus(errno, "bind streaming server to " + options.address);
+  }
+  if (::listen(impl->listener.Get(), 128) != 0) return base::ErrnoStatus(errno, "listen");
+  length = sizeof storage;
+  ::getsockname(impl->listener.Get(), reinterpret_cast<sockaddr*>(&storage), &length);
+  int port = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port
+                      : reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
+  std::string host = v6 ? absl::StrCat("[", where->host, "]") : where->host;
+  impl->address = absl::StrCat(host, ":", port);
+  std::string url_host = options.advertised_host.empty() ? host : options.advertised_host;
+  impl->url_host = absl::StrCat(url_host, ":", port);
+  impl->wake.Reset(::eventfd(0, EFD_CLOEXEC));
+  if (!impl->wake) return base::ErrnoStatus(errno, "eventfd");
+  Impl* raw = impl.get();
+  impl->acceptor = std::thread([raw] { raw->Accept(); });
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() {
+  uint64_t one = 1;
+  ssize_t ignored = ::write(impl_->wake.Get(), &one, sizeof one);
+  (void)ignored;
+  impl_->acceptor.join();
+  std::list<Impl::Connection> connections;
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+    // Every session sees its client go away: processes it started end, attaches detach.
+    for (Impl::Connection& connection : impl_->connections) {
+      if (!connection.done) ::shutdown(connection.fd, SHUT_RDWR);
+    }
+  }
+  for (Impl::Connection& connection : impl_->connections) connection.thread.join();
+}
+
+const std::string& Server::Address() const { return impl_->address; }
+
+std::string Server::ExecUrl(ExecSession session) {
+  return impl_->NewUrl("exec", std::move(session));
+}
+std::string Server::AttachUrl(AttachSession session) {
+  return impl_->NewUrl("attach", std::move(session));
+}
+std::string Server::PortForwardUrl(PortForwardSession session) {
+  return impl_->NewUrl("portforward", std::move(session));
+}
+
+}  // namespace kapal::streaming
