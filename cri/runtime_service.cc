@@ -23,10 +23,12 @@ void AddCondition(runtime::v1::RuntimeStatus* status, const char* type,
 }  // namespace
 
 RuntimeService::RuntimeService(runtime::Runtime& runtime, nlohmann::json config_json,
-                               std::string metrics_address, base::Logger& logger)
+                               std::string metrics_address, streaming::Server* streaming,
+                               base::Logger& logger)
     : runtime_(runtime),
       config_json_(std::move(config_json)),
       metrics_address_(std::move(metrics_address)),
+      streaming_(streaming),
       logger_(logger) {}
 
 grpc::Status RuntimeService::Version(grpc::ServerContext*, const runtime::v1::VersionRequest*,

@@ -10,6 +10,7 @@
 #include "base/logger.h"
 #include "nlohmann/json.hpp"
 #include "runtime/runtime.h"
+#include "streaming/server.h"
 
 namespace kapal::cri {
 
@@ -17,8 +18,9 @@ namespace kapal::cri {
 class RuntimeService final : public runtime::v1::RuntimeService::Service {
  public:
   // CONFIG_JSON is the effective configuration as Status verbose shows it.
+  // STREAMING hands out the URLs of Exec, Attach and PortForward; null when it is off.
   RuntimeService(runtime::Runtime& runtime, nlohmann::json config_json, std::string metrics_address,
-                 base::Logger& logger);
+                 streaming::Server* streaming, base::Logger& logger);
 
   grpc::Status Version(grpc::ServerContext* context, const runtime::v1::VersionRequest* request,
                        runtime::v1::VersionResponse* response) override;
@@ -74,6 +76,15 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
       grpc::ServerContext* context, const runtime::v1::UpdateContainerResourcesRequest* request,
       runtime::v1::UpdateContainerResourcesResponse* response) override;
 
+  // Streaming (streaming_service.cc): checked here, served by the streaming server.
+  grpc::Status Exec(grpc::ServerContext* context, const runtime::v1::ExecRequest* request,
+                    runtime::v1::ExecResponse* response) override;
+  grpc::Status Attach(grpc::ServerContext* context, const runtime::v1::AttachRequest* request,
+                      runtime::v1::AttachResponse* response) override;
+  grpc::Status PortForward(grpc::ServerContext* context,
+                           const runtime::v1::PortForwardRequest* request,
+                           runtime::v1::PortForwardResponse* response) override;
+
   // Stats (stats_service.cc).
   grpc::Status ContainerStats(grpc::ServerContext* context,
                               const runtime::v1::ContainerStatsRequest* request,
@@ -92,6 +103,7 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
   runtime::Runtime& runtime_;
   nlohmann::json config_json_;
   std::string metrics_address_;
+  streaming::Server* streaming_;
   base::Logger& logger_;
 };
 

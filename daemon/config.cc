@@ -200,6 +200,12 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
   if (absl::StatusOr<base::LogLevel> level = base::ParseLogLevel(config.log_level); !level.ok()) {
     errors.push_back(absl::StrCat("key 'log_level': ", level.status().message()));
   }
+  if (!config.streaming_address.empty()) {
+    if (auto parsed = metrics::ParseHostPort(config.streaming_address); !parsed.ok()) {
+      errors.push_back(absl::StrCat("key 'streaming.address': ", parsed.status().message(),
+                                    " (an empty string turns streaming off)"));
+    }
+  }
   if (!config.metrics_address.empty()) {
     if (auto parsed = metrics::ParseHostPort(config.metrics_address); !parsed.ok()) {
       errors.push_back(absl::StrCat("key 'metrics.address': ", parsed.status().message(),
@@ -299,6 +305,11 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
   if (const toml::table* metrics = top.Table("metrics")) {
     TableReader reader(*metrics, "metrics.", errors);
     reader.String("address", config.metrics_address);
+    reader.RejectUnknownKeys();
+  }
+  if (const toml::table* streaming = top.Table("streaming")) {
+    TableReader reader(*streaming, "streaming.", errors);
+    reader.String("address", config.streaming_address);
     reader.RejectUnknownKeys();
   }
   if (const toml::table* cgroup = top.Table("cgroup")) {
@@ -408,6 +419,13 @@ std::string RenderConfig(const Config& config) {
   line("# HOST:PORT of the Prometheus endpoint (GET /metrics). Empty turns it off.");
   line("address = ", Quoted(config.metrics_address));
   line();
+  line("[streaming]");
+  line("# HOST:PORT of the streaming server that Exec, Attach and PortForward hand out URLs of");
+  line("# (port 0: a free one). Keep it on loopback unless the clients are elsewhere: a URL is a");
+  line("# single-use token valid for a minute, but the connection is plain HTTP. Empty turns it");
+  line("# off.");
+  line("address = ", Quoted(config.streaming_address));
+  line();
   line("[cgroup]");
   line("# cgroupfs, systemd, or auto (systemd when systemd runs the host, else cgroupfs).");
   line("# Must match kubelet's --cgroup-driver.");
@@ -489,6 +507,7 @@ nlohmann::json ConfigToJson(const Config& config) {
       {"log_level", config.log_level},
       {"grpc", {{"address", config.socket_path}}},
       {"metrics", {{"address", config.metrics_address}}},
+      {"streaming", {{"address", config.streaming_address}}},
       {"cgroup", {{"driver", CgroupDriverSettingName(config.cgroup_driver)}}},
       {"runtime",
        {{"default_handler", config.default_runtime},

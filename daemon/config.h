@@ -27,6 +27,9 @@ struct Config : runtime::Options {
   // HOST:PORT for the Prometheus endpoint; empty turns it off. Loopback only by default: metrics
   // reveal pod and image names.
   std::string metrics_address = "127.0.0.1:9754";
+  // HOST:PORT of the streaming server (exec, attach, port-forward URLs). Loopback on a free port
+  // by default, as containerd: kubelet on the same node reaches it, nobody else. Empty: off.
+  std::string streaming_address = "127.0.0.1:0";
   // auto: overlay where the kernel and root filesystem allow it, else native copies.
   SnapshotterSetting snapshotter = SnapshotterSetting::kAuto;
   int max_concurrent_downloads = 3;

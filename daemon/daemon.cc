@@ -109,6 +109,7 @@ struct Daemon::Parts {
   std::unique_ptr<images::Puller> puller;
   std::unique_ptr<runtime::Images> node_images;
   std::unique_ptr<runtime::Runtime> runtime;
+  std::unique_ptr<streaming::Server> streaming;
   std::unique_ptr<cri::RuntimeService> runtime_service;
   std::unique_ptr<cri::ImageService> image_service;
   std::unique_ptr<cri::KapalImagesService> kapal_images_service;
@@ -199,8 +200,18 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
                               *parts->snapshots, *parts->node_images, parts->metrics, logger);
   if (!node.ok()) return node.status();
   parts->runtime = std::move(*node);
-  parts->runtime_service = std::make_unique<cri::RuntimeService>(
-      *parts->runtime, ConfigToJson(parts->config), parts->metrics_address, logger);
+  if (!config.streaming_address.empty()) {
+    streaming::ServerOptions streaming_options;
+    streaming_options.address = config.streaming_address;
+    absl::StatusOr<std::unique_ptr<streaming::Server>> streaming =
+        streaming::Server::Start(streaming_options, *parts->runtime, parts->metrics, logger);
+    if (!streaming.ok()) return streaming.status();
+    parts->streaming = std::move(*streaming);
+    logger.Info("streaming server on http://", parts->streaming->Address());
+  }
+  parts->runtime_service =
+      std::make_unique<cri::RuntimeService>(*parts->runtime, ConfigToJson(parts->config),
+                                            parts->metrics_address, parts->streaming.get(), logger);
   parts->image_service = std::make_unique<cri::ImageService>(*parts->node_images);
   // Scratch space for uploaded archives, on the root's filesystem; emptied at each start, since
   // an import cut short by a crash leaves its upload behind.
@@ -256,6 +267,8 @@ void Daemon::Shutdown(std::chrono::milliseconds grace) {
     parts_->socket_owned = false;
   }
   parts_->exposer.reset();
+  // Sessions end (their processes with them) before the runtime they use goes.
+  parts_->streaming.reset();
   // The runtime's exit watcher writes to the store: it stops first.
   parts_->runtime.reset();
   parts_->store.reset();
