@@ -457,13 +457,19 @@ int main(int argc, char** argv) {
     bool outputs_open = !fds.empty();
     if (control >= 0) fds.push_back({control, POLLIN, 0});
     fds.push_back({child_events, POLLIN, 0});
+    size_t first_attach_fd = fds.size();  // a terminal shows up twice: output, and stdin here
     attach.AddPollFds(fds);
     if (exited && (!outputs_open || NowNanos() >= drain_deadline)) break;
     int timeout = exited ? 50 : -1;
     if (::poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) break;
 
-    for (const pollfd& polled : fds) {
+    for (size_t slot = 0; slot < fds.size(); ++slot) {
+      const pollfd& polled = fds[slot];
       if (polled.revents == 0) continue;
+      if (slot >= first_attach_fd) {
+        attach.Handle(polled);
+        continue;
+      }
       int* output = std::find(std::begin(output_fds), std::end(output_fds), polled.fd);
       if (output != std::end(output_fds)) {
         ssize_t n = ::read(*output, buffer, sizeof buffer);
@@ -495,8 +501,6 @@ int main(int argc, char** argv) {
             drain_deadline = NowNanos() + 500 * 1000000LL;
           }
         }
-      } else {
-        attach.Handle(polled);
       }
     }
   }
