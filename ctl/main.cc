@@ -1,5 +1,7 @@
 // kapalctl: a crictl-compatible client for kapald. Global flags and /etc/crictl.yaml work as in
 // crictl; the commands live in the kapal_ctl library.
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -78,6 +80,12 @@ std::vector<std::string> CutTrailingCommand(std::vector<std::string>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Window size changes are read from a signalfd by interactive sessions; blocked before gRPC
+  // starts threads, so that no thread takes (and, by default, drops) the signal.
+  sigset_t winch;
+  sigemptyset(&winch);
+  sigaddset(&winch, SIGWINCH);
+  ::pthread_sigmask(SIG_BLOCK, &winch, nullptr);
   CLI::App app{"kapalctl: talk to kapald, the Kubernetes container runtime (crictl-compatible)"};
   app.require_subcommand(1);
   std::string config_path = kapal::ctl::kDefaultCrictlConfig;
@@ -324,15 +332,46 @@ int main(int argc, char** argv) {
   std::string exec_id;
   int64_t exec_timeout = 0;
   bool exec_sync = false;
+  kapal::ctl::InteractiveOptions exec_stream;
   CLI::App* exec = app.add_subcommand("exec", "Run a command in a running container");
   exec->add_option("id", exec_id, "Container id")->required();
   exec->add_option("--timeout", exec_timeout, "Seconds before the command is killed (0: none)");
-  exec->add_flag("-s,--sync", exec_sync, "Run synchronously (the only mode for now)");
+  exec->add_flag("-s,--sync", exec_sync, "Run synchronously, output at the end (the default)");
+  exec->add_flag("-i,--interactive", exec_stream.stdin,
+                 "Send stdin (through the streaming server)");
+  exec->add_flag("-t,--tty", exec_stream.tty, "Allocate a terminal (through the streaming server)");
   exec->callback([&] {
     action.run = [&](CriClient& client, OutputFormat) {
       if (trailing.empty()) return absl::InvalidArgumentError("exec needs a command");
+      if (exec_stream.stdin || exec_stream.tty) {
+        return kapal::ctl::RunStreamingExec(client, exec_id, trailing, exec_stream,
+                                            &action.exit_code);
+      }
       return kapal::ctl::RunExec(client, exec_id, trailing, exec_timeout, std::cout, std::cerr,
                                  &action.exit_code);
+    };
+  });
+  std::string attach_id;
+  kapal::ctl::InteractiveOptions attach_stream;
+  CLI::App* attach = app.add_subcommand("attach", "Attach to a running container's stdio");
+  attach->add_option("id", attach_id, "Container id")->required();
+  attach->add_flag("-i,--stdin", attach_stream.stdin, "Send stdin to the container");
+  attach->add_flag("-t,--tty", attach_stream.tty, "The container has a terminal: make ours raw");
+  attach->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunAttach(client, attach_id, attach_stream, &action.exit_code);
+    };
+  });
+  std::string forward_pod;
+  std::vector<std::string> forward_ports;
+  CLI::App* port_forward =
+      app.add_subcommand("port-forward", "Forward local ports to a pod (until interrupted)");
+  port_forward->add_option("pod", forward_pod, "Pod id")->required();
+  port_forward->add_option("ports", forward_ports, "[LOCAL_PORT:]REMOTE_PORT (LOCAL 0: any free)")
+      ->required();
+  port_forward->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunPortForward(client, forward_pod, forward_ports, std::cout);
     };
   });
   kapal::ctl::RunCommandLine run_command;
@@ -346,6 +385,8 @@ int main(int argc, char** argv) {
   run->add_option("-p,--publish", run_command.ports, "Host port [IP:]HOST:CONTAINER[/udp]");
   run->add_option("--name", run_command.name, "Name of the pod and container");
   run->add_option("--runtime", run_command.runtime_handler, "Runtime handler (runc, crun)");
+  run->add_flag("-i,--interactive", run_command.interactive, "Keep stdin open and attach it");
+  run->add_flag("-t,--tty", run_command.tty, "Give the container a terminal");
   run->callback([&] {
     action.run = [&](CriClient& client, OutputFormat) {
       run_command.args = trailing;

@@ -641,6 +641,10 @@ absl::Status RunRun(CriClient& client, const RunCommandLine& command, std::ostre
   container.mutable_metadata()->set_name(name);
   container.mutable_image()->set_image(command.image);
   for (const std::string& arg : command.args) container.add_args(arg);
+  container.set_tty(command.tty);
+  // As `docker run -i`: stdin stays open while we are attached, and closes when we detach.
+  container.set_stdin(command.interactive);
+  container.set_stdin_once(command.interactive);
   for (const std::string& entry : command.env) {
     size_t equals = entry.find('=');
     if (equals == std::string::npos || equals == 0) {
@@ -699,11 +703,25 @@ absl::Status RunRun(CriClient& client, const RunCommandLine& command, std::ostre
     out << created.container_id() << "\n";
     return absl::OkStatus();
   }
-  LogsCommand logs;
-  logs.id = created.container_id();
-  logs.follow = true;
-  if (absl::Status streamed = RunLogs(client, logs, out, err); !streamed.ok()) return streamed;
+  if (command.interactive || command.tty) {
+    InteractiveOptions options{command.interactive, command.tty};
+    int ignored = 0;
+    if (absl::Status attached = RunAttach(client, created.container_id(), options, &ignored);
+        !attached.ok()) {
+      return attached;
+    }
+  } else {
+    LogsCommand logs;
+    logs.id = created.container_id();
+    logs.follow = true;
+    if (absl::Status streamed = RunLogs(client, logs, out, err); !streamed.ok()) return streamed;
+  }
+  // The attach ends when the container's output does; its exit is recorded a moment later.
   absl::StatusOr<ContainerStatus> final_status = StatusOf(client, created.container_id());
+  for (int i = 0; i < 200 && final_status.ok() && final_status->state() != CONTAINER_EXITED; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    final_status = StatusOf(client, created.container_id());
+  }
   if (!final_status.ok()) return final_status.status();
   *exit_code = final_status->exit_code();
   if (command.remove) {

@@ -10,6 +10,7 @@
 #include "api/cri_services.h"
 #include "ctl/commands.h"
 #include "ctl/output.h"
+#include "ctl/stream_client.h"
 
 // Pod and container commands of kapalctl, as crictl has them (runp, pods, create, ps, logs,
 // exec, ...), and Docker-style `run`.
@@ -93,8 +94,18 @@ struct RunCommandLine {
   std::string runtime_handler;
   bool remove = false;
   bool detach = false;
-  bool terminal = false;  // live pull progress
+  bool interactive = false;  // -i: stdin open (once), attached
+  bool tty = false;          // -t: a terminal
+  bool terminal = false;     // live pull progress
 };
+// `exec -i/-t`: the command through the streaming server, our terminal raw when -t.
+absl::Status RunStreamingExec(CriClient& client, const std::string& id,
+                              const std::vector<std::string>& cmd,
+                              const InteractiveOptions& options, int* exit_code);
+// `attach`: the container's output (and with -i its stdin) until it ends or we are interrupted.
+absl::Status RunAttach(CriClient& client, const std::string& id, const InteractiveOptions& options,
+                       int* exit_code);
+
 // Docker-style `run`: pulls the image if missing, makes a pod and a container, starts it, and
 // (unless detached) streams its output and sets EXIT_CODE to the container's.
 absl::Status RunRun(CriClient& client, const RunCommandLine& command, std::ostream& out,

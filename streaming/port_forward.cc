@@ -259,6 +259,13 @@ void RunWebSocketPortForward(int fd, const std::string& early, bool base64,
         break;
       }
     }
+    // WebSocket has no half close: when every port's connection has ended, so has the session.
+    bool all_done = true;
+    for (const Forward& forward : forwards) all_done = all_done && forward.target_done;
+    if (all_done) {
+      socket.Close();
+      return;
+    }
   }
 }
 
