@@ -235,7 +235,8 @@ absl::StatusOr<std::map<std::string, std::string>> SpdyConnection::DecodeHeaders
       continue;
     }
     if (result != Z_OK && result != Z_BUF_ERROR) {
-      return absl::UnavailableError("corrupt SPDY header block");
+      return absl::UnavailableError(absl::StrCat("corrupt SPDY header block (zlib ", result,
+                                                 inflater_.msg ? inflater_.msg : "", ")"));
     }
     block.append(out, sizeof out - inflater_.avail_out);
     if (inflater_.avail_in == 0 && inflater_.avail_out != 0) break;
