@@ -27,8 +27,9 @@ build_packages=(
 # What kapald runs: OCI runtimes and CNI plugins.
 runtime_packages=(runc crun containernetworking-plugins iproute2 iptables)
 # What the tests use: a real registry and images built from busybox; curl for host ports;
-# pgrep (procps) for the leftover check.
-test_packages=(docker-registry busybox-static skopeo umoci curl openssl procps)
+# pgrep (procps) for the leftover check; a WebSocket client that is not ours (python3-websocket,
+# for Debian's /usr/bin/python3) for the streaming server.
+test_packages=(docker-registry busybox-static skopeo umoci curl openssl procps python3-websocket)
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then

@@ -68,7 +68,14 @@ bool AttachHub::Handle(const pollfd& polled) {
   }
   for (Client& client : clients_) {
     if (client.fd != polled.fd) continue;
-    if (polled.revents & (POLLIN | POLLHUP | POLLERR)) ReadInput(client);
+    if (polled.revents & POLLIN) ReadInput(client);
+    if (client.fd >= 0 && (polled.revents & (POLLHUP | POLLERR))) {
+      // Gone for good (a client that only ended its input shows POLLIN with end of file, not
+      // POLLHUP): its descriptor is closed at once, not at the next output.
+      EndInput(client);
+      ::close(client.fd);
+      client.fd = -1;
+    }
     if (client.fd >= 0 && (polled.revents & POLLOUT)) Flush(client);
     clients_.erase(
         std::remove_if(clients_.begin(), clients_.end(), [](const Client& c) { return c.fd < 0; }),

@@ -93,8 +93,8 @@ TEST(SpdyTest, PingIsAnsweredAndOtherVersionsRefused) {
   SocketPair sockets = MakeSocketPair();
   SpdyConnection server(sockets.ours.Get());
   // PING, version 3, type 6, length 4, id 7.
-  std::string ping = {'\x80', '\x03', '\x00', '\x06', '\x00', '\x00', '\x00', '\x04',
-                      '\x00', '\x00', '\x00', '\x07'};
+  std::string ping = {'\x80', '\x03', '\x00', '\x06', '\x00', '\x00',
+                      '\x00', '\x04', '\x00', '\x00', '\x00', '\x07'};
   std::vector<SpdyEvent> events;
   ASSERT_TRUE(server.Consume(ping, events).ok());
   EXPECT_TRUE(events.empty());
@@ -130,8 +130,7 @@ TEST(WebSocketTest, UnmaskedClientFramesAreRefusedAndPingsAnswered) {
   WebSocketConnection server(sockets.ours.Get());
   std::vector<WebSocketMessage> messages;
   ASSERT_TRUE(
-      server
-          .Consume(WebSocketConnection::EncodeClientFrame(WebSocketOpcode::kPing, "p"), messages)
+      server.Consume(WebSocketConnection::EncodeClientFrame(WebSocketOpcode::kPing, "p"), messages)
           .ok());
   std::string pong = ReadSome(sockets.theirs.Get());
   std::vector<WebSocketMessage> answers;

@@ -1,0 +1,77 @@
+#!/usr/bin/python3
+"""A WebSocket client of kapal's streaming server, written with Debian's python3-websocket (an
+implementation independent of ours), for the end-to-end tests.
+
+  ws_client.py exec URL [--protocol P] [--stdin TEXT] [--drop-after SECONDS]
+
+Prints one JSON line: {"protocol", "stdout", "stderr", "status"}; --drop-after closes the socket
+without a close frame after SECONDS (a client that vanishes)."""
+import argparse
+import base64
+import json
+import socket
+import sys
+import time
+
+import websocket
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["exec"])
+    parser.add_argument("url")
+    parser.add_argument("--protocol", default="v5.channel.k8s.io")
+    parser.add_argument("--stdin", default=None)
+    parser.add_argument("--drop-after", type=float, default=None)
+    args = parser.parse_args()
+    url = args.url.replace("http://", "ws://", 1)
+    try:
+        ws = websocket.create_connection(url, subprotocols=[args.protocol], timeout=30)
+    except websocket.WebSocketBadStatusException as error:
+        print(json.dumps({"http_status": error.status_code}))
+        return
+    base64_mode = "base64" in args.protocol
+    out = {"protocol": ws.getsubprotocol(), "stdout": "", "stderr": "", "status": ""}
+
+    def send(channel, data):
+        if base64_mode:
+            ws.send(str(channel) + base64.b64encode(data).decode())
+        else:
+            ws.send_binary(bytes([channel]) + data)
+
+    if args.stdin is not None:
+        send(0, args.stdin.encode())
+        if args.protocol == "v5.channel.k8s.io":
+            ws.send_binary(bytes([255, 0]))  # v5: stdin is closed
+    if args.drop_after is not None:
+        time.sleep(args.drop_after)
+        ws.sock.shutdown(socket.SHUT_RDWR)
+        ws.sock.close()
+        print(json.dumps({"dropped": True}))
+        return
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            opcode, data = ws.recv_data(control_frame=False)
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            break
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+        if not data:
+            continue
+        if base64_mode:
+            channel, data = data[0] - ord("0"), base64.b64decode(data[1:])
+        else:
+            channel, data = data[0], data[1:]
+        text = data.decode(errors="replace")
+        if channel == 1:
+            out["stdout"] += text
+        elif channel == 2:
+            out["stderr"] += text
+        elif channel == 3:
+            out["status"] += text
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
