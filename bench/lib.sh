@@ -103,3 +103,23 @@ CONFIG
   pids+=($containerd_pid)
   wait_for containerd test -S "$work/containerd/containerd.sock"
 }
+
+# The pause image containerd runs per pod: busybox sleeping. Pushed to the run's registry; its
+# reference is printed.
+build_pause_image() {
+  local ref="127.0.0.1:$port/bench/pause:1"
+  (
+    cd "$work"
+    umoci init --layout oci >/dev/null
+    umoci new --image oci:pause >/dev/null
+    umoci unpack --image oci:pause bundle >/dev/null
+    mkdir -p bundle/rootfs/bin
+    cp /bin/busybox bundle/rootfs/bin/busybox
+    ln -sf busybox bundle/rootfs/bin/sleep
+    umoci repack --image oci:pause bundle >/dev/null
+    umoci config --image oci:pause --config.entrypoint /bin/sleep --config.cmd 2147483647 >/dev/null
+    skopeo copy -q --dest-tls-verify=false oci:oci:pause "docker://$ref" >&2
+    rm -rf bundle oci
+  )
+  echo "$ref"
+}

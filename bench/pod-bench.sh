@@ -25,21 +25,7 @@ cat >"$work/net.d/10-bench.conflist" <<CONFIG
 CONFIG
 
 start_registry
-# The pause image containerd runs per pod: busybox sleeping.
-pause_ref="127.0.0.1:$port/bench/pause:1"
-(
-  cd "$work"
-  umoci init --layout oci >/dev/null
-  umoci new --image oci:pause >/dev/null
-  umoci unpack --image oci:pause bundle >/dev/null
-  mkdir -p bundle/rootfs/bin
-  cp /bin/busybox bundle/rootfs/bin/busybox
-  ln -sf busybox bundle/rootfs/bin/sleep
-  umoci repack --image oci:pause bundle >/dev/null
-  umoci config --image oci:pause --config.entrypoint /bin/sleep --config.cmd 2147483647 >/dev/null
-  skopeo copy -q --dest-tls-verify=false oci:oci:pause "docker://$pause_ref"
-  rm -rf bundle oci
-)
+pause_ref=$(build_pause_image)
 
 start_kapald "$(printf '[cni]\nconf_dir = "%s"\n' "$work/net.d")"
 start_containerd "$(cat <<CONFIG
