@@ -123,3 +123,33 @@ build_pause_image() {
   )
   echo "$ref"
 }
+
+# Both runtimes ready to run pods on one CNI network of this run's own: a bridge BRIDGE on
+# SUBNET (no masquerade), the registry, containerd's pause image, kapald and containerd. Prints
+# the versions.
+start_pod_runtimes() {  # start_pod_runtimes BRIDGE SUBNET
+  bench_bridge=$1
+  mkdir -p "$work/net.d"
+  cat >"$work/net.d/10-bench.conflist" <<CONFIG
+{"cniVersion": "1.0.0", "name": "kapal-bench", "plugins": [
+  {"type": "bridge", "bridge": "$bench_bridge", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "dataDir": "$work/ipam",
+            "ranges": [[{"subnet": "$2"}]]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}},
+  {"type": "loopback"}]}
+CONFIG
+  start_registry
+  local pause_ref
+  pause_ref=$(build_pause_image)
+  start_kapald "$(printf '[cni]\nconf_dir = "%s"\n' "$work/net.d")"
+  start_containerd "$(cat <<CONFIG
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$pause_ref"
+  restrict_oom_score_adj = true
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "$work/net.d"
+CONFIG
+)"
+  echo "containerd $(containerd --version | awk '{print $3}'), kapald $("$build/daemon/kapald" --version | awk '{print $2}'), runc $(runc --version | awk 'NR==1 {print $3}'), $(nproc) cores"
+}

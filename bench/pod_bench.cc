@@ -27,7 +27,7 @@
 #include "absl/strings/str_split.h"
 #include "api/cri_services.h"
 #include "base/files.h"
-#include "tests/fixtures/registry_fixture.h"
+#include "bench/busybox_image.h"
 
 namespace {
 
@@ -214,26 +214,12 @@ int main(int argc, char** argv) {
     targets.push_back({parts[0], parts[1], std::stoi(parts[2]), parts[3]});
   }
 
-  auto registry = kapal::testing::RegistryFixture::External(registry_port);
-  if (!registry.ok()) {
-    std::cerr << "pod-bench: " << registry.status() << "\n";
+  absl::StatusOr<std::string> pushed = kapal::bench::PushBusyboxImage(registry_port);
+  if (!pushed.ok()) {
+    std::cerr << "pod-bench: " << pushed.status() << "\n";
     return 1;
   }
-  auto rootfs = kapal::testing::BusyboxRootfs();
-  auto layer = rootfs.ok() ? kapal::testing::BuildLayer(*rootfs, kapal::testing::Compression::kGzip)
-                           : absl::StatusOr<kapal::testing::LayerBlob>(rootfs.status());
-  if (!layer.ok()) {
-    std::cerr << "pod-bench: " << layer.status() << "\n";
-    return 1;
-  }
-  kapal::testing::TestImage image;
-  image.layers.push_back(*layer);
-  if (absl::StatusOr<std::string> pushed = (*registry)->Push("bench/busybox", "1", image);
-      !pushed.ok()) {
-    std::cerr << "pod-bench: push: " << pushed.status() << "\n";
-    return 1;
-  }
-  std::string image_ref = absl::StrCat("127.0.0.1:", registry_port, "/bench/busybox:1");
+  std::string image_ref = *pushed;
 
   // Per target: its stubs, and what is measured. Rounds alternate between the targets, so
   // that both see the same background noise of the machine.

@@ -27,9 +27,9 @@
 #include "absl/strings/str_split.h"
 #include "api/cri_services.h"
 #include "base/unique_fd.h"
+#include "bench/busybox_image.h"
 #include "streaming/http.h"
 #include "streaming/spdy.h"
-#include "tests/fixtures/registry_fixture.h"
 
 namespace {
 
@@ -196,16 +196,9 @@ int main(int argc, char** argv) {
   transfers = std::clamp(transfers, 1, 20);
   megabytes = std::clamp(megabytes, 1, 1000);
 
-  auto registry = kapal::testing::RegistryFixture::External(registry_port);
-  if (!registry.ok()) Die(std::string(registry.status().message()));
-  auto rootfs = kapal::testing::BusyboxRootfs();
-  if (!rootfs.ok()) Die(std::string(rootfs.status().message()));
-  auto layer = kapal::testing::BuildLayer(*rootfs, kapal::testing::Compression::kGzip);
-  if (!layer.ok()) Die(std::string(layer.status().message()));
-  kapal::testing::TestImage image;
-  image.layers.push_back(*layer);
-  if (!(*registry)->Push("bench/busybox", "1", image).ok()) Die("push");
-  std::string image_ref = absl::StrCat("127.0.0.1:", registry_port, "/bench/busybox:1");
+  absl::StatusOr<std::string> pushed = kapal::bench::PushBusyboxImage(registry_port);
+  if (!pushed.ok()) Die(std::string(pushed.status().message()));
+  std::string image_ref = *pushed;
 
   std::printf("%-12s %14s %14s %14s %14s %14s\n", "target", "exec 1st byte", "exec done",
               "(p95 done)", "ExecSync", "forward MB/s");

@@ -33,6 +33,18 @@ absl::Status CheckChannels(bool in, bool out, bool err, bool tty) {
   return absl::OkStatus();
 }
 
+// The container ID names, when it runs (VERB: "exec", "attach").
+absl::StatusOr<runtime::Container> RunningContainer(runtime::Runtime& runtime,
+                                                    const std::string& id, const char* verb) {
+  absl::StatusOr<runtime::Container> container = runtime.GetContainer(id);
+  if (!container.ok()) return container.status();
+  if (container->state != runtime::v1::CONTAINER_RUNNING) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "container ", container->id, " is not running; ", verb, " needs a running one"));
+  }
+  return container;
+}
+
 }  // namespace
 
 grpc::Status RuntimeService::Exec(grpc::ServerContext*, const ExecRequest* request,
@@ -46,12 +58,9 @@ grpc::Status RuntimeService::Exec(grpc::ServerContext*, const ExecRequest* reque
       !checked.ok()) {
     return ToGrpcStatus(checked);
   }
-  absl::StatusOr<runtime::Container> container = runtime_.GetContainer(request->container_id());
+  absl::StatusOr<runtime::Container> container =
+      RunningContainer(runtime_, request->container_id(), "exec");
   if (!container.ok()) return ToGrpcStatus(container.status());
-  if (container->state != runtime::v1::CONTAINER_RUNNING) {
-    return ToGrpcStatus(absl::FailedPreconditionError(
-        absl::StrCat("container ", container->id, " is not running; exec needs a running one")));
-  }
   streaming::ExecSession session;
   session.container_id = container->id;
   session.options.cmd.assign(request->cmd().begin(), request->cmd().end());
@@ -71,12 +80,9 @@ grpc::Status RuntimeService::Attach(grpc::ServerContext*, const AttachRequest* r
       !checked.ok()) {
     return ToGrpcStatus(checked);
   }
-  absl::StatusOr<runtime::Container> container = runtime_.GetContainer(request->container_id());
+  absl::StatusOr<runtime::Container> container =
+      RunningContainer(runtime_, request->container_id(), "attach");
   if (!container.ok()) return ToGrpcStatus(container.status());
-  if (container->state != runtime::v1::CONTAINER_RUNNING) {
-    return ToGrpcStatus(absl::FailedPreconditionError(
-        absl::StrCat("container ", container->id, " is not running; attach needs a running one")));
-  }
   if (request->stdin() && !container->config.stdin()) {
     return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
         "container ", container->id, " was created without stdin; attach cannot give it one")));

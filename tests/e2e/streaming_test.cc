@@ -139,6 +139,36 @@ class StreamingTest : public PodFixture {
     return absl::StrSplit(listed.stdout(), '\n', absl::SkipEmpty());
   }
 
+  // Runs a busybox httpd serving PAGE on port 8080 of the pod, forwards a free local port to it
+  // with CLIENT (crictl or kapalctl), and makes CLIENTS parallel connections of ROUNDS GETs each
+  // through it: the number of answers that were PAGE.
+  int ForwardedRequests(const std::string& client, const std::string& page, int clients,
+                        int rounds) {
+    Run(pod_, ContainerWith(page, {"sh", "-c",
+                                   absl::StrCat("mkdir -p /tmp/www && echo ", page,
+                                                " > /tmp/www/index.html && exec busybox httpd -f "
+                                                "-p 8080 -h /tmp/www")}));
+    int local = FreePort();
+    std::vector<std::string> args = {"port-forward", pod_, absl::StrCat(local, ":8080")};
+    absl::StatusOr<base::ChildProcess> forward = base::ChildProcess::Spawn(
+        client == "crictl" ? Crictl(args) : Kapalctl(args),
+        LogTo(absl::StrCat(kapald_->StateDir(), "/", client, "-forward.log")));
+    EXPECT_TRUE(forward.ok()) << forward.status();
+    if (!forward.ok() || !WaitForHttp(local, "/", page)) return -1;
+    std::atomic<int> served{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < clients; ++i) {
+      threads.emplace_back([&] {
+        for (int round = 0; round < rounds; ++round) {
+          if (absl::StrContains(HttpGet(local, "/"), page)) ++served;
+        }
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    forward->Kill();
+    return served.load();
+  }
+
   std::string pod_;
 };
 
@@ -222,29 +252,7 @@ TEST_F(StreamingTest, AttachWithStdinOnceEndsTheContainersInputWithTheSession) {
 
 TEST_F(StreamingTest, CrictlPortForwardCarriesParallelConnections) {
   if (!HaveCrictl()) GTEST_SKIP() << "crictl not found at " << kCrictl << " (../shared absent)";
-  Run(pod_,
-      ContainerWith("web", {"sh", "-c",
-                            "mkdir -p /tmp/www && echo served-by-the-pod > /tmp/www/index.html"
-                            " && exec busybox httpd -f -p 8080 -h /tmp/www"}));
-  int local = FreePort();
-  absl::StatusOr<base::ChildProcess> forward =
-      base::ChildProcess::Spawn(Crictl({"port-forward", pod_, absl::StrCat(local, ":8080")}),
-                                LogTo(kapald_->StateDir() + "/port-forward.log"));
-  ASSERT_TRUE(forward.ok()) << forward.status();
-  ASSERT_TRUE(WaitForHttp(local, "/", "served-by-the-pod"));
-  constexpr int kClients = 8;
-  std::atomic<int> served{0};
-  std::vector<std::thread> clients;
-  for (int i = 0; i < kClients; ++i) {
-    clients.emplace_back([&] {
-      for (int round = 0; round < 5; ++round) {
-        if (absl::StrContains(HttpGet(local, "/"), "served-by-the-pod")) ++served;
-      }
-    });
-  }
-  for (std::thread& client : clients) client.join();
-  EXPECT_EQ(served.load(), kClients * 5);
-  forward->Kill();
+  EXPECT_EQ(ForwardedRequests("crictl", "served-by-the-pod", 8, 5), 8 * 5);
 }
 
 TEST_F(StreamingTest, WebSocketExecV5ReportsOutputStderrAndExitCode) {
@@ -420,26 +428,7 @@ TEST_F(StreamingTest, KapalctlInteractiveVerbs) {
   EXPECT_EQ(pods.out, "");
 
   // port-forward: a local port to the pod's.
-  Run(pod_,
-      ContainerWith("web", {"sh", "-c",
-                            "mkdir -p /tmp/www && echo kapalctl-forwarded > /tmp/www/index.html"
-                            " && exec busybox httpd -f -p 8080 -h /tmp/www"}));
-  int local = FreePort();
-  absl::StatusOr<base::ChildProcess> forward =
-      base::ChildProcess::Spawn(Kapalctl({"port-forward", pod_, absl::StrCat(local, ":8080")}),
-                                LogTo(kapald_->StateDir() + "/kapalctl-forward.log"));
-  ASSERT_TRUE(forward.ok()) << forward.status();
-  EXPECT_TRUE(WaitForHttp(local, "/", "kapalctl-forwarded"));
-  std::vector<std::thread> clients;
-  std::atomic<int> served{0};
-  for (int i = 0; i < 4; ++i) {
-    clients.emplace_back([&] {
-      if (absl::StrContains(HttpGet(local, "/"), "kapalctl-forwarded")) ++served;
-    });
-  }
-  for (std::thread& client : clients) client.join();
-  EXPECT_EQ(served.load(), 4);
-  forward->Kill();
+  EXPECT_EQ(ForwardedRequests("kapalctl", "kapalctl-forwarded", 4, 1), 4);
 }
 
 }  // namespace
