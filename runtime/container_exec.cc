@@ -1,10 +1,3 @@
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -114,21 +107,14 @@ absl::StatusOr<std::unique_ptr<ExecProcess>> Containers::StartExec(const std::st
 absl::StatusOr<AttachedContainer> Containers::Attach(const std::string& id_or_prefix) {
   absl::StatusOr<Container> c = RunningContainer(id_or_prefix, "attach needs");
   if (!c.ok()) return c.status();
-  // The bundle path may be longer than a socket address allows; reach it through an fd.
-  base::UniqueFd dir(::open(c->bundle.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) return base::ErrnoStatus(errno, "open " + c->bundle);
-  std::string path = absl::StrCat("/proc/self/fd/", dir.Get(), "/", shim::kAttachSocket);
-  base::UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!socket) return base::ErrnoStatus(errno, "socket");
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-  if (::connect(socket.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+  absl::StatusOr<base::UniqueFd> socket = ConnectShimSocket(c->bundle, shim::kAttachSocket);
+  if (!socket.ok()) {
+    // A shim of a kapal before streaming has no attach socket.
     return absl::FailedPreconditionError(
-        absl::StrCat("container ", c->id, " cannot be attached to (its shim has no attach socket: ",
-                     std::strerror(errno), "); containers started before kapal 0.4 cannot"));
+        absl::StrCat("container ", c->id, " cannot be attached to: ", socket.status().message(),
+                     " (a container started by an older kapal-shim has no attach socket)"));
   }
-  return AttachedContainer{std::move(socket), c->id, c->config.tty(), c->config.stdin()};
+  return AttachedContainer{std::move(*socket), c->id, c->config.tty(), c->config.stdin()};
 }
 
 absl::Status Containers::ResizeTerminal(const std::string& id_or_prefix, uint16_t columns,

@@ -67,26 +67,31 @@ absl::StatusOr<std::unique_ptr<ExecProcess>> ExecProcess::Start(
     if (options.stdout) process->output_.Reset(::dup(process->terminal_.Get()));
   } else {
     child.stdin_fd = child.stdout_fd = child.stderr_fd = null_fd.Get();
-    if (options.stdin) {
+    // A pipe per stream asked for: one end becomes the runtime's stdio, the other ours.
+    auto connect = [](bool wanted, bool child_reads, base::UniqueFd& child_end, int& child_fd,
+                      base::UniqueFd& ours) -> absl::Status {
+      if (!wanted) return absl::OkStatus();
       absl::StatusOr<Pipe> pipe = MakePipe();
       if (!pipe.ok()) return pipe.status();
-      child_stdin = std::move(pipe->read);
-      child.stdin_fd = child_stdin.Get();
-      process->input_ = std::move(pipe->write);
+      child_end = std::move(child_reads ? pipe->read : pipe->write);
+      ours = std::move(child_reads ? pipe->write : pipe->read);
+      child_fd = child_end.Get();
+      return absl::OkStatus();
+    };
+    if (absl::Status made =
+            connect(options.stdin, true, child_stdin, child.stdin_fd, process->input_);
+        !made.ok()) {
+      return made;
     }
-    if (options.stdout) {
-      absl::StatusOr<Pipe> pipe = MakePipe();
-      if (!pipe.ok()) return pipe.status();
-      child_stdout = std::move(pipe->write);
-      child.stdout_fd = child_stdout.Get();
-      process->output_ = std::move(pipe->read);
+    if (absl::Status made =
+            connect(options.stdout, false, child_stdout, child.stdout_fd, process->output_);
+        !made.ok()) {
+      return made;
     }
-    if (options.stderr) {
-      absl::StatusOr<Pipe> pipe = MakePipe();
-      if (!pipe.ok()) return pipe.status();
-      child_stderr = std::move(pipe->write);
-      child.stderr_fd = child_stderr.Get();
-      process->errors_ = std::move(pipe->read);
+    if (absl::Status made =
+            connect(options.stderr, false, child_stderr, child.stderr_fd, process->errors_);
+        !made.ok()) {
+      return made;
     }
   }
   for (const base::UniqueFd* fd : {&process->input_, &process->output_, &process->errors_}) {

@@ -25,11 +25,11 @@ bool ShimAlive(int pid, const std::string& bundle) {
          cmdline->find(bundle) != std::string::npos;
 }
 
-absl::StatusOr<std::string> AskShim(const std::string& bundle, const std::string& command) {
+absl::StatusOr<base::UniqueFd> ConnectShimSocket(const std::string& bundle, const char* name) {
   // The bundle path may be longer than a socket address allows; reach it through an fd.
   base::UniqueFd dir(::open(bundle.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!dir) return base::ErrnoStatus(errno, "open " + bundle);
-  std::string path = absl::StrCat("/proc/self/fd/", dir.Get(), "/", shim::kControlSocket);
+  std::string path = absl::StrCat("/proc/self/fd/", dir.Get(), "/", name);
   base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return base::ErrnoStatus(errno, "socket");
   sockaddr_un address{};
@@ -37,8 +37,15 @@ absl::StatusOr<std::string> AskShim(const std::string& bundle, const std::string
   std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
   if (::connect(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
     return absl::FailedPreconditionError(
-        absl::StrCat("the container's shim does not answer: ", std::strerror(errno)));
+        absl::StrCat("the container's shim does not answer on ", name, ": ", std::strerror(errno)));
   }
+  return fd;
+}
+
+absl::StatusOr<std::string> AskShim(const std::string& bundle, const std::string& command) {
+  absl::StatusOr<base::UniqueFd> connected = ConnectShimSocket(bundle, shim::kControlSocket);
+  if (!connected.ok()) return connected.status();
+  base::UniqueFd fd = std::move(*connected);
   timeval timeout{10, 0};
   ::setsockopt(fd.Get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   std::string line = command + "\n";
