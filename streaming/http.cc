@@ -112,6 +112,17 @@ bool WriteAll(int fd, absl::string_view data) {
   return true;
 }
 
+bool ReadAvailable(int fd, std::string& out) {
+  char buffer[64 * 1024];
+  ssize_t n = ::read(fd, buffer, sizeof buffer);
+  if (n > 0) {
+    out.assign(buffer, static_cast<size_t>(n));
+    return true;
+  }
+  out.clear();
+  return n < 0 && (errno == EAGAIN || errno == EINTR);
+}
+
 void WriteError(int fd, int code, const std::string& reason, const std::string& text) {
   std::string body = text + "\n";
   WriteAll(fd, absl::StrCat("HTTP/1.1 ", code, " ", reason,

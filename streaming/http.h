@@ -36,6 +36,10 @@ absl::StatusOr<HttpRequest> ReadRequest(int fd, std::chrono::milliseconds timeou
 // nothing). False when the client is gone or too slow.
 bool WriteAll(int fd, absl::string_view data);
 
+// Reads what FD has now into OUT (empty when nothing yet: EAGAIN); false at end of file or on an
+// error (EIO: a terminal whose other side closed).
+bool ReadAvailable(int fd, std::string& out);
+
 // A complete response with a plain-text body, for refusals ("404 Not Found", TEXT).
 void WriteError(int fd, int code, const std::string& reason, const std::string& text);
 

@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "streaming/http.h"
 #include "streaming/spdy.h"
 #include "streaming/websocket.h"
 
@@ -29,18 +30,6 @@ struct Forward {
   bool client_done = false;  // the client closed its side: shut the target's write side
   bool target_done = false;  // the target closed: no more reads
 };
-
-// Reads from TARGET; false at its end.
-bool ReadTarget(int target, std::string& out) {
-  char buffer[64 * 1024];
-  ssize_t n = ::read(target, buffer, sizeof buffer);
-  if (n > 0) {
-    out.assign(buffer, static_cast<size_t>(n));
-    return true;
-  }
-  out.clear();
-  return n < 0 && (errno == EAGAIN || errno == EINTR);
-}
 
 // Writes what is pending to the target; false when the target refuses more.
 bool FlushTarget(Forward& forward) {
@@ -150,7 +139,7 @@ void RunSpdyPortForward(int fd, const std::string& early, const DialFunction& di
         if (request.forward.target.Get() != polled.fd) continue;
         if (polled.revents & POLLOUT) FlushTarget(request.forward);
         if (!request.forward.target_done && (polled.revents & (POLLIN | POLLHUP | POLLERR))) {
-          if (ReadTarget(polled.fd, data)) {
+          if (ReadAvailable(polled.fd, data)) {
             if (!data.empty() && !spdy.SendData(request.data_stream, data)) return;
           } else {
             // The pod's side closed: the client's copy ends with FIN on data, its error reader
@@ -181,14 +170,7 @@ void RunWebSocketPortForward(int fd, const std::string& early, bool base64,
                              const std::vector<uint16_t>& ports, const DialFunction& dial) {
   WebSocketConnection socket(fd);
   auto send = [&](size_t channel, absl::string_view data) {
-    if (base64) {
-      return socket.Send(
-          WebSocketOpcode::kText,
-          absl::StrCat(std::string(1, static_cast<char>('0' + channel)), absl::Base64Escape(data)));
-    }
-    std::string message(1, static_cast<char>(channel));
-    message.append(data.data(), data.size());
-    return socket.Send(WebSocketOpcode::kBinary, message);
+    return socket.SendOnChannel(static_cast<uint8_t>(channel), data, base64);
   };
   std::vector<Forward> forwards(ports.size());
   for (size_t i = 0; i < ports.size(); ++i) {
@@ -212,14 +194,9 @@ void RunWebSocketPortForward(int fd, const std::string& early, bool base64,
         socket.Close();
         return;
       }
-      std::string payload = std::move(message.payload);
-      if (payload.empty()) continue;
-      size_t channel = static_cast<uint8_t>(payload[0]);
-      std::string bytes = payload.substr(1);
-      if (base64) {
-        channel = static_cast<size_t>(payload[0] - '0');
-        if (!absl::Base64Unescape(payload.substr(1), &bytes)) continue;
-      }
+      uint8_t channel = 0;
+      std::string bytes;
+      if (!WebSocketConnection::ChannelMessage(message, base64, channel, bytes)) continue;
       if (channel % 2 != 0 || channel / 2 >= forwards.size()) continue;
       Forward& forward = forwards[channel / 2];
       if (!forward.target) continue;
@@ -249,7 +226,7 @@ void RunWebSocketPortForward(int fd, const std::string& early, bool base64,
         if (forward.target.Get() != polled.fd) continue;
         if (polled.revents & POLLOUT) FlushTarget(forward);
         if (!forward.target_done && (polled.revents & (POLLIN | POLLHUP | POLLERR))) {
-          if (ReadTarget(polled.fd, data)) {
+          if (ReadAvailable(polled.fd, data)) {
             if (!data.empty() && !send(2 * i, data)) return;
           } else {
             forward.target_done = true;

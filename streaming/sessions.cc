@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "shim/exit_file.h"
+#include "streaming/http.h"
 
 namespace kapal::streaming {
 
@@ -44,18 +45,6 @@ class ResizeReader {
   ResizeFunction apply_;
   std::string buffer_;
 };
-
-// Reads what is there from FD; false at end of file (EIO: a terminal whose other side closed).
-bool ReadOutput(int fd, std::string& out) {
-  char buffer[32 * 1024];
-  ssize_t n = ::read(fd, buffer, sizeof buffer);
-  if (n > 0) {
-    out.assign(buffer, static_cast<size_t>(n));
-    return true;
-  }
-  out.clear();
-  return n < 0 && (errno == EAGAIN || errno == EINTR);
-}
 
 }  // namespace
 
@@ -138,7 +127,7 @@ void RunExecSession(CommandTransport& transport, runtime::ExecProcess& process,
         }
       } else if (polled.fd == output || polled.fd == errors) {
         bool is_output = polled.fd == output;
-        if (ReadOutput(polled.fd, data)) {
+        if (ReadAvailable(polled.fd, data)) {
           if (!data.empty() &&
               !transport.Send(is_output ? Channel::kStdout : Channel::kStderr, data)) {
             process.Kill();

@@ -143,14 +143,7 @@ class WebSocketCommandTransport : public CommandTransport {
   }
 
   bool Send(Channel channel, absl::string_view data) override {
-    if (base64_) {
-      std::string text(1, static_cast<char>('0' + static_cast<int>(channel)));
-      text += absl::Base64Escape(data);
-      return socket_.Send(WebSocketOpcode::kText, text);
-    }
-    std::string message(1, static_cast<char>(channel));
-    message.append(data.data(), data.size());
-    return socket_.Send(WebSocketOpcode::kBinary, message);
+    return socket_.SendOnChannel(static_cast<uint8_t>(channel), data, base64_);
   }
 
   bool End(Channel channel) override {
@@ -173,21 +166,14 @@ class WebSocketCommandTransport : public CommandTransport {
         closed_ = true;
         continue;
       }
-      std::string payload = std::move(message.payload);
-      if (payload.empty()) continue;
-      int channel = static_cast<uint8_t>(payload[0]);
-      std::string data = payload.substr(1);
-      if (base64_) {
-        channel = payload[0] - '0';
-        std::string decoded;
-        if (!absl::Base64Unescape(data, &decoded)) continue;
-        data = std::move(decoded);
-      }
+      uint8_t channel = 0;
+      std::string data;
+      if (!WebSocketConnection::ChannelMessage(message, base64_, channel, data)) continue;
       if (channel == 255 && !data.empty()) {  // v5: the client closed a channel
         out.push_back({static_cast<Channel>(static_cast<uint8_t>(data[0])), "", true});
         continue;
       }
-      if (channel < 0 || channel > static_cast<int>(Channel::kResize)) continue;
+      if (channel > static_cast<int>(Channel::kResize)) continue;
       // Each message on the resize channel is one whole JSON object.
       if (channel == static_cast<int>(Channel::kResize)) data += '\n';
       out.push_back({static_cast<Channel>(channel), std::move(data), false});

@@ -146,6 +146,29 @@ bool WebSocketConnection::Send(WebSocketOpcode opcode, absl::string_view payload
   return WriteAll(fd_, EncodeFrame(opcode, payload, /*masked=*/false));
 }
 
+bool WebSocketConnection::SendOnChannel(uint8_t channel, absl::string_view data, bool base64) {
+  if (base64) {
+    std::string text(1, static_cast<char>('0' + channel));
+    text += absl::Base64Escape(data);
+    return Send(WebSocketOpcode::kText, text);
+  }
+  std::string message(1, static_cast<char>(channel));
+  message.append(data.data(), data.size());
+  return Send(WebSocketOpcode::kBinary, message);
+}
+
+bool WebSocketConnection::ChannelMessage(const WebSocketMessage& message, bool base64,
+                                         uint8_t& channel, std::string& data) {
+  if (message.payload.empty()) return false;
+  if (!base64) {
+    channel = static_cast<uint8_t>(message.payload[0]);
+    data = message.payload.substr(1);
+    return true;
+  }
+  channel = static_cast<uint8_t>(message.payload[0] - '0');
+  return absl::Base64Unescape(absl::string_view(message.payload).substr(1), &data);
+}
+
 bool WebSocketConnection::Close(uint16_t status) {
   std::string payload;
   payload += static_cast<char>(status >> 8);

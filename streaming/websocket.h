@@ -31,6 +31,13 @@ class WebSocketConnection {
   // Reads once from the socket and consumes it; UNAVAILABLE at end of connection.
   absl::Status ReadMessages(std::vector<WebSocketMessage>& messages);
   bool Send(WebSocketOpcode opcode, absl::string_view payload);
+  // Kubernetes' channel framing: a binary message whose first byte is the channel, or with
+  // BASE64 (the *.base64.channel.k8s.io protocols) a text message of the channel's digit and
+  // the data in base64.
+  bool SendOnChannel(uint8_t channel, absl::string_view data, bool base64);
+  // The channel and data of such a message; false for one that is not (empty, bad base64).
+  static bool ChannelMessage(const WebSocketMessage& message, bool base64, uint8_t& channel,
+                             std::string& data);
   // A close frame with STATUS (1000 normal).
   bool Close(uint16_t status = 1000);
 
