@@ -42,21 +42,26 @@ using streaming::WebSocketOpcode;
 constexpr uint8_t kStdin = 0, kStdout = 1, kStderr = 2, kError = 3, kResize = 4, kClose = 255;
 
 struct Url {
+  bool tls = false;
   std::string host;
   std::string port;
   std::string path;
 };
 
 absl::StatusOr<Url> ParseUrl(const std::string& url) {
-  constexpr absl::string_view kScheme = "http://";
-  if (!absl::StartsWith(url, kScheme)) {
+  Url parsed;
+  std::string rest;
+  if (absl::StartsWith(url, "http://")) {
+    rest = url.substr(7);
+  } else if (absl::StartsWith(url, "https://")) {
+    rest = url.substr(8);
+    parsed.tls = true;
+  } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("streaming URL \"", url, "\" is not http:// (TLS is not supported)"));
+        absl::StrCat("streaming URL \"", url, "\" is neither http:// nor https://"));
   }
-  std::string rest = url.substr(kScheme.size());
   size_t slash = rest.find('/');
   std::string authority = rest.substr(0, slash);
-  Url parsed;
   parsed.path = slash == std::string::npos ? "/" : rest.substr(slash);
   size_t colon = authority.rfind(':');
   if (colon == std::string::npos) return absl::InvalidArgumentError("streaming URL has no port");
@@ -159,6 +164,18 @@ absl::StatusOr<StreamConnection> StreamConnection::Open(const std::string& url,
   if (!parsed.ok()) return parsed.status();
   absl::StatusOr<base::UniqueFd> socket = Dial(parsed->host, parsed->port);
   if (!socket.ok()) return socket.status();
+  StreamConnection connection;
+  connection.socket_ = std::move(*socket);
+  if (parsed->tls) {
+    absl::StatusOr<std::unique_ptr<streaming::TlsContext>> context =
+        streaming::TlsContext::ForInsecureClient();
+    if (!context.ok()) return context.status();
+    absl::StatusOr<std::unique_ptr<streaming::TlsPump>> pump =
+        streaming::TlsPump::Start(**context, connection.socket_.Get(), /*server=*/false);
+    if (!pump.ok()) return pump.status();
+    connection.tls_ = std::move(*pump);
+  }
+  int fd = connection.fd();
   unsigned char nonce[16];
   RAND_bytes(nonce, sizeof nonce);
   std::string key =
@@ -170,27 +187,26 @@ absl::StatusOr<StreamConnection> StreamConnection::Open(const std::string& url,
                    "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                    "Sec-WebSocket-Key: ",
                    key, "\r\nSec-WebSocket-Protocol: ", absl::StrJoin(protocols, ", "), "\r\n\r\n");
-  if (!streaming::WriteAll(socket->Get(), request)) {
+  if (!streaming::WriteAll(fd, request)) {
     return absl::UnavailableError("the streaming server closed the connection");
   }
   std::string head;
   size_t end;
   char buffer[4096];
   while ((end = head.find("\r\n\r\n")) == std::string::npos) {
-    ssize_t n = ::read(socket->Get(), buffer, sizeof buffer);
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return absl::UnavailableError("the streaming server closed the connection");
     head.append(buffer, static_cast<size_t>(n));
     if (head.size() > 64 * 1024) return absl::UnavailableError("no HTTP answer from the server");
   }
-  StreamConnection connection;
   connection.buffer_ = head.substr(end + 4);
   head.resize(end);
   if (!absl::StartsWith(head, "HTTP/1.1 101")) {
     // A refusal: status line, then its text body (read what came).
     std::string body = connection.buffer_;
     ssize_t n;
-    while ((n = ::read(socket->Get(), buffer, sizeof buffer)) > 0) body.append(buffer, n);
+    while ((n = ::read(fd, buffer, sizeof buffer)) > 0) body.append(buffer, n);
     std::string status = head.substr(0, head.find("\r\n"));
     return absl::FailedPreconditionError(absl::StrCat("streaming server: ", status.substr(9), ": ",
                                                       absl::StripAsciiWhitespace(body)));
@@ -200,7 +216,6 @@ absl::StatusOr<StreamConnection> StreamConnection::Open(const std::string& url,
       connection.protocol_ = std::string(absl::StripAsciiWhitespace(line.substr(23)));
     }
   }
-  connection.socket_ = std::move(*socket);
   return connection;
 }
 
@@ -208,12 +223,12 @@ bool StreamConnection::Send(uint8_t channel, absl::string_view data) {
   std::string message(1, static_cast<char>(channel));
   message.append(data.data(), data.size());
   return streaming::WriteAll(
-      socket_.Get(), WebSocketConnection::EncodeClientFrame(WebSocketOpcode::kBinary, message));
+      fd(), WebSocketConnection::EncodeClientFrame(WebSocketOpcode::kBinary, message));
 }
 
 absl::Status StreamConnection::Receive(std::vector<std::pair<uint8_t, std::string>>& messages) {
   char chunk[64 * 1024];
-  ssize_t n = ::read(socket_.Get(), chunk, sizeof chunk);
+  ssize_t n = ::read(fd(), chunk, sizeof chunk);
   if (n < 0 && errno == EINTR) return absl::OkStatus();
   bool closed = n <= 0;
   if (n > 0) buffer_.append(chunk, static_cast<size_t>(n));

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "base/unique_fd.h"
 #include "ctl/commands.h"
+#include "streaming/tls.h"
 
 // kapalctl's side of the streaming server: a WebSocket client for the URLs that Exec, Attach and
 // PortForward return (v5.channel.k8s.io for exec and attach, portforward.k8s.io for ports), the
@@ -17,12 +18,13 @@ namespace kapal::ctl {
 
 class StreamConnection {
  public:
-  // Connects to URL (http://HOST:PORT/PATH), adds QUERY, and upgrades with the first of
-  // PROTOCOLS the server takes.
+  // Connects to URL (http:// or https://HOST:PORT/PATH; the server's certificate is not
+  // verified, as crictl does), adds QUERY, and upgrades with the first of PROTOCOLS the server
+  // takes.
   static absl::StatusOr<StreamConnection> Open(const std::string& url,
                                                const std::vector<std::string>& protocols,
                                                const std::string& query = "");
-  int fd() const { return socket_.Get(); }
+  int fd() const { return tls_ ? tls_->Plain() : socket_.Get(); }
   const std::string& protocol() const { return protocol_; }
   bool Send(uint8_t channel, absl::string_view data);
   // Reads once (after poll) and returns whole messages: channel and bytes. UNAVAILABLE when the
@@ -31,7 +33,8 @@ class StreamConnection {
 
  private:
   StreamConnection() = default;
-  base::UniqueFd socket_;
+  base::UniqueFd socket_;                    // the TCP connection
+  std::unique_ptr<streaming::TlsPump> tls_;  // for https:// URLs; destroyed before the socket
   std::string protocol_;
   std::string buffer_;
 };

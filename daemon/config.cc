@@ -206,6 +206,11 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
                                     " (an empty string turns streaming off)"));
     }
   }
+  if (config.streaming_tls_cert_file.empty() != config.streaming_tls_key_file.empty()) {
+    errors.push_back(
+        "keys 'streaming.tls_cert_file' and 'streaming.tls_key_file': give both, or neither "
+        "(for a self-signed certificate)");
+  }
   if (!config.metrics_address.empty()) {
     if (auto parsed = metrics::ParseHostPort(config.metrics_address); !parsed.ok()) {
       errors.push_back(absl::StrCat("key 'metrics.address': ", parsed.status().message(),
@@ -310,6 +315,9 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
   if (const toml::table* streaming = top.Table("streaming")) {
     TableReader reader(*streaming, "streaming.", errors);
     reader.String("address", config.streaming_address);
+    reader.Bool("tls", config.streaming_tls);
+    reader.String("tls_cert_file", config.streaming_tls_cert_file);
+    reader.String("tls_key_file", config.streaming_tls_key_file);
     reader.RejectUnknownKeys();
   }
   if (const toml::table* cgroup = top.Table("cgroup")) {
@@ -425,6 +433,12 @@ std::string RenderConfig(const Config& config) {
   line("# single-use token valid for a minute, but the connection is plain HTTP. Empty turns it");
   line("# off.");
   line("address = ", Quoted(config.streaming_address));
+  line("# HTTPS instead of HTTP. With both files empty a self-signed certificate is made at each");
+  line("# start (clients such as crictl and kubelet do not verify it: the URL comes over the CRI");
+  line("# socket). Otherwise a PEM certificate (chain) and its key.");
+  line("tls = ", config.streaming_tls ? "true" : "false");
+  line("tls_cert_file = ", Quoted(config.streaming_tls_cert_file));
+  line("tls_key_file = ", Quoted(config.streaming_tls_key_file));
   line();
   line("[cgroup]");
   line("# cgroupfs, systemd, or auto (systemd when systemd runs the host, else cgroupfs).");
@@ -507,7 +521,11 @@ nlohmann::json ConfigToJson(const Config& config) {
       {"log_level", config.log_level},
       {"grpc", {{"address", config.socket_path}}},
       {"metrics", {{"address", config.metrics_address}}},
-      {"streaming", {{"address", config.streaming_address}}},
+      {"streaming",
+       {{"address", config.streaming_address},
+        {"tls", config.streaming_tls},
+        {"tls_cert_file", config.streaming_tls_cert_file},
+        {"tls_key_file", config.streaming_tls_key_file}}},
       {"cgroup", {{"driver", CgroupDriverSettingName(config.cgroup_driver)}}},
       {"runtime",
        {{"default_handler", config.default_runtime},

@@ -30,6 +30,11 @@ struct Config : runtime::Options {
   // HOST:PORT of the streaming server (exec, attach, port-forward URLs). Loopback on a free port
   // by default, as containerd: kubelet on the same node reaches it, nobody else. Empty: off.
   std::string streaming_address = "127.0.0.1:0";
+  // HTTPS for the streaming server, as containerd's enable_tls_streaming: with the key pair
+  // given, or a self-signed certificate made at start when both files are empty.
+  bool streaming_tls = false;
+  std::string streaming_tls_cert_file;
+  std::string streaming_tls_key_file;
   // auto: overlay where the kernel and root filesystem allow it, else native copies.
   SnapshotterSetting snapshotter = SnapshotterSetting::kAuto;
   int max_concurrent_downloads = 3;

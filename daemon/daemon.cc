@@ -203,11 +203,15 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   if (!config.streaming_address.empty()) {
     streaming::ServerOptions streaming_options;
     streaming_options.address = config.streaming_address;
+    streaming_options.tls = config.streaming_tls;
+    streaming_options.tls_cert_file = config.streaming_tls_cert_file;
+    streaming_options.tls_key_file = config.streaming_tls_key_file;
     absl::StatusOr<std::unique_ptr<streaming::Server>> streaming =
         streaming::Server::Start(streaming_options, *parts->runtime, parts->metrics, logger);
     if (!streaming.ok()) return streaming.status();
     parts->streaming = std::move(*streaming);
-    logger.Info("streaming server on http://", parts->streaming->Address());
+    logger.Info("streaming server on ", config.streaming_tls ? "https://" : "http://",
+                parts->streaming->Address());
   }
   parts->runtime_service =
       std::make_unique<cri::RuntimeService>(*parts->runtime, ConfigToJson(parts->config),

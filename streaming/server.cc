@@ -31,6 +31,7 @@
 #include "streaming/http.h"
 #include "streaming/port_forward.h"
 #include "streaming/sessions.h"
+#include "streaming/tls.h"
 #include "streaming/transport.h"
 #include "streaming/websocket.h"
 
@@ -79,7 +80,8 @@ struct Server::Impl {
   std::string address;
   std::string url_host;
   base::UniqueFd listener;
-  base::UniqueFd wake;  // eventfd: stop the accept loop
+  base::UniqueFd wake;              // eventfd: stop the accept loop
+  std::unique_ptr<TlsContext> tls;  // null for plain HTTP
   std::thread acceptor;
 
   std::mutex mutex;
@@ -125,7 +127,7 @@ struct Server::Impl {
       it = it->second.second < now ? tokens.erase(it) : std::next(it);
     }
     tokens.emplace(token, std::make_pair(std::move(session), now + kTokenLifetime));
-    return absl::StrCat("http://", url_host, "/", kind, "/", token);
+    return absl::StrCat(tls ? "https://" : "http://", url_host, "/", kind, "/", token);
   }
 
   std::optional<Session> Consume(const std::string& kind, const std::string& token) {
@@ -164,11 +166,30 @@ struct Server::Impl {
       Connection& connection = connections.emplace_back();
       connection.fd = fd;
       connection.thread = std::thread([this, &connection] {
-        Serve(connection.fd);
+        if (tls) {
+          ServeTls(connection.fd);
+        } else {
+          Serve(connection.fd);
+        }
         ::close(connection.fd);
         connection.done = true;
       });
     }
+  }
+
+  // The session runs on the plain end of a TLS pump; shutting FD down ends both.
+  void ServeTls(int fd) {
+    timeval handshake_timeout{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &handshake_timeout, sizeof handshake_timeout);
+    absl::StatusOr<std::unique_ptr<TlsPump>> pump = TlsPump::Start(*tls, fd, /*server=*/true);
+    if (!pump.ok()) {
+      logger.Debug("streaming: ", pump.status().message());
+      return;
+    }
+    timeval none{0, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+    Serve((*pump)->Plain());
+    (*pump)->ClosePlain();
   }
 
   void Serve(int fd) {
@@ -352,6 +373,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   absl::StatusOr<metrics::HostPort> where = metrics::ParseHostPort(options.address);
   if (!where.ok()) return where.status();
   auto impl = std::make_unique<Impl>(options, runtime, metrics, logger);
+  if (options.tls) {
+    absl::StatusOr<std::unique_ptr<TlsContext>> tls =
+        TlsContext::ForServer(options.tls_cert_file, options.tls_key_file, where->host);
+    if (!tls.ok()) return tls.status();
+    impl->tls = std::move(*tls);
+  }
   bool v6 = where->host.find(':') != std::string::npos;
   impl->listener.Reset(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!impl->listener) return base::ErrnoStatus(errno, "socket");

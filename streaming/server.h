@@ -11,8 +11,8 @@
 // The streaming server (a front door of its own): CRI's Exec, Attach and PortForward answer
 // with a URL here, and the client (crictl, kubelet for kubectl, kapalctl) upgrades a connection
 // to it: SPDY/3.1 with the remotecommand (v1-v4) and portforward.k8s.io protocols, or WebSocket
-// (v5.channel.k8s.io, v4, base64 variants, port forwarding). Each URL holds a single-use token
-// that expires after a minute. Sessions run on threads of their own, so a slow or vanished
+// (v5.channel.k8s.io, v4, base64 variants, port forwarding), over HTTP or HTTPS (tls.h). Each
+// URL holds a single-use token that expires after a minute. Sessions run on threads of their own, so a slow or vanished
 // client holds nothing but its session.
 namespace kapal::streaming {
 
@@ -21,6 +21,10 @@ struct ServerOptions {
   std::string address = "127.0.0.1:0";
   // The host to put in URLs when ADDRESS is a wildcard ("" = the address's host).
   std::string advertised_host;
+  // HTTPS: the key pair from these PEM files, or a self-signed certificate when both are empty.
+  bool tls = false;
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 struct ExecSession {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -10,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "streaming/http.h"
 #include "streaming/spdy.h"
+#include "streaming/tls.h"
 #include "streaming/websocket.h"
 
 namespace kapal::streaming {
@@ -176,6 +178,43 @@ TEST(HttpTest, NotHttpAndSilentClientsAreRefused) {
   SocketPair silent = MakeSocketPair();
   EXPECT_EQ(ReadRequest(silent.ours.Get(), std::chrono::milliseconds(100), early).status().code(),
             absl::StatusCode::kDeadlineExceeded);
+}
+
+}  // namespace
+}  // namespace kapal::streaming
+
+namespace kapal::streaming {
+namespace {
+
+TEST(TlsTest, PumpsCarryBytesBothWaysAndEndWithTheConnection) {
+  SocketPair sockets = MakeSocketPair();
+  absl::StatusOr<std::unique_ptr<TlsContext>> server_context =
+      TlsContext::ForServer("", "", "127.0.0.1");
+  ASSERT_TRUE(server_context.ok()) << server_context.status();
+  absl::StatusOr<std::unique_ptr<TlsContext>> client_context = TlsContext::ForInsecureClient();
+  ASSERT_TRUE(client_context.ok());
+  absl::StatusOr<std::unique_ptr<TlsPump>> server(absl::UnknownError("not started"));
+  std::thread handshake(
+      [&] { server = TlsPump::Start(**server_context, sockets.ours.Get(), true); });
+  absl::StatusOr<std::unique_ptr<TlsPump>> client =
+      TlsPump::Start(**client_context, sockets.theirs.Get(), false);
+  handshake.join();
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE(client.ok()) << client.status();
+  for (int round = 0; round < 3; ++round) {
+    std::string request = "GET /exec/token HTTP/1.1\r\n\r\n" + std::to_string(round);
+    ASSERT_TRUE(WriteAll((*client)->Plain(), request));
+    std::string got;
+    while (got.size() < request.size()) got += ReadSome((*server)->Plain());
+    EXPECT_EQ(got, request);
+    ASSERT_TRUE(WriteAll((*server)->Plain(), "answer"));
+    std::string answer;
+    while (answer.size() < 6) answer += ReadSome((*client)->Plain());
+    EXPECT_EQ(answer, "answer");
+  }
+  // The server's session ends: the client reads end of file.
+  (*server)->ClosePlain();
+  EXPECT_EQ(ReadSome((*client)->Plain()), "");
 }
 
 }  // namespace
