@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
 #include "images/unpack.h"
 
 namespace kapal::images {
@@ -84,11 +86,31 @@ absl::Status Puller::Download(RegistryClient& client, const std::string& reposit
   });
 }
 
+absl::StatusOr<std::string> Puller::StageLayer(const Descriptor& layer, const Digest& diff_id,
+                                               const Digest& chain_id) {
+  if (snapshots_.GetDriver() != snapshotter::Driver::kOverlay) return std::string();
+  if (absl::StatusOr<snapshotter::Info> existing = snapshots_.Stat(chain_id.String());
+      existing.ok() && existing->kind == snapshotter::Kind::kCommitted) {
+    return std::string();
+  }
+  absl::StatusOr<std::string> staged = snapshots_.NewStagingDirectory();
+  if (!staged.ok()) return staged.status();
+  absl::StatusOr<UnpackedLayer> unpacked = images::UnpackLayer(
+      content_.PathOf(layer.digest), *staged, WhiteoutStyle::kOverlay, &diff_id);
+  if (!unpacked.ok()) {
+    (void)base::RemoveTree(*staged);
+    return Annotate(unpacked.status(), "layer " + layer.digest.String());
+  }
+  return *staged;
+}
+
 absl::Status Puller::UnpackLayer(const Descriptor& layer, const Digest& diff_id,
-                                 const Digest& chain_id, const std::string& parent) {
+                                 const Digest& chain_id, const std::string& parent,
+                                 const std::string& staged) {
   return Shared("unpack:" + chain_id.String(), [&]() -> absl::Status {
     if (absl::StatusOr<snapshotter::Info> existing = snapshots_.Stat(chain_id.String());
         existing.ok() && existing->kind == snapshotter::Kind::kCommitted) {
+      if (!staged.empty()) (void)base::RemoveTree(staged);  // another pull was first
       return absl::OkStatus();
     }
     static std::atomic<uint64_t> counter{0};
@@ -102,21 +124,33 @@ absl::Status Puller::UnpackLayer(const Descriptor& layer, const Digest& diff_id,
       (void)snapshots_.Remove(key);
       return status;
     };
-    absl::StatusOr<std::string> directory = snapshots_.ContentDirectory(key);
-    if (!directory.ok()) return discard(directory.status());
-    WhiteoutStyle style = snapshots_.GetDriver() == snapshotter::Driver::kOverlay
-                              ? WhiteoutStyle::kOverlay
-                              : WhiteoutStyle::kApply;
-    absl::StatusOr<UnpackedLayer> unpacked =
-        images::UnpackLayer(content_.PathOf(layer.digest), *directory, style, &diff_id);
-    if (!unpacked.ok())
-      return discard(Annotate(unpacked.status(), "layer " + layer.digest.String()));
+    if (!staged.empty()) {
+      if (absl::Status adopted = snapshots_.Adopt(key, staged); !adopted.ok()) {
+        (void)base::RemoveTree(staged);
+        return discard(adopted);
+      }
+    } else if (absl::Status unpacked = UnpackInto(layer, diff_id, key); !unpacked.ok()) {
+      return discard(unpacked);
+    }
     absl::Status committed = snapshots_.Commit(chain_id.String(), key);
     // Another pull committed the same layer first: its snapshot serves both.
     if (absl::IsAlreadyExists(committed)) return discard(absl::OkStatus());
     if (!committed.ok()) return discard(committed);
     return absl::OkStatus();
   });
+}
+
+absl::Status Puller::UnpackInto(const Descriptor& layer, const Digest& diff_id,
+                                const std::string& key) {
+  absl::StatusOr<std::string> directory = snapshots_.ContentDirectory(key);
+  if (!directory.ok()) return directory.status();
+  WhiteoutStyle style = snapshots_.GetDriver() == snapshotter::Driver::kOverlay
+                            ? WhiteoutStyle::kOverlay
+                            : WhiteoutStyle::kApply;
+  absl::StatusOr<UnpackedLayer> unpacked =
+      images::UnpackLayer(content_.PathOf(layer.digest), *directory, style, &diff_id);
+  if (!unpacked.ok()) return Annotate(unpacked.status(), "layer " + layer.digest.String());
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
@@ -190,16 +224,45 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
     }
   }
 
-  // Downloads, a few at a time; the first failure is reported.
+  // The diff ids, to unpack each layer as soon as it is downloaded (overlay); a config that
+  // does not match the manifest is reported by UnpackAndRecord, with nothing staged.
+  std::vector<Digest> diff_ids;
+  if (absl::StatusOr<std::string> config_json = content_.ReadAll(manifest->config.digest);
+      config_json.ok()) {
+    if (absl::StatusOr<ImageConfig> config = ParseImageConfig(*config_json);
+        config.ok() && config->diff_ids.size() == manifest->layers.size()) {
+      diff_ids = config->diff_ids;
+    }
+  }
+  std::vector<Digest> chain_ids = ChainIds(diff_ids);
+
+  // Downloads, a few at a time, each layer unpacked into staging right after; the first failure
+  // is reported.
   std::atomic<size_t> next{0};
   std::mutex failure_mutex;
   absl::Status failure;
+  std::map<std::string, std::string> staged;  // layer digest -> staging directory
+  auto remove_staged = [&] {
+    for (const auto& [digest, directory] : staged) (void)base::RemoveTree(directory);
+  };
   auto worker = [&] {
     for (size_t i = next++; i < manifest->layers.size(); i = next++) {
-      absl::Status done = Download(client, repository, manifest->layers[i], progress);
+      const Descriptor& layer = manifest->layers[i];
+      absl::Status done = Download(client, repository, layer, progress);
+      if (done.ok() && !diff_ids.empty()) {
+        absl::StatusOr<std::string> directory = StageLayer(layer, diff_ids[i], chain_ids[i]);
+        if (directory.ok() && !directory->empty()) {
+          std::lock_guard lock(failure_mutex);
+          // The same blob twice in one image: the second staging is not needed.
+          if (!staged.emplace(layer.digest.String(), *directory).second) {
+            (void)base::RemoveTree(*directory);
+          }
+        }
+        done = directory.status();
+      }
       if (!done.ok()) {
         std::lock_guard lock(failure_mutex);
-        if (failure.ok()) failure = Annotate(done, "layer " + manifest->layers[i].digest.String());
+        if (failure.ok()) failure = Annotate(done, "layer " + layer.digest.String());
         return;
       }
     }
@@ -209,7 +272,10 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
                                         static_cast<int>(manifest->layers.size())));
   for (int i = 0; i < count; ++i) workers.emplace_back(worker);
   for (std::thread& thread : workers) thread.join();
-  if (!failure.ok()) return Annotate(failure, context);
+  if (!failure.ok()) {
+    remove_staged();
+    return Annotate(failure, context);
+  }
 
   std::vector<std::string> repo_tags;
   if (!reference->tag.empty())
@@ -218,16 +284,18 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
   std::vector<std::string> repo_digests = {
       absl::StrCat(reference->Name(), "@", top->digest.String())};
   absl::StatusOr<ImageRecord> image =
-      UnpackAndRecord(chosen.digest, chosen.media_type, repo_tags, repo_digests, blobs);
-  if (!image.ok()) return Annotate(image.status(), context);
+      UnpackAndRecord(chosen.digest, chosen.media_type, repo_tags, repo_digests, blobs, staged);
+  if (!image.ok()) {
+    remove_staged();  // what was not adopted (RemoveTree of a moved one finds nothing)
+    return Annotate(image.status(), context);
+  }
   return image;
 }
 
-absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(const Digest& manifest_digest,
-                                                    const std::string& manifest_media_type,
-                                                    const std::vector<std::string>& repo_tags,
-                                                    const std::vector<std::string>& repo_digests,
-                                                    const std::vector<Digest>& extra_blobs) {
+absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(
+    const Digest& manifest_digest, const std::string& manifest_media_type,
+    const std::vector<std::string>& repo_tags, const std::vector<std::string>& repo_digests,
+    const std::vector<Digest>& extra_blobs, const std::map<std::string, std::string>& staged) {
   absl::StatusOr<std::string> manifest_json = content_.ReadAll(manifest_digest);
   if (!manifest_json.ok()) return manifest_json.status();
   absl::StatusOr<ImageManifest> manifest = ParseManifest(*manifest_json);
@@ -258,8 +326,14 @@ absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(const Digest& manifest_diges
                                               " is not in the content store"));
     }
     std::string parent = i == 0 ? "" : chain_ids[i - 1].String();
-    absl::Status unpacked =
-        UnpackLayer(manifest->layers[i], config->diff_ids[i], chain_ids[i], parent);
+    auto found = staged.find(manifest->layers[i].digest.String());
+    // A blob that appears twice is staged once: the first use adopts it.
+    std::string staged_directory;
+    if (found != staged.end() && ::access(found->second.c_str(), F_OK) == 0) {
+      staged_directory = found->second;
+    }
+    absl::Status unpacked = UnpackLayer(manifest->layers[i], config->diff_ids[i], chain_ids[i],
+                                        parent, staged_directory);
     if (!unpacked.ok()) return unpacked;
     blobs.push_back(manifest->layers[i].digest);
     size += manifest->layers[i].size;

@@ -53,11 +53,11 @@ class Puller {
   // Unpacks an image whose manifest, config and layers are all in the content store, and records
   // it under REPO_TAGS and REPO_DIGESTS (pull and import both end here). EXTRA_BLOBS are held by
   // the image too (an index it came from).
-  absl::StatusOr<ImageRecord> UnpackAndRecord(const Digest& manifest_digest,
-                                              const std::string& manifest_media_type,
-                                              const std::vector<std::string>& repo_tags,
-                                              const std::vector<std::string>& repo_digests,
-                                              const std::vector<Digest>& extra_blobs);
+  absl::StatusOr<ImageRecord> UnpackAndRecord(
+      const Digest& manifest_digest, const std::string& manifest_media_type,
+      const std::vector<std::string>& repo_tags, const std::vector<std::string>& repo_digests,
+      const std::vector<Digest>& extra_blobs,
+      const std::map<std::string, std::string>& staged = {});
 
   // The key prefix of snapshots being unpacked; kapald removes leftovers at start.
   static constexpr const char kExtractPrefix[] = "extract-";
@@ -65,8 +65,17 @@ class Puller {
  private:
   absl::Status Download(RegistryClient& client, const std::string& repository,
                         const Descriptor& blob, const ProgressCallback& progress);
+  // STAGED, when given, holds the layer already unpacked (and its diff id checked) while its
+  // parent was not yet committed; it becomes the snapshot's content.
   absl::Status UnpackLayer(const Descriptor& layer, const Digest& diff_id, const Digest& chain_id,
-                           const std::string& parent);
+                           const std::string& parent, const std::string& staged = "");
+  // Unpacks LAYER into active snapshot KEY, checking its diff id.
+  absl::Status UnpackInto(const Descriptor& layer, const Digest& diff_id, const std::string& key);
+  // Overlay: unpacks LAYER into a staging directory at once (the download worker does, so
+  // layers unpack in parallel and while others download). "" when the layer is there already
+  // or staging does not apply.
+  absl::StatusOr<std::string> StageLayer(const Descriptor& layer, const Digest& diff_id,
+                                         const Digest& chain_id);
   // Runs WORK once for KEY while concurrent callers with the same KEY wait for its result.
   absl::Status Shared(const std::string& key, const std::function<absl::Status()>& work);
 

@@ -332,7 +332,36 @@ absl::StatusOr<std::string> Snapshotter::ContentDirectory(const std::string& key
   return info->directory + "/fs";
 }
 
+absl::StatusOr<std::string> Snapshotter::NewStagingDirectory() {
+  std::string staging = root_ + "/staging";
+  if (absl::Status made = base::MakeDirectories(staging, 0700); !made.ok()) return made;
+  std::string pattern = staging + "/layer.XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) return base::ErrnoStatus(errno, "mkdtemp " + pattern);
+  // The root of a layer is the image's "/": 0755 unless the layer says otherwise.
+  ::chmod(pattern.c_str(), 0755);
+  return pattern;
+}
+
+absl::Status Snapshotter::Adopt(const std::string& key, const std::string& staged) {
+  absl::StatusOr<std::string> directory = ContentDirectory(key);
+  if (!directory.ok()) return directory.status();
+  // The new snapshot's content directory is still empty: the staged tree takes its place, with
+  // the root's mode and owner Prepare gave it (the parent's, as for a layer unpacked in place).
+  struct stat root {};
+  if (::stat(directory->c_str(), &root) != 0) return base::ErrnoStatus(errno, "stat " + *directory);
+  if (::rmdir(directory->c_str()) != 0) return base::ErrnoStatus(errno, "rmdir " + *directory);
+  if (::rename(staged.c_str(), directory->c_str()) != 0) {
+    return base::ErrnoStatus(errno, absl::StrCat("move ", staged, " to ", *directory));
+  }
+  if (::chown(directory->c_str(), root.st_uid, root.st_gid) != 0 ||
+      ::chmod(directory->c_str(), root.st_mode & 07777) != 0) {
+    return base::ErrnoStatus(errno, "set the mode of " + *directory);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Snapshotter::CleanUp(const std::string& prefix) {
+  if (absl::Status removed = base::RemoveTree(root_ + "/staging"); !removed.ok()) return removed;
   std::set<std::string> owned;
   for (const Info& info : Walk()) {
     if (info.kind == Kind::kActive && absl::StartsWith(info.key, prefix)) {

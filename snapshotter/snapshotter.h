@@ -78,6 +78,13 @@ class Snapshotter {
   Driver GetDriver() const { return driver_; }
   const std::string& Root() const { return root_; }
 
+  // A fresh directory on the snapshots' filesystem to unpack a layer into before its parent is
+  // committed (overlay only: a layer's own content does not depend on its parent's), so that
+  // the layers of an image unpack at once, each as soon as it is downloaded. Adopt moves it in
+  // as active snapshot KEY's content; CleanUp removes staging left by a crash.
+  absl::StatusOr<std::string> NewStagingDirectory();
+  absl::Status Adopt(const std::string& key, const std::string& staged);
+
   // Removes what a crash left: active snapshots whose key starts with PREFIX (unpacks in
   // progress) and directories no snapshot owns.
   absl::Status CleanUp(const std::string& prefix);

@@ -174,6 +174,30 @@ TEST_P(SnapshotterTest, CleanUpRemovesInterruptedUnpacksAndOrphans) {
   EXPECT_EQ(snapshotter_->Walk().size(), 2u);
 }
 
+TEST_P(SnapshotterTest, StagedContentIsAdoptedWithTheParentsRootModeAndLeftoversGo) {
+  Layer("l1", "", {});
+  std::string l1_fs = *snapshotter_->ContentDirectory("l1");
+  ASSERT_EQ(::chmod(l1_fs.c_str(), 0750), 0);
+  absl::StatusOr<std::string> staged = snapshotter_->NewStagingDirectory();
+  ASSERT_TRUE(staged.ok()) << staged.status();
+  ASSERT_TRUE(base::WriteFileAtomically(*staged + "/staged-file", "from staging", 0644,
+                                        base::Durability::kVolatile)
+                  .ok());
+  ASSERT_TRUE(snapshotter_->Prepare("extract-l2", "l1").ok());
+  ASSERT_TRUE(snapshotter_->Adopt("extract-l2", *staged).ok());
+  std::string l2_fs = *snapshotter_->ContentDirectory("extract-l2");
+  EXPECT_EQ(*base::ReadFile(l2_fs + "/staged-file"), "from staging");
+  struct stat root {};
+  ASSERT_EQ(::stat(l2_fs.c_str(), &root), 0);
+  EXPECT_EQ(root.st_mode & 07777, 0750u) << "the parent's root mode, as Prepare gives it";
+  // A staging directory a crash left behind goes at clean-up.
+  absl::StatusOr<std::string> left = snapshotter_->NewStagingDirectory();
+  ASSERT_TRUE(left.ok());
+  ASSERT_TRUE(snapshotter_->CleanUp("nothing-").ok());
+  struct stat gone {};
+  EXPECT_NE(::stat(left->c_str(), &gone), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Drivers, SnapshotterTest,
                          ::testing::Values(Driver::kOverlay, Driver::kNative),
                          [](const ::testing::TestParamInfo<Driver>& param_info) {
