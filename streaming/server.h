@@ -12,8 +12,8 @@
 // with a URL here, and the client (crictl, kubelet for kubectl, kapalctl) upgrades a connection
 // to it: SPDY/3.1 with the remotecommand (v1-v4) and portforward.k8s.io protocols, or WebSocket
 // (v5.channel.k8s.io, v4, base64 variants, port forwarding), over HTTP or HTTPS (tls.h). Each
-// URL holds a single-use token that expires after a minute. Sessions run on threads of their own, so a slow or vanished
-// client holds nothing but its session.
+// URL holds a single-use token that expires after a minute. Sessions run on threads of their own,
+// so a slow or vanished client holds nothing but its session.
 namespace kapal::streaming {
 
 struct ServerOptions {
