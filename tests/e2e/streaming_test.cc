@@ -253,6 +253,19 @@ TEST_F(StreamingTest, AttachWithStdinOnceEndsTheContainersInputWithTheSession) {
 TEST_F(StreamingTest, CrictlPortForwardCarriesParallelConnections) {
   if (!HaveCrictl()) GTEST_SKIP() << "crictl not found at " << kCrictl << " (../shared absent)";
   EXPECT_EQ(ForwardedRequests("crictl", "served-by-the-pod", 8, 5), 8 * 5);
+
+  // Two ports of the pod in one session (one SPDY connection, streams per port).
+  Run(pod_, ContainerWith("second", {"sh", "-c",
+                                     "mkdir -p /tmp/two && echo second-port > /tmp/two/index.html"
+                                     " && exec busybox httpd -f -p 8081 -h /tmp/two"}));
+  int first = FreePort(), second = FreePort();
+  absl::StatusOr<base::ChildProcess> both = base::ChildProcess::Spawn(
+      Crictl({"port-forward", pod_, absl::StrCat(first, ":8080"), absl::StrCat(second, ":8081")}),
+      LogTo(kapald_->StateDir() + "/two-ports.log"));
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_TRUE(WaitForHttp(second, "/", "second-port"));
+  EXPECT_TRUE(WaitForHttp(first, "/", "served-by-the-pod"));
+  both->Kill();
 }
 
 TEST_F(StreamingTest, WebSocketExecV5ReportsOutputStderrAndExitCode) {
@@ -283,6 +296,15 @@ TEST_F(StreamingTest, WebSocketExecV5ReportsOutputStderrAndExitCode) {
   EXPECT_EQ(base64["stdout"], "b64");
   EXPECT_THAT(base64["status"].get<std::string>(), HasSubstr("\"Success\""));
   EXPECT_GE(kapald_->ScrapeValue("kapal_streaming_sessions_total", {"kind=\"exec\""}), 2);
+}
+
+TEST_F(StreamingTest, WebSocketExecWithATerminalTakesItsSizeFromTheResizeChannel) {
+  std::string id = Sleeper();
+  std::string url = ExecUrl(id, {"sh", "-c", "sleep 0.5; busybox stty size"}, false, true);
+  nlohmann::json result = WebSocket({"exec", url, "--resize", "132x43"});
+  ASSERT_TRUE(result.is_object());
+  EXPECT_THAT(result["stdout"].get<std::string>(), HasSubstr("43 132")) << result.dump();
+  EXPECT_THAT(result["status"].get<std::string>(), HasSubstr("\"Success\""));
 }
 
 TEST_F(StreamingTest, AClientThatVanishesLeavesNoProcessAndNoDescriptor) {

@@ -2,7 +2,7 @@
 """A WebSocket client of kapal's streaming server, written with Debian's python3-websocket (an
 implementation independent of ours), for the end-to-end tests.
 
-  ws_client.py exec URL [--protocol P] [--stdin TEXT] [--drop-after SECONDS]
+  ws_client.py exec URL [--protocol P] [--stdin TEXT] [--resize COLSxROWS] [--drop-after SECONDS]
 
 Prints one JSON line: {"protocol", "stdout", "stderr", "status"}; --drop-after closes the socket
 without a close frame after SECONDS (a client that vanishes)."""
@@ -24,6 +24,7 @@ def main():
     parser.add_argument("--protocol", default="v5.channel.k8s.io")
     parser.add_argument("--stdin", default=None)
     parser.add_argument("--drop-after", type=float, default=None)
+    parser.add_argument("--resize", default=None, help="COLSxROWS sent on the resize channel")
     args = parser.parse_args()
     # https: kapald's self-signed certificate, not verified (as crictl and kubelet do).
     url = args.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
@@ -42,6 +43,9 @@ def main():
         else:
             ws.send_binary(bytes([channel]) + data)
 
+    if args.resize is not None:
+        columns, rows = (int(part) for part in args.resize.split("x"))
+        send(4, json.dumps({"Width": columns, "Height": rows}).encode())
     if args.stdin is not None:
         send(0, args.stdin.encode())
         if args.protocol == "v5.channel.k8s.io":
