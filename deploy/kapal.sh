@@ -124,6 +124,8 @@ demo() {
   echo "$ kapalctl exec \$(kapalctl ps -q --name demo-sleeper) ls /"
   kapalctl exec "$(kapalctl ps -q --name demo-sleeper)" ls /
   echo
+  echo "A shell in it: kapalctl exec -it \$(kapalctl ps -q --name demo-sleeper) sh   (or crictl exec -it)"
+  echo
   echo "kapald is running with its default configuration (kapald --print-default-config shows it)."
   echo "Socket: unix:///run/kapal/kapal.sock   Metrics: http://127.0.0.1:9754/metrics"
   if [ -d /run/systemd/system ]; then
