@@ -10,11 +10,14 @@
 //   - resident memory (RSS) of the daemon idle and with those pods running, and of each shim:
 //     processes whose command line contains "shim" and MARKER (a path only that runtime's
 //     shims have in their arguments);
+//   - CHURN_PODS pods, each created, started, stopped and removed, by CHURN_WORKERS parallel
+//     workers (a node turning pods over): total time;
 //   - with STATS_PODS pods running (one container each), STATS_ROUNDS calls of
 //     ListContainerStats and of ListPodSandboxStats, as kubelet makes every 10 s: median, p95.
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -191,14 +194,20 @@ int main(int argc, char** argv) {
   int concurrent = 10;
   int stats_pods = 50;
   int stats_rounds = 20;
+  int churn_pods = 50;
+  int churn_workers = 5;
   std::vector<std::string> target_specs;
   app.add_option("--registry-port", registry_port, "Registry on 127.0.0.1")->required();
   app.add_option("--rounds", rounds, "Sequential lifecycle rounds per target");
   app.add_option("--concurrent", concurrent, "Pods started at once per target");
   app.add_option("--stats-pods", stats_pods, "Pods running while stats are listed (0: none)");
   app.add_option("--stats-rounds", stats_rounds, "Stats list calls per target");
+  app.add_option("--churn-pods", churn_pods, "Pods turned over by the churn workers (0: none)");
+  app.add_option("--churn-workers", churn_workers, "Parallel churn workers");
   app.add_option("--target", target_specs, "NAME,ENDPOINT,DAEMON_PID,SHIM_MARKER")->required();
   CLI11_PARSE(app, argc, argv);
+  churn_pods = std::clamp(churn_pods, 0, 500);
+  churn_workers = std::clamp(churn_workers, 1, 50);
   rounds = std::clamp(rounds, 1, 1000);
   concurrent = std::clamp(concurrent, 1, 100);
   stats_pods = std::clamp(stats_pods, 0, 200);
@@ -231,6 +240,7 @@ int main(int argc, char** argv) {
     std::vector<long> shims;
     std::vector<double> container_stats_ms, pod_stats_ms;
     int stats_listed = 0;
+    double churn_ms = 0;
   };
   std::vector<Run> runs(targets.size());
   for (size_t t = 0; t < targets.size(); ++t) {
@@ -269,6 +279,23 @@ int main(int argc, char** argv) {
     run.busy_rss = RssKiB(targets[t].daemon_pid);
     run.shims = ShimRssKiB(targets[t].marker);
     for (const auto& [pod, container] : started) TearDownPod(*run.stub, pod, container, nullptr);
+  }
+  for (size_t t = 0; t < targets.size() && churn_pods > 0; ++t) {
+    Run& run = runs[t];
+    std::atomic<int> next{0};
+    auto churn_start = Clock::now();
+    std::vector<std::thread> workers;
+    for (int w = 0; w < churn_workers; ++w) {
+      workers.emplace_back([&] {
+        for (int i = next++; i < churn_pods; i = next++) {
+          auto [pod, container] =
+              StartPod(*run.stub, absl::StrCat("churn-", i), image_ref, nullptr);
+          TearDownPod(*run.stub, pod, container, nullptr);
+        }
+      });
+    }
+    for (std::thread& worker : workers) worker.join();
+    run.churn_ms = Ms(Clock::now() - churn_start);
   }
   for (size_t t = 0; t < targets.size() && stats_pods > 0; ++t) {
     Run& run = runs[t];
@@ -310,6 +337,11 @@ int main(int argc, char** argv) {
     std::cout << absl::StrFormat("%-22s %10.1f %10.1f\n", "runp+create+start",
                                  Percentile(total, 0.5), Percentile(total, 0.95));
     std::cout << absl::StrFormat("%d pods at once: %.0f ms\n", concurrent, run.concurrent_ms);
+    if (churn_pods > 0) {
+      std::cout << absl::StrFormat(
+          "churn: %d pods created, started, stopped and removed by %d workers: %.2f s\n",
+          churn_pods, churn_workers, run.churn_ms / 1000.0);
+    }
     long shim_sum = 0;
     for (long kib : run.shims) shim_sum += kib;
     double shim_mean =
@@ -329,7 +361,7 @@ int main(int argc, char** argv) {
     std::cout << "RESULT " << target.name << " " << Percentile(total, 0.5) << " "
               << run.concurrent_ms << " " << shim_mean << " "
               << Percentile(run.container_stats_ms, 0.5) << " " << Percentile(run.pod_stats_ms, 0.5)
-              << "\n";
+              << " " << run.churn_ms << "\n";
   }
   return 0;
 }
