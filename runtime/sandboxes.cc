@@ -312,10 +312,18 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
       return Annotate(stopped, "stop container " + cid);
     }
   }
-  std::lock_guard lock(state_.mutex);
-  auto found = state_.pods.find(id);
-  if (found == state_.pods.end()) return absl::OkStatus();
-  Pod& pod = found->second;
+  // The pod is marked not ready under the node lock (no new container can join it); the slow
+  // part, ending its infra and the CNI DEL (plugin processes), runs on a copy without the lock,
+  // so that other pods' calls do not wait for it. Both are idempotent, so two stops of one pod
+  // at once are harmless.
+  Pod pod;
+  {
+    std::lock_guard lock(state_.mutex);
+    auto found = state_.pods.find(id);
+    if (found == state_.pods.end()) return absl::OkStatus();
+    found->second.ready = false;
+    pod = found->second;
+  }
   StopInfra(pod);
   if (!pod.cni_result.is_null() && pod.own.network) {
     absl::StatusOr<CniNetwork> network =
@@ -329,10 +337,14 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
       logger_.Warn("pod ", id,
                    ": no CNI config to tear its network down: ", network.status().message());
     }
-    pod.cni_result = nlohmann::json();
   }
-  pod.ready = false;
-  return records_.SavePod(pod);
+  std::lock_guard lock(state_.mutex);
+  auto found = state_.pods.find(id);
+  if (found == state_.pods.end()) return absl::OkStatus();  // removed meanwhile
+  found->second.infra_pid = 0;
+  if (pod.own.network) found->second.cni_result = nlohmann::json();
+  found->second.ready = false;
+  return records_.SavePod(found->second);
 }
 
 absl::Status Sandboxes::Remove(const std::string& id_or_prefix) {
@@ -357,10 +369,15 @@ absl::Status Sandboxes::Remove(const std::string& id_or_prefix) {
   for (const std::string& cid : to_remove) {
     if (absl::Status removed = containers_.Remove(cid); !removed.ok()) return removed;
   }
-  std::lock_guard lock(state_.mutex);
-  auto found = state_.pods.find(id);
-  if (found == state_.pods.end()) return absl::OkStatus();
-  Pod& pod = found->second;
+  // Unmounts, the pod's files and cgroup go without the node lock (other pods' calls need it);
+  // each step is idempotent, so a second remove of the same pod at once is harmless.
+  Pod pod;
+  {
+    std::lock_guard lock(state_.mutex);
+    auto found = state_.pods.find(id);
+    if (found == state_.pods.end()) return absl::OkStatus();
+    pod = found->second;
+  }
   if (absl::Status unpinned = UnpinNamespaces(pod.dir); !unpinned.ok()) return unpinned;
   if (::umount2((pod.dir + "/shm").c_str(), MNT_DETACH) != 0 && errno != EINVAL &&
       errno != ENOENT) {
@@ -368,6 +385,9 @@ absl::Status Sandboxes::Remove(const std::string& id_or_prefix) {
   }
   if (absl::Status removed = base::RemoveTree(pod.dir); !removed.ok()) return removed;
   cgroups_.RemovePodParent(pod);
+  std::lock_guard lock(state_.mutex);
+  auto found = state_.pods.find(id);
+  if (found == state_.pods.end()) return absl::OkStatus();  // the other remove was first
   if (absl::Status deleted = records_.DeletePod(id); !deleted.ok()) return deleted;
   state_.pods.erase(found);
   logger_.Info("pod ", id, " removed");
