@@ -206,6 +206,16 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
                                     " (an empty string turns streaming off)"));
     }
   }
+  if (!config.docker_address.empty()) {
+    CheckAbsolute("docker.address", config.docker_address, errors);
+    if (config.docker_address.size() >= sizeof(sockaddr_un{}.sun_path)) {
+      errors.push_back(absl::StrCat("key 'docker.address': \"", config.docker_address,
+                                    "\" is too long for a unix socket path"));
+    }
+    if (config.docker_address == config.socket_path) {
+      errors.push_back("key 'docker.address' must differ from 'grpc.address'");
+    }
+  }
   if (config.streaming_tls_cert_file.empty() != config.streaming_tls_key_file.empty()) {
     errors.push_back(
         "keys 'streaming.tls_cert_file' and 'streaming.tls_key_file': give both, or neither "
@@ -310,6 +320,12 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
   if (const toml::table* metrics = top.Table("metrics")) {
     TableReader reader(*metrics, "metrics.", errors);
     reader.String("address", config.metrics_address);
+    reader.RejectUnknownKeys();
+  }
+  if (const toml::table* docker = top.Table("docker")) {
+    TableReader reader(*docker, "docker.", errors);
+    reader.String("address", config.docker_address);
+    reader.String("group", config.docker_group);
     reader.RejectUnknownKeys();
   }
   if (const toml::table* streaming = top.Table("streaming")) {
@@ -440,6 +456,14 @@ std::string RenderConfig(const Config& config) {
   line("tls_cert_file = ", Quoted(config.streaming_tls_cert_file));
   line("tls_key_file = ", Quoted(config.streaming_tls_key_file));
   line();
+  line("[docker]");
+  line("# The unix socket of the Docker Engine API (API 1.41: the docker CLI with");
+  line("# DOCKER_HOST=unix://...). Whoever can use it can run anything as root on this node.");
+  line("# Empty turns it off.");
+  line("address = ", Quoted(config.docker_address));
+  line("# A group whose members may use the socket too (mode 0660); empty: root only.");
+  line("group = ", Quoted(config.docker_group));
+  line();
   line("[cgroup]");
   line("# cgroupfs, systemd, or auto (systemd when systemd runs the host, else cgroupfs).");
   line("# Must match kubelet's --cgroup-driver.");
@@ -526,6 +550,7 @@ nlohmann::json ConfigToJson(const Config& config) {
         {"tls", config.streaming_tls},
         {"tls_cert_file", config.streaming_tls_cert_file},
         {"tls_key_file", config.streaming_tls_key_file}}},
+      {"docker", {{"address", config.docker_address}, {"group", config.docker_group}}},
       {"cgroup", {{"driver", CgroupDriverSettingName(config.cgroup_driver)}}},
       {"runtime",
        {{"default_handler", config.default_runtime},

@@ -35,6 +35,10 @@ struct Config : runtime::Options {
   bool streaming_tls = false;
   std::string streaming_tls_cert_file;
   std::string streaming_tls_key_file;
+  // The Docker Engine API's unix socket (docker/); empty turns it off. Root-equivalent.
+  std::string docker_address = "/run/kapal/docker.sock";
+  // A group (name) that may use the Docker socket besides root; empty: root only.
+  std::string docker_group;
   // auto: overlay where the kernel and root filesystem allow it, else native copies.
   SnapshotterSetting snapshotter = SnapshotterSetting::kAuto;
   int max_concurrent_downloads = 3;

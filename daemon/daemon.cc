@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -16,10 +17,12 @@
 #include "base/files.h"
 #include "base/temp_dir.h"
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 #include "cri/image_service.h"
 #include "cri/kapal_service.h"
 #include "cri/rpc_observer.h"
 #include "cri/runtime_service.h"
+#include "docker/api.h"
 #include "images/content_store.h"
 #include "images/image_store.h"
 #include "images/puller.h"
@@ -58,34 +61,6 @@ absl::StatusOr<base::UniqueFd> LockRoot(const std::string& root) {
   return fd;
 }
 
-// A socket left by a daemon that crashed is removed; one that still answers belongs to a live
-// daemon (perhaps on another root) and is an error.
-absl::Status ClaimSocketPath(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return absl::OkStatus();
-    return base::ErrnoStatus(errno, "stat " + path);
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " exists and is not a socket; remove it or choose another grpc.address"));
-  }
-  base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return base::ErrnoStatus(errno, "socket");
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-  if (::connect(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "socket ", path, " is served by a running process (another kapald?); stop it first"));
-  }
-  if (errno != ECONNREFUSED) return base::ErrnoStatus(errno, "probe socket " + path);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return base::ErrnoStatus(errno, "remove stale socket " + path);
-  }
-  return absl::OkStatus();
-}
-
 std::string ParentDirectory(const std::string& path) {
   size_t slash = path.rfind('/');
   return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
@@ -110,6 +85,7 @@ struct Daemon::Parts {
   std::unique_ptr<runtime::Images> node_images;
   std::unique_ptr<runtime::Runtime> runtime;
   std::unique_ptr<streaming::Server> streaming;
+  std::unique_ptr<docker::Api> docker;
   std::unique_ptr<cri::RuntimeService> runtime_service;
   std::unique_ptr<cri::ImageService> image_service;
   std::unique_ptr<cri::KapalImagesService> kapal_images_service;
@@ -137,7 +113,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   absl::StatusOr<base::UniqueFd> lock = LockRoot(config.root_dir);
   if (!lock.ok()) return lock.status();
   parts->root_lock = std::move(*lock);
-  if (absl::Status claimed = ClaimSocketPath(config.socket_path); !claimed.ok()) return claimed;
+  if (absl::Status claimed = base::ClaimSocketPath(config.socket_path, "grpc.address");
+      !claimed.ok())
+    return claimed;
 
   absl::StatusOr<std::unique_ptr<store::Store>> opened =
       store::Store::Open(absl::StrCat(config.root_dir, "/kapal.db"));
@@ -213,6 +191,31 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
     logger.Info("streaming server on ", config.streaming_tls ? "https://" : "http://",
                 parts->streaming->Address());
   }
+  if (!config.docker_address.empty()) {
+    docker::ApiOptions docker_options;
+    docker_options.socket_path = config.docker_address;
+    docker_options.root_dir = config.root_dir;
+    docker_options.cni_conf_dir = config.cni_conf_dir;
+    docker_options.default_runtime = config.default_runtime;
+    docker_options.storage_driver = driver == snapshotter::Driver::kOverlay ? "overlay" : "native";
+    if (!config.docker_group.empty()) {
+      group* entry = ::getgrnam(config.docker_group.c_str());
+      if (entry == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat("docker.group: no group named \"",
+                                                       config.docker_group, "\" on this host"));
+      }
+      docker_options.group = entry->gr_gid;
+    }
+    if (absl::Status made = base::MakeDirectories(ParentDirectory(config.docker_address), 0711);
+        !made.ok()) {
+      return made;
+    }
+    absl::StatusOr<std::unique_ptr<docker::Api>> api =
+        docker::Api::Start(docker_options, *parts->runtime, *parts->store, logger);
+    if (!api.ok()) return api.status();
+    parts->docker = std::move(*api);
+    logger.Info("Docker Engine API 1.41 on unix://", config.docker_address);
+  }
   parts->runtime_service =
       std::make_unique<cri::RuntimeService>(*parts->runtime, ConfigToJson(parts->config),
                                             parts->metrics_address, parts->streaming.get(), logger);
@@ -272,6 +275,7 @@ void Daemon::Shutdown(std::chrono::milliseconds grace) {
   }
   parts_->exposer.reset();
   // Sessions end (their processes with them) before the runtime they use goes.
+  parts_->docker.reset();
   parts_->streaming.reset();
   // The runtime's exit watcher writes to the store: it stops first.
   parts_->runtime.reset();

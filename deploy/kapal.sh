@@ -57,6 +57,30 @@ deps() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 }
 
+# The Docker CLI, without Docker: only usr/bin/docker of Debian's docker.io package (downloaded
+# with apt, unpacked with dpkg-deb), so that no dockerd is ever installed or started. kapald's
+# Docker API is what it talks to (DOCKER_HOST=unix:///run/kapal/docker.sock).
+docker_cli=/usr/local/libexec/kapal/docker
+docker_client() {
+  need_root "installing the Docker CLI"
+  if [ -x "$docker_cli" ]; then
+    return
+  fi
+  local work
+  work=$(mktemp -d)
+  (
+    cd "$work"
+    if ! apt-get download docker.io >/dev/null 2>&1; then
+      apt-get update -qq
+      apt-get download docker.io >/dev/null
+    fi
+    dpkg-deb -x docker.io_*.deb unpacked
+    install -D -m 0755 unpacked/usr/bin/docker "$docker_cli"
+  )
+  rm -rf "$work"
+  echo "kapal.sh: installed the Docker CLI (client only) as $docker_cli"
+}
+
 # With target names, only those (and what they need) are built: the demo needs the three
 # programs, not the tests and benchmarks.
 build() {
@@ -126,8 +150,16 @@ demo() {
   echo
   echo "A shell in it: kapalctl exec -it \$(kapalctl ps -q --name demo-sleeper) sh   (or crictl exec -it)"
   echo
+  docker_client
+  echo "$ docker run --rm $demo_ref echo hello from the docker CLI   (DOCKER_HOST=unix:///run/kapal/docker.sock)"
+  DOCKER_HOST=unix:///run/kapal/docker.sock "$docker_cli" run --rm "$demo_ref" echo hello from the docker CLI
+  echo
+  echo "$ docker ps -a"
+  DOCKER_HOST=unix:///run/kapal/docker.sock "$docker_cli" ps -a
+  echo
   echo "kapald is running with its default configuration (kapald --print-default-config shows it)."
   echo "Socket: unix:///run/kapal/kapal.sock   Metrics: http://127.0.0.1:9754/metrics"
+  echo "Docker API: DOCKER_HOST=unix:///run/kapal/docker.sock $docker_cli ps"
   if [ -d /run/systemd/system ]; then
     echo "Logs: journalctl -u kapal   Stop: systemctl stop kapal"
   else
@@ -206,6 +238,7 @@ test_suite() {
   build
   cd "$build_dir"
   # Each test has its own temporary root, socket and ports, so they may run in parallel.
+  docker_client
   ctest -j "$jobs" --output-on-failure --timeout 900
 }
 

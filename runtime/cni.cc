@@ -35,17 +35,54 @@ std::vector<std::string> NetworkConfigFiles(const std::string& dir) {
 
 }  // namespace
 
+std::vector<CniConfigFile> CniNetwork::ListConfigs(const std::string& conf_dir) {
+  std::vector<CniConfigFile> configs;
+  for (const std::string& file : NetworkConfigFiles(conf_dir)) {
+    CniConfigFile config;
+    config.path = absl::StrCat(conf_dir, "/", file);
+    absl::StatusOr<std::string> text = base::ReadFile(config.path);
+    if (!text.ok()) continue;
+    config.config = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (config.config.is_discarded() || !config.config.is_object() ||
+        !config.config.contains("name") || !config.config["name"].is_string()) {
+      continue;
+    }
+    config.name = config.config["name"].get<std::string>();
+    configs.push_back(std::move(config));
+  }
+  return configs;
+}
+
+std::string NetworkNameOf(const runtime::v1::PodSandboxConfig& config) {
+  auto found = config.annotations().find(kNetworkAnnotation);
+  return found == config.annotations().end() ? "" : found->second;
+}
+
 absl::StatusOr<CniNetwork> CniNetwork::Load(const std::string& conf_dir,
-                                            const std::vector<std::string>& bin_dirs) {
+                                            const std::vector<std::string>& bin_dirs,
+                                            const std::string& name) {
   std::vector<std::string> files = NetworkConfigFiles(conf_dir);
   if (files.empty()) {
     return absl::NotFoundError(
         absl::StrCat("no network config (.conf, .conflist, .json) in ", conf_dir));
   }
+  std::string path = absl::StrCat(conf_dir, "/", files.front());
+  if (!name.empty()) {
+    path.clear();
+    for (const CniConfigFile& config : ListConfigs(conf_dir)) {
+      if (config.name == name) {
+        path = config.path;
+        break;
+      }
+    }
+    if (path.empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("no network config named \"", name, "\" in ", conf_dir));
+    }
+  }
   CniNetwork network;
-  network.file_ = absl::StrCat(conf_dir, "/", files.front());
+  network.file_ = path;
   network.bin_dirs_ = bin_dirs;
-  const std::string& path = network.file_;
   absl::StatusOr<std::string> text = base::ReadFile(path);
   if (!text.ok()) return text.status();
   nlohmann::json config = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);

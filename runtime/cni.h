@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "api/cri_messages.h"
 #include "nlohmann/json.hpp"
 
 namespace kapal::runtime {
@@ -27,14 +28,33 @@ struct CniPod {
   std::vector<PortMapping> port_mappings;
 };
 
+// A pod annotation naming the network config (its "name") the pod is attached to, instead of
+// the conf dir's first; "none" gives the pod a network namespace with loopback only (Docker's
+// --network NAME and --network none).
+inline constexpr char kNetworkAnnotation[] = "io.kapal.network";
+inline constexpr char kNoNetwork[] = "none";
+// The network a pod asked for: "" for the default, kNoNetwork or a config's name.
+std::string NetworkNameOf(const runtime::v1::PodSandboxConfig& config);
+
+// A network config file of the conf dir and what it says, for listings.
+struct CniConfigFile {
+  std::string path;
+  std::string name;
+  nlohmann::json config;
+};
+
 // The network config kapal uses: the first file (in lexical order, as libcni) of the conf dir
 // with .conflist, .conf or .json, run as a chain of plugins found in the bin dirs.
 class CniNetwork {
  public:
   // NOT_FOUND when the dir has no network config; INVALID_ARGUMENT when the first one is bad
   // or names a plugin that is in none of BIN_DIRS. Messages name the file.
+  // With NAME, the file whose "name" it is (NOT_FOUND when none).
   static absl::StatusOr<CniNetwork> Load(const std::string& conf_dir,
-                                         const std::vector<std::string>& bin_dirs);
+                                         const std::vector<std::string>& bin_dirs,
+                                         const std::string& name = "");
+  // Every readable config of CONF_DIR in lexical order (the first is the default).
+  static std::vector<CniConfigFile> ListConfigs(const std::string& conf_dir);
 
   const std::string& Name() const { return name_; }
   const std::string& File() const { return file_; }

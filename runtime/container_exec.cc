@@ -21,20 +21,22 @@ struct Containers::PreparedExec {
 };
 
 absl::StatusOr<Container> Containers::RunningContainer(const std::string& id_or_prefix,
-                                                       const char* purpose) {
+                                                       const char* purpose, bool or_created) {
   std::lock_guard lock(state_.mutex);
   absl::StatusOr<Container*> found = FindLocked(id_or_prefix);
   if (!found.ok()) return found.status();
   const Container& c = **found;
-  if (c.state != runtime::v1::CONTAINER_RUNNING) {
+  if (c.state != runtime::v1::CONTAINER_RUNNING &&
+      !(or_created && c.state == runtime::v1::CONTAINER_CREATED)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "container ", c.id, " is ", ContainerStateName(c.state), "; ", purpose, " a running one"));
   }
   return c;
 }
 
-absl::StatusOr<Containers::PreparedExec> Containers::PrepareExec(
-    const std::string& id_or_prefix, const std::vector<std::string>& cmd, bool tty) {
+absl::StatusOr<Containers::PreparedExec> Containers::PrepareExec(const std::string& id_or_prefix,
+                                                                 const ExecOptions& options) {
+  const std::vector<std::string>& cmd = options.cmd;
   if (cmd.empty()) return absl::InvalidArgumentError("exec needs a command");
   std::string id, bundle;
   const Handler* handler = nullptr;
@@ -63,7 +65,22 @@ absl::StatusOr<Containers::PreparedExec> Containers::PrepareExec(
   }
   nlohmann::json process = spec["process"];
   process["args"] = cmd;
-  process["terminal"] = tty;
+  process["terminal"] = options.tty;
+  if (!options.working_dir.empty()) process["cwd"] = options.working_dir;
+  // Extra variables replace the container's of the same name.
+  for (const std::string& variable : options.env) {
+    std::string name = variable.substr(0, variable.find('='));
+    if (name.empty()) return absl::InvalidArgumentError("exec: environment entry has no name");
+    nlohmann::json kept = nlohmann::json::array();
+    for (const nlohmann::json& existing : process.value("env", nlohmann::json::array())) {
+      if (!existing.is_string() ||
+          existing.get<std::string>().substr(0, existing.get<std::string>().find('=')) != name) {
+        kept.push_back(existing);
+      }
+    }
+    kept.push_back(variable);
+    process["env"] = kept;
+  }
   process.erase("consoleSize");
   absl::StatusOr<base::TempDir> scratch = base::TempDir::Create("exec", bundle);
   if (!scratch.ok()) return scratch.status();
@@ -79,7 +96,9 @@ absl::StatusOr<Containers::PreparedExec> Containers::PrepareExec(
 absl::StatusOr<ExecResult> Containers::ExecSync(const std::string& id_or_prefix,
                                                 const std::vector<std::string>& cmd,
                                                 std::chrono::seconds timeout) {
-  absl::StatusOr<PreparedExec> prepared = PrepareExec(id_or_prefix, cmd, /*tty=*/false);
+  ExecOptions options;
+  options.cmd = cmd;
+  absl::StatusOr<PreparedExec> prepared = PrepareExec(id_or_prefix, options);
   if (!prepared.ok()) return prepared.status();
   std::chrono::milliseconds limit =
       timeout.count() > 0 ? std::chrono::milliseconds(timeout) : std::chrono::hours(24 * 365);
@@ -97,15 +116,16 @@ absl::StatusOr<ExecResult> Containers::ExecSync(const std::string& id_or_prefix,
 
 absl::StatusOr<std::unique_ptr<ExecProcess>> Containers::StartExec(const std::string& id_or_prefix,
                                                                    const ExecOptions& options) {
-  absl::StatusOr<PreparedExec> prepared = PrepareExec(id_or_prefix, options.cmd, options.tty);
+  absl::StatusOr<PreparedExec> prepared = PrepareExec(id_or_prefix, options);
   if (!prepared.ok()) return prepared.status();
   std::vector<std::string> argv =
       prepared->handler->runtime.ExecArgv(prepared->id, prepared->process_file);
   return ExecProcess::Start(std::move(argv), std::move(prepared->scratch), options);
 }
 
-absl::StatusOr<AttachedContainer> Containers::Attach(const std::string& id_or_prefix) {
-  absl::StatusOr<Container> c = RunningContainer(id_or_prefix, "attach needs");
+absl::StatusOr<AttachedContainer> Containers::Attach(const std::string& id_or_prefix,
+                                                     bool before_start) {
+  absl::StatusOr<Container> c = RunningContainer(id_or_prefix, "attach needs", before_start);
   if (!c.ok()) return c.status();
   absl::StatusOr<base::UniqueFd> socket = ConnectShimSocket(c->bundle, shim::kAttachSocket);
   if (!socket.ok()) {

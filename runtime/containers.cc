@@ -215,16 +215,7 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
     return made;
   }
 
-  ShimLaunch launch;
-  launch.shim_binary = handlers_.ShimBinary();
-  launch.container_id = c.id;
-  launch.bundle = c.bundle;
-  launch.log_path = c.log_path;
-  launch.oom_file = cgroups_.OomFile(inputs.cgroups_path);
-  launch.exit_dir = exits_.ExitDir();
-  launch.terminal = config.tty();
-  launch.stdin_open = config.stdin();
-  launch.stdin_once = config.stdin_once();
+  ShimLaunch launch = LaunchOf(c, pod);
   // Record the container before the shim starts, so a crash in between leaves a record that
   // the next start resolves (the shim's exit file or its absence), never an unknown process.
   if (absl::Status saved = records_.SaveContainer(c); !saved.ok()) return saved;
@@ -245,6 +236,20 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   logger_.Info("container ", meta.name(), " created as ", id, " in pod ", pod.id);
   logger_.Debug("container ", id, " created in ", timer.Summary());
   return id;
+}
+
+ShimLaunch Containers::LaunchOf(const Container& c, const Pod& pod) const {
+  ShimLaunch launch;
+  launch.shim_binary = handlers_.ShimBinary();
+  launch.container_id = c.id;
+  launch.bundle = c.bundle;
+  launch.log_path = c.log_path;
+  launch.oom_file = cgroups_.OomFile(cgroups_.ContainerPath(pod, c.id));
+  launch.exit_dir = exits_.ExitDir();
+  launch.terminal = c.config.tty();
+  launch.stdin_open = c.config.stdin();
+  launch.stdin_once = c.config.stdin_once();
+  return launch;
 }
 
 absl::Status Containers::Start(const std::string& id_or_prefix) {
@@ -268,6 +273,7 @@ absl::Status Containers::Start(const std::string& id_or_prefix) {
     c.message = std::string(started.message());
     c.finished_at = NowNanos();
     (void)records_.SaveContainer(c);
+    state_.containers_changed.notify_all();
     return Annotate(started, "start container " + c.id);
   }
   c.started_at = starting_at;
@@ -373,6 +379,7 @@ absl::Status Containers::Remove(const std::string& id_or_prefix) {
   }
   if (absl::Status deleted = records_.DeleteContainer(id); !deleted.ok()) return deleted;
   state_.containers.erase(found);
+  state_.containers_changed.notify_all();
   return absl::OkStatus();
 }
 
@@ -383,6 +390,112 @@ absl::StatusOr<Container> Containers::Get(const std::string& id) {
   Container& c = state_.containers.at(*resolved);
   exits_.RefreshLocked(c);
   return c;
+}
+
+absl::Status Containers::Signal(const std::string& id_or_prefix, int signal) {
+  std::string id;
+  const Handler* handler = nullptr;
+  {
+    std::lock_guard lock(state_.mutex);
+    absl::StatusOr<Container*> found = FindLocked(id_or_prefix);
+    if (!found.ok()) return found.status();
+    if ((*found)->state != runtime::v1::CONTAINER_RUNNING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("container ", (*found)->id, " is not running"));
+    }
+    absl::StatusOr<const Handler*> of = HandlerOfLocked(**found);
+    if (!of.ok()) return of.status();
+    handler = *of;
+    id = (*found)->id;
+  }
+  absl::Status signalled = handler->runtime.Kill(id, signal);
+  // It may have ended between the look and the signal.
+  if (absl::IsNotFound(signalled)) {
+    return absl::FailedPreconditionError(absl::StrCat("container ", id, " is not running"));
+  }
+  return signalled;
+}
+
+absl::StatusOr<Container> Containers::WaitForExit(const std::string& id_or_prefix,
+                                                  std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock lock(state_.mutex);
+  absl::StatusOr<std::string> resolved = state_.ResolveContainerIdLocked(id_or_prefix);
+  if (!resolved.ok()) return resolved.status();
+  for (;;) {
+    auto found = state_.containers.find(*resolved);
+    if (found == state_.containers.end()) {
+      return absl::NotFoundError(absl::StrCat("container ", *resolved, " was removed"));
+    }
+    exits_.RefreshLocked(found->second);
+    if (found->second.state == runtime::v1::CONTAINER_EXITED) return found->second;
+    // The exit monitor notifies; the periodic look also catches a shim that died silently.
+    auto wake = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1));
+    state_.containers_changed.wait_until(lock, wake);
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("container ", *resolved, " is still running"));
+    }
+  }
+}
+
+absl::Status Containers::Recreate(const std::string& id_or_prefix) {
+  Container c;
+  Pod pod;
+  const Handler* handler = nullptr;
+  std::optional<NameReservation> reservation;
+  {
+    std::lock_guard lock(state_.mutex);
+    absl::StatusOr<Container*> found = FindLocked(id_or_prefix);
+    if (!found.ok()) return found.status();
+    c = **found;
+    if (c.state != runtime::v1::CONTAINER_EXITED) {
+      return absl::FailedPreconditionError(absl::StrCat("container ", c.id, " is ",
+                                                        ContainerStateName(c.state),
+                                                        "; only an exited one can run "
+                                                        "again"));
+    }
+    auto pod_found = state_.pods.find(c.pod_id);
+    if (pod_found == state_.pods.end() || !pod_found->second.ready) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the pod sandbox of container ", c.id, " is not ready"));
+    }
+    pod = pod_found->second;
+    absl::StatusOr<const Handler*> of = HandlerOfLocked(c);
+    if (!of.ok()) return of.status();
+    handler = *of;
+    absl::StatusOr<NameReservation> taken = NameReservation::TakeLocked(
+        state_, "recreate:" + c.id,
+        absl::StrCat("container ", c.id, " is being made to run again already"));
+    if (!taken.ok()) return taken.status();
+    reservation.emplace(std::move(*taken));
+  }
+  // The runtime's record of the ended process and the old shim's exit record go first.
+  if (absl::Status deleted = handler->runtime.Delete(c.id); !deleted.ok()) return deleted;
+  ::unlink((c.bundle + "/" + shim::kExitFile).c_str());
+  ::unlink((exits_.ExitDir() + "/" + c.id).c_str());
+  absl::StatusOr<ShimProcess> shim = handler->runtime.Create(LaunchOf(c, pod));
+  std::lock_guard lock(state_.mutex);
+  auto found = state_.containers.find(c.id);
+  if (found == state_.containers.end()) {
+    return absl::NotFoundError(absl::StrCat("container ", c.id, " was removed meanwhile"));
+  }
+  Container& now = found->second;
+  if (!shim.ok()) {
+    now.reason = "StartError";
+    now.message = std::string(shim.status().message());
+    (void)records_.SaveContainer(now);
+    return Annotate(shim.status(), "create container " + c.id + " again");
+  }
+  now.state = runtime::v1::CONTAINER_CREATED;
+  now.shim_pid = shim->shim_pid;
+  now.exit_code = 0;
+  now.reason.clear();
+  now.message.clear();
+  now.started_at = 0;
+  now.finished_at = 0;
+  state_.containers_changed.notify_all();
+  return records_.SaveContainer(now);
 }
 
 std::vector<Container> Containers::List() {

@@ -57,6 +57,14 @@ class Containers {
   absl::Status Remove(const std::string& id);
   absl::StatusOr<Container> Get(const std::string& id);
   std::vector<Container> List();
+  // SIGNAL to a running container's process (FAILED_PRECONDITION when it is not running).
+  absl::Status Signal(const std::string& id, int signal);
+  // Blocks until the container has exited (returned) or is gone (NOT_FOUND), for at most
+  // TIMEOUT (DEADLINE_EXCEEDED); a created one is waited for through its run.
+  absl::StatusOr<Container> WaitForExit(const std::string& id, std::chrono::milliseconds timeout);
+  // Makes an exited container created again: a new shim and runtime process on the same bundle,
+  // root filesystem and log. Docker's start of a stopped container needs it; CRI never asks.
+  absl::Status Recreate(const std::string& id);
 
   // container_exec.cc
   absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
@@ -66,7 +74,9 @@ class Containers {
   // attach socket (its output and stdin, through the shim) and the size of its terminal.
   absl::StatusOr<std::unique_ptr<ExecProcess>> StartExec(const std::string& id,
                                                          const ExecOptions& options);
-  absl::StatusOr<AttachedContainer> Attach(const std::string& id);
+  // BEFORE_START also takes a created container (its shim listens from create on), so that
+  // nothing it prints at start is missed (Docker's run attaches, then starts).
+  absl::StatusOr<AttachedContainer> Attach(const std::string& id, bool before_start = false);
   absl::Status ResizeTerminal(const std::string& id, uint16_t columns, uint16_t rows);
   absl::Status UpdateResources(const std::string& id,
                                const runtime::v1::LinuxContainerResources& resources);
@@ -76,14 +86,17 @@ class Containers {
   absl::Status CleanUpLocked(const Container& container);
 
  private:
+  // What kapal-shim is started with for container C of POD.
+  ShimLaunch LaunchOf(const Container& c, const Pod& pod) const;
   // The handler of the container's pod (the default one when the pod is gone).
   absl::StatusOr<const Handler*> HandlerOfLocked(const Container& container) const;
   struct PreparedExec;
   // The container (running), its runtime and a process.json for CMD in a scratch dir.
   absl::StatusOr<PreparedExec> PrepareExec(const std::string& id_or_prefix,
-                                           const std::vector<std::string>& cmd, bool tty);
+                                           const ExecOptions& options);
   // The bundle of a running container.
-  absl::StatusOr<Container> RunningContainer(const std::string& id_or_prefix, const char* purpose);
+  absl::StatusOr<Container> RunningContainer(const std::string& id_or_prefix, const char* purpose,
+                                             bool or_created = false);
   // Resolves an id or prefix and brings the container's state up to date.
   absl::StatusOr<Container*> FindLocked(const std::string& id_or_prefix);
 

@@ -22,6 +22,9 @@ struct ExecOptions {
   bool stdin = false;
   bool stdout = true;
   bool stderr = true;  // ignored with a terminal: it carries both
+  // Docker's exec has these; CRI's has not (its process is the container's with another args).
+  std::vector<std::string> env;  // "NAME=VALUE", replacing the container's NAME
+  std::string working_dir;       // "" = the container's
 };
 
 // A process run in a running container for a streaming session: its stdio as descriptors for

@@ -124,6 +124,7 @@ void ExitMonitor::RefreshLocked(Container& c) {
   } else {
     return;
   }
+  state_.containers_changed.notify_all();
   if (absl::Status saved = records_.SaveContainer(c); !saved.ok()) {
     logger_.Error("container ", c.id, ": cannot record its exit: ", saved.message());
   } else {

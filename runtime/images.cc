@@ -1,11 +1,13 @@
 #include "runtime/images.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "images/archive.h"
 #include "images/garbage.h"
+#include "images/reference.h"
 
 namespace kapal::runtime {
 
@@ -56,6 +58,26 @@ absl::StatusOr<images::ImageRecord> Images::Find(const std::string& text) {
 }
 
 std::vector<images::ImageRecord> Images::List() { return images_.List(); }
+
+absl::StatusOr<images::ImageRecord> Images::Tag(const std::string& source,
+                                                const std::string& target) {
+  absl::StatusOr<images::Reference> reference = images::ParseReference(target);
+  if (!reference.ok()) return reference.status();
+  if (reference->digest.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tag ", target, ": a tag cannot name a digest; give NAME[:TAG]"));
+  }
+  std::lock_guard lock(removal_mutex_);
+  absl::StatusOr<images::ImageRecord> image = images_.Find(source);
+  if (!image.ok()) return image.status();
+  std::string tag = reference->String();
+  if (std::find(image->repo_tags.begin(), image->repo_tags.end(), tag) == image->repo_tags.end()) {
+    image->repo_tags.push_back(tag);
+    if (absl::Status put = images_.Put(*image); !put.ok()) return put;
+  }
+  logger_.Info("image ", image->id.String(), " tagged ", tag);
+  return image;
+}
 
 absl::Status Images::Remove(const std::string& text) {
   if (text.empty()) return absl::InvalidArgumentError("remove image: the image is empty");

@@ -37,6 +37,9 @@ class Images {
   // By id, unique id prefix, tag or digest reference; NOT_FOUND when unknown.
   absl::StatusOr<images::ImageRecord> Find(const std::string& text);
   std::vector<images::ImageRecord> List();
+  // Points TARGET (NAME[:TAG], normalized) at the image SOURCE names; a tag that named another
+  // image moves. Returns the image.
+  absl::StatusOr<images::ImageRecord> Tag(const std::string& source, const std::string& target);
   // Removing one tag of an image that has several only untags it; otherwise the image goes
   // with the blobs and layers only it used. NOT_FOUND when unknown.
   absl::Status Remove(const std::string& text);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -20,6 +21,9 @@ struct NodeState {
   std::map<std::string, Pod> pods;
   std::map<std::string, Container> containers;
   std::set<std::string> reserved_names;
+  // Notified (under the mutex) when a container exits, is made created again or is removed:
+  // what waiters for an exit (the Docker API's wait, its auto-removal) sleep on.
+  std::condition_variable containers_changed;
 
   // An id or a unique id prefix; NOT_FOUND or INVALID_ARGUMENT (ambiguous) otherwise. Locked.
   absl::StatusOr<std::string> ResolvePodIdLocked(const std::string& id_or_prefix) const;

@@ -107,6 +107,16 @@ absl::StatusOr<Container> Runtime::GetContainer(const std::string& id) {
   return parts_->containers.Get(id);
 }
 std::vector<Container> Runtime::ListContainers() { return parts_->containers.List(); }
+absl::Status Runtime::SignalContainer(const std::string& id, int signal) {
+  return parts_->containers.Signal(id, signal);
+}
+absl::StatusOr<Container> Runtime::WaitForExit(const std::string& id,
+                                               std::chrono::milliseconds timeout) {
+  return parts_->containers.WaitForExit(id, timeout);
+}
+absl::Status Runtime::RecreateContainer(const std::string& id) {
+  return parts_->containers.Recreate(id);
+}
 absl::StatusOr<ExecResult> Runtime::ExecSync(const std::string& id,
                                              const std::vector<std::string>& cmd,
                                              std::chrono::seconds timeout) {
@@ -120,8 +130,8 @@ absl::StatusOr<std::unique_ptr<ExecProcess>> Runtime::StartExec(const std::strin
                                                                 const ExecOptions& options) {
   return parts_->containers.StartExec(id, options);
 }
-absl::StatusOr<AttachedContainer> Runtime::Attach(const std::string& id) {
-  return parts_->containers.Attach(id);
+absl::StatusOr<AttachedContainer> Runtime::Attach(const std::string& id, bool before_start) {
+  return parts_->containers.Attach(id, before_start);
 }
 absl::Status Runtime::ResizeContainerTerminal(const std::string& id, uint16_t columns,
                                               uint16_t rows) {

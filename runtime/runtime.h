@@ -60,6 +60,11 @@ class Runtime {
   absl::Status RemoveContainer(const std::string& id);
   absl::StatusOr<Container> GetContainer(const std::string& id);
   std::vector<Container> ListContainers();
+  // For the Docker API (CRI has none of these): a signal to a running container, a wait for its
+  // exit (see Containers::WaitForExit), an exited container made created again.
+  absl::Status SignalContainer(const std::string& id, int signal);
+  absl::StatusOr<Container> WaitForExit(const std::string& id, std::chrono::milliseconds timeout);
+  absl::Status RecreateContainer(const std::string& id);
   absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                       std::chrono::seconds timeout);
   absl::Status ReopenContainerLog(const std::string& id);
@@ -67,7 +72,7 @@ class Runtime {
   // connection to the container's attach socket, its terminal's size.
   absl::StatusOr<std::unique_ptr<ExecProcess>> StartExec(const std::string& id,
                                                          const ExecOptions& options);
-  absl::StatusOr<AttachedContainer> Attach(const std::string& id);
+  absl::StatusOr<AttachedContainer> Attach(const std::string& id, bool before_start = false);
   absl::Status ResizeContainerTerminal(const std::string& id, uint16_t columns, uint16_t rows);
   // A TCP connection to PORT on the pod's loopback, made in the pod's network namespace (the
   // host's for a host-network pod). The pod must be ready; the id may be a unique prefix.

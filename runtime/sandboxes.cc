@@ -108,9 +108,9 @@ void Sandboxes::CleanUpUnrecorded(const std::string& id) {
   pod.own = OwnNamespaces(pod.config);
   // Its infra process may have started before its pid was written down; it names the pod dir.
   KillInfraOf(pod.dir);
-  if (known && pod.own.network) {
+  if (known && pod.own.network && NetworkNameOf(pod.config) != kNoNetwork) {
     absl::StatusOr<CniNetwork> network =
-        CniNetwork::Load(options_.cni_conf_dir, options_.cni_bin_dirs);
+        CniNetwork::Load(options_.cni_conf_dir, options_.cni_bin_dirs, NetworkNameOf(pod.config));
     // DEL without the result of ADD: the IPAM plugin releases by container id and interface,
     // and the other plugins tolerate what is gone already.
     if (network.ok()) {
@@ -156,9 +156,9 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
     }
   }
   std::optional<CniNetwork> network;
-  if (own.network) {
+  if (own.network && NetworkNameOf(config) != kNoNetwork) {
     absl::StatusOr<CniNetwork> loaded =
-        CniNetwork::Load(options_.cni_conf_dir, options_.cni_bin_dirs);
+        CniNetwork::Load(options_.cni_conf_dir, options_.cni_bin_dirs, NetworkNameOf(config));
     if (!loaded.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("network not ready: ", loaded.status().message()));
@@ -327,7 +327,7 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
   StopInfra(pod);
   if (!pod.cni_result.is_null() && pod.own.network) {
     absl::StatusOr<CniNetwork> network =
-        CniNetwork::Load(options_.cni_conf_dir, options_.cni_bin_dirs);
+        CniNetwork::Load(options_.cni_conf_dir, options_.cni_bin_dirs, NetworkNameOf(pod.config));
     CniPod cni_pod = CniPodOf(pod);
     if (network.ok()) {
       if (absl::Status deleted = network->Del(cni_pod, pod.cni_result); !deleted.ok()) {

@@ -101,6 +101,15 @@ CREATE INDEX image_blobs_by_digest ON image_blobs(digest);
 ALTER TABLE pods ADD COLUMN cni_result TEXT NOT NULL DEFAULT '';
 ALTER TABLE containers ADD COLUMN stop_signal INTEGER NOT NULL DEFAULT 15;
 )sql"},
+      {4, "docker_volumes: the Docker API's named volumes", R"sql(
+CREATE TABLE docker_volumes (
+  name       TEXT PRIMARY KEY,
+  driver     TEXT NOT NULL DEFAULT 'local',
+  labels     TEXT NOT NULL DEFAULT '{}',
+  options    TEXT NOT NULL DEFAULT '{}',
+  created_at INTEGER NOT NULL
+);
+)sql"},
   };
   return kMigrations;
 }

@@ -64,7 +64,9 @@ std::vector<std::string> HttpRequest::QueryValues(const std::string& name) const
 
 absl::StatusOr<HttpRequest> ReadRequest(int fd, std::chrono::milliseconds timeout,
                                         std::string& leftover) {
-  std::string head;
+  // Bytes already read past an earlier request on a kept-alive connection start this one.
+  std::string head = std::move(leftover);
+  leftover.clear();
   auto deadline = std::chrono::steady_clock::now() + timeout;
   size_t end = std::string::npos;
   while ((end = head.find("\r\n\r\n")) == std::string::npos) {

@@ -10,6 +10,8 @@
 
 // The one HTTP/1.1 request a streaming connection starts with, before it is upgraded (SPDY or
 // WebSocket); cpp-httplib cannot hand an upgraded connection over, so this small part is ours.
+// The Docker API's server (docker/) reads its requests with it too, since attach and exec
+// hijack the connection the same way.
 namespace kapal::streaming {
 
 struct HttpRequest {
@@ -27,8 +29,9 @@ struct HttpRequest {
   std::vector<std::string> QueryValues(const std::string& name) const;
 };
 
-// Reads the request head from FD (blocking, until TIMEOUT). Bytes after the head (a client may
-// send its first frames at once) are returned in LEFTOVER.
+// Reads the request head from FD (blocking, until TIMEOUT), starting with the bytes LEFTOVER
+// holds already (read past an earlier request). Bytes after the head (a body, or the first
+// frames a client sends at once) are returned in LEFTOVER.
 absl::StatusOr<HttpRequest> ReadRequest(int fd, std::chrono::milliseconds timeout,
                                         std::string& leftover);
 

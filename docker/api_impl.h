@@ -1,0 +1,144 @@
+#pragma once
+
+// The Docker API's parts, shared by its endpoint files (system.cc, images.cc, containers.cc,
+// exec.cc, volumes_networks.cc). Private to docker/.
+
+#include <atomic>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "docker/api.h"
+#include "docker/http_server.h"
+#include "docker/volumes.h"
+#include "nlohmann/json.hpp"
+#include "runtime/runtime.h"
+
+namespace kapal::docker {
+
+// A Docker container as the core has it: the container, its pod, what Docker was asked.
+struct DockerContainer {
+  runtime::Container container;
+  std::optional<runtime::Pod> pod;
+  std::string name;
+  nlohmann::json create;  // the create body (Config with HostConfig)
+};
+
+// An exec instance (POST /containers/{id}/exec) until its container goes.
+struct ExecInstance {
+  std::string id;
+  std::string container_id;
+  runtime::ExecOptions options;
+  nlohmann::json body;
+  bool running = false;
+  bool started = false;
+  std::optional<int> exit_code;
+  runtime::ExecProcess* process = nullptr;  // while running, under the Impl's mutex
+};
+
+struct Api::Impl {
+  ApiOptions options;
+  runtime::Runtime& runtime;
+  base::Logger& logger;
+  VolumeStore volumes;
+  std::unique_ptr<HttpServer> server;
+  std::atomic<bool> stopping{false};
+
+  std::mutex mutex;
+  std::map<std::string, ExecInstance> execs;
+  // Exit codes of --rm containers removed after they ended, for a wait on "removed".
+  std::map<std::string, int> removed_exit_codes;
+  struct Remover {
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+  std::list<Remover> removers;
+
+  Impl(const ApiOptions& options_in, runtime::Runtime& runtime_in, store::Store& store,
+       base::Logger& logger_in)
+      : options(options_in),
+        runtime(runtime_in),
+        logger(logger_in),
+        volumes(store, options_in.root_dir + "/volumes") {}
+
+  void Route(const Request& request, Responder& responder);
+
+  // system.cc
+  void Ping(const Request& request, Responder& responder);
+  void Version(Responder& responder);
+  void Info(Responder& responder);
+
+  // images.cc
+  void ListImages(const Request& request, Responder& responder);
+  void PullImage(const Request& request, Responder& responder);
+  void InspectImage(const std::string& name, Responder& responder);
+  void TagImage(const std::string& name, const Request& request, Responder& responder);
+  void RemoveImage(const std::string& name, const Request& request, Responder& responder);
+  void PushImage(const std::string& name, const Request& request, Responder& responder);
+
+  // containers.cc
+  void CreateContainer(const Request& request, Responder& responder);
+  void ListContainers(const Request& request, Responder& responder);
+  void InspectContainer(const std::string& ref, Responder& responder);
+  void StartContainer(const std::string& ref, Responder& responder);
+  void StopContainer(const std::string& ref, const Request& request, Responder& responder);
+  void KillContainer(const std::string& ref, const Request& request, Responder& responder);
+  void RestartContainer(const std::string& ref, const Request& request, Responder& responder);
+  void WaitContainer(const std::string& ref, const Request& request, Responder& responder);
+  void AttachContainer(const std::string& ref, const Request& request, Responder& responder);
+  void ResizeContainer(const std::string& ref, const Request& request, Responder& responder);
+  void ContainerLogs(const std::string& ref, const Request& request, Responder& responder);
+  void ContainerStats(const std::string& ref, const Request& request, Responder& responder);
+  void RemoveContainer(const std::string& ref, const Request& request, Responder& responder);
+
+  // exec.cc
+  void CreateExec(const std::string& ref, const Request& request, Responder& responder);
+  void StartExec(const std::string& id, const Request& request, Responder& responder);
+  void ResizeExec(const std::string& id, const Request& request, Responder& responder);
+  void InspectExec(const std::string& id, Responder& responder);
+
+  // volumes_networks.cc
+  void ListVolumes(Responder& responder);
+  void CreateVolume(const Request& request, Responder& responder);
+  void InspectVolume(const std::string& name, Responder& responder);
+  void RemoveVolume(const std::string& name, const Request& request, Responder& responder);
+  void PruneVolumes(Responder& responder);
+  void ListNetworks(Responder& responder);
+  void InspectNetwork(const std::string& name, Responder& responder);
+  void CreateNetwork(const Request& request, Responder& responder);
+  void RemoveNetwork(const std::string& name, Responder& responder);
+  // Whether a Docker network of that name (a CNI config's name, or bridge/host/none) exists.
+  bool NetworkExists(const std::string& name);
+
+  // The Docker containers (pods labelled kDockerLabel), or one by name, id or id prefix.
+  std::vector<DockerContainer> Containers();
+  absl::StatusOr<DockerContainer> FindContainer(const std::string& ref);
+  // Starts a thread that removes container ID (and its pod) once it has exited (--rm).
+  void WatchForRemoval(const std::string& id);
+  // Removes the container and its pod; the pod's other state goes with it.
+  absl::Status RemoveContainerAndPod(const DockerContainer& found);
+  // Docker's JSON views.
+  nlohmann::json ContainerSummary(const DockerContainer& found);
+  nlohmann::json ContainerInspect(const DockerContainer& found);
+};
+
+// The HTTP code and Docker error of STATUS (NOT_FOUND is 404, ALREADY_EXISTS and
+// FAILED_PRECONDITION 409, INVALID_ARGUMENT 400, ...).
+void ReplyError(Responder& responder, const absl::Status& status);
+int HttpCodeOf(const absl::Status& status);
+
+// RFC 3339 with nanoseconds in UTC, as Docker writes times; the zero time for 0.
+std::string DockerTime(int64_t unix_nanos);
+// Docker's human durations: "Less than a second", "5 seconds", "About a minute", "3 hours".
+std::string HumanDuration(int64_t seconds);
+// How Docker shows a reference: docker.io/library/busybox:latest is busybox:latest.
+std::string FamiliarReference(const std::string& reference);
+// The image's config document ("config" inside the image JSON), {} when unreadable.
+nlohmann::json ImageConfigOf(const std::string& config_json);
+
+}  // namespace kapal::docker

@@ -1,0 +1,339 @@
+#include "docker/http_server.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "base/build_info.h"
+#include "base/files.h"
+#include "base/unix_socket.h"
+
+namespace kapal::docker {
+
+namespace {
+
+// A kept-alive connection with no request for this long is closed (the docker CLI opens a new
+// one when it needs it).
+constexpr auto kIdleTimeout = std::chrono::minutes(2);
+// Bodies the API takes are small JSON documents (create, exec, network, volume).
+constexpr size_t kMaxBody = 8 * 1024 * 1024;
+// A client that reads nothing of an answer for this long is cut off.
+constexpr int kSendTimeoutSeconds = 60;
+
+// Reads exactly COUNT bytes into OUT (after what LEFTOVER holds).
+bool ReadExactly(int fd, size_t count, std::string& leftover, std::string& out) {
+  size_t take = std::min(count, leftover.size());
+  out.append(leftover, 0, take);
+  leftover.erase(0, take);
+  char buffer[16 * 1024];
+  while (out.size() < count) {
+    ssize_t n = ::read(fd, buffer, std::min(sizeof buffer, count - out.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// A line ending in CRLF from LEFTOVER and FD, without it.
+bool ReadLine(int fd, std::string& leftover, std::string& line) {
+  size_t end;
+  while ((end = leftover.find("\r\n")) == std::string::npos) {
+    if (leftover.size() > 4096) return false;
+    char buffer[4096];
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    leftover.append(buffer, static_cast<size_t>(n));
+  }
+  line = leftover.substr(0, end);
+  leftover.erase(0, end + 2);
+  return true;
+}
+
+// The request's body by Content-Length or chunked transfer coding. INVALID_ARGUMENT when it is
+// malformed or too large; UNAVAILABLE when the client went away.
+absl::Status ReadBody(int fd, Request& request, std::string& leftover) {
+  std::string encoding = absl::AsciiStrToLower(request.Header("transfer-encoding"));
+  if (absl::StrContains(encoding, "chunked")) {
+    for (;;) {
+      std::string line;
+      if (!ReadLine(fd, leftover, line)) return absl::UnavailableError("body cut short");
+      size_t size = 0;
+      std::string digits = line.substr(0, line.find(';'));
+      if (!absl::SimpleHexAtoi(absl::StripAsciiWhitespace(digits), &size)) {
+        return absl::InvalidArgumentError("malformed chunk size");
+      }
+      if (request.body.size() + size > kMaxBody) {
+        return absl::InvalidArgumentError("request body too large");
+      }
+      if (size == 0) {
+        // Trailers (none expected) up to the empty line.
+        while (ReadLine(fd, leftover, line) && !line.empty()) {
+        }
+        return absl::OkStatus();
+      }
+      if (!ReadExactly(fd, size, leftover, request.body) || !ReadLine(fd, leftover, line)) {
+        return absl::UnavailableError("body cut short");
+      }
+    }
+  }
+  std::string length_text = request.Header("content-length");
+  if (length_text.empty()) return absl::OkStatus();
+  size_t length = 0;
+  if (!absl::SimpleAtoi(length_text, &length)) {
+    return absl::InvalidArgumentError("malformed Content-Length");
+  }
+  if (length > kMaxBody) return absl::InvalidArgumentError("request body too large");
+  if (!ReadExactly(fd, length, leftover, request.body)) {
+    return absl::UnavailableError("body cut short");
+  }
+  return absl::OkStatus();
+}
+
+std::string CommonHeaders() {
+  return absl::StrCat("Api-Version: 1.41\r\nDocker-Experimental: false\r\nOstype: linux\r\n",
+                      "Server: kapal/", base::kVersion, "\r\n");
+}
+
+}  // namespace
+
+const char* ReasonPhrase(int code) {
+  switch (code) {
+    case 101:
+      return "UPGRADED";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 409:
+      return "Conflict";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
+  }
+}
+
+std::string Request::Query(const std::string& name, const std::string& fallback) const {
+  std::vector<std::string> values = QueryValues(name);
+  return values.empty() ? fallback : values.front();
+}
+
+bool Request::QueryFlag(const std::string& name, bool fallback) const {
+  std::vector<std::string> values = QueryValues(name);
+  if (values.empty()) return fallback;
+  std::string value = absl::AsciiStrToLower(values.front());
+  return value == "1" || value == "true" || value == "yes";
+}
+
+bool Responder::WriteHead(int code, const std::string& content_type, const std::string& extra) {
+  answered_ = true;
+  std::string head =
+      absl::StrCat("HTTP/1.1 ", code, " ", ReasonPhrase(code), "\r\n", CommonHeaders());
+  if (!content_type.empty()) absl::StrAppend(&head, "Content-Type: ", content_type, "\r\n");
+  absl::StrAppend(&head, extra, "\r\n");
+  return streaming::WriteAll(fd_, head);
+}
+
+void Responder::Text(int code, const std::string& content_type, absl::string_view body) {
+  std::string head = absl::StrCat("Content-Length: ", body.size(), "\r\n");
+  if (!WriteHead(code, content_type, head) || !streaming::WriteAll(fd_, body)) {
+    keep_alive_ = false;
+  }
+}
+
+void Responder::Json(int code, const nlohmann::json& body) {
+  Text(code, "application/json",
+       body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
+
+void Responder::Empty(int code) {
+  if (!WriteHead(code, "", code == 204 || code == 304 ? "" : "Content-Length: 0\r\n")) {
+    keep_alive_ = false;
+  }
+}
+
+void Responder::Error(int code, const std::string& message) { Json(code, {{"message", message}}); }
+
+bool Responder::StartStream(int code, const std::string& content_type) {
+  if (!WriteHead(code, content_type, "Transfer-Encoding: chunked\r\n")) {
+    keep_alive_ = false;
+    return false;
+  }
+  return true;
+}
+
+bool Responder::WriteChunk(absl::string_view data) {
+  if (!keep_alive_) return false;
+  if (data.empty()) return true;  // an empty chunk would end the body
+  std::string framed = absl::StrCat(absl::Hex(data.size()), "\r\n");
+  framed.append(data.data(), data.size());
+  framed += "\r\n";
+  if (!streaming::WriteAll(fd_, framed)) keep_alive_ = false;
+  return keep_alive_;
+}
+
+void Responder::EndStream() {
+  if (keep_alive_ && !streaming::WriteAll(fd_, "0\r\n\r\n")) keep_alive_ = false;
+}
+
+int Responder::Hijack(const Request& request, const std::string& content_type) {
+  keep_alive_ = false;
+  bool upgrade = absl::AsciiStrToLower(request.Header("upgrade")) == "tcp";
+  if (upgrade) {
+    WriteHead(101, content_type, "Connection: Upgrade\r\nUpgrade: tcp\r\n");
+  } else {
+    WriteHead(200, content_type, "Connection: close\r\n");
+  }
+  return fd_;
+}
+
+bool Responder::ClientGone() const {
+  if (stopping_.load()) return true;
+  pollfd polled{fd_, POLLRDHUP, 0};
+  return ::poll(&polled, 1, 0) > 0 && (polled.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+struct HttpServer::Impl {
+  ServerOptions options;
+  Handler handler;
+  base::Logger& logger;
+  base::UniqueFd listener;
+  base::UniqueFd wake;  // eventfd: stop the accept loop
+  std::thread acceptor;
+  std::atomic<bool> stopping{false};
+
+  std::mutex mutex;
+  struct Connection {
+    int fd;
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+  std::list<Connection> connections;
+
+  Impl(ServerOptions options_in, Handler handler_in, base::Logger& logger_in)
+      : options(std::move(options_in)), handler(std::move(handler_in)), logger(logger_in) {}
+
+  void Accept() {
+    for (;;) {
+      pollfd fds[2] = {{listener.Get(), POLLIN, 0}, {wake.Get(), POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
+      if (fds[1].revents != 0) return;
+      if (fds[0].revents == 0) continue;
+      int fd = ::accept4(listener.Get(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      std::lock_guard lock(mutex);
+      // Threads of closed connections are joined here, so their number stays what is open.
+      for (auto it = connections.begin(); it != connections.end();) {
+        if (it->done) {
+          it->thread.join();
+          it = connections.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (stopping) {
+        ::close(fd);
+        return;
+      }
+      Connection& connection = connections.emplace_back();
+      connection.fd = fd;
+      connection.thread = std::thread([this, &connection] {
+        Serve(connection.fd);
+        ::close(connection.fd);
+        connection.done = true;
+      });
+    }
+  }
+
+  void Serve(int fd) {
+    timeval send_timeout{kSendTimeoutSeconds, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
+    std::string leftover;
+    while (!stopping) {
+      absl::StatusOr<streaming::HttpRequest> head = streaming::ReadRequest(
+          fd, std::chrono::duration_cast<std::chrono::milliseconds>(kIdleTimeout), leftover);
+      if (!head.ok()) {
+        if (absl::IsInvalidArgument(head.status())) {
+          streaming::WriteError(fd, 400, "Bad Request", std::string(head.status().message()));
+        }
+        return;
+      }
+      Request request;
+      static_cast<streaming::HttpRequest&>(request) = std::move(*head);
+      Responder responder(fd, stopping);
+      if (absl::Status read = ReadBody(fd, request, leftover); !read.ok()) {
+        if (absl::IsInvalidArgument(read)) responder.Error(400, std::string(read.message()));
+        return;
+      }
+      handler(request, responder);
+      if (!responder.KeepAlive() ||
+          absl::AsciiStrToLower(request.Header("connection")) == "close") {
+        return;
+      }
+    }
+  }
+};
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ServerOptions& options,
+                                                              Handler handler,
+                                                              base::Logger& logger) {
+  auto impl = std::make_unique<Impl>(options, std::move(handler), logger);
+  absl::StatusOr<base::UniqueFd> listener =
+      base::ListenUnixSocket(options.socket_path, options.mode, options.group, "docker.address");
+  if (!listener.ok()) return listener.status();
+  impl->listener = std::move(*listener);
+  impl->wake.Reset(::eventfd(0, EFD_CLOEXEC));
+  if (!impl->wake) return base::ErrnoStatus(errno, "eventfd");
+  Impl* raw = impl.get();
+  impl->acceptor = std::thread([raw] { raw->Accept(); });
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() {
+  uint64_t one = 1;
+  ssize_t ignored = ::write(impl_->wake.Get(), &one, sizeof one);
+  (void)ignored;
+  impl_->acceptor.join();
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+    // Handlers waiting on a client (wait, logs -f, attach) see it go and return.
+    for (Impl::Connection& connection : impl_->connections) {
+      if (!connection.done) ::shutdown(connection.fd, SHUT_RDWR);
+    }
+  }
+  for (Impl::Connection& connection : impl_->connections) connection.thread.join();
+  ::unlink(impl_->options.socket_path.c_str());
+}
+
+}  // namespace kapal::docker

@@ -1,0 +1,271 @@
+// The image endpoints of the Docker API: list, pull (with Docker's streamed progress), inspect,
+// tag, remove, push.
+
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "docker/api_impl.h"
+#include "images/reference.h"
+
+namespace kapal::docker {
+
+namespace {
+
+int64_t CreatedSeconds(const nlohmann::json& document) {
+  std::string created = document.value("created", "");
+  absl::Time time;
+  std::string error;
+  if (created.empty() || !absl::ParseTime(absl::RFC3339_full, created, &time, &error)) return 0;
+  return absl::ToUnixSeconds(time);
+}
+
+std::vector<std::string> Familiar(const std::vector<std::string>& references) {
+  std::vector<std::string> out;
+  for (const std::string& reference : references) out.push_back(FamiliarReference(reference));
+  return out;
+}
+
+// X-Registry-Auth: base64url JSON {username, password, serveraddress, identitytoken,
+// registrytoken}; absent or "{}" is anonymous.
+images::Credentials CredentialsOf(const Request& request) {
+  images::Credentials credentials;
+  std::string header = request.Header("x-registry-auth");
+  if (header.empty()) return credentials;
+  std::string decoded;
+  if (!absl::WebSafeBase64Unescape(header, &decoded) && !absl::Base64Unescape(header, &decoded)) {
+    return credentials;
+  }
+  nlohmann::json auth = nlohmann::json::parse(decoded, nullptr, false);
+  if (!auth.is_object()) return credentials;
+  credentials.username = auth.value("username", "");
+  credentials.password = auth.value("password", "");
+  credentials.identity_token = auth.value("identitytoken", "");
+  credentials.registry_token = auth.value("registrytoken", "");
+  return credentials;
+}
+
+std::string ShortDigest(const std::string& digest) {
+  size_t colon = digest.find(':');
+  std::string hex = colon == std::string::npos ? digest : digest.substr(colon + 1);
+  return hex.substr(0, 12);
+}
+
+// Docker's progress bar: "[=====>      ]  1.2MB/3.4MB".
+std::string ProgressBar(int64_t done, int64_t total) {
+  if (total <= 0) return "";
+  constexpr int kWidth = 50;
+  int filled = static_cast<int>(done * kWidth / total);
+  std::string bar(static_cast<size_t>(filled), '=');
+  if (filled < kWidth) bar += '>';
+  bar.resize(kWidth, ' ');
+  auto human = [](int64_t bytes) {
+    if (bytes >= 1000 * 1000) return absl::StrCat(absl::StrFormat("%.1f", bytes / 1e6), "MB");
+    if (bytes >= 1000) return absl::StrCat(absl::StrFormat("%.1f", bytes / 1e3), "kB");
+    return absl::StrCat(bytes, "B");
+  };
+  return absl::StrCat("[", bar, "]  ", human(done), "/", human(total));
+}
+
+}  // namespace
+
+void Api::Impl::ListImages(const Request& request, Responder& responder) {
+  bool dangling_only = absl::StrContains(request.Query("filters"), "\"dangling\"") &&
+                       absl::StrContains(request.Query("filters"), "\"true\"");
+  std::map<std::string, int> users;
+  for (const runtime::Container& c : runtime.ListContainers()) ++users[c.image_id];
+  nlohmann::json list = nlohmann::json::array();
+  for (const images::ImageRecord& image : runtime.images().List()) {
+    if (dangling_only && !image.repo_tags.empty()) continue;
+    nlohmann::json document = nlohmann::json::parse(image.config_json, nullptr, false);
+    if (!document.is_object()) document = nlohmann::json::object();
+    nlohmann::json labels = ImageConfigOf(image.config_json).value("Labels", nlohmann::json());
+    list.push_back({{"Id", image.id.String()},
+                    {"ParentId", ""},
+                    {"RepoTags", Familiar(image.repo_tags)},
+                    {"RepoDigests", Familiar(image.repo_digests)},
+                    {"Created", CreatedSeconds(document)},
+                    {"Size", image.size},
+                    {"VirtualSize", image.size},
+                    {"SharedSize", -1},
+                    {"Labels", labels.is_object() ? labels : nlohmann::json()},
+                    {"Containers", users[image.id.String()]}});
+  }
+  responder.Json(200, list);
+}
+
+void Api::Impl::PullImage(const Request& request, Responder& responder) {
+  std::string from = request.Query("fromImage");
+  if (from.empty()) {
+    return responder.Error(501,
+                           "images/create imports only from a registry (fromImage); "
+                           "fromSrc is not supported by kapal yet");
+  }
+  std::string tag = request.Query("tag");
+  std::string reference = from;
+  if (!tag.empty()) {
+    reference += absl::StartsWith(tag, "sha256:") ? "@" + tag : ":" + tag;
+  }
+  absl::StatusOr<images::Reference> parsed = images::ParseReference(reference);
+  if (!parsed.ok()) return ReplyError(responder, parsed.status());
+  bool had_it = runtime.images().Find(parsed->String()).ok();
+  if (!responder.StartStream(200, "application/json")) return;
+  std::mutex write_mutex;
+  bool client_gone = false;
+  auto send = [&](const nlohmann::json& message) {
+    std::lock_guard lock(write_mutex);
+    if (client_gone) return;
+    if (!responder.WriteChunk(message.dump() + "\r\n")) client_gone = true;
+  };
+  send({{"status", absl::StrCat("Pulling from ", parsed->path)},
+        {"id", parsed->tag.empty() ? parsed->digest->String() : parsed->tag}});
+  // Updates are sent at most every 100 ms per layer: a fast pull would flood the terminal.
+  std::map<std::string, std::chrono::steady_clock::time_point> last_update;
+  std::mutex progress_mutex;
+  images::ProgressCallback progress = [&](const images::LayerProgress& layer) {
+    std::string id = ShortDigest(layer.digest);
+    if (layer.cached) {
+      send(
+          {{"status", "Already exists"}, {"progressDetail", nlohmann::json::object()}, {"id", id}});
+      return;
+    }
+    bool finished = layer.total > 0 && layer.done >= layer.total;
+    {
+      std::lock_guard lock(progress_mutex);
+      auto now = std::chrono::steady_clock::now();
+      auto& last = last_update[id];
+      if (!finished && now - last < std::chrono::milliseconds(100)) return;
+      last = now;
+    }
+    if (finished) {
+      send({{"status", "Download complete"},
+            {"progressDetail", nlohmann::json::object()},
+            {"id", id}});
+      return;
+    }
+    send({{"status", "Downloading"},
+          {"progressDetail", {{"current", layer.done}, {"total", layer.total}}},
+          {"progress", ProgressBar(layer.done, layer.total)},
+          {"id", id}});
+  };
+  absl::StatusOr<images::ImageRecord> image =
+      runtime.images().Pull(parsed->String(), CredentialsOf(request), progress);
+  if (!image.ok()) {
+    std::string message = std::string(image.status().message());
+    send({{"errorDetail", {{"message", message}}}, {"error", message}});
+    responder.EndStream();
+    return;
+  }
+  std::string familiar = FamiliarReference(parsed->String());
+  send({{"status", absl::StrCat("Digest: ", image->manifest_digest.String())}});
+  send({{"status", had_it ? absl::StrCat("Status: Image is up to date for ", familiar)
+                          : absl::StrCat("Status: Downloaded newer image for ", familiar)}});
+  responder.EndStream();
+}
+
+void Api::Impl::InspectImage(const std::string& name, Responder& responder) {
+  absl::StatusOr<images::ImageRecord> image = runtime.images().Find(name);
+  if (!image.ok()) {
+    if (absl::IsNotFound(image.status())) {
+      return responder.Error(404, absl::StrCat("No such image: ", name));
+    }
+    return ReplyError(responder, image.status());
+  }
+  nlohmann::json document = nlohmann::json::parse(image->config_json, nullptr, false);
+  if (!document.is_object()) document = nlohmann::json::object();
+  nlohmann::json config = ImageConfigOf(image->config_json);
+  nlohmann::json layers = nlohmann::json::array();
+  if (document.contains("rootfs") && document["rootfs"].is_object()) {
+    layers = document["rootfs"].value("diff_ids", nlohmann::json::array());
+  }
+  responder.Json(200, {{"Id", image->id.String()},
+                       {"RepoTags", Familiar(image->repo_tags)},
+                       {"RepoDigests", Familiar(image->repo_digests)},
+                       {"Parent", ""},
+                       {"Comment", document.value("comment", "")},
+                       {"Created", document.value("created", "")},
+                       {"Container", ""},
+                       {"ContainerConfig", nlohmann::json::object()},
+                       {"DockerVersion", document.value("docker_version", "")},
+                       {"Author", document.value("author", "")},
+                       {"Config", config},
+                       {"Architecture", document.value("architecture", "")},
+                       {"Os", document.value("os", "")},
+                       {"Size", image->size},
+                       {"VirtualSize", image->size},
+                       {"GraphDriver", {{"Name", options.storage_driver}, {"Data", nullptr}}},
+                       {"RootFS", {{"Type", "layers"}, {"Layers", layers}}},
+                       {"Metadata", {{"LastTagTime", DockerTime(0)}}}});
+}
+
+void Api::Impl::TagImage(const std::string& name, const Request& request, Responder& responder) {
+  std::string repo = request.Query("repo");
+  std::string tag = request.Query("tag", "latest");
+  if (repo.empty()) return responder.Error(400, "tag needs repo");
+  absl::StatusOr<images::ImageRecord> tagged =
+      runtime.images().Tag(name, absl::StrCat(repo, ":", tag.empty() ? "latest" : tag));
+  if (!tagged.ok()) {
+    if (absl::IsNotFound(tagged.status())) {
+      return responder.Error(404, absl::StrCat("No such image: ", name));
+    }
+    return ReplyError(responder, tagged.status());
+  }
+  responder.Empty(201);
+}
+
+void Api::Impl::RemoveImage(const std::string& name, const Request& request, Responder& responder) {
+  absl::StatusOr<images::ImageRecord> image = runtime.images().Find(name);
+  if (!image.ok()) {
+    if (absl::IsNotFound(image.status())) {
+      return responder.Error(404, absl::StrCat("No such image: ", name));
+    }
+    return ReplyError(responder, image.status());
+  }
+  bool force = request.QueryFlag("force");
+  absl::StatusOr<images::Reference> as_reference = images::ParseReference(name);
+  bool by_tag = as_reference.ok() && std::find(image->repo_tags.begin(), image->repo_tags.end(),
+                                               as_reference->String()) != image->repo_tags.end();
+  // Untagging one of several tags never touches the image itself.
+  bool untag_only = by_tag && image->repo_tags.size() > 1;
+  if (!untag_only) {
+    for (const runtime::Container& c : runtime.ListContainers()) {
+      if (c.image_id != image->id.String()) continue;
+      // Also with --force: an image's layers are the lower layers of its containers' root
+      // filesystems, so kapal removes it only when no container uses it.
+      std::string short_id = c.id.substr(0, 12);
+      std::string image_short = ShortDigest(image->id.String());
+      return responder.Error(
+          409, absl::StrCat("conflict: unable to remove ", by_tag ? "repository reference \"" : "",
+                            by_tag ? name + "\"" : image_short, force ? "" : " (must force)",
+                            " - container ", short_id, " is using its referenced image ",
+                            image_short, force ? "; remove the container first" : ""));
+    }
+  }
+  nlohmann::json report = nlohmann::json::array();
+  if (by_tag) {
+    report.push_back({{"Untagged", FamiliarReference(as_reference->String())}});
+  } else {
+    for (const std::string& tag : image->repo_tags) {
+      report.push_back({{"Untagged", FamiliarReference(tag)}});
+    }
+  }
+  if (absl::Status removed =
+          runtime.images().Remove(by_tag ? as_reference->String() : image->id.String());
+      !removed.ok()) {
+    return ReplyError(responder, removed);
+  }
+  if (!untag_only) report.push_back({{"Deleted", image->id.String()}});
+  responder.Json(200, report);
+}
+
+void Api::Impl::PushImage(const std::string& name, const Request&, Responder& responder) {
+  responder.Error(501,
+                  absl::StrCat("push of ", name, " is not supported by kapal's Docker API yet"));
+}
+
+}  // namespace kapal::docker
