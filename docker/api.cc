@@ -130,7 +130,7 @@ absl::StatusOr<std::unique_ptr<Api>> Api::Start(const ApiOptions& options,
       logger);
   if (!server.ok()) {
     impl->stopping = true;
-    for (Impl::Remover& remover : impl->removers) remover.thread.join();
+    impl->removers.JoinAll();
     return server.status();
   }
   impl->server = std::move(*server);
@@ -142,12 +142,8 @@ Api::Api(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Api::~Api() {
   impl_->stopping = true;
   impl_->server.reset();
-  std::list<Impl::Remover> removers;
-  {
-    std::lock_guard lock(impl_->mutex);
-    removers.swap(impl_->removers);
-  }
-  for (Impl::Remover& remover : removers) remover.thread.join();
+  impl_->removers.Stop();
+  impl_->removers.JoinAll();
 }
 
 void Api::Impl::Route(const Request& request, Responder& responder) {
@@ -425,28 +421,14 @@ absl::Status Api::Impl::RemoveContainerAndPod(const DockerContainer& found) {
 }
 
 void Api::Impl::WatchForRemoval(const std::string& id) {
-  std::lock_guard lock(mutex);
-  for (auto it = removers.begin(); it != removers.end();) {
-    if (it->done) {
-      it->thread.join();
-      it = removers.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  Remover& remover = removers.emplace_back();
-  remover.thread = std::thread([this, id, &remover] {
-    struct Done {
-      std::atomic<bool>& flag;
-      ~Done() { flag = true; }
-    } done{remover.done};
+  removers.Spawn([this, id] {
     while (!stopping) {
       absl::StatusOr<runtime::Container> ended = runtime.WaitForExit(id, kWaitSlice);
       if (absl::IsDeadlineExceeded(ended.status())) continue;
       if (!ended.ok()) return;  // removed by someone else
       {
         std::lock_guard guard(mutex);
-        // Kept for a later wait on "removed"; bounded, the oldest ids go first.
+        // Kept for a later wait on "removed"; bounded (an arbitrary old one goes).
         if (removed_exit_codes.size() > 1000) removed_exit_codes.erase(removed_exit_codes.begin());
         removed_exit_codes[id] = ended->exit_code;
       }

@@ -4,7 +4,6 @@
 // exec.cc, volumes_networks.cc). Private to docker/.
 
 #include <atomic>
-#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -13,6 +12,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "base/thread_set.h"
 #include "docker/api.h"
 #include "docker/http_server.h"
 #include "docker/volumes.h"
@@ -53,11 +53,7 @@ struct Api::Impl {
   std::map<std::string, ExecInstance> execs;
   // Exit codes of --rm containers removed after they ended, for a wait on "removed".
   std::map<std::string, int> removed_exit_codes;
-  struct Remover {
-    std::thread thread;
-    std::atomic<bool> done{false};
-  };
-  std::list<Remover> removers;
+  base::ThreadSet removers;  // one per --rm container, until it is gone
 
   Impl(const ApiOptions& options_in, runtime::Runtime& runtime_in, store::Store& store,
        base::Logger& logger_in)

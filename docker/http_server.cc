@@ -1,13 +1,10 @@
 #include "docker/http_server.h"
 
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <list>
-#include <mutex>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -16,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/build_info.h"
 #include "base/files.h"
+#include "base/thread_set.h"
 #include "base/unix_socket.h"
 
 namespace kapal::docker {
@@ -225,53 +223,11 @@ struct HttpServer::Impl {
   ServerOptions options;
   Handler handler;
   base::Logger& logger;
-  base::UniqueFd listener;
-  base::UniqueFd wake;  // eventfd: stop the accept loop
-  std::thread acceptor;
   std::atomic<bool> stopping{false};
-
-  std::mutex mutex;
-  struct Connection {
-    int fd;
-    std::thread thread;
-    std::atomic<bool> done{false};
-  };
-  std::list<Connection> connections;
+  std::unique_ptr<base::Acceptor> acceptor;
 
   Impl(ServerOptions options_in, Handler handler_in, base::Logger& logger_in)
       : options(std::move(options_in)), handler(std::move(handler_in)), logger(logger_in) {}
-
-  void Accept() {
-    for (;;) {
-      pollfd fds[2] = {{listener.Get(), POLLIN, 0}, {wake.Get(), POLLIN, 0}};
-      if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
-      if (fds[1].revents != 0) return;
-      if (fds[0].revents == 0) continue;
-      int fd = ::accept4(listener.Get(), nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) continue;
-      std::lock_guard lock(mutex);
-      // Threads of closed connections are joined here, so their number stays what is open.
-      for (auto it = connections.begin(); it != connections.end();) {
-        if (it->done) {
-          it->thread.join();
-          it = connections.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      if (stopping) {
-        ::close(fd);
-        return;
-      }
-      Connection& connection = connections.emplace_back();
-      connection.fd = fd;
-      connection.thread = std::thread([this, &connection] {
-        Serve(connection.fd);
-        ::close(connection.fd);
-        connection.done = true;
-      });
-    }
-  }
 
   void Serve(int fd) {
     timeval send_timeout{kSendTimeoutSeconds, 0};
@@ -309,30 +265,20 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ServerOption
   absl::StatusOr<base::UniqueFd> listener =
       base::ListenUnixSocket(options.socket_path, options.mode, options.group, "docker.address");
   if (!listener.ok()) return listener.status();
-  impl->listener = std::move(*listener);
-  impl->wake.Reset(::eventfd(0, EFD_CLOEXEC));
-  if (!impl->wake) return base::ErrnoStatus(errno, "eventfd");
   Impl* raw = impl.get();
-  impl->acceptor = std::thread([raw] { raw->Accept(); });
+  absl::StatusOr<std::unique_ptr<base::Acceptor>> acceptor =
+      base::Acceptor::Start(std::move(*listener), [raw](int fd) { raw->Serve(fd); });
+  if (!acceptor.ok()) return acceptor.status();
+  impl->acceptor = std::move(*acceptor);
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 HttpServer::~HttpServer() {
-  uint64_t one = 1;
-  ssize_t ignored = ::write(impl_->wake.Get(), &one, sizeof one);
-  (void)ignored;
-  impl_->acceptor.join();
-  {
-    std::lock_guard lock(impl_->mutex);
-    impl_->stopping = true;
-    // Handlers waiting on a client (wait, logs -f, attach) see it go and return.
-    for (Impl::Connection& connection : impl_->connections) {
-      if (!connection.done) ::shutdown(connection.fd, SHUT_RDWR);
-    }
-  }
-  for (Impl::Connection& connection : impl_->connections) connection.thread.join();
+  // Handlers waiting on a client (wait, logs -f, attach) see it go and return.
+  impl_->stopping = true;
+  impl_->acceptor.reset();
   ::unlink(impl_->options.socket_path.c_str());
 }
 

@@ -4,14 +4,12 @@
 #include <netinet/in.h>
 #include <openssl/rand.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <list>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -25,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/files.h"
+#include "base/thread_set.h"
 #include "base/unique_fd.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -79,20 +78,12 @@ struct Server::Impl {
   base::Logger& logger;
   std::string address;
   std::string url_host;
-  base::UniqueFd listener;
-  base::UniqueFd wake;              // eventfd: stop the accept loop
+  base::UniqueFd listener;          // until the acceptor takes it
   std::unique_ptr<TlsContext> tls;  // null for plain HTTP
-  std::thread acceptor;
+  std::unique_ptr<base::Acceptor> acceptor;
 
   std::mutex mutex;
   std::map<std::string, std::pair<Session, std::chrono::steady_clock::time_point>> tokens;
-  struct Connection {
-    int fd;
-    std::thread thread;
-    std::atomic<bool> done{false};
-  };
-  std::list<Connection> connections;
-  bool stopping = false;
 
   prometheus::Family<prometheus::Gauge>& open_sessions;
   prometheus::Family<prometheus::Counter>& total_sessions;
@@ -141,39 +132,11 @@ struct Server::Impl {
     return session;
   }
 
-  void Accept() {
-    for (;;) {
-      pollfd fds[2] = {{listener.Get(), POLLIN, 0}, {wake.Get(), POLLIN, 0}};
-      if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
-      if (fds[1].revents != 0) return;
-      if (fds[0].revents == 0) continue;
-      int fd = ::accept4(listener.Get(), nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) continue;
-      std::lock_guard lock(mutex);
-      // Threads of finished sessions are joined here, so their number stays what is open.
-      for (auto it = connections.begin(); it != connections.end();) {
-        if (it->done) {
-          it->thread.join();
-          it = connections.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      if (stopping) {
-        ::close(fd);
-        return;
-      }
-      Connection& connection = connections.emplace_back();
-      connection.fd = fd;
-      connection.thread = std::thread([this, &connection] {
-        if (tls) {
-          ServeTls(connection.fd);
-        } else {
-          Serve(connection.fd);
-        }
-        ::close(connection.fd);
-        connection.done = true;
-      });
+  void ServeConnection(int fd) {
+    if (tls) {
+      ServeTls(fd);
+    } else {
+      Serve(fd);
     }
   }
 
@@ -416,30 +379,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   impl->address = absl::StrCat(host, ":", port);
   std::string url_host = options.advertised_host.empty() ? host : options.advertised_host;
   impl->url_host = absl::StrCat(url_host, ":", port);
-  impl->wake.Reset(::eventfd(0, EFD_CLOEXEC));
-  if (!impl->wake) return base::ErrnoStatus(errno, "eventfd");
   Impl* raw = impl.get();
-  impl->acceptor = std::thread([raw] { raw->Accept(); });
+  absl::StatusOr<std::unique_ptr<base::Acceptor>> acceptor =
+      base::Acceptor::Start(std::move(impl->listener), [raw](int fd) { raw->ServeConnection(fd); });
+  if (!acceptor.ok()) return acceptor.status();
+  impl->acceptor = std::move(*acceptor);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Server::~Server() {
-  uint64_t one = 1;
-  ssize_t ignored = ::write(impl_->wake.Get(), &one, sizeof one);
-  (void)ignored;
-  impl_->acceptor.join();
-  std::list<Impl::Connection> connections;
-  {
-    std::lock_guard lock(impl_->mutex);
-    impl_->stopping = true;
-    // Every session sees its client go away: processes it started end, attaches detach.
-    for (Impl::Connection& connection : impl_->connections) {
-      if (!connection.done) ::shutdown(connection.fd, SHUT_RDWR);
-    }
-  }
-  for (Impl::Connection& connection : impl_->connections) connection.thread.join();
+  // Every session sees its client go away: processes it started end, attaches detach.
+  impl_->acceptor.reset();
 }
 
 const std::string& Server::Address() const { return impl_->address; }

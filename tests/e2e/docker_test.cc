@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/fixtures/net.h"
 #include "tests/fixtures/pod_fixture.h"
 #include "tests/fixtures/terminal.h"
 
@@ -34,35 +35,6 @@ std::string DockerCli() {
   return configured != nullptr ? configured : "/usr/local/libexec/kapal/docker";
 }
 
-int FreePort() {
-  base::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd.Get(), reinterpret_cast<sockaddr*>(&address), &length);
-  return ntohs(address.sin_port);
-}
-
-std::string HttpGet(int port, const std::string& path) {
-  base::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  timeval timeout{10, 0};
-  ::setsockopt(fd.Get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return "";
-  std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: pod\r\n\r\n");
-  if (::write(fd.Get(), request.data(), request.size()) < 0) return "";
-  std::string answer;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = ::read(fd.Get(), buffer, sizeof buffer)) > 0) answer.append(buffer, n);
-  return answer;
-}
-
 class DockerTest : public PodFixture {
  protected:
   void SetUp() override {
@@ -76,12 +48,8 @@ class DockerTest : public PodFixture {
     ASSERT_TRUE(config.ok());
     docker_config_.emplace(std::move(*config));
     // A plain busybox image as people run it: no entrypoint, sh as its command.
-    auto rootfs = BusyboxRootfs();
-    ASSERT_TRUE(rootfs.ok());
-    auto layer = BuildLayer(*rootfs, Compression::kGzip);
-    ASSERT_TRUE(layer.ok());
-    TestImage image;
-    image.layers.push_back(*layer);
+    TestImage image = BusyboxImage();
+    ASSERT_FALSE(image.layers.empty());
     image.cmd = {"sh"};
     ASSERT_TRUE(registry_->Push("library/busybox", "latest", image).ok());
     busybox_ = registry_->Host() + "/library/busybox:latest";

@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/fixtures/net.h"
 #include "tests/fixtures/pod_fixture.h"
 #include "tests/fixtures/terminal.h"
 
@@ -28,46 +29,6 @@ using ::testing::HasSubstr;
 
 constexpr char kWebSocketClient[] = KAPAL_SOURCE_DIR "/tests/e2e/ws_client.py";
 constexpr char kCrictl[] = KAPAL_SOURCE_DIR "/../shared/critest/bin/crictl";
-
-// A TCP port nothing listens on right now (the kernel's pick).
-int FreePort() {
-  base::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd.Get(), reinterpret_cast<sockaddr*>(&address), &length);
-  return ntohs(address.sin_port);
-}
-
-// An HTTP/1.0 GET of PATH on 127.0.0.1:PORT; the whole answer ("" when it fails).
-std::string HttpGet(int port, const std::string& path) {
-  base::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  timeval timeout{10, 0};
-  ::setsockopt(fd.Get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd.Get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return "";
-  std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: pod\r\n\r\n");
-  if (::write(fd.Get(), request.data(), request.size()) < 0) return "";
-  std::string answer;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = ::read(fd.Get(), buffer, sizeof buffer)) > 0) answer.append(buffer, n);
-  return answer;
-}
-
-// Waits (bounded) until something answers HTTP on 127.0.0.1:PORT with TEXT.
-bool WaitForHttp(int port, const std::string& path, const std::string& text) {
-  for (int i = 0; i < 100; ++i) {
-    if (absl::StrContains(HttpGet(port, path), text)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
-}
 
 base::ChildOptions LogTo(const std::string& path) {
   base::ChildOptions options;
