@@ -5,7 +5,8 @@
 
 namespace kapal::cri {
 
-// kapal.v1.Images: image work CRI has no room for (pull with progress).
+// kapal.v1.Images: image work CRI has no room for (pull with progress, import, export, push,
+// tag).
 class KapalImagesService final : public kapal::v1::Images::Service {
  public:
   KapalImagesService(runtime::Images& images, std::string scratch_dir)
@@ -18,6 +19,10 @@ class KapalImagesService final : public kapal::v1::Images::Service {
                       kapal::v1::ImportResponse* response) override;
   grpc::Status Export(grpc::ServerContext* context, const kapal::v1::ExportRequest* request,
                       grpc::ServerWriter<kapal::v1::ArchiveChunk>* writer) override;
+  grpc::Status Push(grpc::ServerContext* context, const kapal::v1::PushRequest* request,
+                    grpc::ServerWriter<kapal::v1::PushEvent>* writer) override;
+  grpc::Status Tag(grpc::ServerContext* context, const kapal::v1::TagRequest* request,
+                   kapal::v1::TagResponse* response) override;
 
  private:
   runtime::Images& images_;

@@ -39,6 +39,18 @@ absl::StatusOr<runtime::v1::Image> Status(CriClient& client, const std::string& 
   return response.image();
 }
 
+// --creds USER[:PASSWORD] and --auth, into a Pull or Push request.
+template <typename Request>
+void SetImageAndCredentials(const PullCommand& command, Request& request) {
+  request.set_image(command.image);
+  if (!command.creds.empty()) {
+    size_t colon = command.creds.find(':');
+    request.set_username(command.creds.substr(0, colon));
+    if (colon != std::string::npos) request.set_password(command.creds.substr(colon + 1));
+  }
+  request.set_auth(command.auth);
+}
+
 }  // namespace
 
 std::string HumanSize(double bytes) {
@@ -53,13 +65,7 @@ std::string HumanSize(double bytes) {
 
 absl::Status RunPull(CriClient& client, const PullCommand& command, std::ostream& out) {
   kapal::v1::PullRequest request;
-  request.set_image(command.image);
-  if (!command.creds.empty()) {
-    size_t colon = command.creds.find(':');
-    request.set_username(command.creds.substr(0, colon));
-    if (colon != std::string::npos) request.set_password(command.creds.substr(colon + 1));
-  }
-  request.set_auth(command.auth);
+  SetImageAndCredentials(command, request);
 
   struct Layer {
     int64_t done = 0, total = 0;
@@ -132,6 +138,45 @@ absl::Status RunPull(CriClient& client, const PullCommand& command, std::ostream
     return RpcError("Pull", status);
   }
   out << "Image is up to date for " << image_id << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunPush(CriClient& client, const PullCommand& command, std::ostream& out) {
+  kapal::v1::PushRequest request;
+  SetImageAndCredentials(command, request);
+  auto context = client.LongContext();
+  auto reader = client.KapalImages().Push(context.get(), request);
+  kapal::v1::PushEvent event;
+  std::string digest;
+  while (reader->Read(&event)) {
+    if (event.has_blob()) {
+      const std::string& phase = event.blob().phase();
+      if (phase == "pushing" || phase == "preparing") continue;
+      out << ShortDigest(event.blob().digest()) << "  "
+          << (phase == "exists" ? "already there"
+              : phase == "mounted"
+                  ? "mounted from another repository"
+                  : absl::StrCat("pushed ", HumanSize(static_cast<double>(event.blob().total()))))
+          << "\n";
+    } else if (!event.manifest_digest().empty()) {
+      digest = event.manifest_digest();
+    }
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return RpcError("Push", status);
+  out << command.image << ": digest " << digest << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunTag(CriClient& client, const std::string& source, const std::string& target,
+                    std::ostream& out) {
+  kapal::v1::TagRequest request;
+  request.set_source(source);
+  request.set_target(target);
+  kapal::v1::TagResponse response;
+  grpc::Status status = client.KapalImages().Tag(client.NewContext().get(), request, &response);
+  if (!status.ok()) return RpcError("Tag", status);
+  out << target << " -> " << response.image_id() << "\n";
   return absl::OkStatus();
 }
 

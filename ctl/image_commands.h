@@ -18,6 +18,12 @@ struct PullCommand {
 };
 absl::Status RunPull(CriClient& client, const PullCommand& command, std::ostream& out);
 
+// Docker-style push (a line per blob as it is settled, then the manifest digest) and tag, over
+// kapal.v1 (kapald only). PullCommand's fields: the image and its credentials.
+absl::Status RunPush(CriClient& client, const PullCommand& command, std::ostream& out);
+absl::Status RunTag(CriClient& client, const std::string& source, const std::string& target,
+                    std::ostream& out);
+
 struct ImagesCommand {
   std::string filter;
   bool quiet = false;

@@ -163,15 +163,41 @@ int main(int argc, char** argv) {
       };
     });
   };
+  auto add_push = [&](CLI::App* parent, const char* name) {
+    CLI::App* command = parent->add_subcommand(name, "Push an image (NAME:TAG) to its registry");
+    command->add_option("image", pull.image, "Image reference (host:5000/a/b:tag)")->required();
+    command->add_option("--creds", pull.creds, "Registry credentials, USER[:PASSWORD]");
+    command->add_option("--auth", pull.auth, "Registry credentials, base64 of USER:PASSWORD");
+    command->callback([&] {
+      action.run = [&](CriClient& client, OutputFormat) {
+        return kapal::ctl::RunPush(client, pull, std::cout);
+      };
+    });
+  };
+  std::string tag_source, tag_target;
+  auto add_tag = [&](CLI::App* parent, const char* name) {
+    CLI::App* command = parent->add_subcommand(name, "Give an image another name (NAME[:TAG])");
+    command->add_option("source", tag_source, "Image reference or id")->required();
+    command->add_option("target", tag_target, "New reference")->required();
+    command->callback([&] {
+      action.run = [&](CriClient& client, OutputFormat) {
+        return kapal::ctl::RunTag(client, tag_source, tag_target, std::cout);
+      };
+    });
+  };
   add_pull(&app, "pull");
+  add_push(&app, "push");
+  add_tag(&app, "tag");
   add_images(&app, "images");
   add_inspect(&app, "inspecti");
   add_remove(&app, "rmi");
   CLI::App* image = app.add_subcommand(
-      "image", "Docker-style image commands: ls, pull, rm, inspect, import, export");
+      "image", "Docker-style image commands: ls, pull, push, tag, rm, inspect, import, export");
   image->require_subcommand(1);
   add_images(image, "ls");
   add_pull(image, "pull");
+  add_push(image, "push");
+  add_tag(image, "tag");
   add_remove(image, "rm");
   add_inspect(image, "inspect");
   std::string archive_file;

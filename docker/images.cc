@@ -72,6 +72,48 @@ std::string ProgressBar(int64_t done, int64_t total) {
   return absl::StrCat("[", bar, "]  ", human(done), "/", human(total));
 }
 
+// Docker's streamed JSON messages (pull and push progress), sent from the transfer threads.
+class ProgressStream {
+ public:
+  explicit ProgressStream(Responder& responder) : responder_(responder) {}
+
+  void Send(const nlohmann::json& message) {
+    std::lock_guard lock(mutex_);
+    if (client_gone_) return;
+    if (!responder_.WriteChunk(message.dump() + "\r\n")) client_gone_ = true;
+  }
+  // A step of blob ID ("Already exists", "Pushed", ...).
+  void Step(const std::string& status, const std::string& id) {
+    Send({{"status", status}, {"progressDetail", nlohmann::json::object()}, {"id", id}});
+  }
+  // Bytes moved so far, at most every 100 ms per blob: a fast transfer would flood the terminal.
+  void Bytes(const std::string& status, const std::string& id, int64_t done, int64_t total) {
+    {
+      std::lock_guard lock(mutex_);
+      auto now = std::chrono::steady_clock::now();
+      auto& last = last_update_[id];
+      if (now - last < std::chrono::milliseconds(100)) return;
+      last = now;
+    }
+    Send({{"status", status},
+          {"progressDetail", {{"current", done}, {"total", total}}},
+          {"progress", ProgressBar(done, total)},
+          {"id", id}});
+  }
+  // Docker's error message, which makes the CLI fail, and the end of the stream.
+  void Fail(const absl::Status& status) {
+    std::string message = std::string(status.message());
+    Send({{"errorDetail", {{"message", message}}}, {"error", message}});
+    responder_.EndStream();
+  }
+
+ private:
+  Responder& responder_;
+  std::mutex mutex_;
+  bool client_gone_ = false;
+  std::map<std::string, std::chrono::steady_clock::time_point> last_update_;
+};
+
 }  // namespace
 
 void Api::Impl::ListImages(const Request& request, Responder& responder) {
@@ -115,56 +157,22 @@ void Api::Impl::PullImage(const Request& request, Responder& responder) {
   if (!parsed.ok()) return ReplyError(responder, parsed.status());
   bool had_it = runtime.images().Find(parsed->String()).ok();
   if (!responder.StartStream(200, "application/json")) return;
-  std::mutex write_mutex;
-  bool client_gone = false;
-  auto send = [&](const nlohmann::json& message) {
-    std::lock_guard lock(write_mutex);
-    if (client_gone) return;
-    if (!responder.WriteChunk(message.dump() + "\r\n")) client_gone = true;
-  };
-  send({{"status", absl::StrCat("Pulling from ", parsed->path)},
-        {"id", parsed->tag.empty() ? parsed->digest->String() : parsed->tag}});
-  // Updates are sent at most every 100 ms per layer: a fast pull would flood the terminal.
-  std::map<std::string, std::chrono::steady_clock::time_point> last_update;
-  std::mutex progress_mutex;
+  ProgressStream stream(responder);
+  stream.Send({{"status", absl::StrCat("Pulling from ", parsed->path)},
+               {"id", parsed->tag.empty() ? parsed->digest->String() : parsed->tag}});
   images::ProgressCallback progress = [&](const images::LayerProgress& layer) {
     std::string id = ShortDigest(layer.digest);
-    if (layer.cached) {
-      send(
-          {{"status", "Already exists"}, {"progressDetail", nlohmann::json::object()}, {"id", id}});
-      return;
-    }
-    bool finished = layer.total > 0 && layer.done >= layer.total;
-    {
-      std::lock_guard lock(progress_mutex);
-      auto now = std::chrono::steady_clock::now();
-      auto& last = last_update[id];
-      if (!finished && now - last < std::chrono::milliseconds(100)) return;
-      last = now;
-    }
-    if (finished) {
-      send({{"status", "Download complete"},
-            {"progressDetail", nlohmann::json::object()},
-            {"id", id}});
-      return;
-    }
-    send({{"status", "Downloading"},
-          {"progressDetail", {{"current", layer.done}, {"total", layer.total}}},
-          {"progress", ProgressBar(layer.done, layer.total)},
-          {"id", id}});
+    if (layer.cached) return stream.Step("Already exists", id);
+    if (layer.total > 0 && layer.done >= layer.total) return stream.Step("Download complete", id);
+    stream.Bytes("Downloading", id, layer.done, layer.total);
   };
   absl::StatusOr<images::ImageRecord> image =
       runtime.images().Pull(parsed->String(), CredentialsOf(request), progress);
-  if (!image.ok()) {
-    std::string message = std::string(image.status().message());
-    send({{"errorDetail", {{"message", message}}}, {"error", message}});
-    responder.EndStream();
-    return;
-  }
+  if (!image.ok()) return stream.Fail(image.status());
   std::string familiar = FamiliarReference(parsed->String());
-  send({{"status", absl::StrCat("Digest: ", image->manifest_digest.String())}});
-  send({{"status", had_it ? absl::StrCat("Status: Image is up to date for ", familiar)
-                          : absl::StrCat("Status: Downloaded newer image for ", familiar)}});
+  stream.Send({{"status", absl::StrCat("Digest: ", image->manifest_digest.String())}});
+  stream.Send({{"status", had_it ? absl::StrCat("Status: Image is up to date for ", familiar)
+                                 : absl::StrCat("Status: Downloaded newer image for ", familiar)}});
   responder.EndStream();
 }
 
@@ -263,9 +271,46 @@ void Api::Impl::RemoveImage(const std::string& name, const Request& request, Res
   responder.Json(200, report);
 }
 
-void Api::Impl::PushImage(const std::string& name, const Request&, Responder& responder) {
-  responder.Error(501,
-                  absl::StrCat("push of ", name, " is not supported by kapal's Docker API yet"));
+void Api::Impl::PushImage(const std::string& name, const Request& request, Responder& responder) {
+  std::string tag = request.Query("tag");
+  if (tag.empty()) tag = "latest";
+  std::string reference = absl::StrCat(name, ":", tag);
+  absl::StatusOr<images::Reference> parsed = images::ParseReference(reference);
+  if (!parsed.ok()) return ReplyError(responder, parsed.status());
+  if (!runtime.images().Find(parsed->String()).ok()) {
+    return responder.Error(404, absl::StrCat("An image does not exist locally with the tag: ",
+                                             FamiliarReference(parsed->Name())));
+  }
+  if (!responder.StartStream(200, "application/json")) return;
+  ProgressStream stream(responder);
+  stream.Send({{"status", absl::StrCat("The push refers to repository [",
+                                       FamiliarReference(parsed->Name()), "]")}});
+  images::PushCallback progress = [&](const images::PushProgress& blob) {
+    std::string id = ShortDigest(blob.digest);
+    switch (blob.phase) {
+      case images::PushProgress::Phase::kPreparing:
+        return stream.Step("Preparing", id);
+      case images::PushProgress::Phase::kExists:
+        return stream.Step("Layer already exists", id);
+      case images::PushProgress::Phase::kMounted:
+        return stream.Step("Mounted from another repository", id);
+      case images::PushProgress::Phase::kPushed:
+        return stream.Step("Pushed", id);
+      case images::PushProgress::Phase::kPushing:
+        return stream.Bytes("Pushing", id, blob.done, blob.total);
+    }
+  };
+  absl::StatusOr<images::PushResult> pushed =
+      runtime.images().Push(parsed->String(), CredentialsOf(request), progress);
+  if (!pushed.ok()) return stream.Fail(pushed.status());
+  std::string digest = pushed->manifest_digest.String();
+  stream.Send({{"status",
+                absl::StrCat(pushed->tag, ": digest: ", digest, " size: ", pushed->manifest_size)},
+               {"progressDetail", nlohmann::json::object()}});
+  stream.Send(
+      {{"progressDetail", nlohmann::json::object()},
+       {"aux", {{"Tag", pushed->tag}, {"Digest", digest}, {"Size", pushed->manifest_size}}}});
+  responder.EndStream();
 }
 
 }  // namespace kapal::docker

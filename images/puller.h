@@ -49,6 +49,8 @@ class Puller {
 
   absl::StatusOr<ImageRecord> Pull(const std::string& reference, const Credentials& credentials,
                                    const ProgressCallback& progress = nullptr);
+  // The registry settings pulls use (pushes use them too).
+  const RegistryHosts& Hosts() const { return options_.hosts; }
 
   // Unpacks an image whose manifest, config and layers are all in the content store, and records
   // it under REPO_TAGS and REPO_DIGESTS (pull and import both end here). EXTRA_BLOBS are held by

@@ -2,6 +2,9 @@
 
 #include <arpa/inet.h>
 #include <httplib.h>
+#include <unistd.h>
+
+#include <fstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -344,6 +347,145 @@ absl::Status RegistryClient::FetchBlob(const std::string& repository, const Dige
   absl::StatusOr<Response> response =
       Get(repository, absl::StrCat("/v2/", repository, "/blobs/", digest.String()), "", &sink);
   return response.status();
+}
+
+}  // namespace kapal::images
+
+namespace kapal::images {
+
+absl::Status RegistryClient::ErrorOf(const std::string& what, const Response& response) const {
+  std::string text = absl::StrCat(endpoint_.host, ": ", what, ": HTTP ", response.status);
+  std::string detail = ErrorText(response.body);
+  if (!detail.empty()) absl::StrAppend(&text, " (", detail, ")");
+  if (response.status == 401) return absl::UnauthenticatedError(text);
+  if (response.status == 403) return absl::PermissionDeniedError(text);
+  if (response.status == 404) return absl::NotFoundError(text);
+  if (response.status == 429 || response.status >= 500) return absl::UnavailableError(text);
+  return absl::InvalidArgumentError(text);
+}
+
+absl::StatusOr<RegistryClient::Response> RegistryClient::Send(const std::string& method,
+                                                              const std::string& repository,
+                                                              const std::string& target,
+                                                              const Payload& payload) {
+  std::string scope = absl::StrCat("repository:", repository, ":pull,push");
+  std::string base_url = endpoint_.Url();
+  std::string path = target;
+  if (!absl::StartsWith(target, "/")) std::tie(base_url, path) = SplitUrl(target);
+  // Credentials go only to the registry itself, never to a host an upload URL names.
+  bool same_host = base_url == endpoint_.Url();
+  std::string authorization;
+  {
+    std::lock_guard lock(tokens_mutex_);
+    if (auto found = authorization_by_scope_.find(scope); found != authorization_by_scope_.end()) {
+      authorization = found->second;
+    }
+  }
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::unique_ptr<httplib::Client> client = MakeClient(base_url, endpoint_, options_);
+    httplib::Headers headers = {{"User-Agent", "kapal"}};
+    if (same_host && !authorization.empty()) headers.emplace("Authorization", authorization);
+    auto send = [&]() -> httplib::Result {
+      if (method == "HEAD") return client->Head(path, headers);
+      if (method == "POST") return client->Post(path, headers, payload.body, payload.content_type);
+      if (payload.path.empty()) {
+        return client->Put(path, headers, payload.body, payload.content_type);
+      }
+      auto file = std::make_shared<std::ifstream>(payload.path, std::ios::binary);
+      return client->Put(
+          path, headers, static_cast<size_t>(payload.size),
+          [file, &payload](size_t offset, size_t length, httplib::DataSink& sink) {
+            char buffer[256 * 1024];
+            file->seekg(static_cast<std::streamoff>(offset));
+            file->read(buffer, static_cast<std::streamsize>(std::min(length, sizeof buffer)));
+            std::streamsize got = file->gcount();
+            if (got <= 0) return false;
+            sink.write(buffer, static_cast<size_t>(got));
+            if (payload.progress) payload.progress(static_cast<int64_t>(offset) + got);
+            return true;
+          },
+          payload.content_type);
+    };
+    if (!payload.path.empty() && ::access(payload.path.c_str(), R_OK) != 0) {
+      return absl::NotFoundError(absl::StrCat("cannot read ", payload.path));
+    }
+    httplib::Result result = send();
+    if (!result) {
+      return absl::UnavailableError(
+          absl::StrCat(base_url, path, ": ", httplib::to_string(result.error())));
+    }
+    Response response;
+    response.status = result->status;
+    for (const auto& [key, value] : result->headers) response.headers.emplace(key, value);
+    response.body = result->body.substr(0, kMaxErrorBytes);
+    if (response.status == 401 && same_host && attempt == 0) {
+      absl::StatusOr<std::string> granted = Authorize(response.Header("WWW-Authenticate"), scope);
+      if (!granted.ok()) return granted.status();
+      authorization = *granted;
+      std::lock_guard lock(tokens_mutex_);
+      authorization_by_scope_[scope] = authorization;
+      continue;
+    }
+    return response;
+  }
+  return absl::UnauthenticatedError(
+      absl::StrCat(endpoint_.host, ": push of ", repository, " refused the credentials"));
+}
+
+absl::StatusOr<bool> RegistryClient::HasBlob(const std::string& repository, const Digest& digest) {
+  absl::StatusOr<Response> response =
+      Send("HEAD", repository, absl::StrCat("/v2/", repository, "/blobs/", digest.String()), {});
+  if (!response.ok()) return response.status();
+  if (response->status == 200) return true;
+  if (response->status == 404) return false;
+  return ErrorOf("HEAD blob " + digest.String(), *response);
+}
+
+absl::StatusOr<bool> RegistryClient::PushBlob(const std::string& repository, const Digest& digest,
+                                              const std::string& path, int64_t size,
+                                              const std::string& mount_from,
+                                              const std::function<void(int64_t)>& progress) {
+  std::string start = absl::StrCat("/v2/", repository, "/blobs/uploads/");
+  if (!mount_from.empty() && mount_from != repository) {
+    absl::StrAppend(&start, "?mount=", digest.String(), "&from=", mount_from);
+  }
+  Payload empty;
+  empty.content_type = "application/octet-stream";
+  absl::StatusOr<Response> started = Send("POST", repository, start, empty);
+  if (!started.ok()) return started.status();
+  if (started->status == 201) return true;  // mounted from the other repository
+  if (started->status != 202) return ErrorOf("start an upload of " + digest.String(), *started);
+  std::string location = started->Header("Location");
+  if (location.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(endpoint_.host, ": an upload of ", digest.String(), " without Location"));
+  }
+  absl::StrAppend(&location, absl::StrContains(location, "?") ? "&" : "?",
+                  "digest=", digest.String());
+  Payload bytes;
+  bytes.content_type = "application/octet-stream";
+  bytes.path = path;
+  bytes.size = size;
+  bytes.progress = progress;
+  absl::StatusOr<Response> finished = Send("PUT", repository, location, bytes);
+  if (!finished.ok()) return finished.status();
+  if (finished->status != 201) return ErrorOf("upload " + digest.String(), *finished);
+  return false;
+}
+
+absl::Status RegistryClient::PushManifest(const std::string& repository,
+                                          const std::string& reference,
+                                          const std::string& media_type, const std::string& body) {
+  Payload manifest;
+  manifest.content_type = media_type;
+  manifest.body = body;
+  absl::StatusOr<Response> response =
+      Send("PUT", repository, absl::StrCat("/v2/", repository, "/manifests/", reference), manifest);
+  if (!response.ok()) return response.status();
+  if (response->status != 201 && response->status != 200) {
+    return ErrorOf("put manifest " + reference, *response);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace kapal::images

@@ -75,6 +75,19 @@ class RegistryClient {
   // content store's BlobWriter does).
   absl::Status FetchBlob(const std::string& repository, const Digest& digest, const BlobSink& sink);
 
+  // The push side (scope pull,push). HEAD /v2/REPOSITORY/blobs/DIGEST: whether it is there.
+  absl::StatusOr<bool> HasBlob(const std::string& repository, const Digest& digest);
+  // Uploads the SIZE bytes of the file at PATH as DIGEST: POST an upload, then one PUT with the
+  // bytes (PROGRESS gets the bytes sent so far). With MOUNT_FROM, the registry is asked to mount
+  // the blob from that repository first; true when it did (nothing was sent).
+  absl::StatusOr<bool> PushBlob(const std::string& repository, const Digest& digest,
+                                const std::string& path, int64_t size,
+                                const std::string& mount_from,
+                                const std::function<void(int64_t)>& progress);
+  // PUT /v2/REPOSITORY/manifests/REFERENCE with BODY as MEDIA_TYPE.
+  absl::Status PushManifest(const std::string& repository, const std::string& reference,
+                            const std::string& media_type, const std::string& body);
+
   const RegistryEndpoint& Endpoint() const { return endpoint_; }
 
  private:
@@ -90,6 +103,19 @@ class RegistryClient {
                                    const std::string& accept, const std::string& authorization,
                                    const BlobSink* sink);
   absl::StatusOr<std::string> Authorize(const std::string& challenge, const std::string& scope);
+  // What a push request carries: a small body, or a file streamed (PATH, SIZE).
+  struct Payload {
+    std::string content_type;
+    std::string body;
+    std::string path;
+    int64_t size = 0;
+    std::function<void(int64_t)> progress;
+  };
+  // METHOD on TARGET (a path, or an absolute URL the registry gave) with push credentials,
+  // again once with a token after a 401. The response whatever its status.
+  absl::StatusOr<Response> Send(const std::string& method, const std::string& repository,
+                                const std::string& target, const Payload& payload);
+  absl::Status ErrorOf(const std::string& what, const Response& response) const;
 
   RegistryEndpoint endpoint_;
   Credentials credentials_;

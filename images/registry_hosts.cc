@@ -44,13 +44,18 @@ std::vector<RegistryEndpoint> RegistryHosts::EndpointsFor(const std::string& dom
       endpoints.push_back(*endpoint);
     }
   }
-  if (settings.fallback_to_origin || endpoints.empty()) {
-    origin.plain_http = origin.plain_http || settings.plain_http;
-    origin.skip_verify = settings.skip_verify;
-    origin.ca_file = settings.ca_file;
-    endpoints.push_back(origin);
-  }
+  if (settings.fallback_to_origin || endpoints.empty()) endpoints.push_back(OriginFor(domain));
   return endpoints;
+}
+
+RegistryEndpoint RegistryHosts::OriginFor(const std::string& domain) const {
+  RegistryEndpoint origin = DefaultEndpoint(domain);
+  auto found = settings_.find(domain);
+  if (found == settings_.end()) return origin;
+  origin.plain_http = origin.plain_http || found->second.plain_http;
+  origin.skip_verify = found->second.skip_verify;
+  origin.ca_file = found->second.ca_file;
+  return origin;
 }
 
 Credentials RegistryHosts::CredentialsFor(const std::string& domain) const {

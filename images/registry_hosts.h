@@ -37,6 +37,8 @@ class RegistryHosts {
   // Where to fetch DOMAIN's images from, in order: its mirrors, then (unless turned off) the
   // registry itself with its TLS settings.
   std::vector<RegistryEndpoint> EndpointsFor(const std::string& domain) const;
+  // The registry itself with its TLS settings, never a mirror: where pushes go.
+  RegistryEndpoint OriginFor(const std::string& domain) const;
   // Credentials configured for DOMAIN (empty when none).
   Credentials CredentialsFor(const std::string& domain) const;
 

@@ -59,6 +59,36 @@ absl::StatusOr<images::ImageRecord> Images::Find(const std::string& text) {
 
 std::vector<images::ImageRecord> Images::List() { return images_.List(); }
 
+absl::StatusOr<images::PushResult> Images::Push(const std::string& reference,
+                                                const images::Credentials& credentials,
+                                                const images::PushCallback& progress) {
+  absl::StatusOr<images::ImageRecord> image = images_.Find(reference);
+  if (!image.ok()) return image.status();
+  absl::StatusOr<images::Reference> target = images::ParseReference(reference);
+  if (!target.ok()) return target.status();
+  auto started = std::chrono::steady_clock::now();
+  images::Pusher pusher(content_, puller_.Hosts());
+  absl::StatusOr<images::PushResult> pushed =
+      pusher.Push(*image, target->String(), credentials, progress);
+  if (!pushed.ok()) return pushed.status();
+  // Recorded as Docker does, so that a later push to another repository of that registry
+  // mounts the blobs instead of sending them again.
+  std::string pushed_digest = absl::StrCat(target->Name(), "@", pushed->manifest_digest.String());
+  {
+    std::lock_guard lock(removal_mutex_);
+    absl::StatusOr<images::ImageRecord> now = images_.Get(image->id);
+    if (now.ok() && std::find(now->repo_digests.begin(), now->repo_digests.end(), pushed_digest) ==
+                        now->repo_digests.end()) {
+      now->repo_digests.push_back(pushed_digest);
+      if (absl::Status put = images_.Put(*now); !put.ok()) return put;
+    }
+  }
+  logger_.Info("pushed ", target->String(), " (", pushed->manifest_digest.String(), ") in ",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+               "s");
+  return pushed;
+}
+
 absl::StatusOr<images::ImageRecord> Images::Tag(const std::string& source,
                                                 const std::string& target) {
   absl::StatusOr<images::Reference> reference = images::ParseReference(target);

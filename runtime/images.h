@@ -11,6 +11,7 @@
 #include "images/content_store.h"
 #include "images/image_store.h"
 #include "images/puller.h"
+#include "images/pusher.h"
 #include "metrics/metrics.h"
 #include "snapshotter/snapshotter.h"
 
@@ -37,6 +38,10 @@ class Images {
   // By id, unique id prefix, tag or digest reference; NOT_FOUND when unknown.
   absl::StatusOr<images::ImageRecord> Find(const std::string& text);
   std::vector<images::ImageRecord> List();
+  // Uploads the image REFERENCE (NAME:TAG) names to that registry and repository.
+  absl::StatusOr<images::PushResult> Push(const std::string& reference,
+                                          const images::Credentials& credentials,
+                                          const images::PushCallback& progress = nullptr);
   // Points TARGET (NAME[:TAG], normalized) at the image SOURCE names; a tag that named another
   // image moves. Returns the image.
   absl::StatusOr<images::ImageRecord> Tag(const std::string& source, const std::string& target);

@@ -324,6 +324,45 @@ TEST_F(DockerTest, UserNetworkConnectsItsContainers) {
   EXPECT_THAT(DockerOk({"network", "ls"}), Not(HasSubstr(network)));
 }
 
+TEST_F(DockerTest, TagPushAndPullBackByDigest) {
+  DockerOk({"pull", "-q", busybox_});
+  // A second registry: nothing there to mount from, so every blob is uploaded.
+  absl::StatusOr<std::unique_ptr<RegistryFixture>> other = RegistryFixture::Start();
+  ASSERT_TRUE(other.ok()) << other.status();
+  std::string target = (*other)->Host() + "/pushed/app:v1";
+  DockerOk({"tag", busybox_, target});
+  EXPECT_THAT(DockerOk({"images"}), HasSubstr((*other)->Host() + "/pushed/app"));
+  std::string pushed = DockerOk({"push", target});
+  EXPECT_THAT(pushed, HasSubstr("Pushed")) << pushed;
+  size_t at = pushed.find("v1: digest: sha256:");
+  ASSERT_NE(at, std::string::npos) << pushed;
+  std::string digest = pushed.substr(at + 12, 71);
+  // Again: the registry has every blob now.
+  EXPECT_THAT(DockerOk({"push", target}), HasSubstr("Layer already exists"));
+  // Into the first registry, where the image came from: its blobs are mounted, not sent.
+  std::string same_registry = registry_->Host() + "/copies/app:v2";
+  DockerOk({"tag", busybox_, same_registry});
+  EXPECT_THAT(DockerOk({"push", same_registry}), HasSubstr("Mounted from"));
+
+  // kapalctl's tag and push (kapal.v1) do the same.
+  std::string by_kapalctl = (*other)->Host() + "/kapalctl/app:v3";
+  CommandResult tagged = kapald_->Kapalctl({"tag", busybox_, by_kapalctl});
+  EXPECT_EQ(tagged.exit_code, 0) << tagged.err;
+  CommandResult kapalctl_push = kapald_->Kapalctl({"push", by_kapalctl});
+  EXPECT_EQ(kapalctl_push.exit_code, 0) << kapalctl_push.err;
+  // The blobs are in pushed/app of that registry: mounted from there, not sent again.
+  EXPECT_THAT(kapalctl_push.out, HasSubstr("mounted from another repository"));
+  EXPECT_THAT(kapalctl_push.out, HasSubstr(": digest " + digest));
+
+  DockerOk({"rmi", target, same_registry, by_kapalctl, busybox_});
+  std::string by_digest = (*other)->Host() + "/pushed/app@" + digest;
+  DockerOk({"pull", by_digest});
+  EXPECT_EQ(DockerOk({"run", "--rm", by_digest, "echo", "round-trip"}), "round-trip\n");
+  CommandResult missing = Docker({"push", (*other)->Host() + "/never/tagged:x"});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_THAT(missing.err, HasSubstr("does not exist locally"));
+}
+
 TEST_F(DockerTest, BadRequestsChangeNothing) {
   DockerOk({"pull", "-q", busybox_});
   CommandResult bad_name = Docker({"create", "--name", "no/slash", busybox_});

@@ -251,7 +251,8 @@ TEST_F(PodsTest, KilledDaemonRestartsWithPodsRunningAndExitsRecorded) {
   EXPECT_EQ(ended.exit_code(), 5);
   ExecSyncResponse exec;
   ASSERT_TRUE(Exec(sleeper, {"echo", "still here"}, &exec).ok());
-  EXPECT_EQ(exec.stdout(), "still here\n");
+  EXPECT_EQ(exec.stdout(), "still here\n")
+      << "exit code " << exec.exit_code() << ", stderr: " << exec.stderr();
 }
 
 TEST_F(PodsTest, AnExitIsRecordedWithoutAnyoneAsking) {
