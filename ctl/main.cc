@@ -12,6 +12,7 @@
 #include "CLI/CLI.hpp"
 #include "ctl/client_config.h"
 #include "ctl/commands.h"
+#include "ctl/docker_objects.h"
 #include "ctl/image_commands.h"
 #include "ctl/output.h"
 #include "ctl/pod_commands.h"
@@ -220,6 +221,45 @@ int main(int argc, char** argv) {
                                         archive_file == "-" ? std::cerr : std::cout);
     };
   });
+  // Volumes and networks: objects of kapald's Docker API, as `docker volume/network` has them.
+  kapal::ctl::DockerObjectCommand docker_object;
+  for (const char* kind : {"volume", "network"}) {
+    bool is_volume = std::string(kind) == "volume";
+    CLI::App* group =
+        app.add_subcommand(kind, is_volume ? "Named volumes: create, ls, inspect, rm"
+                                           : "Networks (CNI configs): create, ls, inspect, rm");
+    group->require_subcommand(1);
+    auto add = [&, kind](const char* verb_name, const char* help) {
+      CLI::App* command = group->add_subcommand(verb_name, help);
+      std::string verb = verb_name;
+      if (verb == "create") {
+        command->add_option("name", docker_object.names, "Its name")->required()->expected(1);
+        command->add_option("--label", docker_object.labels, "KEY=VALUE (repeatable)");
+        if (!is_volume) command->add_option("--subnet", docker_object.subnet, "IPv4 CIDR");
+      } else if (verb == "ls") {
+        command->add_flag("-q,--quiet", docker_object.quiet, "Only names");
+        command->add_option("-o,--output", action.output_format, "table, json or yaml");
+      } else {
+        command->add_option("names", docker_object.names, "Names")->required();
+        if (verb == "inspect") {
+          command->add_option("-o,--output", action.output_format, "json or yaml");
+        }
+      }
+      command->callback([&, kind, verb] {
+        docker_object.kind = kind;
+        docker_object.action = verb;
+        action.run = [&](CriClient& client, OutputFormat format) {
+          docker_object.format = format;
+          return kapal::ctl::RunDockerObject(client, docker_object, std::cout);
+        };
+      });
+    };
+    add("create", is_volume ? "Create a named volume" : "Create a bridge network");
+    add("ls", "List them");
+    add("inspect", "Show them as JSON or YAML");
+    add("rm", "Remove them (refused while a container uses one)");
+  }
+
   CLI::App* fsinfo = app.add_subcommand("imagefsinfo", "Show the space images and containers use");
   output_option(fsinfo, "json", "json, yaml or table");
 

@@ -284,6 +284,21 @@ TEST_F(DockerTest, NamedVolumeKeepsDataAcrossContainers) {
   DockerOk({"volume", "rm", "store"});
   EXPECT_THAT(DockerOk({"volume", "prune", "-f"}), HasSubstr("fresh"));
   EXPECT_EQ(DockerOk({"volume", "ls", "-q"}), "");
+
+  // kapalctl's volume verbs, on the same objects.
+  CommandResult created = kapald_->Kapalctl({"volume", "create", "--label", "by=kapalctl", "kv"});
+  EXPECT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_EQ(DockerOk({"volume", "ls", "-q"}), "kv\n");
+  CommandResult listed = kapald_->Kapalctl({"volume", "ls"});
+  EXPECT_THAT(listed.out, HasSubstr("VOLUME NAME"));
+  EXPECT_THAT(listed.out, HasSubstr("kv"));
+  CommandResult inspected = kapald_->Kapalctl({"volume", "inspect", "kv"});
+  EXPECT_THAT(inspected.out, HasSubstr("\"by\": \"kapalctl\""));
+  CommandResult missing = kapald_->Kapalctl({"volume", "inspect", "nope"});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_THAT(missing.err, HasSubstr("no such volume"));
+  EXPECT_EQ(kapald_->Kapalctl({"volume", "rm", "kv"}).exit_code, 0);
+  EXPECT_EQ(DockerOk({"volume", "ls", "-q"}), "");
 }
 
 TEST_F(DockerTest, UserNetworkConnectsItsContainers) {
@@ -319,9 +334,25 @@ TEST_F(DockerTest, UserNetworkConnectsItsContainers) {
   CommandResult busy = Docker({"network", "rm", network});
   EXPECT_NE(busy.exit_code, 0);
   EXPECT_THAT(busy.err, HasSubstr("active endpoints"));
+  CommandResult kapalctl_ls = kapald_->Kapalctl({"network", "ls"});
+  EXPECT_THAT(kapalctl_ls.out, HasSubstr(network));
+  EXPECT_THAT(kapalctl_ls.out, HasSubstr(subnet));
+  CommandResult kapalctl_busy = kapald_->Kapalctl({"network", "rm", network});
+  EXPECT_NE(kapalctl_busy.exit_code, 0);
+  EXPECT_THAT(kapalctl_busy.err, HasSubstr("active endpoints"));
   DockerOk({"rm", "-f", "server"});
   DockerOk({"network", "rm", network});
   EXPECT_THAT(DockerOk({"network", "ls"}), Not(HasSubstr(network)));
+
+  // kapalctl makes one the Docker CLI sees, with a subnet picked for it.
+  std::string second = network + "k";
+  CommandResult made = kapald_->Kapalctl({"network", "create", second});
+  EXPECT_EQ(made.exit_code, 0) << made.err;
+  nlohmann::json picked = Inspect(second, "network");
+  EXPECT_TRUE(absl::StartsWith(picked["IPAM"]["Config"][0]["Subnet"].get<std::string>(), "10.89."))
+      << picked.dump();
+  EXPECT_EQ(kapald_->Kapalctl({"network", "rm", second}).exit_code, 0);
+  EXPECT_THAT(DockerOk({"network", "ls"}), Not(HasSubstr(second)));
 }
 
 TEST_F(DockerTest, TagPushAndPullBackByDigest) {
