@@ -401,8 +401,14 @@ void Api::Impl::CreateNetwork(const Request& request, Responder& responder) {
   }
   // Interface names have at most 15 bytes: "kd-" and a hash of the network's name.
   std::string bridge = absl::StrCat("kd-", absl::Hex(std::hash<std::string>{}(name)&0xffffffffff));
-  nlohmann::json range = {{"subnet", subnet->text}};
-  if (!gateway.empty()) range["gateway"] = gateway;
+  if (gateway.empty()) {
+    // host-local's default, written down so that inspect shows it as Docker does.
+    in_addr first{htonl(subnet->network + 1)};
+    char text[INET_ADDRSTRLEN];
+    ::inet_ntop(AF_INET, &first, text, sizeof text);
+    gateway = text;
+  }
+  nlohmann::json range = {{"subnet", subnet->text}, {"gateway", gateway}};
   nlohmann::json labels = body.value("Labels", nlohmann::json::object());
   if (!labels.is_object()) labels = nlohmann::json::object();
   nlohmann::json config = {

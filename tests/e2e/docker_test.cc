@@ -147,6 +147,9 @@ TEST_F(DockerTest, DetachedServerWithPublishedPortLogsExecStatsStopRemove) {
     }
   }
   EXPECT_THAT(answer, HasSubstr("hello-docker"));
+  CommandResult curl = RunCommand(
+      {"curl", "-sS", "--max-time", "5", absl::StrCat("http://127.0.0.1:", port, "/index.html")});
+  EXPECT_EQ(curl.out, "hello-docker\n") << curl.err;
 
   std::string ps = DockerOk({"ps"});
   EXPECT_THAT(ps, HasSubstr("web"));
@@ -170,6 +173,19 @@ TEST_F(DockerTest, DetachedServerWithPublishedPortLogsExecStatsStopRemove) {
   EXPECT_EQ(listed[0].id(), id);
   CommandResult kapalctl = kapald_->Kapalctl({"ps"});
   EXPECT_THAT(kapalctl.out, HasSubstr(id.substr(0, 13)));
+  EXPECT_THAT(kapalctl.out, HasSubstr("web"));
+  // crictl of the CRI validation suite, when it sits beside the checkout (as on CI).
+  const std::string crictl = KAPAL_SOURCE_DIR "/../shared/critest/bin/crictl";
+  if (::access(crictl.c_str(), X_OK) == 0) {
+    CommandResult crictl_ps =
+        RunCommand({crictl, "--config", "/dev/null", "-r", kapald_->Endpoint(), "ps"});
+    EXPECT_EQ(crictl_ps.exit_code, 0) << crictl_ps.err;
+    EXPECT_THAT(crictl_ps.out, HasSubstr(id.substr(0, 13)));
+    EXPECT_THAT(crictl_ps.out, HasSubstr("web"));
+    CommandResult crictl_pods = RunCommand({crictl, "--config", "/dev/null", "-r",
+                                            kapald_->Endpoint(), "pods", "--namespace", "docker"});
+    EXPECT_THAT(crictl_pods.out, HasSubstr("web"));
+  }
 
   // A second container cannot take the name.
   CommandResult clash = Docker({"run", "-d", "--name", "web", busybox_, "true"});
@@ -330,6 +346,8 @@ TEST_F(DockerTest, UserNetworkConnectsItsContainers) {
   EXPECT_EQ(fetched, "across\n") << errors;
   nlohmann::json inspected = Inspect(network, "network");
   EXPECT_EQ(inspected["IPAM"]["Config"][0]["Subnet"], subnet);
+  EXPECT_EQ(inspected["IPAM"]["Config"][0]["Gateway"],
+            subnet.substr(0, subnet.size() - 4) + "1");  // 10.89.N.0/24 -> 10.89.N.1
   EXPECT_EQ(inspected["Containers"].size(), 1u) << inspected.dump();
   CommandResult busy = Docker({"network", "rm", network});
   EXPECT_NE(busy.exit_code, 0);
