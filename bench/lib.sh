@@ -79,6 +79,8 @@ ${1:-}
 address = "$work/kapal/kapal.sock"
 [metrics]
 address = ""
+[docker]
+address = "$work/kapal/docker.sock"
 CONFIG
   "$build/daemon/kapald" --config "$work/kapal/kapal.toml" >"$work/kapald.log" 2>&1 &
   kapald_pid=$!
@@ -104,23 +106,32 @@ CONFIG
   wait_for containerd test -S "$work/containerd/containerd.sock"
 }
 
+# An image of /bin/busybox with APPLETS (space-separated) linked in /bin and the umoci config
+# arguments given, pushed to the run's registry as REF.
+push_busybox_image() {  # push_busybox_image REF "APPLETS" UMOCI_CONFIG_ARGS...
+  local ref=$1 applets=$2
+  shift 2
+  (
+    cd "$work"
+    rm -rf bundle oci
+    umoci init --layout oci >/dev/null
+    umoci new --image oci:img >/dev/null
+    umoci unpack --image oci:img bundle >/dev/null
+    mkdir -p bundle/rootfs/bin
+    cp /bin/busybox bundle/rootfs/bin/busybox
+    for applet in $applets; do ln -sf busybox "bundle/rootfs/bin/$applet"; done
+    umoci repack --image oci:img bundle >/dev/null
+    umoci config --image oci:img "$@" >/dev/null
+    skopeo copy -q --dest-tls-verify=false oci:oci:img "docker://$ref" >&2
+    rm -rf bundle oci
+  )
+}
+
 # The pause image containerd runs per pod: busybox sleeping. Pushed to the run's registry; its
 # reference is printed.
 build_pause_image() {
   local ref="127.0.0.1:$port/bench/pause:1"
-  (
-    cd "$work"
-    umoci init --layout oci >/dev/null
-    umoci new --image oci:pause >/dev/null
-    umoci unpack --image oci:pause bundle >/dev/null
-    mkdir -p bundle/rootfs/bin
-    cp /bin/busybox bundle/rootfs/bin/busybox
-    ln -sf busybox bundle/rootfs/bin/sleep
-    umoci repack --image oci:pause bundle >/dev/null
-    umoci config --image oci:pause --config.entrypoint /bin/sleep --config.cmd 2147483647 >/dev/null
-    skopeo copy -q --dest-tls-verify=false oci:oci:pause "docker://$ref" >&2
-    rm -rf bundle oci
-  )
+  push_busybox_image "$ref" "sleep" --config.entrypoint /bin/sleep --config.cmd 2147483647
   echo "$ref"
 }
 

@@ -426,12 +426,6 @@ void Api::Impl::WatchForRemoval(const std::string& id) {
       absl::StatusOr<runtime::Container> ended = runtime.WaitForExit(id, kWaitSlice);
       if (absl::IsDeadlineExceeded(ended.status())) continue;
       if (!ended.ok()) return;  // removed by someone else
-      {
-        std::lock_guard guard(mutex);
-        // Kept for a later wait on "removed"; bounded (an arbitrary old one goes).
-        if (removed_exit_codes.size() > 1000) removed_exit_codes.erase(removed_exit_codes.begin());
-        removed_exit_codes[id] = ended->exit_code;
-      }
       absl::StatusOr<DockerContainer> found = FindContainer(id);
       if (!found.ok()) return;
       if (absl::Status removed = RemoveContainerAndPod(*found); !removed.ok()) {
@@ -439,6 +433,12 @@ void Api::Impl::WatchForRemoval(const std::string& id) {
       } else {
         logger.Info("docker: container ", found->name, " (", id, ") removed after its exit (--rm)");
       }
+      // Only now, with the pod gone too: a wait on "removed" (docker run --rm) answers when
+      // it sees this, so nothing of the container is left when the CLI returns.
+      std::lock_guard guard(mutex);
+      // Bounded: an arbitrary old entry goes.
+      if (removed_exit_codes.size() > 1000) removed_exit_codes.erase(removed_exit_codes.begin());
+      removed_exit_codes[id] = ended->exit_code;
       return;
     }
   });

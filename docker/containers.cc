@@ -557,25 +557,42 @@ void Api::Impl::WaitContainer(const std::string& ref, const Request& request,
       found->container.state == runtime::v1::CONTAINER_EXITED ? found->container.finished_at : -1;
   // The CLI sends wait before start and goes on once the answer's head arrives.
   if (!responder.StartStream(200, "application/json")) return;
-  std::optional<int> exit_code;
+  bool auto_remove =
+      found->create.value("HostConfig", nlohmann::json::object()).value("AutoRemove", false);
+  std::optional<int> exit_code, last_exit;
+  int removal_looks = 0;
   while (!responder.ClientGone()) {
     absl::StatusOr<runtime::Container> ended = runtime.WaitForExit(id, kWaitSlice);
     if (absl::IsDeadlineExceeded(ended.status())) continue;
     if (absl::IsNotFound(ended.status())) {
       std::lock_guard lock(mutex);
       auto removed = removed_exit_codes.find(id);
-      if (removed != removed_exit_codes.end()) exit_code = removed->second;
-      if (!exit_code.has_value()) exit_code = 0;
+      if (removed != removed_exit_codes.end()) {
+        exit_code = removed->second;
+      } else if (auto_remove && ++removal_looks < 250) {
+        // The --rm watcher is still removing the pod; it notes the exit code when done (5 s at
+        // most: a `docker rm -f` got there first, and the watcher notes nothing).
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      } else {
+        exit_code = last_exit.value_or(0);  // removed by `docker rm`
+      }
       break;
     }
     if (!ended.ok()) break;
+    last_exit = ended->exit_code;
+    if (condition == "removed") {
+      // Exited, not yet removed: look again shortly (no notification comes for the pod).
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
     if (condition == "next-exit" && ended->finished_at == finished_before) {
       // Not run again yet: wait for a state change, briefly.
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
     }
     exit_code = ended->exit_code;
-    if (condition != "removed") break;
+    break;
   }
   if (!exit_code.has_value()) return;  // the client or the server went away
   responder.WriteChunk(nlohmann::json({{"StatusCode", *exit_code}, {"Error", nullptr}}).dump() +

@@ -1,13 +1,16 @@
 #include "runtime/exec_process.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -125,6 +128,19 @@ absl::Status ExecProcess::Resize(uint16_t columns, uint16_t rows) {
   size.ws_row = rows;
   if (::ioctl(terminal_.Get(), TIOCSWINSZ, &size) != 0) {
     return base::ErrnoStatus(errno, "resize the terminal");
+  }
+  // The kernel's SIGWINCH reaches the runtime's exec, which copies the size to the container's
+  // console; one that arrives before the runtime listens for it is lost (clients resize right
+  // after the session opens, while a slow runtime still starts). So until the exec'd process
+  // runs (its pid file is written after the runtime set up its console), wait for that and
+  // signal the runtime again.
+  if (runtime_exec_ && ::access(scratch_.Join(kPidFile).c_str(), F_OK) != 0) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (::access(scratch_.Join(kPidFile).c_str(), F_OK) != 0 && runtime_exec_->Running() &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    (void)runtime_exec_->Signal(SIGWINCH);
   }
   return absl::OkStatus();
 }
