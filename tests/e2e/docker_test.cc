@@ -227,13 +227,7 @@ TEST_F(DockerTest, InteractiveExecAndRunThroughATerminal) {
   auto terminal = Terminal::Start(DockerArgv({"exec", "-it", "shell", "sh"}), 100, 30);
   ASSERT_TRUE(terminal.ok()) << terminal.status();
   Terminal& tty = **terminal;
-  ASSERT_TRUE(tty.WaitFor("# ")) << tty.Screen();
-  tty.Type("busybox stty size\r");
-  ASSERT_TRUE(tty.WaitFor("30 100")) << tty.Screen();
-  tty.Resize(120, 40);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  tty.Type("busybox stty size\r");
-  EXPECT_TRUE(tty.WaitFor("40 120")) << tty.Screen();
+  ASSERT_TRUE(tty.ShellFollowsResize()) << tty.Screen();
   tty.Type("exit 7\r");
   absl::StatusOr<base::ExitInfo> exit = tty.Wait(std::chrono::seconds(20));
   ASSERT_TRUE(exit.ok()) << exit.status();

@@ -373,13 +373,7 @@ TEST_F(StreamingTest, KapalctlInteractiveVerbs) {
       Terminal::Start(Kapalctl({"exec", "-it", id, "sh"}), 100, 30);
   ASSERT_TRUE(terminal.ok()) << terminal.status();
   Terminal& tty = **terminal;
-  ASSERT_TRUE(tty.WaitFor("# ")) << tty.Screen();
-  tty.Type("busybox stty size\r");
-  ASSERT_TRUE(tty.WaitFor("30 100")) << tty.Screen();
-  tty.Resize(120, 40);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  tty.Type("busybox stty size; sleep 100\r");
-  EXPECT_TRUE(tty.WaitFor("40 120")) << tty.Screen();
+  ASSERT_TRUE(tty.ShellFollowsResize("; sleep 100")) << tty.Screen();
   tty.Type("\x03");  // Ctrl-C ends the sleep, not kapalctl
   tty.Type("echo after-interrupt\r");
   EXPECT_TRUE(tty.WaitFor("after-interrupt\r\n")) << tty.Screen();
