@@ -46,6 +46,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# A stopped run cleans up too: bash runs the EXIT trap when `exit` ends it, not on a signal.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 wait_for() {  # wait_for DESCRIPTION COMMAND...
   local what=$1
@@ -68,7 +71,7 @@ CONFIG
   wait_for registry curl -sf "http://127.0.0.1:$port/v2/"
 }
 
-start_kapald() {  # start_kapald [EXTRA_TOML]
+start_kapald() {  # start_kapald [EXTRA_TOML]; metrics served on $kapal_metrics_address if set
   mkdir -p "$work/kapal"
   cat >"$work/kapal/kapal.toml" <<CONFIG
 root = "$work/kapal/root"
@@ -78,7 +81,7 @@ ${1:-}
 [grpc]
 address = "$work/kapal/kapal.sock"
 [metrics]
-address = ""
+address = "${kapal_metrics_address:-}"
 [docker]
 address = "$work/kapal/docker.sock"
 CONFIG
@@ -137,8 +140,9 @@ build_pause_image() {
 
 # Both runtimes ready to run pods on one CNI network of this run's own: a bridge BRIDGE on
 # SUBNET (no masquerade), the registry, containerd's pause image, kapald and containerd. Prints
-# the versions.
-start_pod_runtimes() {  # start_pod_runtimes BRIDGE SUBNET
+# the versions. KAPAL_EXTRA and CONTAINERD_EXTRA name functions that print more of each one's
+# config, called once the registry's $port is known.
+start_pod_runtimes() {  # start_pod_runtimes BRIDGE SUBNET [KAPAL_EXTRA CONTAINERD_EXTRA]
   bench_bridge=$1
   mkdir -p "$work/net.d"
   cat >"$work/net.d/10-bench.conflist" <<CONFIG
@@ -152,7 +156,10 @@ CONFIG
   start_registry
   local pause_ref
   pause_ref=$(build_pause_image)
-  start_kapald "$(printf '[cni]\nconf_dir = "%s"\n' "$work/net.d")"
+  local kapal_extra="" containerd_extra=""
+  [ -n "${3:-}" ] && kapal_extra=$("$3")
+  [ -n "${4:-}" ] && containerd_extra=$("$4")
+  start_kapald "$(printf '%s\n[cni]\nconf_dir = "%s"\n' "$kapal_extra" "$work/net.d")"
   start_containerd "$(cat <<CONFIG
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$pause_ref"
@@ -160,6 +167,7 @@ CONFIG
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "/usr/lib/cni"
   conf_dir = "$work/net.d"
+$containerd_extra
 CONFIG
 )"
   echo "containerd $(containerd --version | awk '{print $3}'), kapald $("$build/daemon/kapald" --version | awk '{print $2}'), runc $(runc --version | awk 'NR==1 {print $3}'), $(nproc) cores"

@@ -253,19 +253,43 @@ ShimLaunch Containers::LaunchOf(const Container& c, const Pod& pod) const {
 }
 
 absl::Status Containers::Start(const std::string& id_or_prefix) {
-  std::lock_guard lock(state_.mutex);
-  absl::StatusOr<Container*> found_container = FindLocked(id_or_prefix);
-  if (!found_container.ok()) return found_container.status();
-  Container& c = **found_container;
-  if (c.state != runtime::v1::CONTAINER_CREATED) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "container ", c.id, " is ", ContainerStateName(c.state), "; only a created one can start"));
+  PhaseTimer timer(phases_, "start_container");
+  std::string id;
+  const Handler* handler = nullptr;
+  std::optional<NameReservation> starting;
+  {
+    std::lock_guard lock(state_.mutex);
+    absl::StatusOr<Container*> found_container = FindLocked(id_or_prefix);
+    if (!found_container.ok()) return found_container.status();
+    Container& c = **found_container;
+    if (c.state != runtime::v1::CONTAINER_CREATED) {
+      return absl::FailedPreconditionError(absl::StrCat("container ", c.id, " is ",
+                                                        ContainerStateName(c.state),
+                                                        "; only a created one can start"));
+    }
+    absl::StatusOr<const Handler*> found = HandlerOfLocked(c);
+    if (!found.ok()) return found.status();
+    handler = *found;
+    id = c.id;
+    absl::StatusOr<NameReservation> taken = NameReservation::TakeLocked(
+        state_, "start/" + id, absl::StrCat("container ", id, " is being started already"));
+    if (!taken.ok()) return absl::FailedPreconditionError(taken.status().message());
+    starting.emplace(std::move(*taken));
   }
-  absl::StatusOr<const Handler*> handler = HandlerOfLocked(c);
-  if (!handler.ok()) return handler.status();
-  // The process runs from inside `start` on; it may even have exited when start returns.
+  timer.Mark("checks");
+  // `runc start` runs without the node lock: other pods' calls (and this node's lists) need not
+  // wait for it. The process runs from inside `start` on; it may even have exited when start
+  // returns.
   int64_t starting_at = NowNanos();
-  if (absl::Status started = (*handler)->runtime.Start(c.id); !started.ok()) {
+  absl::Status started = handler->runtime.Start(id);
+  timer.Mark("runtime_start");
+  std::lock_guard lock(state_.mutex);
+  auto found = state_.containers.find(id);
+  if (found == state_.containers.end()) {
+    return absl::NotFoundError(absl::StrCat("container ", id, " was removed while it started"));
+  }
+  Container& c = found->second;
+  if (!started.ok()) {
     // A process that failed to exec (no such command) shows here; record it as an exit.
     c.state = runtime::v1::CONTAINER_EXITED;
     c.exit_code = 128;
@@ -277,14 +301,17 @@ absl::Status Containers::Start(const std::string& id_or_prefix) {
     return Annotate(started, "start container " + c.id);
   }
   c.started_at = starting_at;
-  c.state = runtime::v1::CONTAINER_RUNNING;
+  // The exit monitor may have seen a short process end already; then it stays exited.
+  if (c.state == runtime::v1::CONTAINER_CREATED) c.state = runtime::v1::CONTAINER_RUNNING;
   absl::Status saved = records_.SaveContainer(c);
   // A container that ends at once may have exited already.
   exits_.RefreshLocked(c);
+  timer.Mark("record");
   return saved;
 }
 
 absl::Status Containers::Stop(const std::string& id_or_prefix, std::chrono::seconds timeout) {
+  PhaseTimer timer(phases_, "stop_container");
   std::string id;
   std::string bundle;
   int stop_signal = SIGTERM;
@@ -306,10 +333,16 @@ absl::Status Containers::Stop(const std::string& id_or_prefix, std::chrono::seco
   }
   std::string exit_file = bundle + "/" + shim::kExitFile;
   auto wait_for_exit = [&](std::chrono::milliseconds limit) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
+    auto start = std::chrono::steady_clock::now();
+    auto deadline = start + limit;
     while (::access(exit_file.c_str(), F_OK) != 0) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) return false;
+      // A killed process is usually gone within milliseconds: look often at first (a look is
+      // one access(2)), then every 10 ms.
+      std::this_thread::sleep_for(now - start < std::chrono::milliseconds(100)
+                                      ? std::chrono::milliseconds(1)
+                                      : std::chrono::milliseconds(10));
     }
     return true;
   };
@@ -322,15 +355,19 @@ absl::Status Containers::Stop(const std::string& id_or_prefix, std::chrono::seco
   if (timeout.count() > 0 && !created_only) {
     absl::Status signalled = handler->runtime.Kill(id, stop_signal);
     if (!signalled.ok() && !absl::IsNotFound(signalled)) return signalled;
+    timer.Mark("stop_signal");
     wait_for_exit(timeout);
+    timer.Mark("exit_after_stop_signal");
   }
   if (::access(exit_file.c_str(), F_OK) != 0) {
     absl::Status killed = handler->runtime.Kill(id, SIGKILL, /*all=*/true);
     if (!killed.ok() && !absl::IsNotFound(killed)) return killed;
+    timer.Mark("kill");
     if (!wait_for_exit(kKillWait)) {
       return absl::DeadlineExceededError(absl::StrCat("container ", id, " did not exit within ",
                                                       kKillWait.count(), " s of SIGKILL"));
     }
+    timer.Mark("exit_after_kill");
   }
   std::lock_guard lock(state_.mutex);
   if (state_.containers.count(id) > 0) exits_.RefreshLocked(state_.containers.at(id));
@@ -339,8 +376,12 @@ absl::Status Containers::Stop(const std::string& id_or_prefix, std::chrono::seco
 
 absl::Status Containers::CleanUpLocked(const Container& c) {
   absl::StatusOr<const Handler*> handler = HandlerOfLocked(c);
-  if (handler.ok()) {
-    if (absl::Status deleted = (*handler)->runtime.Delete(c.id); !deleted.ok()) return deleted;
+  return CleanUp(c, handler.ok() ? *handler : nullptr);
+}
+
+absl::Status Containers::CleanUp(const Container& c, const Handler* handler) {
+  if (handler != nullptr) {
+    if (absl::Status deleted = handler->runtime.Delete(c.id); !deleted.ok()) return deleted;
   }
   std::string rootfs = c.bundle + "/rootfs";
   if (::umount2(rootfs.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
@@ -360,6 +401,7 @@ absl::Status Containers::CleanUpLocked(const Container& c) {
 }
 
 absl::Status Containers::Remove(const std::string& id_or_prefix) {
+  PhaseTimer timer(phases_, "remove_container");
   std::string id;
   {
     std::lock_guard lock(state_.mutex);
@@ -371,15 +413,31 @@ absl::Status Containers::Remove(const std::string& id_or_prefix) {
   if (absl::Status stopped = Stop(id, std::chrono::seconds(0)); !stopped.ok()) {
     return stopped;
   }
-  std::lock_guard lock(state_.mutex);
-  auto found = state_.containers.find(id);
-  if (found == state_.containers.end()) return absl::OkStatus();
-  if (absl::Status cleaned = CleanUpLocked(found->second); !cleaned.ok()) {
+  timer.Mark("stop");
+  // The runtime's delete, the unmount and the removal of the snapshot and bundle run on a copy
+  // without the node lock, so that other pods' calls do not wait for them; each step is
+  // idempotent, so a second remove of the same container at once is harmless.
+  Container copy;
+  const Handler* handler = nullptr;
+  {
+    std::lock_guard lock(state_.mutex);
+    auto found = state_.containers.find(id);
+    if (found == state_.containers.end()) return absl::OkStatus();
+    copy = found->second;
+    absl::StatusOr<const Handler*> of = HandlerOfLocked(copy);
+    if (of.ok()) handler = *of;
+  }
+  if (absl::Status cleaned = CleanUp(copy, handler); !cleaned.ok()) {
     return Annotate(cleaned, "remove container " + id);
   }
+  timer.Mark("clean_up");
+  std::lock_guard lock(state_.mutex);
+  auto found = state_.containers.find(id);
+  if (found == state_.containers.end()) return absl::OkStatus();  // the other remove was first
   if (absl::Status deleted = records_.DeleteContainer(id); !deleted.ok()) return deleted;
   state_.containers.erase(found);
   state_.containers_changed.notify_all();
+  timer.Mark("record");
   return absl::OkStatus();
 }
 

@@ -86,6 +86,9 @@ class Containers {
   absl::Status CleanUpLocked(const Container& container);
 
  private:
+  // CleanUpLocked's work, without the lock: HANDLER (null when the pod's handler is unknown)
+  // deletes the runtime's state.
+  absl::Status CleanUp(const Container& container, const Handler* handler);
   // What kapal-shim is started with for container C of POD.
   ShimLaunch LaunchOf(const Container& c, const Pod& pod) const;
   // The handler of the container's pod (the default one when the pod is gone).

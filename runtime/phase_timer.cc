@@ -7,8 +7,9 @@ namespace kapal::runtime {
 PhaseMetrics::PhaseMetrics(metrics::Registry& registry)
     : phases_(prometheus::BuildHistogram()
                   .Name(metrics::Registry::Name("runtime_phase_seconds"))
-                  .Help("Time of each phase of creating pods (run_pod) and containers "
-                        "(create_container)")
+                  .Help("Time of each phase of a pod's or container's run, create, start, "
+                        "stop and remove (operation run_pod, stop_pod, remove_pod, "
+                        "create_container, start_container, stop_container, remove_container)")
                   .Register(registry.Prometheus())) {}
 
 void PhaseMetrics::Observe(const std::string& operation, const std::string& phase, double seconds) {

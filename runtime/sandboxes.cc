@@ -295,6 +295,7 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
 }
 
 absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
+  PhaseTimer timer(phases_, "stop_pod");
   std::vector<std::string> to_stop;
   std::string id;
   {
@@ -312,6 +313,7 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
       return Annotate(stopped, "stop container " + cid);
     }
   }
+  timer.Mark("containers");
   // The pod is marked not ready under the node lock (no new container can join it); the slow
   // part, ending its infra and the CNI DEL (plugin processes), runs on a copy without the lock,
   // so that other pods' calls do not wait for it. Both are idempotent, so two stops of one pod
@@ -325,6 +327,7 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
     pod = found->second;
   }
   StopInfra(pod);
+  timer.Mark("infra");
   if (!pod.cni_result.is_null() && pod.own.network) {
     absl::StatusOr<CniNetwork> network =
         CniNetwork::Load(options_.cni_conf_dir, options_.cni_bin_dirs, NetworkNameOf(pod.config));
@@ -337,6 +340,7 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
       logger_.Warn("pod ", id,
                    ": no CNI config to tear its network down: ", network.status().message());
     }
+    timer.Mark("cni_del");
   }
   std::lock_guard lock(state_.mutex);
   auto found = state_.pods.find(id);
@@ -344,10 +348,13 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
   found->second.infra_pid = 0;
   if (pod.own.network) found->second.cni_result = nlohmann::json();
   found->second.ready = false;
-  return records_.SavePod(found->second);
+  absl::Status saved = records_.SavePod(found->second);
+  timer.Mark("record");
+  return saved;
 }
 
 absl::Status Sandboxes::Remove(const std::string& id_or_prefix) {
+  PhaseTimer timer(phases_, "remove_pod");
   std::vector<std::string> to_remove;
   std::string id;
   {
@@ -360,6 +367,7 @@ absl::Status Sandboxes::Remove(const std::string& id_or_prefix) {
   // A pod still ready is stopped first (containerd refuses instead; kubelet always stops
   // first, and crictl rmp -f would do the same).
   if (absl::Status stopped = Stop(id); !stopped.ok()) return stopped;
+  timer.Mark("stop");
   {
     std::lock_guard lock(state_.mutex);
     for (const auto& [cid, c] : state_.containers) {
@@ -369,6 +377,7 @@ absl::Status Sandboxes::Remove(const std::string& id_or_prefix) {
   for (const std::string& cid : to_remove) {
     if (absl::Status removed = containers_.Remove(cid); !removed.ok()) return removed;
   }
+  timer.Mark("containers");
   // Unmounts, the pod's files and cgroup go without the node lock (other pods' calls need it);
   // each step is idempotent, so a second remove of the same pod at once is harmless.
   Pod pod;
@@ -385,11 +394,13 @@ absl::Status Sandboxes::Remove(const std::string& id_or_prefix) {
   }
   if (absl::Status removed = base::RemoveTree(pod.dir); !removed.ok()) return removed;
   cgroups_.RemovePodParent(pod);
+  timer.Mark("files");
   std::lock_guard lock(state_.mutex);
   auto found = state_.pods.find(id);
   if (found == state_.pods.end()) return absl::OkStatus();  // the other remove was first
   if (absl::Status deleted = records_.DeletePod(id); !deleted.ok()) return deleted;
   state_.pods.erase(found);
+  timer.Mark("record");
   logger_.Info("pod ", id, " removed");
   return absl::OkStatus();
 }
