@@ -8,6 +8,8 @@
 #
 #   bench/cri-bench.sh [SAMPLES] [AT_ONCE] [CHURN_PODS] [CHURN_WORKERS]   (as root, after a build)
 #
+# KAPALD_BEFORE=BUILD_DIR (a build of an earlier commit) measures that kapald too, in the same
+# run, for before/after figures.
 # critest and crictl v1.26.1 come from ../shared/critest/bin (CRITEST_BIN=DIR for others).
 # critest names its image registry.k8s.io/e2e-test-images/busybox:1.29-2: the run's registry
 # holds busybox under that path and both runtimes use it as registry.k8s.io's mirror.
@@ -131,6 +133,9 @@ measure() {  # measure TARGET ENDPOINT
 }
 
 measure kapald "unix://$work/kapal/kapal.sock"
+if [ -n "${KAPALD_BEFORE:-}" ]; then
+  measure kapald-before "unix://$work/kapal-before/kapal.sock"
+fi
 measure containerd "unix://$work/containerd/containerd.sock"
 
 python3 - "$work" "$samples" "$at_once" "$churn_pods" "$churn_workers" <<'PY'
@@ -145,7 +150,13 @@ def medians(target, name):
     return {op: statistics.median(col) / 1e6 for op, col in zip(ops, columns)}
 
 result = {}
-for target in ("kapald", "containerd"):
+targets = ["kapald", "containerd"]
+try:
+    open(f"{work}/kapald-before-churn").close()
+    targets.insert(1, "kapald-before")
+except FileNotFoundError:
+    pass
+for target in targets:
     row = medians(target, "pod_benchmark_data.json")
     row.update(medians(target, "container_benchmark_data.json"))
     for mode in ("pod", "start"):
@@ -155,7 +166,7 @@ for target in ("kapald", "containerd"):
         row["churn"] = float(f.read())
     result[target] = row
 
-k, c = result["kapald"], result["containerd"]
+c = result["containerd"]
 # Mean time of each phase over the critest samples, from kapald's histogram.
 sums, counts = {}, {}
 with open(f"{work}/kapald-phases.prom") as f:
@@ -186,21 +197,27 @@ for operation, phases in order.items():
     if means:
         print(f"  {operation:17} {sum(ms for _, ms in means):5.1f} = " +
               " + ".join(f"{p} {ms:.1f}" for p, ms in means))
-print(f"critest -benchmark, medians of {samples} samples (ms): kapald / containerd")
+print(f"critest -benchmark, medians of {samples} samples (ms): " + " / ".join(targets))
 for op in ("CreatePod", "StatusPod", "StopPod", "RemovePod", "CreateContainer",
            "StartContainer", "StatusContainer", "StopContainer", "RemoveContainer"):
-    print(f"  {op:16} {k[op]:8.1f} {c[op]:8.1f}")
-ks = k["CreatePod"] + k["CreateContainer"] + k["StartContainer"]
-cs = c["CreatePod"] + c["CreateContainer"] + c["StartContainer"]
-print(f"CreatePod + CreateContainer + StartContainer: kapald {k['CreatePod']:.1f} + "
-      f"{k['CreateContainer']:.1f} + {k['StartContainer']:.1f} = {ks:.1f} ms, containerd "
-      f"{c['CreatePod']:.1f} + {c['CreateContainer']:.1f} + {c['StartContainer']:.1f} = "
-      f"{cs:.1f} ms: {ks / cs:.2f}x")
-for mode, what in (("pod", "runp"), ("start", "runp+create+start")):
-    km, cm = k[f"at_once_{mode}"], c[f"at_once_{mode}"]
-    print(f"{at_once} pods at once (crictl {what}): kapald {km:.0f} ms, containerd {cm:.0f} ms: "
-          f"{km / cm:.2f}x")
-print(f"churn of {churn_pods} pods by {churn_workers} crictl workers: kapald "
-      f"{k['churn'] / 1000:.2f} s, containerd {c['churn'] / 1000:.2f} s: "
-      f"{k['churn'] / c['churn']:.2f}x")
+    print(f"  {op:16}" + "".join(f" {result[t][op]:8.1f}" for t in targets))
+
+
+def line(what, unit, scale, key):
+    """One row: each target's figure and, for kapald and its older build, the ratio."""
+    figures = ", ".join(f"{t} {result[t][key] / scale:.{2 if unit == 's' else 0}f} {unit}"
+                        for t in targets)
+    ratios = ", ".join(f"{t} {result[t][key] / c[key]:.2f}x" for t in targets if t != "containerd")
+    print(f"{what}: {figures}; of containerd's: {ratios}")
+
+
+for t in targets:
+    r = result[t]
+    r["sum"] = r["CreatePod"] + r["CreateContainer"] + r["StartContainer"]
+    print(f"CreatePod + CreateContainer + StartContainer, {t}: {r['CreatePod']:.1f} + "
+          f"{r['CreateContainer']:.1f} + {r['StartContainer']:.1f} = {r['sum']:.1f} ms")
+line("CreatePod + CreateContainer + StartContainer", "ms", 1, "sum")
+line(f"{at_once} pods at once (crictl runp)", "ms", 1, "at_once_pod")
+line(f"{at_once} pods at once (crictl runp+create+start)", "ms", 1, "at_once_start")
+line(f"churn of {churn_pods} pods by {churn_workers} crictl workers", "s", 1000, "churn")
 PY

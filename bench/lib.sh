@@ -21,7 +21,7 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   # Shims and containers outlive their daemons by design: end those of this run.
-  for root in "$work"/kapal/state/runtime/* "$work"/containerd/state/runc/*; do
+  for root in "$work"/kapal*/state/runtime/* "$work"/containerd/state/runc/*; do
     [ -d "$root" ] || continue
     for id in $(runc --root "$root" list -q 2>/dev/null); do
       runc --root "$root" delete --force "$id" >/dev/null 2>&1 || true
@@ -91,6 +91,27 @@ CONFIG
   wait_for kapald test -S "$work/kapal/kapal.sock"
 }
 
+# An older kapald for before/after figures in one run: the kapald and kapal-shim of the build
+# dir BEFORE_BUILD (of an earlier commit) on their own root and socket in $work/kapal-before.
+# Only keys that every kapald knows go into its config.
+start_kapald_before() {  # start_kapald_before BEFORE_BUILD [EXTRA_TOML]
+  mkdir -p "$work/kapal-before"
+  cat >"$work/kapal-before/kapal.toml" <<CONFIG
+root = "$work/kapal-before/root"
+state = "$work/kapal-before/state"
+log_level = "warn"
+${2:-}
+[grpc]
+address = "$work/kapal-before/kapal.sock"
+[metrics]
+address = ""
+CONFIG
+  "$1/daemon/kapald" --config "$work/kapal-before/kapal.toml" >"$work/kapald-before.log" 2>&1 &
+  kapald_before_pid=$!
+  pids+=($kapald_before_pid)
+  wait_for "kapald (before)" test -S "$work/kapal-before/kapal.sock"
+}
+
 start_containerd() {  # start_containerd [EXTRA_CRI_TOML]
   mkdir -p "$work/containerd"
   cat >"$work/containerd/config.toml" <<CONFIG
@@ -141,7 +162,8 @@ build_pause_image() {
 # Both runtimes ready to run pods on one CNI network of this run's own: a bridge BRIDGE on
 # SUBNET (no masquerade), the registry, containerd's pause image, kapald and containerd. Prints
 # the versions. KAPAL_EXTRA and CONTAINERD_EXTRA name functions that print more of each one's
-# config, called once the registry's $port is known.
+# config, called once the registry's $port is known. With KAPALD_BEFORE (a build dir of an
+# earlier commit) a second, older kapald runs too ($work/kapal-before).
 start_pod_runtimes() {  # start_pod_runtimes BRIDGE SUBNET [KAPAL_EXTRA CONTAINERD_EXTRA]
   bench_bridge=$1
   mkdir -p "$work/net.d"
@@ -160,6 +182,9 @@ CONFIG
   [ -n "${3:-}" ] && kapal_extra=$("$3")
   [ -n "${4:-}" ] && containerd_extra=$("$4")
   start_kapald "$(printf '%s\n[cni]\nconf_dir = "%s"\n' "$kapal_extra" "$work/net.d")"
+  if [ -n "${KAPALD_BEFORE:-}" ]; then
+    start_kapald_before "$KAPALD_BEFORE" "$(printf '%s\n[cni]\nconf_dir = "%s"\n' "$kapal_extra" "$work/net.d")"
+  fi
   start_containerd "$(cat <<CONFIG
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$pause_ref"

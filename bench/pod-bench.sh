@@ -7,6 +7,8 @@
 #   bench/pod-bench.sh [ROUNDS] [CONCURRENT] [STATS_PODS] [CHURN_PODS] [CHURN_WORKERS]
 #                                                   (as root, after deploy/kapal.sh build)
 #
+# KAPALD_BEFORE=BUILD_DIR (a build of an earlier commit) measures that kapald too.
+#
 # STATS_PODS (50) pods then run at once on each runtime while ListContainerStats and
 # ListPodSandboxStats are timed.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,9 +19,13 @@ churn_pods=${4:-50}
 churn_workers=${5:-5}
 
 start_pod_runtimes kapbench0 10.88.250.0/24
+before=()
+if [ -n "${KAPALD_BEFORE:-}" ]; then
+  before=(--target "kapald-before,unix://$work/kapal-before/kapal.sock,$kapald_before_pid,$work/kapal-before")
+fi
 "$build/bench/kapal-pod-bench" --registry-port "$port" --rounds "$rounds" --concurrent "$concurrent" \
   --stats-pods "$stats_pods" --churn-pods "$churn_pods" --churn-workers "$churn_workers" \
-  --target "kapald,unix://$work/kapal/kapal.sock,$kapald_pid,$work/kapal" \
+  --target "kapald,unix://$work/kapal/kapal.sock,$kapald_pid,$work/kapal" "${before[@]}" \
   --target "containerd,unix://$work/containerd/containerd.sock,$containerd_pid,$work/containerd" \
   | tee "$work/result"
 read -r _ _ kapal_start kapal_many kapal_shim kapal_cstats kapal_pstats kapal_churn < <(grep '^RESULT kapald' "$work/result")
@@ -39,3 +45,12 @@ if chn > 0:
     print(f"churn of {chn:.0f} pods by {chw:.0f} workers: kapald {kch / 1000:.2f} s, "
           f"containerd {cch / 1000:.2f} s: {kch / cch:.2f}x")
 PY
+if [ ${#before[@]} -gt 0 ]; then
+  read -r _ _ before_start before_many _ _ _ before_churn < <(grep '^RESULT kapald-before' "$work/result")
+  python3 - "$before_start" "$ctr_start" "$before_many" "$ctr_many" "$before_churn" "$ctr_churn" <<'PY'
+import sys
+b, c, bm, cm, bch, cch = map(float, sys.argv[1:])
+print(f"kapald before: runp+create+start {b:.1f} ms ({b / c:.2f}x), pods at once {bm:.0f} ms "
+      f"({bm / cm:.2f}x)" + (f", churn {bch / 1000:.2f} s ({bch / cch:.2f}x)" if cch > 0 else ""))
+PY
+fi

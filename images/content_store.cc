@@ -105,6 +105,14 @@ absl::Status BlobWriter::Write(const char* data, size_t size) {
 
 absl::Status BlobWriter::Flush() {
   absl::Status status = WriteAll(fd_, pending_.data(), pending_.size(), temp_path_);
+  // The disk starts writing this piece now, while the rest downloads, so that the fsync at
+  // Commit finds little left to wait for (it was a tenth of a pull's time). Only a hint: an
+  // error here changes nothing, the fsync still decides.
+  if (status.ok() && !pending_.empty()) {
+    (void)::sync_file_range(fd_, static_cast<off_t>(flushed_), static_cast<off_t>(pending_.size()),
+                            SYNC_FILE_RANGE_WRITE);
+    flushed_ += static_cast<int64_t>(pending_.size());
+  }
   pending_.clear();
   return status;
 }

@@ -44,6 +44,7 @@ class BlobWriter {
   std::string temp_path_;
   int fd_;
   absl::Status Flush();
+  int64_t flushed_ = 0;  // bytes written to the file so far
 
   Hasher hasher_;
   // Registries' bytes arrive in small pieces (cpp-httplib hands over 4 KiB at a time); they are
