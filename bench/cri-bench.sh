@@ -8,8 +8,9 @@
 #
 #   bench/cri-bench.sh [SAMPLES] [AT_ONCE] [CHURN_PODS] [CHURN_WORKERS]   (as root, after a build)
 #
-# KAPALD_BEFORE=BUILD_DIR (a build of an earlier commit) measures that kapald too, in the same
-# run, for before/after figures.
+# KAPALD_BEFORE=DIR (the folder of an earlier commit's kapald and kapal-shim) measures that
+# kapald too, in the same run, for before/after figures.
+#
 # critest and crictl v1.26.1 come from ../shared/critest/bin (CRITEST_BIN=DIR for others).
 # critest names its image registry.k8s.io/e2e-test-images/busybox:1.29-2: the run's registry
 # holds busybox under that path and both runtimes use it as registry.k8s.io's mirror.

@@ -91,10 +91,10 @@ CONFIG
   wait_for kapald test -S "$work/kapal/kapal.sock"
 }
 
-# An older kapald for before/after figures in one run: the kapald and kapal-shim of the build
-# dir BEFORE_BUILD (of an earlier commit) on their own root and socket in $work/kapal-before.
+# An older kapald for before/after figures in one run: kapald and kapal-shim of an earlier
+# commit's build, in the folder BEFORE_DIR, on their own root and socket in $work/kapal-before.
 # Only keys that every kapald knows go into its config.
-start_kapald_before() {  # start_kapald_before BEFORE_BUILD [EXTRA_TOML]
+start_kapald_before() {  # start_kapald_before BEFORE_DIR [EXTRA_TOML]
   mkdir -p "$work/kapal-before"
   cat >"$work/kapal-before/kapal.toml" <<CONFIG
 root = "$work/kapal-before/root"
@@ -106,7 +106,7 @@ address = "$work/kapal-before/kapal.sock"
 [metrics]
 address = ""
 CONFIG
-  "$1/daemon/kapald" --config "$work/kapal-before/kapal.toml" >"$work/kapald-before.log" 2>&1 &
+  "$1/kapald" --config "$work/kapal-before/kapal.toml" >"$work/kapald-before.log" 2>&1 &
   kapald_before_pid=$!
   pids+=($kapald_before_pid)
   wait_for "kapald (before)" test -S "$work/kapal-before/kapal.sock"
@@ -162,8 +162,8 @@ build_pause_image() {
 # Both runtimes ready to run pods on one CNI network of this run's own: a bridge BRIDGE on
 # SUBNET (no masquerade), the registry, containerd's pause image, kapald and containerd. Prints
 # the versions. KAPAL_EXTRA and CONTAINERD_EXTRA name functions that print more of each one's
-# config, called once the registry's $port is known. With KAPALD_BEFORE (a build dir of an
-# earlier commit) a second, older kapald runs too ($work/kapal-before).
+# config, called once the registry's $port is known. With KAPALD_BEFORE (the folder of an
+# earlier commit's kapald and kapal-shim) a second, older kapald runs too ($work/kapal-before).
 start_pod_runtimes() {  # start_pod_runtimes BRIDGE SUBNET [KAPAL_EXTRA CONTAINERD_EXTRA]
   bench_bridge=$1
   mkdir -p "$work/net.d"

@@ -7,7 +7,8 @@
 #   bench/pod-bench.sh [ROUNDS] [CONCURRENT] [STATS_PODS] [CHURN_PODS] [CHURN_WORKERS]
 #                                                   (as root, after deploy/kapal.sh build)
 #
-# KAPALD_BEFORE=BUILD_DIR (a build of an earlier commit) measures that kapald too.
+# KAPALD_BEFORE=DIR (the folder of an earlier commit's kapald and kapal-shim) measures that
+# kapald too.
 #
 # STATS_PODS (50) pods then run at once on each runtime while ListContainerStats and
 # ListPodSandboxStats are timed.

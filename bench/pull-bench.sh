@@ -5,7 +5,8 @@
 #
 #   bench/pull-bench.sh [ROUNDS]        (as root, after deploy/kapal.sh build)
 #
-# KAPALD_BEFORE=BUILD_DIR (a build of an earlier commit) pulls with that kapald too.
+# KAPALD_BEFORE=DIR (the folder of an earlier commit's kapald and kapal-shim) pulls with that
+# kapald too.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rounds=${1:-3}
 

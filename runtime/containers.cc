@@ -142,7 +142,7 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   }
   ImageRuntimeConfig image_config = ImageRuntimeConfig::Parse(image->config_json);
   c.stop_signal = config.stop_signal() != runtime::v1::RUNTIME_DEFAULT
-                      ? static_cast<int>(config.stop_signal())
+                      ? SignalNumberOf(config.stop_signal())
                       : ParseSignal(image_config.stop_signal);
   if (c.stop_signal == 0) c.stop_signal = SIGTERM;
 

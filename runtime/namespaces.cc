@@ -63,77 +63,47 @@ absl::Status PinNamespaces(const std::string& dir, const PodNamespaces& which,
     targets.push_back(target);
   }
 
-  // A child enters fresh namespaces and waits while the parent bind-mounts them. kapald has
-  // many threads, so after fork the child makes only system calls, all prepared beforehand.
-  int ready[2], proceed[2];
-  if (::pipe2(ready, O_CLOEXEC) != 0) return base::ErrnoStatus(errno, "pipe");
-  base::UniqueFd ready_read(ready[0]), ready_write(ready[1]);
-  if (::pipe2(proceed, O_CLOEXEC) != 0) return base::ErrnoStatus(errno, "pipe");
-  base::UniqueFd proceed_read(proceed[0]), proceed_write(proceed[1]);
-  const char* name = hostname.c_str();
-  size_t name_length = hostname.size();
-  bool set_hostname = which.uts && !hostname.empty();
-  // The new network namespace's loopback comes up here, as containerd's built-in loopback
-  // network does it, so no CNI loopback plugin needs to be run for it.
-  ifreq loopback{};
-  std::memcpy(loopback.ifr_name, "lo", 3);
-  bool bring_up_loopback = which.network;
-  pid_t pid = ::fork();
-  if (pid < 0) return base::ErrnoStatus(errno, "fork");
-  if (pid == 0) {
-    char status = 0;
-    if (::unshare(flags) != 0) status = 1;
-    if (status == 0 && bring_up_loopback) {
-      int socket_fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-      if (socket_fd < 0 || ::ioctl(socket_fd, SIOCGIFFLAGS, &loopback) != 0) {
-        status = 4;
-      } else {
-        loopback.ifr_flags = static_cast<short>(loopback.ifr_flags | IFF_UP);
-        if (::ioctl(socket_fd, SIOCSIFFLAGS, &loopback) != 0) status = 4;
-      }
-      if (socket_fd >= 0) ::close(socket_fd);
-    }
-    if (status == 0 && set_hostname && ::sethostname(name, name_length) != 0) status = 2;
-    (void)!::write(ready_write.Get(), &status, 1);
-    char go;
-    (void)!::read(proceed_read.Get(), &go, 1);
-    ::_exit(0);
-  }
-  ready_write.Reset();
-  proceed_read.Reset();
-  // Both sides wait for a byte, never for end-of-file: a helper forked meanwhile by another
-  // thread holds copies of these pipes, so EOF could come late or, crossed, never.
-  char status = 3;
-  pollfd ready_poll{ready_read.Get(), POLLIN, 0};
-  if (::poll(&ready_poll, 1, 10000) == 1) (void)!::read(ready_read.Get(), &status, 1);
+  // Network, IPC and UTS namespaces belong to a thread, not to the whole process: a thread of
+  // its own enters fresh ones, pins them with bind mounts of /proc/thread-self/ns/* (the mount
+  // namespace is kapald's, so the pins are everyone's) and ends, so nothing else ever runs in
+  // them. A thread costs a fraction of the fork this used to take (about 1 ms in all, against
+  // 4-5 ms with kapald's page tables copied).
   absl::Status result;
-  if (status == 1) {
-    result = absl::InternalError("unshare of the pod's namespaces failed");
-  } else if (status == 4) {
-    result = absl::InternalError("cannot bring up the loopback device of the pod's network");
-  } else if (status == 2) {
-    result = absl::InvalidArgumentError(absl::StrCat("cannot set hostname \"", hostname, "\""));
-  } else if (status != 0) {
-    result = absl::InternalError("the namespace helper process died");
-  }
   std::vector<std::string> mounted;
-  for (int i = 0; i < 3 && result.ok(); ++i) {
-    if (!wanted[i]) continue;
-    std::string source = absl::StrCat("/proc/", pid, "/ns/", kKinds[i]);
-    std::string target = absl::StrCat(dir, "/", kKinds[i]);
-    if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-      result = base::ErrnoStatus(errno, absl::StrCat("bind ", source, " on ", target));
-    } else {
+  std::thread pinner([&] {
+    if (::unshare(flags) != 0) {
+      result = base::ErrnoStatus(errno, "unshare the pod's namespaces");
+      return;
+    }
+    if (which.network) {
+      // The loopback comes up here, as containerd's built-in loopback network does it, so no
+      // CNI loopback plugin needs to be run for it.
+      base::UniqueFd socket_fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+      ifreq loopback{};
+      std::memcpy(loopback.ifr_name, "lo", 3);
+      bool up = socket_fd && ::ioctl(socket_fd.Get(), SIOCGIFFLAGS, &loopback) == 0;
+      loopback.ifr_flags = static_cast<short>(loopback.ifr_flags | IFF_UP);
+      if (!up || ::ioctl(socket_fd.Get(), SIOCSIFFLAGS, &loopback) != 0) {
+        result = absl::InternalError("cannot bring up the loopback device of the pod's network");
+        return;
+      }
+    }
+    if (which.uts && !hostname.empty() && ::sethostname(hostname.c_str(), hostname.size()) != 0) {
+      result = absl::InvalidArgumentError(absl::StrCat("cannot set hostname \"", hostname, "\""));
+      return;
+    }
+    for (int i = 0; i < 3; ++i) {
+      if (!wanted[i]) continue;
+      std::string source = absl::StrCat("/proc/thread-self/ns/", kKinds[i]);
+      std::string target = absl::StrCat(dir, "/", kKinds[i]);
+      if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+        result = base::ErrnoStatus(errno, absl::StrCat("bind ", source, " on ", target));
+        return;
+      }
       mounted.push_back(target);
     }
-  }
-  char go = 1;
-  (void)!::write(proceed_write.Get(), &go, 1);
-  proceed_write.Reset();
-  if (status == 3) ::kill(pid, SIGKILL);  // it never answered
-  int wait_status;
-  while (::waitpid(pid, &wait_status, 0) < 0 && errno == EINTR) {
-  }
+  });
+  pinner.join();
   if (!result.ok()) {
     for (const std::string& target : mounted) ::umount2(target.c_str(), MNT_DETACH);
     for (const std::string& target : targets) ::unlink(target.c_str());
