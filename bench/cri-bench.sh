@@ -188,7 +188,7 @@ order = {
     "create_container": ["checks", "snapshot", "mount", "spec", "record", "runtime_create"],
     "start_container": ["checks", "runtime_start", "record"],
     "stop_container": ["stop_signal", "exit_after_stop_signal", "kill", "exit_after_kill"],
-    "stop_pod": ["containers", "infra", "cni_del", "record"],
+    "stop_pod": ["pid_namespace", "containers", "infra", "cni_del", "record"],
     "remove_container": ["stop", "clean_up", "record"],
     "remove_pod": ["stop", "containers", "files", "record"],
 }

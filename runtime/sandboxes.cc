@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <functional>
 #include <optional>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -18,6 +19,7 @@
 #include "runtime/cni.h"
 #include "runtime/namespaces.h"
 #include "runtime/oci_spec.h"
+#include "shim/exit_file.h"
 
 namespace kapal::runtime {
 
@@ -298,6 +300,9 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
   PhaseTimer timer(phases_, "stop_pod");
   std::vector<std::string> to_stop;
   std::string id;
+  Pod infra;
+  bool all_in_pod_pid_namespace = true;
+  std::vector<std::string> exit_files;  // of the containers that still run
   {
     std::lock_guard lock(state_.mutex);
     absl::StatusOr<std::optional<std::string>> existing = state_.ExistingPodIdLocked(id_or_prefix);
@@ -307,7 +312,34 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
     for (const auto& [cid, c] : state_.containers) {
       if (c.pod_id == id) to_stop.push_back(cid);
     }
+    infra = state_.pods.at(id);
+    for (const std::string& cid : to_stop) {
+      const Container& c = state_.containers.at(cid);
+      if (c.state == runtime::v1::CONTAINER_EXITED || c.state == runtime::v1::CONTAINER_UNKNOWN) {
+        continue;
+      }
+      if (c.config.linux().security_context().namespace_options().pid() != runtime::v1::POD) {
+        all_in_pod_pid_namespace = false;
+      }
+      exit_files.push_back(c.bundle + "/" + shim::kExitFile);
+    }
   }
+  // StopPodSandbox ends its containers at once (no grace period). When all that still run are
+  // in the pod's PID namespace, the end of the namespace's init (the infra process) makes the
+  // kernel SIGKILL every one of them, so no `runc kill` needs to run for each; their exits are
+  // recorded by their shims as ever, and a container that has not ended after a while is
+  // killed by its Stop below.
+  if (all_in_pod_pid_namespace && !exit_files.empty() && infra.own.pid && infra.infra_pid > 0) {
+    StopInfra(infra);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    for (const std::string& exit_file : exit_files) {
+      while (::access(exit_file.c_str(), F_OK) != 0 &&
+             std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+  }
+  timer.Mark("pid_namespace");
   for (const std::string& cid : to_stop) {
     if (absl::Status stopped = containers_.Stop(cid, std::chrono::seconds(0)); !stopped.ok()) {
       return Annotate(stopped, "stop container " + cid);
