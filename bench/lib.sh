@@ -71,45 +71,38 @@ CONFIG
   wait_for registry curl -sf "http://127.0.0.1:$port/v2/"
 }
 
-start_kapald() {  # start_kapald [EXTRA_TOML]; metrics served on $kapal_metrics_address if set
-  mkdir -p "$work/kapal"
-  cat >"$work/kapal/kapal.toml" <<CONFIG
-root = "$work/kapal/root"
-state = "$work/kapal/state"
+# kapald of the folder BINARIES on root, state and socket in $work/NAME; its log is
+# $work/NAME.log with "kapal" read as "kapald". Sets $launched_pid.
+launch_kapald() {  # launch_kapald NAME BINARIES CONFIG_SECTIONS [EXTRA_TOML]
+  local name=$1 binaries=$2
+  mkdir -p "$work/$name"
+  cat >"$work/$name/kapal.toml" <<CONFIG
+root = "$work/$name/root"
+state = "$work/$name/state"
 log_level = "warn"
-${1:-}
+${4:-}
 [grpc]
-address = "$work/kapal/kapal.sock"
-[metrics]
-address = "${kapal_metrics_address:-}"
-[docker]
-address = "$work/kapal/docker.sock"
+address = "$work/$name/kapal.sock"
+$3
 CONFIG
-  "$build/daemon/kapald" --config "$work/kapal/kapal.toml" >"$work/kapald.log" 2>&1 &
-  kapald_pid=$!
-  pids+=($kapald_pid)
-  wait_for kapald test -S "$work/kapal/kapal.sock"
+  "$binaries/kapald" --config "$work/$name/kapal.toml" >"$work/${name/kapal/kapald}.log" 2>&1 &
+  launched_pid=$!
+  pids+=($launched_pid)
+  wait_for "$name" test -S "$work/$name/kapal.sock"
+}
+
+start_kapald() {  # start_kapald [EXTRA_TOML]; metrics served on $kapal_metrics_address if set
+  launch_kapald kapal "$build/daemon" "$(printf '[metrics]\naddress = "%s"\n[docker]\naddress = "%s"' \
+    "${kapal_metrics_address:-}" "$work/kapal/docker.sock")" "${1:-}"
+  kapald_pid=$launched_pid
 }
 
 # An older kapald for before/after figures in one run: kapald and kapal-shim of an earlier
 # commit's build, in the folder BEFORE_DIR, on their own root and socket in $work/kapal-before.
-# Only keys that every kapald knows go into its config.
+# Only keys that every kapald knows go into its config (no [docker]).
 start_kapald_before() {  # start_kapald_before BEFORE_DIR [EXTRA_TOML]
-  mkdir -p "$work/kapal-before"
-  cat >"$work/kapal-before/kapal.toml" <<CONFIG
-root = "$work/kapal-before/root"
-state = "$work/kapal-before/state"
-log_level = "warn"
-${2:-}
-[grpc]
-address = "$work/kapal-before/kapal.sock"
-[metrics]
-address = ""
-CONFIG
-  "$1/kapald" --config "$work/kapal-before/kapal.toml" >"$work/kapald-before.log" 2>&1 &
-  kapald_before_pid=$!
-  pids+=($kapald_before_pid)
-  wait_for "kapald (before)" test -S "$work/kapal-before/kapal.sock"
+  launch_kapald kapal-before "$1" "$(printf '[metrics]\naddress = ""')" "${2:-}"
+  kapald_before_pid=$launched_pid
 }
 
 start_containerd() {  # start_containerd [EXTRA_CRI_TOML]
