@@ -234,7 +234,7 @@ int main(int argc, char** argv) {
   // that both see the same background noise of the machine.
   struct Run {
     std::unique_ptr<RuntimeService::Stub> stub;
-    long idle_rss = 0, busy_rss = 0;
+    long idle_rss = 0, busy_rss = 0, stats_rss = 0;  // stats_rss: with the stats pods running
     Steps steps;
     double concurrent_ms = 0;
     std::vector<long> shims;
@@ -305,6 +305,7 @@ int main(int argc, char** argv) {
       started.push_back(
           StartPod(*run.stub, name, image_ref, nullptr, absl::StrCat("/kapal-bench/", name)));
     }
+    run.stats_rss = RssKiB(targets[t].daemon_pid);
     for (int round = 0; round < stats_rounds; ++round) {
       auto begun = Clock::now();
       ListContainerStatsResponse containers;
@@ -352,11 +353,11 @@ int main(int argc, char** argv) {
         run.idle_rss / 1024.0, run.busy_rss / 1024.0, concurrent, run.shims.size(), shim_mean);
     if (stats_pods > 0) {
       std::cout << absl::StrFormat(
-          "with %d pods: ListContainerStats (%d listed) median %.1f ms, p95 %.1f ms; "
-          "ListPodSandboxStats median %.1f ms, p95 %.1f ms\n",
-          stats_pods, run.stats_listed, Percentile(run.container_stats_ms, 0.5),
-          Percentile(run.container_stats_ms, 0.95), Percentile(run.pod_stats_ms, 0.5),
-          Percentile(run.pod_stats_ms, 0.95));
+          "with %d pods: daemon RSS %.1f MiB; ListContainerStats (%d listed) median %.1f ms, "
+          "p95 %.1f ms; ListPodSandboxStats median %.1f ms, p95 %.1f ms\n",
+          stats_pods, run.stats_rss / 1024.0, run.stats_listed,
+          Percentile(run.container_stats_ms, 0.5), Percentile(run.container_stats_ms, 0.95),
+          Percentile(run.pod_stats_ms, 0.5), Percentile(run.pod_stats_ms, 0.95));
     }
     std::cout << "RESULT " << target.name << " " << Percentile(total, 0.5) << " "
               << run.concurrent_ms << " " << shim_mean << " "
