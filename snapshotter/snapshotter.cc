@@ -274,6 +274,14 @@ absl::Status Snapshotter::Remove(const std::string& key) {
     remove.bind(1, key);
     remove.exec();
     transaction.commit();
+    // SQLite gives the next snapshot the highest free rowid, which may be this one's, and so
+    // this directory's name: it is moved aside before the store is free for that insert, so
+    // that the removal below can never delete the new snapshot's files.
+    if (!directory.empty()) {
+      std::string aside = absl::StrCat(directory, ".removed-",
+                                       std::chrono::steady_clock::now().time_since_epoch().count());
+      if (::rename(directory.c_str(), aside.c_str()) == 0) directory = aside;
+    }
   });
   if (!removed.ok()) return removed;
   if (!found) return absl::OkStatus();

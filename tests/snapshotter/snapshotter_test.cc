@@ -4,6 +4,11 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
 #include "base/files.h"
 #include "base/temp_dir.h"
 #include "gmock/gmock.h"
@@ -141,6 +146,40 @@ TEST_P(SnapshotterTest, RemoveDeletesTheTree) {
   struct stat st {};
   EXPECT_NE(::stat(content->c_str(), &st), 0);
   EXPECT_EQ(snapshotter_->Stat("l1").status().code(), absl::StatusCode::kNotFound);
+}
+
+// The next snapshot may get the rowid, and so the directory name, of one just removed: a
+// removal that has not finished deleting its files must never delete the new one's. Two
+// threads prepare and remove containers on one image, bounded in count; every prepare must
+// find its own directory whole.
+TEST_P(SnapshotterTest, RemovalNeverDeletesTheSnapshotThatTookItsPlace) {
+  Layer("image", "", {{"a", "from the image"}});
+  std::atomic<int> failures{0};
+  std::string first_failure;
+  std::mutex failure_mutex;
+  auto churn = [&](const std::string& name) {
+    for (int i = 0; i < 150 && failures == 0; ++i) {
+      std::string key = absl::StrCat(name, "-", i);
+      absl::StatusOr<std::vector<Mount>> mounts = snapshotter_->Prepare(key, "image");
+      absl::StatusOr<std::string> content = snapshotter_->ContentDirectory(key);
+      struct stat st {};
+      bool whole = mounts.ok() && content.ok() && ::stat(content->c_str(), &st) == 0;
+      if (!whole) {
+        std::lock_guard lock(failure_mutex);
+        if (failures++ == 0) {
+          first_failure = !mounts.ok()    ? mounts.status().ToString()
+                          : !content.ok() ? content.status().ToString()
+                                          : "content directory " + *content + " is gone";
+        }
+      }
+      (void)snapshotter_->Remove(key);
+    }
+  };
+  std::thread one(churn, "one");
+  std::thread two(churn, "two");
+  one.join();
+  two.join();
+  EXPECT_EQ(failures, 0) << first_failure;
 }
 
 TEST_P(SnapshotterTest, UsageCountsBytesAndInodes) {
