@@ -474,7 +474,7 @@ TEST_F(PodsTest, PodsStartInParallelAndANameIsTakenOnce) {
 TEST_F(PodsTest, ContainersOfAPodShareOnePidNamespaceWhenAsked) {
   absl::StatusOr<std::string> shared = RunPod(PodConfig("shared-pid"));  // pid: POD
   ASSERT_TRUE(shared.ok()) << shared.status();
-  Run(*shared, ContainerWith("sleeper", {"sleep", "1000"}));
+  std::string sleeper = Run(*shared, ContainerWith("sleeper", {"sleep", "1000"}));
   std::string looker = Run(*shared, ContainerWith("looker", {"sleep", "1001"}));
   ExecSyncResponse exec;
   // PID 1 is the pod's infra process, and both sleeps are visible from either container.
@@ -512,6 +512,17 @@ TEST_F(PodsTest, ContainersOfAPodShareOnePidNamespaceWhenAsked) {
     if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_TRUE(gone);
+  // Its containers ended with it (the kernel's SIGKILL when the namespace's init ended), and
+  // so did the one in its own PID namespace in the other pod (killed one by one).
+  for (const std::string& id : {sleeper, looker}) {
+    ContainerStatus ended = StatusOf(id);
+    EXPECT_EQ(ended.state(), runtime::v1::CONTAINER_EXITED) << id;
+    EXPECT_EQ(ended.exit_code(), 137) << id;
+  }
+  ASSERT_TRUE(StopPod(*separate).ok());
+  ContainerStatus alone_ended = StatusOf(alone);
+  EXPECT_EQ(alone_ended.state(), runtime::v1::CONTAINER_EXITED);
+  EXPECT_EQ(alone_ended.exit_code(), 137);
 }
 
 TEST_F(PodsTest, HostNetworkPodUsesTheHostsNetworkAndName) {
