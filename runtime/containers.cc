@@ -332,20 +332,6 @@ absl::Status Containers::Stop(const std::string& id_or_prefix, std::chrono::seco
     stop_signal = c.stop_signal;
   }
   std::string exit_file = bundle + "/" + shim::kExitFile;
-  auto wait_for_exit = [&](std::chrono::milliseconds limit) {
-    auto start = std::chrono::steady_clock::now();
-    auto deadline = start + limit;
-    while (::access(exit_file.c_str(), F_OK) != 0) {
-      auto now = std::chrono::steady_clock::now();
-      if (now >= deadline) return false;
-      // A killed process is usually gone within milliseconds: look often at first (a look is
-      // one access(2)), then every 10 ms.
-      std::this_thread::sleep_for(now - start < std::chrono::milliseconds(100)
-                                      ? std::chrono::milliseconds(1)
-                                      : std::chrono::milliseconds(10));
-    }
-    return true;
-  };
   bool created_only = false;
   {
     std::lock_guard lock(state_.mutex);
@@ -356,14 +342,14 @@ absl::Status Containers::Stop(const std::string& id_or_prefix, std::chrono::seco
     absl::Status signalled = handler->runtime.Kill(id, stop_signal);
     if (!signalled.ok() && !absl::IsNotFound(signalled)) return signalled;
     timer.Mark("stop_signal");
-    wait_for_exit(timeout);
+    (void)AwaitExitRecord(bundle, timeout);
     timer.Mark("exit_after_stop_signal");
   }
   if (::access(exit_file.c_str(), F_OK) != 0) {
     absl::Status killed = handler->runtime.Kill(id, SIGKILL, /*all=*/true);
     if (!killed.ok() && !absl::IsNotFound(killed)) return killed;
     timer.Mark("kill");
-    if (!wait_for_exit(kKillWait)) {
+    if (!AwaitExitRecord(bundle, kKillWait)) {
       return absl::DeadlineExceededError(absl::StrCat("container ", id, " did not exit within ",
                                                       kKillWait.count(), " s of SIGKILL"));
     }

@@ -16,6 +16,20 @@
 
 namespace kapal::runtime {
 
+bool AwaitExitRecord(const std::string& bundle, std::chrono::milliseconds limit) {
+  std::string exit_file = bundle + "/" + shim::kExitFile;
+  auto start = std::chrono::steady_clock::now();
+  auto deadline = start + limit;
+  while (::access(exit_file.c_str(), F_OK) != 0) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    std::this_thread::sleep_for(now - start < std::chrono::milliseconds(100)
+                                    ? std::chrono::milliseconds(1)
+                                    : std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
 ExitMonitor::ExitMonitor(NodeState& state, RecordStore& records, const Handlers& handlers,
                          base::Logger& logger, std::string exit_dir)
     : state_(state),

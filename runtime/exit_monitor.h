@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <thread>
 
@@ -11,6 +12,11 @@
 #include "runtime/records.h"
 
 namespace kapal::runtime {
+
+// Waits up to LIMIT for the exit record kapal-shim writes into BUNDLE when its container ends;
+// false if none came. Looks every millisecond for the first 100 ms (a killed process is usually
+// gone by then; a look is one access(2)), then every 10 ms.
+bool AwaitExitRecord(const std::string& bundle, std::chrono::milliseconds limit);
 
 // Learns of container exits: each kapal-shim writes its container's exit record into the bundle
 // and notes the id in STATE/exits; this watches that directory (inotify) and records the exit

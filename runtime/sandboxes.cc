@@ -5,9 +5,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <functional>
 #include <optional>
-#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -17,9 +17,9 @@
 #include "base/files.h"
 #include "base/temp_dir.h"
 #include "runtime/cni.h"
+#include "runtime/exit_monitor.h"
 #include "runtime/namespaces.h"
 #include "runtime/oci_spec.h"
-#include "shim/exit_file.h"
 
 namespace kapal::runtime {
 
@@ -302,7 +302,7 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
   std::string id;
   Pod infra;
   bool all_in_pod_pid_namespace = true;
-  std::vector<std::string> exit_files;  // of the containers that still run
+  std::vector<std::string> bundles;  // of the containers that still run
   {
     std::lock_guard lock(state_.mutex);
     absl::StatusOr<std::optional<std::string>> existing = state_.ExistingPodIdLocked(id_or_prefix);
@@ -321,7 +321,7 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
       if (c.config.linux().security_context().namespace_options().pid() != runtime::v1::POD) {
         all_in_pod_pid_namespace = false;
       }
-      exit_files.push_back(c.bundle + "/" + shim::kExitFile);
+      bundles.push_back(c.bundle);
     }
   }
   // StopPodSandbox ends its containers at once (no grace period). When all that still run are
@@ -329,14 +329,12 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
   // kernel SIGKILL every one of them, so no `runc kill` needs to run for each; their exits are
   // recorded by their shims as ever, and a container that has not ended after a while is
   // killed by its Stop below.
-  if (all_in_pod_pid_namespace && !exit_files.empty() && infra.own.pid && infra.infra_pid > 0) {
+  if (all_in_pod_pid_namespace && !bundles.empty() && infra.own.pid && infra.infra_pid > 0) {
     StopInfra(infra);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    for (const std::string& exit_file : exit_files) {
-      while (::access(exit_file.c_str(), F_OK) != 0 &&
-             std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
+    for (const std::string& bundle : bundles) {
+      (void)AwaitExitRecord(bundle, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        deadline - std::chrono::steady_clock::now()));
     }
   }
   timer.Mark("pid_namespace");
