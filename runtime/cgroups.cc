@@ -139,10 +139,9 @@ void Cgroups::RemovePodParent(const Pod& pod) const {
     for (const std::string& name : *hierarchies)
       roots.push_back(absl::StrCat(kCgroupRoot, "/", name));
   }
-  for (const std::string& root : roots) {
-    ::rmdir(absl::StrCat(root, "/kapal/", pod.id).c_str());
-    ::rmdir(absl::StrCat(root, "/kapal").c_str());  // fails while other pods use it: fine
-  }
+  // /kapal itself stays: runc makes a new pod's path one directory at a time, and removing the
+  // shared parent between its mkdir of /kapal and of /kapal/POD fails that pod's start (ENOENT).
+  for (const std::string& root : roots) ::rmdir(absl::StrCat(root, "/kapal/", pod.id).c_str());
 }
 
 absl::StatusOr<CgroupSample> ReadCgroup(CgroupLayout layout, const std::string& directory,

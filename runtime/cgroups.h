@@ -26,7 +26,8 @@ class Cgroups {
   std::string Directory(const std::string& cgroups_path) const;
   // The file counting OOM kills of a container's cgroup ("" when unknown).
   std::string OomFile(const std::string& cgroups_path) const;
-  // Removes the parent kapal made up for the pod (never kubelet's own).
+  // Removes the parent kapal made up for the pod, /kapal/POD_ID (never kubelet's own, never
+  // the shared /kapal, which other pods may be starting in).
   void RemovePodParent(const Pod& pod) const;
 
   bool V2() const { return layout_ == CgroupLayout::kV2; }

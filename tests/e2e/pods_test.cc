@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -469,6 +470,51 @@ TEST_F(PodsTest, PodsStartInParallelAndANameIsTakenOnce) {
   }
   EXPECT_EQ(twins, 1);
   EXPECT_EQ(ips.size(), static_cast<size_t>(kPods - 1));
+}
+
+TEST_F(PodsTest, PodsComeAndGoInParallelWhileOthersStart) {
+  // Workers each run pods with a container and remove them again, so pods start while others
+  // are removed: a removal must never take a directory (the shared cgroup parent /kapal, a
+  // snapshot, the bridge) from under a pod that is starting.
+  constexpr int kWorkers = 3;
+  constexpr int kRounds = 4;
+  std::mutex mutex;
+  std::vector<std::string> failures;
+  std::vector<std::thread> threads;
+  for (int worker = 0; worker < kWorkers; ++worker) {
+    threads.emplace_back([&, worker] {
+      for (int round = 0; round < kRounds; ++round) {
+        std::string name = absl::StrCat("churn-", worker, "-", round);
+        auto fail = [&](const std::string& what) {
+          std::lock_guard<std::mutex> lock(mutex);
+          failures.push_back(absl::StrCat(name, ": ", what));
+        };
+        absl::StatusOr<std::string> pod = RunPod(PodConfig(name));
+        if (!pod.ok()) {
+          fail(pod.status().ToString());
+          continue;
+        }
+        std::string id;
+        grpc::Status status = Create(*pod, ContainerWith("c", {"sleep", "1000"}), &id);
+        if (status.ok()) status = Start(id);
+        if (!status.ok()) fail(status.error_message());
+        status = StopPod(*pod);
+        if (!status.ok()) fail(status.error_message());
+        status = RemovePod(*pod);
+        if (!status.ok()) fail(status.error_message());
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_THAT(failures, ::testing::IsEmpty());
+  EXPECT_THAT(Containers(), ::testing::IsEmpty());
+  // The pods' own cgroups are gone; the shared parent stays for the next pod (removing it
+  // raced with runc making a new pod's cgroup: ENOENT for "mkdir .../kapal/POD").
+  if (::access("/sys/fs/cgroup/memory", F_OK) == 0) {
+    EXPECT_EQ(::access("/sys/fs/cgroup/memory/kapal", F_OK), 0);
+  } else {
+    EXPECT_EQ(::access("/sys/fs/cgroup/kapal", F_OK), 0);
+  }
 }
 
 TEST_F(PodsTest, ContainersOfAPodShareOnePidNamespaceWhenAsked) {
