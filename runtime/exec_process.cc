@@ -1,6 +1,7 @@
 #include "runtime/exec_process.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -109,7 +110,14 @@ absl::StatusOr<std::unique_ptr<ExecProcess>> ExecProcess::Start(
   return process;
 }
 
-ExecProcess::~ExecProcess() { Kill(); }
+ExecProcess::~ExecProcess() {
+  closing_ = true;
+  {
+    std::lock_guard lock(resend_mutex_);
+    if (resize_resender_.joinable()) resize_resender_.join();
+  }
+  Kill();
+}
 
 void ExecProcess::CloseInput() {
   if (!input_) return;
@@ -132,17 +140,33 @@ absl::Status ExecProcess::Resize(uint16_t columns, uint16_t rows) {
   // The kernel's SIGWINCH reaches the runtime's exec, which copies the size to the container's
   // console; one that arrives before the runtime listens for it is lost (clients resize right
   // after the session opens, while a slow runtime still starts). So until the exec'd process
-  // runs (its pid file is written after the runtime set up its console), wait for that and
-  // signal the runtime again.
-  if (runtime_exec_ && ::access(scratch_.Join(kPidFile).c_str(), F_OK) != 0) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (::access(scratch_.Join(kPidFile).c_str(), F_OK) != 0 && runtime_exec_->Running() &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // runs (its pid file is written after the runtime set up its console), a thread waits for
+  // that and signals the runtime again. The caller is answered at once: the Docker CLI only
+  // starts listening for the window's changes after its first resize is answered, so holding
+  // that answer until the process runs lost a person's (or a test's) early resize.
+  if (runtime_exec_ && !ProcessRuns()) {
+    std::lock_guard lock(resend_mutex_);
+    if (!resize_resender_.joinable()) {
+      resize_resender_ = std::thread([this] { SignalResizeOnceRunning(); });
     }
-    (void)runtime_exec_->Signal(SIGWINCH);
   }
   return absl::OkStatus();
+}
+
+bool ExecProcess::ProcessRuns() const {
+  return ::access(scratch_.Join(kPidFile).c_str(), F_OK) == 0;
+}
+
+void ExecProcess::SignalResizeOnceRunning() {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!ProcessRuns()) {
+    if (closing_ || std::chrono::steady_clock::now() >= deadline) return;
+    pollfd ended{ended_.Get(), POLLIN, 0};
+    if (::poll(&ended, 1, 10) > 0) return;  // the runtime's exec is over: nothing to resize
+  }
+  // Through the pidfd, so a runtime that has meanwhile ended and been reaped is never mistaken
+  // for another process with its pid.
+  ::syscall(SYS_pidfd_send_signal, ended_.Get(), SIGWINCH, nullptr, 0);
 }
 
 absl::StatusOr<int> ExecProcess::ExitCode() {

@@ -2,10 +2,13 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -60,12 +63,19 @@ class ExecProcess {
 
  private:
   ExecProcess(base::TempDir scratch, bool tty) : scratch_(std::move(scratch)), tty_(tty) {}
+  bool ProcessRuns() const;
+  void SignalResizeOnceRunning();
 
   base::TempDir scratch_;
   bool tty_;
   std::optional<base::ChildProcess> runtime_exec_;
   base::UniqueFd input_, output_, errors_, ended_;
   base::UniqueFd terminal_;  // the master of the terminal, with a tty
+  // Sends SIGWINCH again once the exec'd process runs, for resizes that came before (see
+  // Resize); uses only ended_ (a pidfd) and the pid file, never runtime_exec_.
+  std::mutex resend_mutex_;
+  std::thread resize_resender_;
+  std::atomic<bool> closing_{false};
 };
 
 }  // namespace kapal::runtime
