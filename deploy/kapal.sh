@@ -18,7 +18,7 @@ jobs=$(nproc)
 build_packages=(
   cmake g++ make pkg-config git clang-format
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libabsl-dev
-  libsqlitecpp-dev libsqlite3-dev prometheus-cpp-dev libcpp-httplib-dev libssl-dev
+  libsqlitecpp-dev libsqlite3-dev prometheus-cpp-dev libcpp-httplib-dev libcurl4-openssl-dev libssl-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libarchive-dev libzstd-dev zlib1g-dev
   libgtest-dev libgmock-dev

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "images/http_get.h"
 #include "nlohmann/json.hpp"
 
 namespace kapal::images {
@@ -156,19 +157,20 @@ absl::StatusOr<RegistryClient::Response> RegistryClient::GetOnce(const std::stri
                                                                  const std::string& accept,
                                                                  const std::string& authorization,
                                                                  const BlobSink* sink) {
-  std::unique_ptr<httplib::Client> client = MakeClient(base_url, endpoint_, options_);
-  httplib::Headers headers = {{"User-Agent", "kapal"}};
-  if (!accept.empty()) headers.emplace("Accept", accept);
-  if (!authorization.empty()) headers.emplace("Authorization", authorization);
+  std::string where = base_url + path;
+  std::vector<std::string> headers = {"User-Agent: kapal"};
+  if (!accept.empty()) headers.push_back("Accept: " + accept);
+  if (!authorization.empty()) headers.push_back("Authorization: " + authorization);
+  HttpGetOptions options{options_.connect_timeout, options_.read_timeout, !endpoint_.skip_verify,
+                         endpoint_.ca_file};
   Response response;
   absl::Status sink_status;
   size_t limit = sink != nullptr ? kMaxErrorBytes : kMaxManifestBytes;
-  auto result = client->Get(
-      path, headers,
-      [&](const httplib::Response& head) {
-        response.status = head.status;
-        for (const auto& [key, value] : head.headers) response.headers.emplace(key, value);
-        return true;
+  absl::Status ran = HttpGet(
+      where, headers, options,
+      [&](int status, std::multimap<std::string, std::string> fields) {
+        response.status = status;
+        response.headers = std::move(fields);
       },
       [&](const char* data, size_t length) {
         if (sink != nullptr && response.status == 200) {
@@ -177,17 +179,14 @@ absl::StatusOr<RegistryClient::Response> RegistryClient::GetOnce(const std::stri
         }
         if (response.body.size() + length > limit) {
           sink_status = absl::InvalidArgumentError(
-              absl::StrCat(base_url, path, ": response larger than ", limit, " bytes"));
+              absl::StrCat(where, ": response larger than ", limit, " bytes"));
           return false;
         }
         response.body.append(data, length);
         return true;
       });
   if (!sink_status.ok()) return sink_status;
-  if (!result) {
-    return absl::UnavailableError(
-        absl::StrCat(base_url, path, ": ", httplib::to_string(result.error())));
-  }
+  if (!ran.ok()) return ran;
   return response;
 }
 

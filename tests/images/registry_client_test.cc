@@ -13,6 +13,7 @@
 #include "images/content_store.h"
 #include "nlohmann/json.hpp"
 #include "tests/fixtures/image_stack.h"
+#include "tests/fixtures/kapald_fixture.h"
 #include "tests/fixtures/registry_fixture.h"
 
 namespace kapal::images {
@@ -280,6 +281,97 @@ TEST(RegistryAuthTest, RedirectedBlobDoesNotCarryCredentialsToTheOtherHost) {
   ASSERT_TRUE(fetched.ok()) << fetched;
   EXPECT_EQ(received, "blob-bytes");
   EXPECT_EQ(seen_authorization, "");
+}
+
+// A registry stand-in over HTTPS with a certificate made for 127.0.0.1 (not in the system's
+// trust store): a manifest, and a 3 MB blob that arrives in many pieces.
+class TlsRegistry {
+ public:
+  static std::unique_ptr<TlsRegistry> Start(const std::string& dir) {
+    auto registry = std::unique_ptr<TlsRegistry>(new TlsRegistry);
+    registry->certificate_ = dir + "/registry.crt";
+    std::string key = dir + "/registry.key";
+    testing::CommandResult made = testing::RunCommand(
+        {"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+         "-out", registry->certificate_, "-subj", "/CN=127.0.0.1", "-addext",
+         "subjectAltName=IP:127.0.0.1", "-days", "2"});
+    if (made.exit_code != 0) return nullptr;
+    registry->server_ =
+        std::make_unique<httplib::SSLServer>(registry->certificate_.c_str(), key.c_str());
+    if (!registry->server_->is_valid()) return nullptr;
+    registry->port_ = registry->server_->bind_to_any_port("127.0.0.1");
+    registry->server_->Get("/v2/a/b/manifests/v1", [](const httplib::Request&,
+                                                      httplib::Response& response) {
+      response.set_content(R"({"schemaVersion":2})", "application/vnd.oci.image.manifest.v1+json");
+    });
+    registry->server_->Get(
+        R"(/v2/a/b/blobs/(.*))", [](const httplib::Request&, httplib::Response& response) {
+          response.set_content(std::string(3 << 20, 'b'), "application/octet-stream");
+        });
+    registry->thread_ =
+        std::thread([server = registry->server_.get()] { server->listen_after_bind(); });
+    WaitUntilListening(*registry->server_);
+    return registry;
+  }
+  ~TlsRegistry() {
+    server_->stop();
+    thread_.join();
+  }
+  RegistryEndpoint Endpoint() const {
+    RegistryEndpoint endpoint;
+    endpoint.host = absl::StrCat("127.0.0.1:", port_);
+    return endpoint;  // https
+  }
+  const std::string& Certificate() const { return certificate_; }
+
+ private:
+  TlsRegistry() = default;
+  std::string certificate_;
+  std::unique_ptr<httplib::SSLServer> server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+TEST(RegistryTlsTest, CertificateCheckedAgainstTheConfiguredAuthority) {
+  absl::StatusOr<base::TempDir> dir = base::TempDir::Create("registry-tls");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  std::unique_ptr<TlsRegistry> registry = TlsRegistry::Start(dir->Path());
+  ASSERT_NE(registry, nullptr);
+
+  // Not trusted by the system: refused, saying why, as a network fault (UNAVAILABLE).
+  RegistryClient untrusted(registry->Endpoint(), {});
+  auto refused = untrusted.FetchManifest("a/b", "v1");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("certificate"));
+
+  // ca_file: verified and fetched, the blob in full.
+  RegistryEndpoint with_ca = registry->Endpoint();
+  with_ca.ca_file = registry->Certificate();
+  RegistryClient trusted(with_ca, {});
+  auto manifest = trusted.FetchManifest("a/b", "v1");
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->body, R"({"schemaVersion":2})");
+  size_t received = 0, pieces = 0;
+  auto digest = Digest::Parse("sha256:" + std::string(64, '0'));
+  absl::Status fetched = trusted.FetchBlob("a/b", *digest, [&](const char*, size_t n) {
+    received += n;
+    ++pieces;
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(fetched.ok()) << fetched;
+  EXPECT_EQ(received, size_t{3} << 20);
+  EXPECT_GT(pieces, 1u);
+
+  // skip_verify: no check at all.
+  RegistryEndpoint unverified = registry->Endpoint();
+  unverified.skip_verify = true;
+  RegistryClient skipping(unverified, {});
+  EXPECT_TRUE(skipping.FetchManifest("a/b", "v1").ok());
+
+  // A sink that refuses the bytes ends the transfer with its own error.
+  absl::Status stopped = trusted.FetchBlob(
+      "a/b", *digest, [](const char*, size_t) { return absl::DataLossError("digest mismatch"); });
+  EXPECT_EQ(stopped.code(), absl::StatusCode::kDataLoss) << stopped;
 }
 
 TEST(CredentialsTest, AuthFieldIsBase64OfUserColonPassword) {
