@@ -47,8 +47,8 @@ class BlobWriter {
   int64_t flushed_ = 0;  // bytes written to the file so far
 
   Hasher hasher_;
-  // Registries' bytes arrive in small pieces (cpp-httplib hands over 4 KiB at a time); they are
-  // gathered here so that the disk sees a few large writes instead of tens of thousands.
+  // Registries' bytes arrive in pieces of whatever size the socket or TLS had ready (often a
+  // few KiB); they are gathered here so that the disk sees a few large writes.
   std::string pending_;
   int64_t written_ = 0;
   bool committed_ = false;

@@ -1,10 +1,7 @@
 #include "images/registry_client.h"
 
 #include <arpa/inet.h>
-#include <httplib.h>
 #include <unistd.h>
-
-#include <fstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -12,7 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "images/http_get.h"
+#include "images/http_client.h"
 #include "nlohmann/json.hpp"
 
 namespace kapal::images {
@@ -82,26 +79,24 @@ std::map<std::string, std::string> ChallengeParameters(absl::string_view text) {
   return parameters;
 }
 
-std::unique_ptr<httplib::Client> MakeClient(const std::string& base_url,
-                                            const RegistryEndpoint& endpoint,
-                                            const RegistryClient::Options& options) {
-  auto client = std::make_unique<httplib::Client>(base_url);
-  client->set_connection_timeout(static_cast<time_t>(options.connect_timeout.count()), 0);
-  client->set_read_timeout(static_cast<time_t>(options.read_timeout.count()), 0);
-  client->set_follow_location(false);
-  if (absl::StartsWith(base_url, "https://")) {
-    client->enable_server_certificate_verification(!endpoint.skip_verify);
-    if (!endpoint.ca_file.empty()) client->set_ca_cert_path(endpoint.ca_file);
+// RFC 3986: everything but the unreserved characters as %XX.
+std::string PercentEncoded(absl::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
+    }
   }
-  return client;
+  return out;
 }
 
 std::string Form(const std::map<std::string, std::string>& fields) {
   std::string out;
   for (const auto& [key, value] : fields) {
     if (!out.empty()) out += '&';
-    absl::StrAppend(&out, httplib::detail::encode_query_param(key), "=",
-                    httplib::detail::encode_query_param(value));
+    absl::StrAppend(&out, PercentEncoded(key), "=", PercentEncoded(value));
   }
   return out;
 }
@@ -152,22 +147,17 @@ std::string RegistryClient::Response::Header(const std::string& name) const {
 RegistryClient::RegistryClient(RegistryEndpoint endpoint, Credentials credentials, Options options)
     : endpoint_(std::move(endpoint)), credentials_(std::move(credentials)), options_(options) {}
 
-absl::StatusOr<RegistryClient::Response> RegistryClient::GetOnce(const std::string& base_url,
-                                                                 const std::string& path,
-                                                                 const std::string& accept,
-                                                                 const std::string& authorization,
-                                                                 const BlobSink* sink) {
-  std::string where = base_url + path;
-  std::vector<std::string> headers = {"User-Agent: kapal"};
-  if (!accept.empty()) headers.push_back("Accept: " + accept);
-  if (!authorization.empty()) headers.push_back("Authorization: " + authorization);
-  HttpGetOptions options{options_.connect_timeout, options_.read_timeout, !endpoint_.skip_verify,
-                         endpoint_.ca_file};
+absl::StatusOr<RegistryClient::Response> RegistryClient::Exchange(
+    const std::string& method, const std::string& url, const std::vector<std::string>& headers,
+    const HttpUpload* upload, size_t limit, Overflow overflow, const BlobSink* sink) const {
+  HttpOptions options{options_.connect_timeout, options_.read_timeout, !endpoint_.skip_verify,
+                      endpoint_.ca_file};
+  std::vector<std::string> sent = {"User-Agent: kapal"};
+  sent.insert(sent.end(), headers.begin(), headers.end());
   Response response;
   absl::Status sink_status;
-  size_t limit = sink != nullptr ? kMaxErrorBytes : kMaxManifestBytes;
-  absl::Status ran = HttpGet(
-      where, headers, options,
+  absl::Status ran = HttpRequest(
+      method, url, sent, upload, options,
       [&](int status, std::multimap<std::string, std::string> fields) {
         response.status = status;
         response.headers = std::move(fields);
@@ -178,8 +168,12 @@ absl::StatusOr<RegistryClient::Response> RegistryClient::GetOnce(const std::stri
           return sink_status.ok();
         }
         if (response.body.size() + length > limit) {
+          if (overflow == Overflow::kTruncate) {
+            response.body.append(data, limit - response.body.size());
+            return true;  // the rest is read and dropped
+          }
           sink_status = absl::InvalidArgumentError(
-              absl::StrCat(where, ": response larger than ", limit, " bytes"));
+              absl::StrCat(url, ": response larger than ", limit, " bytes"));
           return false;
         }
         response.body.append(data, length);
@@ -188,6 +182,18 @@ absl::StatusOr<RegistryClient::Response> RegistryClient::GetOnce(const std::stri
   if (!sink_status.ok()) return sink_status;
   if (!ran.ok()) return ran;
   return response;
+}
+
+absl::StatusOr<RegistryClient::Response> RegistryClient::GetOnce(const std::string& base_url,
+                                                                 const std::string& path,
+                                                                 const std::string& accept,
+                                                                 const std::string& authorization,
+                                                                 const BlobSink* sink) {
+  std::vector<std::string> headers;
+  if (!accept.empty()) headers.push_back("Accept: " + accept);
+  if (!authorization.empty()) headers.push_back("Authorization: " + authorization);
+  return Exchange("GET", base_url + path, headers, nullptr,
+                  sink != nullptr ? kMaxErrorBytes : kMaxManifestBytes, Overflow::kFail, sink);
 }
 
 absl::StatusOr<std::string> RegistryClient::Authorize(const std::string& challenge,
@@ -213,30 +219,33 @@ absl::StatusOr<std::string> RegistryClient::Authorize(const std::string& challen
   }
   // The scope we need, or the one the registry named.
   std::string wanted_scope = parameters.contains("scope") ? parameters["scope"] : scope;
-  auto [realm_base, realm_path] = SplitUrl(realm);
-  std::unique_ptr<httplib::Client> client = MakeClient(realm_base, endpoint_, options_);
-  auto request_token = [&]() -> httplib::Result {
-    if (!credentials_.identity_token.empty()) {
-      // OAuth2 refresh-token grant, as docker does with an identity token.
-      std::map<std::string, std::string> form = {{"grant_type", "refresh_token"},
-                                                 {"refresh_token", credentials_.identity_token},
-                                                 {"service", parameters["service"]},
-                                                 {"scope", wanted_scope},
-                                                 {"client_id", "kapal"}};
-      return client->Post(realm_path, Form(form), "application/x-www-form-urlencoded");
-    }
+  absl::StatusOr<Response> result;
+  if (!credentials_.identity_token.empty()) {
+    // OAuth2 refresh-token grant, as docker does with an identity token.
+    std::map<std::string, std::string> form = {{"grant_type", "refresh_token"},
+                                               {"refresh_token", credentials_.identity_token},
+                                               {"service", parameters["service"]},
+                                               {"scope", wanted_scope},
+                                               {"client_id", "kapal"}};
+    HttpUpload body;
+    body.content_type = "application/x-www-form-urlencoded";
+    body.bytes = Form(form);
+    result = Exchange("POST", realm, {}, &body, kMaxManifestBytes, Overflow::kFail, nullptr);
+  } else {
     std::map<std::string, std::string> query = {{"service", parameters["service"]},
                                                 {"scope", wanted_scope}};
+    std::vector<std::string> headers;
     if (!credentials_.username.empty()) {
-      client->set_basic_auth(credentials_.username, credentials_.password);
+      headers.push_back("Authorization: Basic " +
+                        absl::Base64Escape(credentials_.username + ":" + credentials_.password));
     }
-    std::string separator = absl::StrContains(realm_path, "?") ? "&" : "?";
-    return client->Get(realm_path + separator + Form(query), {{"User-Agent", "kapal"}});
-  };
-  httplib::Result result = request_token();
-  if (!result) {
-    return absl::UnavailableError(
-        absl::StrCat("token server ", realm, ": ", httplib::to_string(result.error())));
+    std::string separator = absl::StrContains(realm, "?") ? "&" : "?";
+    result = Exchange("GET", realm + separator + Form(query), headers, nullptr, kMaxManifestBytes,
+                      Overflow::kFail, nullptr);
+  }
+  if (!result.ok()) {
+    return absl::Status(result.status().code(),
+                        absl::StrCat("token server: ", result.status().message()));
   }
   if (result->status == 401 || result->status == 403) {
     return absl::UnauthenticatedError(
@@ -380,43 +389,21 @@ absl::StatusOr<RegistryClient::Response> RegistryClient::Send(const std::string&
       authorization = found->second;
     }
   }
+  HttpUpload upload;
+  upload.content_type = payload.content_type;
+  upload.bytes = payload.body;
+  upload.path = payload.path;
+  upload.size = payload.size;
+  upload.progress = payload.progress;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    std::unique_ptr<httplib::Client> client = MakeClient(base_url, endpoint_, options_);
-    httplib::Headers headers = {{"User-Agent", "kapal"}};
-    if (same_host && !authorization.empty()) headers.emplace("Authorization", authorization);
-    auto send = [&]() -> httplib::Result {
-      if (method == "HEAD") return client->Head(path, headers);
-      if (method == "POST") return client->Post(path, headers, payload.body, payload.content_type);
-      if (payload.path.empty()) {
-        return client->Put(path, headers, payload.body, payload.content_type);
-      }
-      auto file = std::make_shared<std::ifstream>(payload.path, std::ios::binary);
-      return client->Put(
-          path, headers, static_cast<size_t>(payload.size),
-          [file, &payload](size_t offset, size_t length, httplib::DataSink& sink) {
-            char buffer[256 * 1024];
-            file->seekg(static_cast<std::streamoff>(offset));
-            file->read(buffer, static_cast<std::streamsize>(std::min(length, sizeof buffer)));
-            std::streamsize got = file->gcount();
-            if (got <= 0) return false;
-            sink.write(buffer, static_cast<size_t>(got));
-            if (payload.progress) payload.progress(static_cast<int64_t>(offset) + got);
-            return true;
-          },
-          payload.content_type);
-    };
-    if (!payload.path.empty() && ::access(payload.path.c_str(), R_OK) != 0) {
-      return absl::NotFoundError(absl::StrCat("cannot read ", payload.path));
-    }
-    httplib::Result result = send();
-    if (!result) {
-      return absl::UnavailableError(
-          absl::StrCat(base_url, path, ": ", httplib::to_string(result.error())));
-    }
-    Response response;
-    response.status = result->status;
-    for (const auto& [key, value] : result->headers) response.headers.emplace(key, value);
-    response.body = result->body.substr(0, kMaxErrorBytes);
+    std::vector<std::string> headers;
+    if (same_host && !authorization.empty()) headers.push_back("Authorization: " + authorization);
+    // Only error texts come back from these requests: what is past kMaxErrorBytes is dropped.
+    absl::StatusOr<Response> sent =
+        Exchange(method, base_url + path, headers, method == "HEAD" ? nullptr : &upload,
+                 kMaxErrorBytes, Overflow::kTruncate, nullptr);
+    if (!sent.ok()) return sent.status();
+    Response& response = *sent;
     if (response.status == 401 && same_host && attempt == 0) {
       absl::StatusOr<std::string> granted = Authorize(response.Header("WWW-Authenticate"), scope);
       if (!granted.ok()) return granted.status();

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "images/digest.h"
@@ -46,6 +47,8 @@ struct FetchedManifest {
   std::string body;
   Digest digest;  // of body
 };
+
+struct HttpUpload;
 
 // Receives a blob's bytes as they arrive.
 using BlobSink = std::function<absl::Status(const char* data, size_t size)>;
@@ -97,6 +100,13 @@ class RegistryClient {
     std::string body;  // whole body for manifests and errors; empty when streamed to a sink
     std::string Header(const std::string& name) const;
   };
+  // One request; the answer's body goes to SINK when it is a 200 and SINK is given, else it is
+  // kept up to LIMIT bytes: a longer one fails (kFail) or is cut there (kTruncate).
+  enum class Overflow { kFail, kTruncate };
+  absl::StatusOr<Response> Exchange(const std::string& method, const std::string& url,
+                                    const std::vector<std::string>& headers,
+                                    const HttpUpload* upload, size_t limit, Overflow overflow,
+                                    const BlobSink* sink) const;
   absl::StatusOr<Response> Get(const std::string& repository, const std::string& path,
                                const std::string& accept, const BlobSink* sink);
   absl::StatusOr<Response> GetOnce(const std::string& base_url, const std::string& path,

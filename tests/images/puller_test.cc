@@ -10,6 +10,7 @@
 #include "base/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "images/pusher.h"
 #include "snapshotter/mount.h"
 #include "tests/fixtures/image_stack.h"
 #include "tests/fixtures/registry_fixture.h"
@@ -321,6 +322,42 @@ TEST_P(PullTest, RegistryThatDemandsTokens) {
   auto pulled = puller_->Pull(reference, right);
   ASSERT_TRUE(pulled.ok()) << pulled.status();
   EXPECT_GT((*secured)->TokensIssued(), before) << "the registry's token server was asked";
+}
+
+// A push to a registry that demands tokens: refused without credentials, then with them each
+// request is answered 401 first and sent again with a token (a layer's file upload too), and
+// the image comes back whole by its digest.
+TEST_P(PullTest, PushToARegistryThatDemandsTokens) {
+  ASSERT_TRUE(registry_->Push("kapal/source", "1", Busybox()).ok());
+  auto pulled = puller_->Pull(Ref("kapal/source:1"), {});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  auto secured = RegistryFixture::Start(RegistryFixture::Auth::kToken, "kapal", "t0ken");
+  ASSERT_TRUE(secured.ok()) << secured.status();
+  std::string target = (*secured)->Host() + "/kapal/pushed:2";
+
+  Pusher pusher(*content_, RegistryHosts());
+  EXPECT_EQ(pusher.Push(*pulled, target, {}).status().code(), absl::StatusCode::kUnauthenticated);
+  Credentials right;
+  right.username = "kapal";
+  right.password = "t0ken";
+  int64_t largest_progress = 0;
+  auto pushed = pusher.Push(*pulled, target, right, [&](const PushProgress& progress) {
+    if (progress.phase == PushProgress::Phase::kPushing) {
+      largest_progress = std::max(largest_progress, progress.done);
+    }
+  });
+  ASSERT_TRUE(pushed.ok()) << pushed.status();
+  EXPECT_GT(largest_progress, 100000) << "the busybox layer was uploaded with progress";
+
+  ASSERT_TRUE(images_->Remove(pulled->id).ok());
+  auto back = puller_->Pull(
+      (*secured)->Host() + "/kapal/pushed@" + pushed->manifest_digest.String(), right);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->id, pulled->id);
+  InRootfs(*back, [](const std::string& root) {
+    struct stat info {};
+    EXPECT_EQ(::stat((root + "/bin/busybox").c_str(), &info), 0);
+  });
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, PullTest,
