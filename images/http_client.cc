@@ -139,8 +139,8 @@ absl::Status HttpRequest(const std::string& method, const std::string& url,
   } else if (method == "HEAD") {
     curl_easy_setopt(handle, CURLOPT_NOBODY, 1L);
   } else if (method == "POST" || method == "PUT") {
-    static const HttpUpload kNothing;
-    const HttpUpload& sent = upload != nullptr ? *upload : kNothing;
+    HttpUpload nothing;
+    const HttpUpload& sent = upload != nullptr ? *upload : nothing;
     if (sent.path.empty()) {
       curl_easy_setopt(handle, CURLOPT_POSTFIELDSIZE_LARGE,
                        static_cast<curl_off_t>(sent.bytes.size()));

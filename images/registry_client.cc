@@ -375,7 +375,7 @@ absl::Status RegistryClient::ErrorOf(const std::string& what, const Response& re
 absl::StatusOr<RegistryClient::Response> RegistryClient::Send(const std::string& method,
                                                               const std::string& repository,
                                                               const std::string& target,
-                                                              const Payload& payload) {
+                                                              const HttpUpload& payload) {
   std::string scope = absl::StrCat("repository:", repository, ":pull,push");
   std::string base_url = endpoint_.Url();
   std::string path = target;
@@ -389,18 +389,12 @@ absl::StatusOr<RegistryClient::Response> RegistryClient::Send(const std::string&
       authorization = found->second;
     }
   }
-  HttpUpload upload;
-  upload.content_type = payload.content_type;
-  upload.bytes = payload.body;
-  upload.path = payload.path;
-  upload.size = payload.size;
-  upload.progress = payload.progress;
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::vector<std::string> headers;
     if (same_host && !authorization.empty()) headers.push_back("Authorization: " + authorization);
     // Only error texts come back from these requests: what is past kMaxErrorBytes is dropped.
     absl::StatusOr<Response> sent =
-        Exchange(method, base_url + path, headers, method == "HEAD" ? nullptr : &upload,
+        Exchange(method, base_url + path, headers, method == "HEAD" ? nullptr : &payload,
                  kMaxErrorBytes, Overflow::kTruncate, nullptr);
     if (!sent.ok()) return sent.status();
     Response& response = *sent;
@@ -435,7 +429,7 @@ absl::StatusOr<bool> RegistryClient::PushBlob(const std::string& repository, con
   if (!mount_from.empty() && mount_from != repository) {
     absl::StrAppend(&start, "?mount=", digest.String(), "&from=", mount_from);
   }
-  Payload empty;
+  HttpUpload empty;
   empty.content_type = "application/octet-stream";
   absl::StatusOr<Response> started = Send("POST", repository, start, empty);
   if (!started.ok()) return started.status();
@@ -448,7 +442,7 @@ absl::StatusOr<bool> RegistryClient::PushBlob(const std::string& repository, con
   }
   absl::StrAppend(&location, absl::StrContains(location, "?") ? "&" : "?",
                   "digest=", digest.String());
-  Payload bytes;
+  HttpUpload bytes;
   bytes.content_type = "application/octet-stream";
   bytes.path = path;
   bytes.size = size;
@@ -462,9 +456,9 @@ absl::StatusOr<bool> RegistryClient::PushBlob(const std::string& repository, con
 absl::Status RegistryClient::PushManifest(const std::string& repository,
                                           const std::string& reference,
                                           const std::string& media_type, const std::string& body) {
-  Payload manifest;
+  HttpUpload manifest;
   manifest.content_type = media_type;
-  manifest.body = body;
+  manifest.bytes = body;
   absl::StatusOr<Response> response =
       Send("PUT", repository, absl::StrCat("/v2/", repository, "/manifests/", reference), manifest);
   if (!response.ok()) return response.status();

@@ -113,18 +113,11 @@ class RegistryClient {
                                    const std::string& accept, const std::string& authorization,
                                    const BlobSink* sink);
   absl::StatusOr<std::string> Authorize(const std::string& challenge, const std::string& scope);
-  // What a push request carries: a small body, or a file streamed (PATH, SIZE).
-  struct Payload {
-    std::string content_type;
-    std::string body;
-    std::string path;
-    int64_t size = 0;
-    std::function<void(int64_t)> progress;
-  };
-  // METHOD on TARGET (a path, or an absolute URL the registry gave) with push credentials,
-  // again once with a token after a 401. The response whatever its status.
+  // METHOD on TARGET (a path, or an absolute URL the registry gave) with push credentials and
+  // PAYLOAD (a small body, or a file streamed), again once with a token after a 401. The
+  // response whatever its status.
   absl::StatusOr<Response> Send(const std::string& method, const std::string& repository,
-                                const std::string& target, const Payload& payload);
+                                const std::string& target, const HttpUpload& payload);
   absl::Status ErrorOf(const std::string& what, const Response& response) const;
 
   RegistryEndpoint endpoint_;
