@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "cri/grpc_status.h"
 #include "cri/runtime_service.h"
+#include "runtime/signals.h"
 #include "runtime/stats.h"
 
 namespace kapal::cri {
@@ -55,14 +56,14 @@ void FillContainerStatus(const runtime::Container& c, runtime::v1::ContainerStat
   *out->mutable_annotations() = c.config.annotations();
   *out->mutable_mounts() = c.config.mounts();
   out->set_log_path(c.log_path);
-  out->set_stop_signal(static_cast<Signal>(c.stop_signal));
+  out->set_stop_signal(runtime::CriSignalOf(c.stop_signal));
   *out->mutable_resources()->mutable_linux() = c.config.linux().resources();
   if (c.user.has_value()) {
     LinuxContainerUser* user = out->mutable_user()->mutable_linux();
     user->set_uid(c.user->uid);
     user->set_gid(c.user->gid);
-    // Kubernetes reports the primary group among the supplemental ones too.
-    user->add_supplemental_groups(c.user->gid);
+    // The groups the process really has, the primary one among them (kubelet compares them
+    // with what the pod asked for under the Strict policy).
     for (uint32_t gid : c.user->additional_gids) user->add_supplemental_groups(gid);
   }
 }

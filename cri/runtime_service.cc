@@ -45,10 +45,17 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const runtime::v1::Sta
   runtime::v1::RuntimeStatus* status = response->mutable_status();
   AddCondition(status, "RuntimeReady", runtime_.RuntimeReady());
   AddCondition(status, "NetworkReady", runtime_.NetworkReady());
+  // The Merge and Strict supplemental groups policies (KEP-3619), for every handler.
+  response->mutable_features()->set_supplemental_groups_policy(true);
   // Kubelet reads the handler named "" as the default one.
-  response->add_runtime_handlers()->set_name("");
-  for (const std::string& name : runtime_.HandlerNames()) {
-    response->add_runtime_handlers()->set_name(name);
+  std::vector<std::string> names = runtime_.HandlerNames();
+  names.insert(names.begin(), "");
+  for (const std::string& name : names) {
+    runtime::v1::RuntimeHandler* handler = response->add_runtime_handlers();
+    handler->set_name(name);
+    runtime::HandlerFeatures features = runtime_.FeaturesOf(name);
+    handler->mutable_features()->set_recursive_read_only_mounts(features.recursive_read_only);
+    handler->mutable_features()->set_user_namespaces(features.user_namespaces);
   }
   if (request->verbose()) {
     absl::StatusOr<std::string> pod_cidr = runtime_.PodCidr();

@@ -1,5 +1,6 @@
 #include "runtime/cgroups.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <map>
@@ -47,21 +48,6 @@ std::optional<uint64_t> Find(const std::map<std::string, uint64_t>& values,
   auto found = values.find(key);
   if (found == values.end()) return std::nullopt;
   return found->second;
-}
-
-// The v1 hierarchy that has CONTROLLER: "cpuacct" or a co-mounted "cpu,cpuacct".
-std::string V1Hierarchy(const std::string& root, const std::string& controller) {
-  std::string own = absl::StrCat(root, "/", controller);
-  if (::access(own.c_str(), F_OK) == 0) return own;
-  absl::StatusOr<std::vector<std::string>> names = base::ListDirectory(root);
-  if (names.ok()) {
-    for (const std::string& name : *names) {
-      for (absl::string_view part : absl::StrSplit(name, ',')) {
-        if (part == controller) return absl::StrCat(root, "/", name);
-      }
-    }
-  }
-  return own;
 }
 
 // A limit so large it means none (v1 reports PAGE_COUNTER_MAX rounded to pages).
@@ -128,6 +114,22 @@ std::string Cgroups::OomFile(const std::string& cgroups_path) const {
   if (directory.empty() || directory[0] != '/') return "";
   if (V2()) return absl::StrCat(kCgroupRoot, directory, "/memory.events");
   return absl::StrCat(kCgroupRoot, "/memory", directory, "/memory.oom_control");
+}
+
+void Cgroups::OpenUpSharedParent() const {
+  if (driver_ == CgroupDriver::kSystemd) return;
+  std::vector<std::string> roots = {kCgroupRoot};
+  if (absl::StatusOr<std::vector<std::string>> names = base::ListDirectory(kCgroupRoot);
+      names.ok()) {
+    for (const std::string& name : *names) roots.push_back(absl::StrCat(kCgroupRoot, "/", name));
+  }
+  for (const std::string& root : roots) {
+    std::string parent = root + "/kapal";
+    struct stat st {};
+    if (::stat(parent.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0755) != 0755) {
+      ::chmod(parent.c_str(), 0755);
+    }
+  }
 }
 
 void Cgroups::RemovePodParent(const Pod& pod) const {

@@ -13,7 +13,8 @@ namespace kapal::runtime {
 // Where a pod's and its containers' cgroups are, for one cgroup driver and layout.
 class Cgroups {
  public:
-  Cgroups(CgroupDriver driver, CgroupLayout layout) : driver_(driver), layout_(layout) {}
+  Cgroups(CgroupDriver driver, CgroupLayout layout, CgroupSupport support)
+      : driver_(driver), layout_(layout), support_(support) {}
 
   // The pod's cgroup parent: the config's cgroup_parent (kubelet's), else /kapal/POD_ID
   // (cgroupfs) or kapal.slice (systemd).
@@ -30,11 +31,18 @@ class Cgroups {
   // the shared /kapal, which other pods may be starting in).
   void RemovePodParent(const Pod& pod) const;
 
+  // Makes the shared parent /kapal of every hierarchy 0755 where an older kapald (whose runc
+  // ran with kapald's umask 077) left it 0700: a container in a user namespace must be able to
+  // reach its own cgroup below it.
+  void OpenUpSharedParent() const;
+
   bool V2() const { return layout_ == CgroupLayout::kV2; }
+  const CgroupSupport& Support() const { return support_; }
 
  private:
   CgroupDriver driver_;
   CgroupLayout layout_;
+  CgroupSupport support_;
 };
 
 // One reading of a cgroup's counters; a counter the host does not have stays unset.

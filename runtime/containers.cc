@@ -16,6 +16,7 @@
 #include "base/temp_dir.h"
 #include "images/garbage.h"
 #include "nlohmann/json.hpp"
+#include "runtime/container_mounts.h"
 #include "runtime/namespaces.h"
 #include "runtime/oci_spec.h"
 #include "runtime/signals.h"
@@ -78,7 +79,10 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
     }
   }
   for (const runtime::v1::Mount& mount : config.mounts()) {
-    if (absl::Status checked = CheckClientPath(mount.host_path(), "mount host_path");
+    // An image volume names an image, not a host path.
+    if (absl::Status checked = mount.image().image().empty()
+                                   ? CheckClientPath(mount.host_path(), "mount host_path")
+                                   : absl::OkStatus();
         !checked.ok()) {
       return checked;
     }
@@ -123,6 +127,15 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   }
   absl::StatusOr<const Handler*> handler = handlers_.Find(pod.runtime_handler);
   if (!handler.ok()) return handler.status();
+  for (const runtime::v1::Mount& mount : config.mounts()) {
+    if (mount.recursive_read_only() && !(*handler)->features.recursive_read_only) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "mount ", mount.container_path(),
+          " asks to be recursively read-only; "
+          "runtime handler \"",
+          (*handler)->name, "\" (", (*handler)->runtime.Binary(), ") cannot make it so"));
+    }
+  }
 
   Container c;
   c.id = NewId();
@@ -146,8 +159,19 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
                       : ParseSignal(image_config.stop_signal);
   if (c.stop_signal == 0) c.stop_signal = SIGTERM;
 
+  BundleMountInputs mount_inputs;
+  mount_inputs.container_id = c.id;
+  mount_inputs.snapshot_key = c.snapshot_key;
+  mount_inputs.bundle = c.bundle;
+  mount_inputs.shim_binary = handlers_.ShimBinary();
+  mount_inputs.pod_dir = pod.dir;
+  if (pod.own.user) {
+    absl::StatusOr<std::optional<IdMappings>> userns = PodUserNamespace(pod.config);
+    if (!userns.ok()) return userns.status();
+    mount_inputs.pod_userns = *userns;
+  }
+
   bool done = false;
-  bool mounted = false;
   bool prepared = false;
   const OciRuntime& runtime = (*handler)->runtime;
   struct Undo {
@@ -156,12 +180,15 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   } undo{[&] {
     if (done) return;
     (void)runtime.Delete(c.id);
-    if (mounted) ::umount2((c.bundle + "/rootfs").c_str(), MNT_DETACH);
+    // The bundle goes only once nothing is mounted below it.
+    if (!UnmountBundle(snapshots_, c.bundle, c.snapshot_key).ok()) return;
     if (prepared) (void)snapshots_.Remove(c.snapshot_key);
     (void)base::RemoveTree(c.bundle);
   }};
 
-  if (absl::Status made = base::MakeDirectories(c.bundle + "/rootfs", 0700); !made.ok()) {
+  // 0711, as containerd's bundles: a container in a user namespace (not the host's root) must
+  // be able to reach its root filesystem; nothing in the bundle can be listed or read by others.
+  if (absl::Status made = base::MakeDirectories(c.bundle + "/rootfs", 0711); !made.ok()) {
     return made;
   }
   timer.Mark("checks");
@@ -170,11 +197,11 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   if (!mounts.ok()) return Annotate(mounts.status(), "prepare the root filesystem");
   prepared = true;
   timer.Mark("snapshot");
-  absl::StatusOr<snapshotter::ScopedMount> rootfs =
-      snapshotter::ScopedMount::Create(*mounts, c.bundle + "/rootfs");
-  if (!rootfs.ok()) return Annotate(rootfs.status(), "mount the root filesystem");
-  rootfs->Release();  // stays mounted for the container's life; RemoveContainer unmounts
-  mounted = true;
+  if (absl::Status mounted = bundle_mounts_.MountRootfs(mount_inputs, *mounts); !mounted.ok()) {
+    return Annotate(mounted, "mount the root filesystem");
+  }
+  absl::StatusOr<ContainerConfig> spec_config = bundle_mounts_.MountVolumes(mount_inputs, config);
+  if (!spec_config.ok()) return spec_config.status();
   timer.Mark("mount");
 
   absl::StatusOr<ProcessUser> user = ResolveUser(c.bundle + "/rootfs", config, image_config.user);
@@ -182,8 +209,12 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   c.user = *user;
   SpecInputs inputs;
   inputs.container_id = c.id;
-  inputs.container = &config;
+  inputs.container = &*spec_config;
   inputs.pod = &pod.config;
+  if (mount_inputs.pod_userns.has_value()) {
+    inputs.user_namespace_path = pod.dir + "/user";
+    inputs.user_mappings = *mount_inputs.pod_userns;
+  }
   inputs.image = image_config;
   inputs.user = *user;
   inputs.rootfs = c.bundle + "/rootfs";
@@ -199,7 +230,12 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
     }
     inputs.pid_namespace_path = pod.dir + "/pid";
   }
-  inputs.cgroup_v2 = cgroups_.V2();
+  inputs.cgroups = cgroups_.Support();
+  if (config.linux().resources().hugepage_limits_size() > 0 && !inputs.cgroups.hugetlb) {
+    logger_.Debug("container ", c.id,
+                  ": hugepage limits left out, this host has no hugetlb "
+                  "cgroup controller");
+  }
   inputs.min_oom_score_adj = handlers_.MinOomScoreAdj();
   inputs.held_capabilities = handlers_.HeldCapabilities();
   absl::StatusOr<nlohmann::json> spec = BuildContainerSpec(inputs);
@@ -319,6 +355,8 @@ absl::Status Containers::Stop(const std::string& id_or_prefix, std::chrono::seco
   {
     std::lock_guard lock(state_.mutex);
     absl::StatusOr<Container*> found_container = FindLocked(id_or_prefix);
+    // Idempotent as CRI asks (kubelet stops again what it may have removed already).
+    if (absl::IsNotFound(found_container.status())) return absl::OkStatus();
     if (!found_container.ok()) return found_container.status();
     Container& c = **found_container;
     if (c.state == runtime::v1::CONTAINER_EXITED || c.state == runtime::v1::CONTAINER_UNKNOWN) {
@@ -369,9 +407,9 @@ absl::Status Containers::CleanUp(const Container& c, const Handler* handler) {
   if (handler != nullptr) {
     if (absl::Status deleted = handler->runtime.Delete(c.id); !deleted.ok()) return deleted;
   }
-  std::string rootfs = c.bundle + "/rootfs";
-  if (::umount2(rootfs.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
-    return base::ErrnoStatus(errno, "umount " + rootfs);
+  if (absl::Status unmounted = UnmountBundle(snapshots_, c.bundle, c.snapshot_key);
+      !unmounted.ok()) {
+    return unmounted;
   }
   absl::Status snapshot = snapshots_.Remove(c.snapshot_key);
   if (!snapshot.ok() && !absl::IsNotFound(snapshot)) return snapshot;
@@ -588,7 +626,7 @@ absl::Status Containers::UpdateResources(const std::string& id_or_prefix,
     *merged.mutable_hugepage_limits() = update.hugepage_limits();
   for (const auto& [key, value] : update.unified()) (*merged.mutable_unified())[key] = value;
 
-  nlohmann::json resources = CgroupResources(merged, cgroups_.V2());
+  nlohmann::json resources = CgroupResources(merged, cgroups_.Support());
   std::string path = c.bundle + "/resources.json";
   if (absl::Status written =
           base::WriteFileAtomically(path, resources.dump(), 0600, base::Durability::kVolatile);

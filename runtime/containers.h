@@ -11,6 +11,7 @@
 #include "base/unique_fd.h"
 #include "images/image_store.h"
 #include "runtime/cgroups.h"
+#include "runtime/container_mounts.h"
 #include "runtime/exec_process.h"
 #include "runtime/exit_monitor.h"
 #include "runtime/handlers.h"
@@ -51,7 +52,8 @@ class Containers {
   absl::StatusOr<std::string> Create(const std::string& pod_id,
                                      const runtime::v1::ContainerConfig& config);
   absl::Status Start(const std::string& id);
-  // The stop signal, then SIGKILL after TIMEOUT (at once for 0). Stopping a stopped one is fine.
+  // The stop signal, then SIGKILL after TIMEOUT (at once for 0). Stopping a stopped or an unknown
+  // one is fine (idempotent).
   absl::Status Stop(const std::string& id, std::chrono::seconds timeout);
   // Stops it first; an unknown id is fine (idempotent).
   absl::Status Remove(const std::string& id);
@@ -113,6 +115,7 @@ class Containers {
   snapshotter::Snapshotter& snapshots_;
   PhaseMetrics& phases_;
   base::Logger& logger_;
+  BundleMounts bundle_mounts_{images_, snapshots_};
 };
 
 }  // namespace kapal::runtime

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "base/files.h"
 #include "runtime/security.h"
+#include "runtime/userns.h"
 
 namespace kapal::runtime {
 
@@ -23,11 +24,20 @@ Handlers::Handlers(const Options& options, const HostFacts& host)
   dir = dir.substr(0, dir.rfind('/'));
   shim_binary_ = options.shim_binary.empty() ? dir + "/kapal-shim" : options.shim_binary;
   bool systemd = ResolveCgroupDriver(options.cgroup_driver, host) == CgroupDriver::kSystemd;
+  // Probed where the snapshots are: their filesystem is what the containers' layers need to be
+  // idmapped on.
+  bool idmapped_mounts = IdmappedMountsSupported(shim_binary_, options.root_dir);
   for (const auto& [name, handler] : options.runtimes) {
     absl::StatusOr<std::string> binary = base::FindExecutable(handler.binary);
     handlers_[name] = std::make_unique<Handler>(
-        Handler{name, OciRuntime(binary.ok() ? *binary : handler.binary,
-                                 absl::StrCat(options.state_dir, "/runtime/", name), systemd)});
+        Handler{name,
+                OciRuntime(binary.ok() ? *binary : handler.binary,
+                           absl::StrCat(options.state_dir, "/runtime/", name), systemd),
+                HandlerFeatures{}});
+    std::vector<std::string> mount_options = handlers_[name]->runtime.MountOptions();
+    handlers_[name]->features.recursive_read_only =
+        std::find(mount_options.begin(), mount_options.end(), "rro") != mount_options.end();
+    handlers_[name]->features.user_namespaces = idmapped_mounts;
   }
   held_capabilities_ = runtime::HeldCapabilities();
   if (std::find(held_capabilities_.begin(), held_capabilities_.end(), "CAP_SYS_RESOURCE") ==
@@ -66,7 +76,10 @@ nlohmann::json Handlers::Describe() const {
   nlohmann::json handlers = nlohmann::json::object();
   for (const auto& [name, handler] : handlers_) {
     const std::string& binary = handler->runtime.Binary();
-    handlers[name] = {{"binary", binary}};
+    handlers[name] = {{"binary", binary},
+                      {"features",
+                       {{"recursiveReadOnly", handler->features.recursive_read_only},
+                        {"userNamespaces", handler->features.user_namespaces}}}};
     // Known on hosts like this one: crun 1.8 refuses cgroup v1 "hybrid" layouts at create.
     if (absl::EndsWith(binary, "/crun") && cgroup_layout_ == CgroupLayout::kHybrid) {
       handlers[name]["warning"] =

@@ -13,10 +13,21 @@
 
 namespace kapal::runtime {
 
+// What a handler can do beyond the basics (CRI's RuntimeHandlerFeatures).
+struct HandlerFeatures {
+  // Mount.recursive_read_only: the runtime knows "rro" (it calls mount_setattr with
+  // AT_RECURSIVE, which the kernel has from 5.12 on).
+  bool recursive_read_only = false;
+  // Pods in user namespaces (KEP-127): kapald makes the idmapped mounts (userns.h), so this
+  // needs the kernel's support for them on the snapshots' filesystem, not the runtime's.
+  bool user_namespaces = false;
+};
+
 // A RuntimeClass handler: a name pods ask for and the OCI runtime it runs.
 struct Handler {
   std::string name;
   OciRuntime runtime;
+  HandlerFeatures features;
 };
 
 // The handlers of this node, the kapal-shim they start, and the limits of this host that every

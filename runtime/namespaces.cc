@@ -134,7 +134,7 @@ bool InPinnedPidNamespace(const std::string& dir, int pid) {
 
 absl::Status UnpinNamespaces(const std::string& dir) {
   absl::Status result;
-  for (const char* kind : {"net", "ipc", "uts", "pid"}) {
+  for (const char* kind : {"net", "ipc", "uts", "pid", "user"}) {
     std::string target = absl::StrCat(dir, "/", kind);
     if (::umount2(target.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
       result.Update(base::ErrnoStatus(errno, "umount " + target));

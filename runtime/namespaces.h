@@ -15,6 +15,9 @@ struct PodNamespaces {
   // One PID namespace for all containers of the pod, held by an infra process (kapal-shim
   // --infra); off, each container has its own.
   bool pid = false;
+  // A user namespace of the pod's own (userns mode POD), pinned at DIR/user; it owns the
+  // pod's other namespaces (see userns.h).
+  bool user = false;
 };
 
 // Creates the pod's own namespaces and pins each with a bind mount at DIR/net, DIR/ipc and
@@ -31,7 +34,8 @@ absl::Status PinPidNamespace(const std::string& dir, int infra_pid);
 // process, not another that got its pid after a reboot or a crash).
 bool InPinnedPidNamespace(const std::string& dir, int pid);
 
-// Unmounts and removes the pins under DIR; pins already gone are fine (idempotent).
+// Unmounts and removes the pins under DIR (user, net, ipc, uts, pid); pins already gone are
+// fine (idempotent).
 absl::Status UnpinNamespaces(const std::string& dir);
 
 // Runs WORK on a short-lived thread that has entered the network namespace pinned at

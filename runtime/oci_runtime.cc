@@ -24,9 +24,8 @@ namespace {
 // create/start/kill/delete are quick; a runtime stuck for this long is broken.
 constexpr std::chrono::seconds kRuntimeTimeout(60);
 
-// Runs kapal-shim and reads the one line it reports on stdout. The shim forks and its first
-// process exits at once; the detached one writes the line when its work is done ("ok ..." or
-// "error TEXT"), so neither its exit nor end-of-file is waited for.
+}  // namespace
+
 absl::StatusOr<std::string> RunShimForReport(const std::vector<std::string>& argv) {
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) return base::ErrnoStatus(errno, "pipe");
@@ -58,8 +57,6 @@ absl::StatusOr<std::string> RunShimForReport(const std::vector<std::string>& arg
   (void)shim->Wait(std::chrono::seconds(5));
   return line.substr(0, line.find('\n'));
 }
-
-}  // namespace
 
 absl::Status RuntimeError(absl::string_view action, absl::string_view text) {
   // runc and crun log as `time="..." level=warning msg="..."`; the last error (or fatal) message
@@ -109,6 +106,22 @@ std::vector<std::string> OciRuntime::Command(std::initializer_list<std::string> 
 
 absl::StatusOr<base::CommandResult> OciRuntime::Run(std::initializer_list<std::string> args) const {
   return base::RunCommand(Command(args), "", kRuntimeTimeout);
+}
+
+std::vector<std::string> OciRuntime::MountOptions() const {
+  absl::StatusOr<base::CommandResult> ran =
+      base::RunCommand({binary_, "features"}, "", kRuntimeTimeout);
+  if (!ran.ok() || !ran->Succeeded()) return {};
+  nlohmann::json features = nlohmann::json::parse(ran->output, nullptr, false);
+  if (!features.is_object() || !features.contains("mountOptions") ||
+      !features["mountOptions"].is_array()) {
+    return {};
+  }
+  std::vector<std::string> options;
+  for (const nlohmann::json& option : features["mountOptions"]) {
+    if (option.is_string()) options.push_back(option.get<std::string>());
+  }
+  return options;
 }
 
 void KillInfraOf(const std::string& pod_dir) {

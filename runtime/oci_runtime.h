@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -35,6 +36,11 @@ struct ShimProcess {
 // FAILED_PRECONDITION for one the host cannot satisfy.
 absl::Status RuntimeError(absl::string_view action, absl::string_view text);
 
+// Runs kapal-shim and reads the one line it reports on stdout. The shim forks and its first
+// process exits at once; the detached one writes the line when its work is done ("ok ..." or
+// "error TEXT"), so neither its exit nor end-of-file is waited for.
+absl::StatusOr<std::string> RunShimForReport(const std::vector<std::string>& argv);
+
 // Starts `kapal-shim --infra POD_DIR`, the init of a pod's shared PID namespace; returns its
 // pid. POD_DIR stays on its command line, so the process can be found without its pid.
 absl::StatusOr<int> StartPodInfra(const std::string& shim_binary, const std::string& pod_dir);
@@ -64,6 +70,9 @@ class OciRuntime {
   // Applies the cgroup resources in RESOURCES_JSON_PATH (the spec's linux.resources) to the
   // running container.
   absl::Status Update(const std::string& id, const std::string& resources_json_path) const;
+  // The mount options the runtime knows, from its `features` (OCI runtime features, runc 1.1 and
+  // crun 1.5 on); empty when it cannot say.
+  std::vector<std::string> MountOptions() const;
   // The runtime's view: "created", "running", "stopped", "paused"; NOT_FOUND when unknown.
   absl::StatusOr<std::string> State(const std::string& id) const;
   // Runs the process described by PROCESS_JSON_PATH inside the container, collecting output.

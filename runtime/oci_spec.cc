@@ -89,7 +89,7 @@ absl::Status CheckClientPath(const std::string& path, const std::string& what) {
 }
 
 nlohmann::json CgroupResources(const runtime::v1::LinuxContainerResources& resources,
-                               bool cgroup_v2) {
+                               const CgroupSupport& support) {
   nlohmann::json out = nlohmann::json::object();
   if (resources.cpu_shares() > 0) out["cpu"]["shares"] = resources.cpu_shares();
   if (resources.cpu_quota() > 0) out["cpu"]["quota"] = resources.cpu_quota();
@@ -99,15 +99,17 @@ nlohmann::json CgroupResources(const runtime::v1::LinuxContainerResources& resou
   if (resources.memory_limit_in_bytes() > 0) {
     out["memory"]["limit"] = resources.memory_limit_in_bytes();
   }
-  if (resources.memory_swap_limit_in_bytes() > 0) {
+  if (resources.memory_swap_limit_in_bytes() > 0 && support.swap) {
     out["memory"]["swap"] = resources.memory_swap_limit_in_bytes();
   }
-  for (const runtime::v1::HugepageLimit& hugepage : resources.hugepage_limits()) {
-    out["hugepageLimits"].push_back(
-        {{"pageSize", hugepage.page_size()}, {"limit", hugepage.limit()}});
+  if (support.hugetlb) {
+    for (const runtime::v1::HugepageLimit& hugepage : resources.hugepage_limits()) {
+      out["hugepageLimits"].push_back(
+          {{"pageSize", hugepage.page_size()}, {"limit", hugepage.limit()}});
+    }
   }
   // unified keys are cgroup v2 files; v1 has no place for them.
-  if (cgroup_v2) {
+  if (support.v2) {
     for (const auto& [key, value] : resources.unified()) out["unified"][key] = value;
   }
   return out;
@@ -210,6 +212,21 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& in) {
       }
     }
     std::vector<std::string> options = {"rbind", mount->readonly() ? "ro" : "rw"};
+    if (mount->recursive_read_only()) {
+      // KEP-3857: every mount below the source read-only too (mount_setattr with
+      // AT_RECURSIVE, runc's "rro"); only meaningful for a private read-only bind.
+      if (!mount->readonly()) {
+        return absl::InvalidArgumentError(absl::StrCat("mount ", mount->container_path(),
+                                                       ": recursive_read_only needs readonly too"));
+      }
+      if (mount->propagation() != runtime::v1::PROPAGATION_PRIVATE) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("mount ", mount->container_path(),
+                         ": recursive_read_only needs private propagation, not ",
+                         runtime::v1::MountPropagation_Name(mount->propagation())));
+      }
+      options.push_back("rro");
+    }
     switch (mount->propagation()) {
       case runtime::v1::PROPAGATION_HOST_TO_CONTAINER:
         options.push_back("rslave");
@@ -234,19 +251,38 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& in) {
   } else if (!host_pid) {
     namespaces.push_back({{"type", "pid"}});
   }
+  // The user namespace first (runc joins in this order): the others belong to it.
+  if (!in.user_namespace_path.empty()) {
+    nlohmann::json user = {{"type", "user"}, {"path", in.user_namespace_path}};
+    namespaces.insert(namespaces.begin(), user);
+  }
   namespaces.push_back({{"type", "mount"}});
   if (in.pod_files.own.network)
     namespaces.push_back({{"type", "network"}, {"path", pod_dir + "/net"}});
   if (in.pod_files.own.ipc) namespaces.push_back({{"type", "ipc"}, {"path", pod_dir + "/ipc"}});
   if (in.pod_files.own.uts) namespaces.push_back({{"type", "uts"}, {"path", pod_dir + "/uts"}});
-  if (in.cgroup_v2) namespaces.push_back({{"type", "cgroup"}});
+  if (in.cgroups.v2) namespaces.push_back({{"type", "cgroup"}});
 
   nlohmann::json linux = {
       {"namespaces", namespaces},
       {"cgroupsPath", in.cgroups_path},
   };
   if (!root_propagation.empty()) linux["rootfsPropagation"] = root_propagation;
-  nlohmann::json cgroup_resources = CgroupResources(resources, in.cgroup_v2);
+  if (!in.user_namespace_path.empty()) {
+    // runc needs the mappings of a user namespace it joins too (it chowns /dev and the
+    // console for the container's root by them).
+    for (const auto& [field, maps] : {std::pair{"uidMappings", &in.user_mappings.uids},
+                                      std::pair{"gidMappings", &in.user_mappings.gids}}) {
+      nlohmann::json list = nlohmann::json::array();
+      for (const IdMap& map : *maps) {
+        nlohmann::json entry = nlohmann::json::object();
+        for (const auto& [key, value] : OciMapFields(map)) entry[key] = value;
+        list.push_back(entry);
+      }
+      linux[field] = list;
+    }
+  }
+  nlohmann::json cgroup_resources = CgroupResources(resources, in.cgroups);
   cgroup_resources["devices"] = {{{"allow", privileged}, {"access", "rwm"}}};
 
   nlohmann::json devices = nlohmann::json::array();

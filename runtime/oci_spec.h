@@ -7,9 +7,11 @@
 #include "absl/status/statusor.h"
 #include "api/cri_messages.h"
 #include "nlohmann/json.hpp"
+#include "runtime/host_facts.h"
 #include "runtime/image_config.h"
 #include "runtime/namespaces.h"
 #include "runtime/security.h"
+#include "runtime/userns.h"
 #include "runtime/users.h"
 
 namespace kapal::runtime {
@@ -37,7 +39,10 @@ struct SpecInputs {
   // The PID namespace to join (the pod's shared one); empty: the container's own, or the host's
   // when the config says NODE.
   std::string pid_namespace_path;
-  bool cgroup_v2 = false;
+  CgroupSupport cgroups;
+  // The pod's user namespace (its pin) and its mappings, when it has one.
+  std::string user_namespace_path;
+  IdMappings user_mappings;
   // The lowest oom_score_adj the runtime can set (it cannot go below its own without
   // CAP_SYS_RESOURCE): containerd's restrict_oom_score_adj.
   int min_oom_score_adj = -1000;
@@ -46,9 +51,9 @@ struct SpecInputs {
 };
 
 // The cgroup resources of the OCI spec (linux.resources, without devices) for RESOURCES; what
-// `runc update` takes too.
+// `runc update` takes too. Limits of controllers the host lacks (SUPPORT) are left out.
 nlohmann::json CgroupResources(const runtime::v1::LinuxContainerResources& resources,
-                               bool cgroup_v2);
+                               const CgroupSupport& support);
 
 // The OCI runtime spec (config.json) of a container. Mount sources that do not exist are
 // created as directories, as kubelet expects.

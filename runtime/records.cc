@@ -50,6 +50,7 @@ PodNamespaces OwnNamespaces(const runtime::v1::PodSandboxConfig& config) {
   // A pod on the host's network has the host's name too, as in Kubernetes.
   own.uts = own.network;
   own.pid = options.pid() == runtime::v1::POD;
+  own.user = options.has_userns_options() && options.userns_options().mode() == runtime::v1::POD;
   return own;
 }
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/files.h"
 #include "base/temp_dir.h"
+#include "runtime/container_mounts.h"
 #include "runtime/namespaces.h"
 #include "shim/exit_file.h"
 
@@ -79,8 +80,14 @@ absl::Status Recovery::Run() {
         sandboxes_.CleanUpUnrecorded(name);
       } else {
         for (const Handler* handler : handlers_.All()) (void)handler->runtime.Delete(name);
-        ::umount2((path + "/rootfs").c_str(), MNT_DETACH);
-        (void)snapshots_.Remove(kContainerSnapshotPrefix + name);
+        std::string snapshot_key = kContainerSnapshotPrefix + name;
+        if (absl::Status unmounted = UnmountBundle(snapshots_, path, snapshot_key);
+            !unmounted.ok()) {
+          logger_.Warn("container ", name, " left by a crash: ", unmounted.message(),
+                       "; its bundle stays");
+          continue;
+        }
+        (void)snapshots_.Remove(snapshot_key);
       }
       (void)base::RemoveTree(path);
     }

@@ -37,7 +37,7 @@ struct Runtime::Parts {
         records(store_in, options_in.state_dir),
         handlers(options, host),
         phases(metrics),
-        cgroups(ResolveCgroupDriver(options.cgroup_driver, host), host.cgroup_layout),
+        cgroups(ResolveCgroupDriver(options.cgroup_driver, host), host.cgroup_layout, host.cgroups),
         exits(state, records, handlers, logger, options.state_dir + "/exits"),
         containers(options, cgroups, state, records, handlers, exits, image_records, snapshots,
                    phases, logger),
@@ -75,6 +75,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options,
   }
   auto parts = std::make_unique<Parts>(options, host, store, image_records, snapshots, images,
                                        metrics, logger);
+  parts->cgroups.OpenUpSharedParent();
   if (absl::Status recovered = parts->recovery.Run(); !recovered.ok()) return recovered;
   if (absl::Status watching = parts->exits.Start(); !watching.ok()) return watching;
   return std::unique_ptr<Runtime>(new Runtime(std::move(parts)));
@@ -196,6 +197,10 @@ Images& Runtime::images() { return parts_->images; }
 Condition Runtime::RuntimeReady() const { return CheckRuntimeReady(parts_->options); }
 Condition Runtime::NetworkReady() const { return CheckNetworkReady(parts_->options); }
 std::vector<std::string> Runtime::HandlerNames() const { return parts_->handlers.Names(); }
+HandlerFeatures Runtime::FeaturesOf(const std::string& name) const {
+  absl::StatusOr<const Handler*> handler = parts_->handlers.Find(name);
+  return handler.ok() ? (*handler)->features : HandlerFeatures{};
+}
 CgroupDriver Runtime::cgroup_driver() const {
   return ResolveCgroupDriver(parts_->options.cgroup_driver, parts_->host);
 }

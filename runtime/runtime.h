@@ -21,6 +21,7 @@
 #include "metrics/metrics.h"
 #include "nlohmann/json.hpp"
 #include "runtime/containers.h"
+#include "runtime/handlers.h"
 #include "runtime/host_facts.h"
 #include "runtime/images.h"
 #include "runtime/options.h"
@@ -96,6 +97,8 @@ class Runtime {
   Condition RuntimeReady() const;
   Condition NetworkReady() const;
   std::vector<std::string> HandlerNames() const;
+  // What handler NAME ("" the default) supports; all false for an unknown one.
+  HandlerFeatures FeaturesOf(const std::string& name) const;
   CgroupDriver cgroup_driver() const;
   const HostFacts& host() const;
   // The pod CIDR kubelet gave (UpdateRuntimeConfig), kept in the store; "" until then. An empty

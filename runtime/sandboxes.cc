@@ -20,6 +20,7 @@
 #include "runtime/exit_monitor.h"
 #include "runtime/namespaces.h"
 #include "runtime/oci_spec.h"
+#include "runtime/userns.h"
 
 namespace kapal::runtime {
 
@@ -144,6 +145,14 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
   if (!handler.ok()) return handler.status();
   PodNamespaces own = OwnNamespaces(config);
   if (absl::Status checked = CheckSysctls(config, own); !checked.ok()) return checked;
+  absl::StatusOr<std::optional<IdMappings>> userns = PodUserNamespace(config);
+  if (!userns.ok()) return userns.status();
+  if (userns->has_value() && !(*handler)->features.user_namespaces) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "runtime handler \"", (*handler)->name,
+        "\" cannot run pods in user namespaces here: this kernel cannot make idmapped mounts of "
+        "the snapshots' filesystem or mount overlayfs on idmapped layers (Linux 5.19 on)"));
+  }
   if (!config.log_directory().empty()) {
     if (absl::Status checked = CheckClientPath(config.log_directory(), "log_directory");
         !checked.ok()) {
@@ -250,7 +259,15 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
     }
   }
   timer.Mark("files");
-  if (absl::Status pinned = PinNamespaces(pod.dir, own, hostname); !pinned.ok()) return pinned;
+  if (userns->has_value()) {
+    OwnedNamespaces owned{own.network, own.ipc, own.uts, hostname};
+    if (absl::Status pinned = PinUserNamespaces(handlers_.ShimBinary(), pod.dir, **userns, owned);
+        !pinned.ok()) {
+      return pinned;
+    }
+  } else if (absl::Status pinned = PinNamespaces(pod.dir, own, hostname); !pinned.ok()) {
+    return pinned;
+  }
   timer.Mark("namespaces");
   base::CrashPoint("runpod-after-namespaces");
   if (own.pid) {

@@ -51,4 +51,16 @@ int SignalNumberOf(runtime::v1::Signal signal) {
   return ParseSignal(runtime::v1::Signal_Name(signal));
 }
 
+runtime::v1::Signal CriSignalOf(int number) {
+  if (number <= 0) return runtime::v1::RUNTIME_DEFAULT;
+  const google::protobuf::EnumDescriptor* signals = runtime::v1::Signal_descriptor();
+  for (int i = 0; i < signals->value_count(); ++i) {
+    const google::protobuf::EnumValueDescriptor* value = signals->value(i);
+    if (value->number() != runtime::v1::RUNTIME_DEFAULT && ParseSignal(value->name()) == number) {
+      return static_cast<runtime::v1::Signal>(value->number());
+    }
+  }
+  return runtime::v1::RUNTIME_DEFAULT;
+}
+
 }  // namespace kapal::runtime

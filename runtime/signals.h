@@ -15,4 +15,9 @@ int ParseSignal(const std::string& text);
 // RUNTIME_DEFAULT or a value this build does not know.
 int SignalNumberOf(runtime::v1::Signal signal);
 
+// The CRI Signal of a Linux signal number (ContainerStatus.stop_signal): the first enum value
+// whose name means that number (SIGIOT and SIGABRT are both 6: SIGABRT, the first, is given).
+// RUNTIME_DEFAULT for 0 or a number CRI has no name for.
+runtime::v1::Signal CriSignalOf(int number);
+
 }  // namespace kapal::runtime

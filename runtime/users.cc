@@ -145,8 +145,12 @@ absl::StatusOr<ProcessUser> ResolveUser(const std::string& rootfs, const Contain
       resolved.gid = found->id;
     }
   }
+  // Merge (the default) adds the groups the image's /etc/group lists the user in; Strict takes
+  // only the groups the pod gave (KEP-3619). The primary group is one of the process's groups
+  // either way, as containerd and CRI-O make it (`id` shows it under groups=).
   std::set<uint32_t> extra;
-  if (!user_name.empty()) {
+  extra.insert(resolved.gid);
+  if (!user_name.empty() && sc.supplemental_groups_policy() != runtime::v1::Strict) {
     for (const Entry& entry : groups) {
       if (std::find(entry.members.begin(), entry.members.end(), user_name) != entry.members.end()) {
         extra.insert(entry.id);
@@ -154,7 +158,6 @@ absl::StatusOr<ProcessUser> ResolveUser(const std::string& rootfs, const Contain
     }
   }
   for (int64_t gid : sc.supplemental_groups()) extra.insert(static_cast<uint32_t>(gid));
-  extra.erase(resolved.gid);
   resolved.additional_gids.assign(extra.begin(), extra.end());
   return resolved;
 }

@@ -9,7 +9,8 @@
 //     of the terminal), answered by "ok" or "error TEXT";
 //   - attach.sock: attach sessions (the container's stdin and output; see shim/exit_file.h);
 //   - exit: the exit record (shim/exit_file.h), written through a rename, last of all.
-// With --infra it is instead the init process of a pod's shared PID namespace (see RunInfra).
+// With --infra it is instead the init process of a pod's shared PID namespace (see RunInfra);
+// with --namespaces it makes and pins a pod's user namespace and those it owns (namespaces.h).
 // No gRPC and no abseil here: the shim is linked statically and stays well under 1 MiB RSS.
 
 #include <fcntl.h>
@@ -38,6 +39,7 @@
 #include "shim/attach.h"
 #include "shim/cri_log.h"
 #include "shim/exit_file.h"
+#include "shim/namespaces.h"
 
 namespace {
 
@@ -227,6 +229,10 @@ int RunCreate(const Options& options, int stdin_fd, int stdout_fd, int stderr_fd
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // kapald's umask (077) would make the container's cgroup directories 0700, which a container
+    // in a user namespace cannot even stat where runc binds its v1 hierarchies; runc creates
+    // them with the usual 022 as under containerd.
+    ::umask(022);
     ::execv(argv[0], argv.data());
     std::fprintf(stderr, "exec %s: %s\n", argv[0], std::strerror(errno));
     ::_exit(127);
@@ -287,7 +293,7 @@ void ServeControl(int listener, CriLogWriter& log, int console) {
 // (the pause container's job). It detaches like the shim, enters a new PID namespace, and its
 // child there (PID 1) reaps orphans until SIGTERM or SIGKILL. Reports "ok PID" with PID as seen
 // from outside, so kapald can point containers at /proc/PID/ns/pid.
-int RunInfra() {
+int RunInfra(int argc, char** argv) {
   pid_t detached = ::fork();
   if (detached < 0) {
     std::printf("error fork: %s\n", std::strerror(errno));
@@ -295,6 +301,19 @@ int RunInfra() {
   }
   if (detached > 0) return 0;
   ::setsid();
+  // A pod with a user namespace (kapal-shim --namespaces pinned it beside the others) gets a PID
+  // namespace owned by it: its containers, which join the user namespace first, could not
+  // enter one that the host's user namespace owns.
+  if (argc == 3) {
+    int userns = ::open((std::string(argv[2]) + "/user").c_str(), O_RDONLY | O_CLOEXEC);
+    if (userns >= 0) {
+      if (::setns(userns, CLONE_NEWUSER) != 0) {
+        std::printf("error enter the pod's user namespace: %s\n", std::strerror(errno));
+        return 1;
+      }
+      ::close(userns);
+    }
+  }
   if (::unshare(CLONE_NEWPID) != 0) {
     std::printf("error unshare of a PID namespace: %s\n", std::strerror(errno));
     return 1;
@@ -332,7 +351,12 @@ int RunInfra() {
 
 int main(int argc, char** argv) {
   // `--infra [POD_DIR]`: the pod dir only names the process (kapald finds it by it).
-  if ((argc == 2 || argc == 3) && std::strcmp(argv[1], "--infra") == 0) return RunInfra();
+  if ((argc == 2 || argc == 3) && std::strcmp(argv[1], "--infra") == 0) {
+    return RunInfra(argc, argv);
+  }
+  if (argc >= 2 && std::strcmp(argv[1], "--namespaces") == 0) {
+    return kapal::shim::PinNamespaces(argc, argv);
+  }
   Options options = ParseOptions(argc, argv);
   if (::chdir(options.bundle.c_str()) != 0) {
     std::printf("error chdir %s: %s\n", options.bundle.c_str(), std::strerror(errno));

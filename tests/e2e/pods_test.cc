@@ -346,6 +346,24 @@ TEST_F(PodsTest, BadInputsGetTheirCodeAndChangeNothing) {
   ContainerStatusResponse unknown_status;
   EXPECT_EQ(stub_->ContainerStatus(Context().get(), unknown, &unknown_status).error_code(),
             grpc::StatusCode::NOT_FOUND);
+  // Stops and removals of what is not there are idempotent (critest v1.36, kubelet's clean-up).
+  StopContainerRequest stop_unknown;
+  stop_unknown.set_container_id("feedface");
+  StopContainerResponse stopped;
+  EXPECT_TRUE(stub_->StopContainer(Context().get(), stop_unknown, &stopped).ok());
+  RemoveContainerRequest remove_unknown;
+  remove_unknown.set_container_id("feedface");
+  RemoveContainerResponse removed;
+  EXPECT_TRUE(stub_->RemoveContainer(Context().get(), remove_unknown, &removed).ok());
+  StopPodSandboxRequest stop_pod;
+  stop_pod.set_pod_sandbox_id("feedface");
+  StopPodSandboxResponse pod_stopped;
+  EXPECT_TRUE(stub_->StopPodSandbox(Context().get(), stop_pod, &pod_stopped).ok());
+  RemovePodSandboxRequest remove_pod;
+  remove_pod.set_pod_sandbox_id("feedface");
+  RemovePodSandboxResponse pod_removed;
+  EXPECT_TRUE(stub_->RemovePodSandbox(Context().get(), remove_pod, &pod_removed).ok());
+  EXPECT_THAT(Containers(), SizeIs(1));
 }
 
 TEST_F(PodsTest, ListFiltersByStateLabelAndPod) {

@@ -17,14 +17,14 @@ void Write(const base::TempDir& root, const std::string& path, const std::string
 TEST(CgroupsTest, PathsForEachDriver) {
   Pod pod;
   pod.id = "p1";
-  Cgroups cgroupfs(CgroupDriver::kCgroupfs, CgroupLayout::kHybrid);
+  Cgroups cgroupfs(CgroupDriver::kCgroupfs, CgroupLayout::kHybrid, CgroupSupport{});
   EXPECT_EQ(cgroupfs.ContainerPath(pod, "c1"), "/kapal/p1/c1");
   EXPECT_EQ(cgroupfs.OomFile("/kapal/p1/c1"),
             "/sys/fs/cgroup/memory/kapal/p1/c1/memory.oom_control");
   pod.config.mutable_linux()->set_cgroup_parent("kubepods/besteffort/podu");
   EXPECT_EQ(cgroupfs.PodParent(pod), "/kubepods/besteffort/podu");
 
-  Cgroups systemd(CgroupDriver::kSystemd, CgroupLayout::kV2);
+  Cgroups systemd(CgroupDriver::kSystemd, CgroupLayout::kV2, CgroupSupport{true, false, false});
   pod.config.mutable_linux()->set_cgroup_parent("kubepods-besteffort-podu.slice");
   std::string path = systemd.ContainerPath(pod, "c1");
   EXPECT_EQ(path, "kubepods-besteffort-podu.slice:kapal:c1");

@@ -37,6 +37,32 @@ TEST_F(HostFactsTest, CgroupV2) {
   EXPECT_EQ(DetectHostFacts(root_->Path()).cgroup_layout, CgroupLayout::kV2);
 }
 
+TEST_F(HostFactsTest, V1ControllersAreThoseMounted) {
+  Touch("sys/fs/cgroup/memory/cgroup.procs");
+  CgroupSupport bare = DetectHostFacts(root_->Path()).cgroups;
+  EXPECT_FALSE(bare.v2);
+  EXPECT_FALSE(bare.hugetlb);
+  EXPECT_FALSE(bare.swap);
+  Touch("sys/fs/cgroup/memory/memory.memsw.limit_in_bytes");
+  Touch("sys/fs/cgroup/hugetlb,perf_event/cgroup.procs");
+  CgroupSupport full = DetectHostFacts(root_->Path()).cgroups;
+  EXPECT_TRUE(full.hugetlb);
+  EXPECT_TRUE(full.swap);
+}
+
+TEST_F(HostFactsTest, V2ControllersAreTheRootsOnes) {
+  Touch("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n");
+  CgroupSupport bare = DetectHostFacts(root_->Path()).cgroups;
+  EXPECT_TRUE(bare.v2);
+  EXPECT_FALSE(bare.hugetlb);
+  EXPECT_FALSE(bare.swap);
+  Touch("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory hugetlb pids\n");
+  Touch("sys/fs/cgroup/init.scope/memory.swap.max", "max\n");
+  CgroupSupport full = DetectHostFacts(root_->Path()).cgroups;
+  EXPECT_TRUE(full.hugetlb);
+  EXPECT_TRUE(full.swap);
+}
+
 TEST_F(HostFactsTest, SystemdAndIpForward) {
   HostFacts bare = DetectHostFacts(root_->Path());
   EXPECT_FALSE(bare.systemd_running);

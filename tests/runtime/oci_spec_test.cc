@@ -82,7 +82,7 @@ TEST_F(ResolveUserTest, NamesNumbersAndGroups) {
   ASSERT_TRUE(user.ok()) << user.status();
   EXPECT_EQ(user->uid, 1000u);
   EXPECT_EQ(user->gid, 1001u);
-  EXPECT_THAT(user->additional_gids, ElementsAre(2000u));
+  EXPECT_THAT(user->additional_gids, ElementsAre(1001u, 2000u));
 
   user = ResolveUser(rootfs_->Path(), config, "1000:0");
   ASSERT_TRUE(user.ok());
@@ -94,10 +94,27 @@ TEST_F(ResolveUserTest, NamesNumbersAndGroups) {
   ASSERT_TRUE(user.ok());
   EXPECT_EQ(user->uid, 5u);
   EXPECT_EQ(user->gid, 0u);  // no passwd entry for 5
-  EXPECT_THAT(user->additional_gids, ElementsAre(7u));
+  EXPECT_THAT(user->additional_gids, ElementsAre(0u, 7u));
 
   EXPECT_EQ(ResolveUser(rootfs_->Path(), Config({"x"}, {}), "nobody").status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// KEP-3619: Merge adds the image's memberships of the user to the pod's groups, Strict does not.
+TEST_F(ResolveUserTest, SupplementalGroupsPolicyMergeOrStrict) {
+  runtime::v1::ContainerConfig config = Config({"x"}, {});
+  auto* sc = config.mutable_linux()->mutable_security_context();
+  sc->mutable_run_as_user()->set_value(1000);
+  sc->mutable_run_as_group()->set_value(3000);
+  sc->add_supplemental_groups(4000);
+  auto merged = ResolveUser(rootfs_->Path(), config, "");
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(merged->gid, 3000u);
+  EXPECT_THAT(merged->additional_gids, ElementsAre(2000u, 3000u, 4000u));
+  sc->set_supplemental_groups_policy(runtime::v1::Strict);
+  auto strict = ResolveUser(rootfs_->Path(), config, "");
+  ASSERT_TRUE(strict.ok()) << strict.status();
+  EXPECT_THAT(strict->additional_gids, ElementsAre(3000u, 4000u));
 }
 
 TEST_F(ResolveUserTest, ASymlinkedPasswdCannotReadTheHosts) {
@@ -168,6 +185,29 @@ TEST_F(SpecTest, CapabilityChangesPrivilegedAndUnconfined) {
   EXPECT_FALSE((*spec)["linux"].contains("maskedPaths"));
   EXPECT_THAT((*spec)["process"]["capabilities"]["bounding"].get<std::vector<std::string>>(),
               Contains("CAP_SYS_MODULE"));
+}
+
+// kubelet sends a hugepage limit for every page size of the node, hugetlb controller or not;
+// runc refuses a limit it cannot set, so one for a missing controller is left out.
+TEST(CgroupResourcesTest, LimitsOfMissingControllersAreLeftOut) {
+  runtime::v1::LinuxContainerResources resources;
+  resources.set_memory_limit_in_bytes(64 << 20);
+  resources.set_memory_swap_limit_in_bytes(64 << 20);
+  auto* hugepage = resources.add_hugepage_limits();
+  hugepage->set_page_size("2MB");
+  hugepage->set_limit(0);
+  (*resources.mutable_unified())["memory.high"] = "50000000";
+
+  nlohmann::json bare = CgroupResources(resources, CgroupSupport{});
+  EXPECT_EQ(bare["memory"]["limit"], 64 << 20);
+  EXPECT_FALSE(bare["memory"].contains("swap"));
+  EXPECT_FALSE(bare.contains("hugepageLimits"));
+  EXPECT_FALSE(bare.contains("unified"));
+
+  nlohmann::json full = CgroupResources(resources, CgroupSupport{true, true, true});
+  EXPECT_EQ(full["memory"]["swap"], 64 << 20);
+  EXPECT_EQ(full["hugepageLimits"].dump(), R"([{"limit":0,"pageSize":"2MB"}])");
+  EXPECT_EQ(full["unified"]["memory.high"], "50000000");
 }
 
 TEST_F(SpecTest, OomScoreAdjIsClampedToWhatTheRuntimeMaySet) {

@@ -46,5 +46,21 @@ TEST(SignalsTest, CriStopSignalsMapByName) {
   }
 }
 
+// ContainerStatus.stop_signal goes back the same way: kubelet reads it by CRI's names.
+TEST(SignalsTest, StatusStopSignalsMapBackByName) {
+  EXPECT_EQ(runtime::v1::Signal_Name(CriSignalOf(SIGTERM)), "SIGTERM");
+  EXPECT_EQ(runtime::v1::Signal_Name(CriSignalOf(SIGKILL)), "SIGKILL");
+  EXPECT_EQ(runtime::v1::Signal_Name(CriSignalOf(SIGUSR1)), "SIGUSR1");
+  EXPECT_EQ(runtime::v1::Signal_Name(CriSignalOf(SIGCHLD)), "SIGCHLD");
+  EXPECT_EQ(runtime::v1::Signal_Name(CriSignalOf(SIGRTMIN + 3)), "SIGRTMINPLUS3");
+  EXPECT_EQ(runtime::v1::Signal_Name(CriSignalOf(SIGRTMAX - 2)), "SIGRTMAXMINUS2");
+  EXPECT_EQ(CriSignalOf(0), runtime::v1::RUNTIME_DEFAULT);
+  for (int value = runtime::v1::Signal_MIN + 1; value <= runtime::v1::Signal_MAX; ++value) {
+    if (!runtime::v1::Signal_IsValid(value)) continue;
+    int number = SignalNumberOf(static_cast<runtime::v1::Signal>(value));
+    EXPECT_EQ(SignalNumberOf(CriSignalOf(number)), number);
+  }
+}
+
 }  // namespace
 }  // namespace kapal::runtime
