@@ -1,0 +1,273 @@
+// A real kubelet (v1.36, ../shared/kubelet) runs the static pods of tests/e2e/kubelet-pods on
+// kapald through ../shared/critest/run.sh --kubelet, and this test reads what kubelet itself
+// reports about them while they run: its /pods, /containerLogs, /stats/summary and /run. A gate
+// pod (an init container waiting for a file of this test) keeps run.sh from tearing the node
+// down before the checks are done; opening the gate lets it finish and count the pods.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "base/child_process.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace kapal::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kShared = KAPAL_SOURCE_DIR "/../shared";
+const std::string kKubeletApi = "https://127.0.0.1:10250";
+constexpr auto kPodsTimeout = std::chrono::seconds(240);
+constexpr char kGate[] =
+    R"(# Written by the kubelet test: not running until the test opens the gate.
+apiVersion: v1
+kind: Pod
+metadata: {name: gate, namespace: default}
+spec:
+  initContainers:
+  - name: wait
+    image: registry.k8s.io/e2e-test-images/busybox:1.29-2
+    command: ["sh", "-c", "until [ -e /gate/open ]; do sleep 1; done"]
+    volumeMounts: [{name: gate, mountPath: /gate}]
+  containers:
+  - name: main
+    image: registry.k8s.io/e2e-test-images/busybox:1.29-2
+    command: ["sh", "-c", "sleep 3600"]
+  volumes: [{name: gate, hostPath: {path: @GATE@, type: Directory}}]
+)";
+
+// The output of a finished command (curl), or "" when it failed.
+std::string OutputOf(const std::vector<std::string>& argv) {
+  absl::StatusOr<base::CommandResult> ran = base::RunCommand(argv, "", std::chrono::seconds(20));
+  return ran.ok() && ran->Succeeded() ? ran->output : "";
+}
+
+std::string KubeletGet(const std::string& path) {
+  return OutputOf({"curl", "-sk", "--max-time", "10", kKubeletApi + path});
+}
+
+class KubeletTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access((kShared + "/kubelet/bin/kubelet").c_str(), X_OK) != 0 ||
+        ::access((kShared + "/critest/run.sh").c_str(), X_OK) != 0) {
+      GTEST_SKIP() << "../shared/kubelet is not beside this checkout: kubelet test skipped";
+    }
+    absl::StatusOr<base::TempDir> dir = base::TempDir::Create("kapal-kubelet", "/var/tmp");
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_.emplace(std::move(*dir));
+    ASSERT_EQ(::chmod(dir_->Path().c_str(), 0755), 0);
+    manifests_ = dir_->Join("manifests");
+    gate_ = dir_->Join("gate");
+    ASSERT_TRUE(base::MakeDirectories(manifests_, 0755).ok());
+    ASSERT_TRUE(base::MakeDirectories(gate_, 0755).ok());
+    absl::StatusOr<std::vector<std::string>> names =
+        base::ListDirectory(KAPAL_SOURCE_DIR "/tests/e2e/kubelet-pods");
+    ASSERT_TRUE(names.ok()) << names.status();
+    for (const std::string& name : *names) {
+      if (!absl::EndsWith(name, ".yaml")) continue;
+      absl::StatusOr<std::string> text =
+          base::ReadFile(absl::StrCat(KAPAL_SOURCE_DIR "/tests/e2e/kubelet-pods/", name));
+      ASSERT_TRUE(text.ok());
+      ASSERT_TRUE(base::WriteFileAtomically(absl::StrCat(manifests_, "/", name), *text, 0644).ok());
+      pods_.insert(std::string(absl::StripSuffix(name, ".yaml")) + "-kapal-node");
+    }
+    std::string gate = kGate;
+    gate.replace(gate.find("@GATE@"), 6, gate_);
+    ASSERT_TRUE(base::WriteFileAtomically(manifests_ + "/gate.yaml", gate, 0644).ok());
+
+    base::ChildOptions options;
+    options.stdout_path = dir_->Join("run.log");
+    options.stderr_path = dir_->Join("run.log");
+    options.environment["KUBELET_WAIT"] = "400";
+    absl::StatusOr<base::ChildProcess> harness =
+        base::ChildProcess::Spawn({kShared + "/critest/run.sh", "--kapald", KAPALD_BINARY,
+                                   "--kubelet", manifests_, "--out", dir_->Join("out")},
+                                  options);
+    ASSERT_TRUE(harness.ok()) << harness.status();
+    harness_.emplace(std::move(*harness));
+  }
+
+  // The gate opens whatever happened, so run.sh ends and cleans up as it does on success; a
+  // SIGTERM (run.sh cleans up on it too) only if it does not.
+  void TearDown() override {
+    if (!harness_.has_value()) return;
+    OpenGate();
+    absl::StatusOr<base::ExitInfo> ended = harness_->Wait(std::chrono::seconds(300));
+    if (!ended.ok()) {
+      ADD_FAILURE() << "run.sh did not end after the gate opened; SIGTERM";
+      (void)harness_->Signal(SIGTERM);
+      ended = harness_->Wait(std::chrono::seconds(90));
+    }
+    std::string log = base::ReadFile(dir_->Join("run.log")).value_or("");
+    if (ended.ok()) {
+      EXPECT_TRUE(ended->exited && ended->exit_code == 0) << "run.sh " << ended->Describe() << ":\n"
+                                                          << log;
+    }
+    // Every pod, the gate too, counted as running by the harness; nothing left behind.
+    EXPECT_THAT(log, HasSubstr(absl::StrCat(pods_.size() + 1, " passed, 0 failed"))) << log;
+  }
+
+  void OpenGate() { (void)base::WriteFileAtomically(gate_ + "/open", "", 0644); }
+
+  // kubelet's /pods once every pod of ours runs (or the time is up), keyed by pod name.
+  std::map<std::string, nlohmann::json> WaitForPods() {
+    auto deadline = std::chrono::steady_clock::now() + kPodsTimeout;
+    std::map<std::string, nlohmann::json> pods;
+    for (;;) {
+      pods.clear();
+      nlohmann::json list = nlohmann::json::parse(KubeletGet("/pods"), nullptr, false);
+      if (list.is_object() && list["items"].is_array()) {
+        for (const nlohmann::json& pod : list["items"]) {
+          pods[pod["metadata"].value("name", "")] = pod;
+        }
+      }
+      size_t running = 0;
+      for (const std::string& name : pods_) {
+        if (pods.count(name) > 0 && AllRunning(pods[name])) ++running;
+      }
+      if (running == pods_.size()) return pods;
+      if (std::chrono::steady_clock::now() > deadline || !harness_->Running()) return pods;
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+    }
+  }
+
+  static bool AllRunning(const nlohmann::json& pod) {
+    const nlohmann::json& statuses = pod["status"]["containerStatuses"];
+    if (!statuses.is_array() || statuses.empty()) return false;
+    for (const nlohmann::json& status : statuses) {
+      if (!status["state"].contains("running")) return false;
+    }
+    return true;
+  }
+
+  static nlohmann::json ContainerStatus(const nlohmann::json& pod, const std::string& name,
+                                        const char* kind = "containerStatuses") {
+    for (const nlohmann::json& status : pod["status"][kind]) {
+      if (status.value("name", "") == name) return status;
+    }
+    return nlohmann::json::object();
+  }
+
+  static std::string Logs(const std::string& pod, const std::string& container,
+                          const std::string& query = "") {
+    return KubeletGet(absl::StrCat("/containerLogs/default/", pod, "/", container, query));
+  }
+
+  // The numbers of a line such as `id -G` prints.
+  static std::set<int> Numbers(absl::string_view line) {
+    std::set<int> numbers;
+    for (absl::string_view word :
+         absl::StrSplit(line, absl::ByAnyChar(" ,\n"), absl::SkipEmpty())) {
+      int number = 0;
+      if (absl::SimpleAtoi(word, &number)) numbers.insert(number);
+    }
+    return numbers;
+  }
+
+  std::optional<base::TempDir> dir_;
+  std::string manifests_;
+  std::string gate_;
+  std::set<std::string> pods_;  // ours, without the gate
+  std::optional<base::ChildProcess> harness_;
+};
+
+TEST_F(KubeletTest, RunsEveryPodAndReportsWhatKapaldDid) {
+  std::map<std::string, nlohmann::json> pods = WaitForPods();
+  for (const std::string& name : pods_) {
+    ASSERT_TRUE(pods.count(name) > 0 && AllRunning(pods[name]))
+        << name << " is not running under kubelet: "
+        << (pods.count(name) > 0 ? pods[name]["status"].dump() : "unknown to kubelet") << "\n"
+        << base::ReadFile(dir_->Join("run.log")).value_or("");
+  }
+
+  // Init container, probes (ready means kubelet's HTTP, TCP and exec probes pass), hostPort.
+  const nlohmann::json& web = pods["web-kapal-node"];
+  EXPECT_EQ(ContainerStatus(web, "fill", "initContainerStatuses")["state"]["terminated"].value(
+                "reason", ""),
+            "Completed");
+  EXPECT_TRUE(ContainerStatus(web, "web").value("ready", false)) << web["status"].dump();
+  EXPECT_TRUE(ContainerStatus(web, "sidecar").value("ready", false)) << web["status"].dump();
+  EXPECT_THAT(OutputOf({"curl", "-s", "--max-time", "10", "http://127.0.0.1:18091/"}),
+              HasSubstr("hello from kubelet on kapald"));
+  EXPECT_THAT(Logs("web-kapal-node", "sidecar"), HasSubstr("sidecar up"));
+  // kubelet's exec (an ExecSync through kapald).
+  EXPECT_THAT(OutputOf({"curl", "-sk", "--max-time", "10", "-X", "POST",
+                        kKubeletApi + "/run/default/web-kapal-node/sidecar?cmd=hostname"}),
+              HasSubstr("web"));
+
+  // Security contexts.
+  std::string secure = Logs("secure-kapal-node", "main");
+  EXPECT_THAT(secure, HasSubstr("uid=1000 gid=3000"));
+  std::string groups = secure.substr(
+      secure.find("groups=") == std::string::npos ? secure.size() : secure.find("groups="));
+  EXPECT_EQ(Numbers(absl::StripPrefix(groups.substr(0, groups.find('\n')), "groups=")),
+            (std::set<int>{2000, 3000, 4000}))
+      << secure;
+  EXPECT_THAT(secure, HasSubstr("rootfs read-only"));
+  EXPECT_THAT(secure, HasSubstr("CapEff:\t0000000000000000"));
+  EXPECT_THAT(secure, HasSubstr("NoNewPrivs:\t1"));
+  EXPECT_THAT(secure, HasSubstr("Seccomp:\t2"));
+
+  // Supplemental groups policies: root is in the image's group 10 (wheel).
+  EXPECT_EQ(Numbers(Logs("groups-kapal-node", "main")), (std::set<int>{0, 10, 4000}));
+  EXPECT_EQ(Numbers(Logs("strict-groups-kapal-node", "main")), (std::set<int>{0, 4000}));
+
+  // Restart with back-off: one failed run, then a running one.
+  const nlohmann::json restart = ContainerStatus(pods["restart-kapal-node"], "main");
+  EXPECT_GE(restart.value("restartCount", 0), 1) << restart.dump();
+  EXPECT_EQ(restart["lastState"]["terminated"].value("exitCode", -1), 1) << restart.dump();
+  EXPECT_THAT(Logs("restart-kapal-node", "main"), HasSubstr("second run"));
+  EXPECT_THAT(Logs("restart-kapal-node", "main", "?previous=true"), HasSubstr("failing once"));
+
+  // hostUsers: false: root inside, an unprivileged range outside; files look root's inside.
+  std::string userns = Logs("userns-kapal-node", "main");
+  std::vector<std::string> lines = absl::StrSplit(userns, '\n');
+  ASSERT_GE(lines.size(), 5u) << userns;
+  std::vector<std::string> uid_map = absl::StrSplit(lines[0], ' ', absl::SkipEmpty());
+  ASSERT_EQ(uid_map.size(), 3u) << userns;
+  EXPECT_EQ(uid_map[0], "0");
+  int64_t host_id = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(uid_map[1], &host_id));
+  EXPECT_GE(host_id, 65536) << userns;
+  EXPECT_EQ(uid_map[2], "65536");
+  EXPECT_THAT(userns, HasSubstr("\n0\n"));  // id -u
+  EXPECT_THAT(userns, HasSubstr("etc 0"));
+  EXPECT_THAT(userns, HasSubstr("data 0"));
+
+  // Image volume: the image's files, whole and by sub path, read-only.
+  std::string image_volume = Logs("image-volume-kapal-node", "main");
+  EXPECT_THAT(image_volume, HasSubstr("Welcome to nginx!"));
+  EXPECT_THAT(image_volume, HasSubstr("index.html"));
+  EXPECT_THAT(image_volume, HasSubstr("image volume read-only"));
+
+  // Stats: kubelet's summary from kapald's ListPodSandboxStats / ListContainerStats.
+  nlohmann::json summary = nlohmann::json::parse(KubeletGet("/stats/summary"), nullptr, false);
+  ASSERT_TRUE(summary.is_object()) << "no /stats/summary";
+  bool web_stats = false;
+  for (const nlohmann::json& pod : summary["pods"]) {
+    if (pod["podRef"].value("name", "") != "web-kapal-node") continue;
+    for (const nlohmann::json& container : pod["containers"]) {
+      if (container.value("name", "") != "sidecar") continue;
+      web_stats = container["memory"].value("workingSetBytes", 0) > 0 &&
+                  container["cpu"].value("usageCoreNanoSeconds", 0) > 0;
+    }
+  }
+  EXPECT_TRUE(web_stats) << summary.dump().substr(0, 2000);
+}
+
+}  // namespace
+}  // namespace kapal::testing
