@@ -228,6 +228,13 @@ grpc::Status RuntimeService::UpdateContainerResources(
   return ToGrpcStatus(runtime_.UpdateContainerResources(request->container_id(), request->linux()));
 }
 
+grpc::Status RuntimeService::UpdatePodSandboxResources(
+    grpc::ServerContext*, const UpdatePodSandboxResourcesRequest* request,
+    UpdatePodSandboxResourcesResponse*) {
+  return ToGrpcStatus(runtime_.UpdatePodResources(request->pod_sandbox_id(), request->overhead(),
+                                                  request->resources()));
+}
+
 grpc::Status RuntimeService::ReopenContainerLog(grpc::ServerContext*,
                                                 const ReopenContainerLogRequest* request,
                                                 ReopenContainerLogResponse*) {

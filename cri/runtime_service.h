@@ -75,6 +75,9 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
   grpc::Status UpdateContainerResources(
       grpc::ServerContext* context, const runtime::v1::UpdateContainerResourcesRequest* request,
       runtime::v1::UpdateContainerResourcesResponse* response) override;
+  grpc::Status UpdatePodSandboxResources(
+      grpc::ServerContext* context, const runtime::v1::UpdatePodSandboxResourcesRequest* request,
+      runtime::v1::UpdatePodSandboxResourcesResponse* response) override;
 
   // Streaming (streaming_service.cc): checked here, served by the streaming server.
   grpc::Status Exec(grpc::ServerContext* context, const runtime::v1::ExecRequest* request,

@@ -1,8 +1,12 @@
 #include "runtime/cgroups.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <vector>
 
@@ -12,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/files.h"
+#include "base/unique_fd.h"
 
 namespace kapal::runtime {
 
@@ -130,6 +135,66 @@ void Cgroups::OpenUpSharedParent() const {
       ::chmod(parent.c_str(), 0755);
     }
   }
+}
+
+namespace {
+
+absl::Status WriteCgroupFile(const std::string& path, const std::string& value) {
+  base::UniqueFd file(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!file) return base::ErrnoStatus(errno, "open " + path);
+  if (::write(file.Get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("write ", value, " to ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Cgroups::ApplyPodLimits(const Pod& pod,
+                                     const runtime::v1::LinuxContainerResources& limits) const {
+  if (!pod.config.linux().cgroup_parent().empty() || driver_ == CgroupDriver::kSystemd) {
+    return absl::OkStatus();
+  }
+  std::string dir = PodParent(pod);
+  std::vector<std::pair<std::string, std::string>> writes;  // file below the root, value
+  int64_t period = limits.cpu_period() > 0 ? limits.cpu_period() : 100000;
+  if (V2()) {
+    if (limits.cpu_quota() > 0) {
+      writes.emplace_back(dir + "/cpu.max", absl::StrCat(limits.cpu_quota(), " ", period));
+    }
+    if (limits.cpu_shares() > 0) {
+      // runc's conversion of cgroup v1 shares (2..262144) to v2 weight (1..10000).
+      int64_t weight = 1 + ((limits.cpu_shares() - 2) * 9999) / 262142;
+      writes.emplace_back(dir + "/cpu.weight",
+                          std::to_string(std::clamp<int64_t>(weight, 1, 10000)));
+    }
+    if (limits.memory_limit_in_bytes() > 0) {
+      writes.emplace_back(dir + "/memory.max", std::to_string(limits.memory_limit_in_bytes()));
+    }
+  } else {
+    std::string cpu = V1Hierarchy(kCgroupRoot, "cpu") + dir;
+    if (limits.cpu_quota() > 0) {
+      writes.emplace_back(cpu + "/cpu.cfs_period_us", std::to_string(period));
+      writes.emplace_back(cpu + "/cpu.cfs_quota_us", std::to_string(limits.cpu_quota()));
+    }
+    if (limits.cpu_shares() > 0) {
+      writes.emplace_back(cpu + "/cpu.shares", std::to_string(limits.cpu_shares()));
+    }
+    if (limits.memory_limit_in_bytes() > 0) {
+      writes.emplace_back(V1Hierarchy(kCgroupRoot, "memory") + dir + "/memory.limit_in_bytes",
+                          std::to_string(limits.memory_limit_in_bytes()));
+    }
+  }
+  for (const auto& [file, value] : writes) {
+    std::string path = V2() ? std::string(kCgroupRoot) + file : file;
+    if (absl::Status made = base::MakeDirectories(path.substr(0, path.rfind('/')), 0755);
+        !made.ok()) {
+      return made;
+    }
+    if (absl::Status written = WriteCgroupFile(path, value); !written.ok()) return written;
+  }
+  return absl::OkStatus();
 }
 
 void Cgroups::RemovePodParent(const Pod& pod) const {

@@ -36,6 +36,13 @@ class Cgroups {
   // reach its own cgroup below it.
   void OpenUpSharedParent() const;
 
+  // Sets the cpu and memory limits of LIMITS (the pod's resources plus its overhead) on the
+  // pod's own parent /kapal/POD_ID (made when no container has made it yet). A parent kubelet
+  // gave (cgroup_parent) is kubelet's to size: it is left alone, as it is with the systemd
+  // driver. FAILED_PRECONDITION when the kernel refuses a value (a memory limit below usage).
+  absl::Status ApplyPodLimits(const Pod& pod,
+                              const runtime::v1::LinuxContainerResources& limits) const;
+
   bool V2() const { return layout_ == CgroupLayout::kV2; }
   const CgroupSupport& Support() const { return support_; }
 

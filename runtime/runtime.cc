@@ -91,6 +91,11 @@ absl::StatusOr<std::string> Runtime::RunPod(const runtime::v1::PodSandboxConfig&
 absl::Status Runtime::StopPod(const std::string& id) { return parts_->sandboxes.Stop(id); }
 absl::Status Runtime::RemovePod(const std::string& id) { return parts_->sandboxes.Remove(id); }
 absl::StatusOr<Pod> Runtime::GetPod(const std::string& id) { return parts_->sandboxes.Get(id); }
+absl::Status Runtime::UpdatePodResources(const std::string& id,
+                                         const runtime::v1::LinuxContainerResources& overhead,
+                                         const runtime::v1::LinuxContainerResources& resources) {
+  return parts_->sandboxes.UpdateResources(id, overhead, resources);
+}
 std::vector<Pod> Runtime::ListPods() { return parts_->sandboxes.List(); }
 
 absl::StatusOr<std::string> Runtime::CreateContainer(const std::string& pod_id,

@@ -51,6 +51,10 @@ class Runtime {
   absl::Status StopPod(const std::string& id);
   absl::Status RemovePod(const std::string& id);
   absl::StatusOr<Pod> GetPod(const std::string& id);
+  // In-place pod resize (see Sandboxes::UpdateResources).
+  absl::Status UpdatePodResources(const std::string& id,
+                                  const runtime::v1::LinuxContainerResources& overhead,
+                                  const runtime::v1::LinuxContainerResources& resources);
   std::vector<Pod> ListPods();
 
   // Containers.

@@ -466,4 +466,64 @@ std::vector<Pod> Sandboxes::List() {
   return pods;
 }
 
+namespace {
+
+// What is set in UPDATE replaces what was in CURRENT (containerd's rule for updates too).
+void MergeResources(const runtime::v1::LinuxContainerResources& update,
+                    runtime::v1::LinuxContainerResources& current) {
+  if (update.cpu_period() > 0) current.set_cpu_period(update.cpu_period());
+  if (update.cpu_quota() > 0) current.set_cpu_quota(update.cpu_quota());
+  if (update.cpu_shares() > 0) current.set_cpu_shares(update.cpu_shares());
+  if (update.memory_limit_in_bytes() > 0) {
+    current.set_memory_limit_in_bytes(update.memory_limit_in_bytes());
+  }
+  if (!update.cpuset_cpus().empty()) current.set_cpuset_cpus(update.cpuset_cpus());
+  if (!update.cpuset_mems().empty()) current.set_cpuset_mems(update.cpuset_mems());
+}
+
+}  // namespace
+
+absl::Status Sandboxes::UpdateResources(const std::string& id_or_prefix,
+                                        const runtime::v1::LinuxContainerResources& overhead,
+                                        const runtime::v1::LinuxContainerResources& resources) {
+  for (const runtime::v1::LinuxContainerResources* given : {&overhead, &resources}) {
+    for (int64_t value : {given->cpu_period(), given->cpu_quota(), given->cpu_shares(),
+                          given->memory_limit_in_bytes()}) {
+      if (value < 0) return absl::InvalidArgumentError("resource values must not be negative");
+    }
+  }
+  std::lock_guard lock(state_.mutex);
+  absl::StatusOr<std::string> resolved = state_.ResolvePodIdLocked(id_or_prefix);
+  if (!resolved.ok()) return resolved.status();
+  Pod& pod = state_.pods.at(*resolved);
+  if (!pod.ready) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("pod sandbox ", pod.id, " is stopped; its resources cannot change"));
+  }
+  Pod updated = pod;
+  runtime::v1::LinuxPodSandboxConfig& linux = *updated.config.mutable_linux();
+  MergeResources(overhead, *linux.mutable_overhead());
+  MergeResources(resources, *linux.mutable_resources());
+  // The pod's limit is its containers' plus the overhead (as kubelet sizes its pod cgroups).
+  runtime::v1::LinuxContainerResources total = linux.resources();
+  const runtime::v1::LinuxContainerResources& extra = linux.overhead();
+  int64_t period = total.cpu_period() > 0 ? total.cpu_period() : 100000;
+  if (total.cpu_quota() > 0 && extra.cpu_quota() > 0) {
+    int64_t extra_period = extra.cpu_period() > 0 ? extra.cpu_period() : 100000;
+    total.set_cpu_period(period);
+    total.set_cpu_quota(total.cpu_quota() + extra.cpu_quota() * period / extra_period);
+  }
+  if (total.cpu_shares() > 0) total.set_cpu_shares(total.cpu_shares() + extra.cpu_shares());
+  if (total.memory_limit_in_bytes() > 0) {
+    total.set_memory_limit_in_bytes(total.memory_limit_in_bytes() + extra.memory_limit_in_bytes());
+  }
+  if (absl::Status applied = cgroups_.ApplyPodLimits(updated, total); !applied.ok()) {
+    return Annotate(applied, "resize pod sandbox " + pod.id);
+  }
+  if (absl::Status saved = records_.SavePod(updated); !saved.ok()) return saved;
+  pod = std::move(updated);
+  logger_.Info("pod ", pod.id, " resized");
+  return absl::OkStatus();
+}
+
 }  // namespace kapal::runtime

@@ -32,6 +32,12 @@ class Sandboxes {
   // Stops it first, removes its containers, pins and files. An unknown id is fine.
   absl::Status Remove(const std::string& id);
   absl::StatusOr<Pod> Get(const std::string& id);
+  // In-place pod resize (KEP-1287): the pod-level RESOURCES and OVERHEAD kubelet has applied to
+  // the pod's cgroup; their set fields replace the pod's, are kept with it, and the sum is set
+  // on a pod cgroup kapald made itself (Cgroups::ApplyPodLimits).
+  absl::Status UpdateResources(const std::string& id,
+                               const runtime::v1::LinuxContainerResources& overhead,
+                               const runtime::v1::LinuxContainerResources& resources);
   std::vector<Pod> List();
 
   // Ends the pod's infra process, and with it every process left in the shared PID namespace.

@@ -366,6 +366,118 @@ TEST_F(PodsTest, BadInputsGetTheirCodeAndChangeNothing) {
   EXPECT_THAT(Containers(), SizeIs(1));
 }
 
+// The stop signal (KEP-4960): the config's, else the image's STOPSIGNAL, else SIGTERM; reported
+// in ContainerStatus by CRI's names and sent by StopContainer.
+TEST_F(PodsTest, StopSignalIsReportedAndSent) {
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("stop-signal"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  runtime::v1::Signal usr1 = runtime::v1::RUNTIME_DEFAULT;
+  ASSERT_TRUE(runtime::v1::Signal_Parse("SIGUSR1", &usr1));
+  ContainerConfig trapping =
+      ContainerWith("trapping", {"sh", "-c",
+                                 "trap 'echo got usr1; exit 3' USR1; echo ready; "
+                                 "while true; do sleep 0.1; done"});
+  trapping.set_stop_signal(usr1);
+  std::string id = Run(*pod, trapping);
+  std::string plain = Run(*pod, ContainerWith("plain", {"sleep", "100"}));
+  EXPECT_EQ(runtime::v1::Signal_Name(StatusOf(id).stop_signal()), "SIGUSR1");
+  EXPECT_EQ(runtime::v1::Signal_Name(StatusOf(plain).stop_signal()), "SIGTERM");
+  for (int i = 0; i < 100 && LogEntries(StatusOf(id).log_path()).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  StopContainerRequest stop;
+  stop.set_container_id(id);
+  stop.set_timeout(10);
+  StopContainerResponse stopped;
+  ASSERT_TRUE(stub_->StopContainer(LongContext().get(), stop, &stopped).ok());
+  ContainerStatus exited = StatusOf(id);
+  EXPECT_EQ(exited.exit_code(), 3);
+  EXPECT_THAT(LogEntries(exited.log_path()), ::testing::Contains("stdout F got usr1"));
+}
+
+// In-place pod resize (KEP-1287): the pod-level limits plus the overhead land on the pod's own
+// cgroup (kubelet sizes the cgroup parents it gives itself), and bad requests change nothing.
+TEST_F(PodsTest, PodResizeSetsThePodsOwnCgroup) {
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("resize"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  Run(*pod, ContainerWith("sleeper", {"sleep", "100"}));
+  UpdatePodSandboxResourcesRequest request;
+  request.set_pod_sandbox_id(*pod);
+  request.mutable_resources()->set_memory_limit_in_bytes(96 << 20);
+  request.mutable_resources()->set_cpu_period(100000);
+  request.mutable_resources()->set_cpu_quota(50000);
+  request.mutable_overhead()->set_memory_limit_in_bytes(32 << 20);
+  request.mutable_overhead()->set_cpu_quota(10000);
+  UpdatePodSandboxResourcesResponse response;
+  grpc::Status status = stub_->UpdatePodSandboxResources(Context().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  bool v2 = ::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
+  std::string memory =
+      v2 ? absl::StrCat("/sys/fs/cgroup/kapal/", *pod, "/memory.max")
+         : absl::StrCat("/sys/fs/cgroup/memory/kapal/", *pod, "/memory.limit_in_bytes");
+  std::string cpu = v2 ? absl::StrCat("/sys/fs/cgroup/kapal/", *pod, "/cpu.max")
+                       : absl::StrCat("/sys/fs/cgroup/cpu/kapal/", *pod, "/cpu.cfs_quota_us");
+  EXPECT_EQ(base::ReadFile(memory).value_or(""), absl::StrCat(128 << 20, "\n"));
+  EXPECT_EQ(base::ReadFile(cpu).value_or(""), v2 ? "60000 100000\n" : "60000\n");
+
+  request.mutable_resources()->set_memory_limit_in_bytes(-1);
+  EXPECT_EQ(stub_->UpdatePodSandboxResources(Context().get(), request, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(base::ReadFile(memory).value_or(""), absl::StrCat(128 << 20, "\n"));
+  request.mutable_resources()->set_memory_limit_in_bytes(64 << 20);
+  request.set_pod_sandbox_id("feedface");
+  EXPECT_EQ(stub_->UpdatePodSandboxResources(Context().get(), request, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+// Image volumes (KEP-4639): an image's files read-only in the container, whole or by sub path;
+// a sub path that leaves the image, or an image not pulled, is refused and leaves nothing.
+TEST_F(PodsTest, ImageVolumesShowAnImageReadOnly) {
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("image-volume"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  ContainerConfig config = ContainerWith(
+      "reader", {"sh", "-c", "ls /image/bin/busybox /sub/busybox; touch /image/x || echo ro"});
+  runtime::v1::Mount* whole = config.add_mounts();
+  whole->set_container_path("/image");
+  whole->mutable_image()->set_image(image_);
+  runtime::v1::Mount* sub = config.add_mounts();
+  sub->set_container_path("/sub");
+  sub->mutable_image()->set_image(image_);
+  sub->set_image_sub_path("bin");
+  std::string id = Run(*pod, config);
+  ContainerStatus exited = WaitForExit(id);
+  EXPECT_EQ(exited.exit_code(), 0);
+  EXPECT_THAT(LogEntries(exited.log_path()),
+              ::testing::Contains(::testing::HasSubstr("/image/bin/busybox")));
+  EXPECT_THAT(LogEntries(exited.log_path()), ::testing::Contains("stdout F ro"));
+  // kubelet tells image volumes by the mount's image in the status.
+  ASSERT_EQ(exited.mounts_size(), 2);
+  EXPECT_EQ(exited.mounts(0).image().image(), image_);
+
+  std::size_t bundles = base::ListDirectory(kapald_->StateDir() + "/containers")->size();
+  for (const char* bad : {"../..", "/bin", "no/such/dir"}) {
+    ContainerConfig escaping = ContainerWith("escaping", {"true"});
+    runtime::v1::Mount* mount = escaping.add_mounts();
+    mount->set_container_path("/image");
+    mount->mutable_image()->set_image(image_);
+    mount->set_image_sub_path(bad);
+    std::string ignored;
+    grpc::Status status = Create(*pod, escaping, &ignored);
+    EXPECT_THAT(status.error_code(),
+                ::testing::AnyOf(grpc::StatusCode::INVALID_ARGUMENT, grpc::StatusCode::NOT_FOUND))
+        << bad << ": " << status.error_message();
+  }
+  ContainerConfig unpulled = ContainerWith("unpulled", {"true"});
+  runtime::v1::Mount* mount = unpulled.add_mounts();
+  mount->set_container_path("/image");
+  mount->mutable_image()->set_image(registry_->Host() + "/not/pulled:1");
+  std::string ignored;
+  grpc::Status status = Create(*pod, unpulled, &ignored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+  EXPECT_EQ(base::ListDirectory(kapald_->StateDir() + "/containers")->size(), bundles);
+  EXPECT_THAT(Containers(), SizeIs(1));
+}
+
 TEST_F(PodsTest, ListFiltersByStateLabelAndPod) {
   absl::StatusOr<std::string> first = RunPod(PodConfig("first"));
   absl::StatusOr<std::string> second = RunPod(PodConfig("second"));
