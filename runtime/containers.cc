@@ -4,6 +4,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <functional>
 #include <optional>
@@ -413,9 +414,13 @@ absl::Status Containers::CleanUp(const Container& c, const Handler* handler) {
   }
   absl::Status snapshot = snapshots_.Remove(c.snapshot_key);
   if (!snapshot.ok() && !absl::IsNotFound(snapshot)) return snapshot;
-  // The image may have been removed while the container used it: its layers go now.
+  // The image may have been removed while the container used it (or one of its image volumes
+  // did: their views kept the layers): its layers go now.
+  bool image_volumes =
+      std::any_of(c.config.mounts().begin(), c.config.mounts().end(),
+                  [](const auto& mount) { return !mount.image().image().empty(); });
   if (absl::StatusOr<images::ImageRecord> image = images_.Find(c.image_id);
-      absl::IsNotFound(image.status())) {
+      absl::IsNotFound(image.status()) || image_volumes) {
     if (absl::Status collected = images::RemoveUnusedSnapshots(images_, snapshots_);
         !collected.ok()) {
       logger_.Warn("removing the layers of a removed image: ", collected.message());

@@ -153,6 +153,12 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
         "\" cannot run pods in user namespaces here: this kernel cannot make idmapped mounts of "
         "the snapshots' filesystem or mount overlayfs on idmapped layers (Linux 5.19 on)"));
   }
+  if (userns->has_value()) {
+    if (absl::Status reachable = CheckSearchableByOthers(options_.state_dir + "/containers");
+        !reachable.ok()) {
+      return reachable;
+    }
+  }
   if (!config.log_directory().empty()) {
     if (absl::Status checked = CheckClientPath(config.log_directory(), "log_directory");
         !checked.ok()) {

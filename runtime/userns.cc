@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/files.h"
@@ -263,6 +264,22 @@ absl::Status MountIdmappedRootfs(const std::vector<snapshotter::Mount>& mounts,
   unmount_layers();
   if (!rootfs.ok()) return rootfs.status();
   rootfs->Release();
+  return absl::OkStatus();
+}
+
+absl::Status CheckSearchableByOthers(const std::string& path) {
+  std::string walked;
+  for (absl::string_view part : absl::StrSplit(path, '/', absl::SkipEmpty())) {
+    absl::StrAppend(&walked, "/", part);
+    struct stat st {};
+    if (::stat(walked.c_str(), &st) != 0) return base::ErrnoStatus(errno, "stat " + walked);
+    if ((st.st_mode & S_IXOTH) == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          walked, " has mode ", absl::StrFormat("%04o", st.st_mode & 07777),
+          ": a pod in a user namespace cannot reach its containers' root filesystems below it; "
+          "make it searchable by others (chmod o+x, as kapald's own state dir is 0711)"));
+    }
+  }
   return absl::OkStatus();
 }
 

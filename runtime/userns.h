@@ -91,6 +91,11 @@ absl::Status MountIdmappedRootfs(const std::vector<snapshotter::Mount>& mounts,
                                  const std::string& scratch_dir, uint32_t root_uid,
                                  uint32_t root_gid);
 
+// FAILED_PRECONDITION naming the first directory on the way to PATH (PATH too) that others may
+// not search: a container's root in a user namespace is "others" to the host's directories, and
+// runc, inside that namespace, must reach the container's root filesystem below PATH.
+absl::Status CheckSearchableByOthers(const std::string& path);
+
 // Whether this kernel can make idmapped mounts of the directory DIR's filesystem and mount an
 // overlay on idmapped layers (Linux 5.19 on): tried once with throwaway mounts under DIR.
 bool IdmappedMountsSupported(const std::string& shim_binary, const std::string& dir);

@@ -248,6 +248,11 @@ TEST_F(KubeletTest, RunsEveryPodAndReportsWhatKapaldDid) {
   EXPECT_THAT(userns, HasSubstr("etc 0"));
   EXPECT_THAT(userns, HasSubstr("data 0"));
 
+  // The same with one PID namespace for the pod: it belongs to the user namespace too.
+  std::string shared_pid = Logs("userns-shared-pid-kapal-node", "main");
+  EXPECT_THAT(shared_pid, HasSubstr("sleep 3601")) << shared_pid;  // the other container
+  EXPECT_THAT(shared_pid, ::testing::Not(HasSubstr("4294967295"))) << shared_pid;
+
   // Image volume: the image's files, whole and by sub path, read-only.
   std::string image_volume = Logs("image-volume-kapal-node", "main");
   EXPECT_THAT(image_volume, HasSubstr("Welcome to nginx!"));

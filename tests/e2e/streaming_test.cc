@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -364,6 +365,60 @@ TEST_F(StreamingTest, RequestsAreCheckedBeforeAUrlIsGiven) {
   EXPECT_THAT(HttpGet(port, path), HasSubstr("400 Bad Request"));
   EXPECT_THAT(HttpGet(port, path), HasSubstr("404 Not Found"));
   EXPECT_THAT(HttpGet(port, "/exec/made-up"), HasSubstr("404 Not Found"));
+}
+
+// crictl v1.36 sees what kubelet 1.36 reads from Status (the features of each handler) and runs
+// a pod in a user namespace from JSON configs, as a node operator would.
+TEST_F(StreamingTest, CrictlSeesTheRuntimesFeaturesAndRunsAUserNamespacePod) {
+  if (!HaveCrictl()) GTEST_SKIP() << "crictl not found at " << kCrictl << " (../shared absent)";
+  CommandResult info = RunCommand(Crictl({"info"}));
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  nlohmann::json status = nlohmann::json::parse(info.out, nullptr, false);
+  ASSERT_TRUE(status.is_object()) << info.out;
+  EXPECT_EQ(status["features"].value("supplemental_groups_policy", false), true) << info.out;
+  bool default_handler = false;
+  for (const nlohmann::json& handler : status["runtimeHandlers"]) {
+    if (handler.value("name", "") != "") continue;
+    default_handler = handler["features"].value("recursive_read_only_mounts", false) &&
+                      handler["features"].value("user_namespaces", false);
+  }
+  EXPECT_TRUE(default_handler) << info.out;
+
+  nlohmann::json mapping = {{{"host_id", 200000}, {"container_id", 0}, {"length", 65536}}};
+  nlohmann::json pod = {
+      {"metadata", {{"name", "userns"}, {"namespace", "default"}, {"uid", "uid-userns"}}},
+      {"log_directory", logs_ + "/userns"},
+      {"linux",
+       {{"security_context",
+         {{"namespace_options", {{"userns_options", {{"uids", mapping}, {"gids", mapping}}}}}}}}}};
+  nlohmann::json container = {{"metadata", {{"name", "main"}}},
+                              {"image", {{"image", image_}}},
+                              {"command", {"sleep", "3600"}},
+                              {"log_path", "main.log"}};
+  std::string pod_json = kapald_->StateDir() + "/userns-pod.json";
+  std::string container_json = kapald_->StateDir() + "/userns-container.json";
+  ASSERT_TRUE(base::WriteFileAtomically(pod_json, pod.dump()).ok());
+  ASSERT_TRUE(base::WriteFileAtomically(container_json, container.dump()).ok());
+  // Where the containers' root filesystems cannot be reached from the pod's user namespace, the
+  // pod is refused with the reason (and nothing is made).
+  std::string top = kapald_->StateDir().substr(0, kapald_->StateDir().rfind('/'));
+  ASSERT_EQ(::chmod(top.c_str(), 0700), 0);
+  CommandResult refused = RunCommand(Crictl({"runp", pod_json}));
+  ASSERT_EQ(::chmod(top.c_str(), 0711), 0);
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_THAT(refused.err, HasSubstr("searchable by others")) << refused.err;
+  CommandResult ran =
+      RunCommand(Crictl({"run", container_json, pod_json}), std::chrono::seconds(60));
+  ASSERT_EQ(ran.exit_code, 0) << ran.err;
+  std::string id(absl::StripAsciiWhitespace(ran.out));
+  CommandResult uid_map = RunCommand(Crictl({"exec", id, "cat", "/proc/self/uid_map"}));
+  EXPECT_EQ(uid_map.exit_code, 0) << uid_map.err;
+  std::vector<std::string> fields = absl::StrSplit(uid_map.out, ' ', absl::SkipWhitespace());
+  EXPECT_THAT(fields, ::testing::ElementsAre("0", "200000", "65536\n")) << uid_map.out;
+  // The image's files are root's inside (idmapped layers), and root may write to /.
+  CommandResult owner = RunCommand(Crictl({"exec", id, "sh", "-c", "stat -c %u /bin; touch /new"}));
+  EXPECT_EQ(owner.exit_code, 0) << owner.err;
+  EXPECT_EQ(owner.out, "0\n");
 }
 
 TEST_F(StreamingTest, KapalctlInteractiveVerbs) {
