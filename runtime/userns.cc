@@ -61,6 +61,16 @@ absl::StatusOr<std::vector<IdMap>> CheckedMaps(
   return maps;
 }
 
+absl::StatusOr<IdMappings> CheckedMappings(
+    const google::protobuf::RepeatedPtrField<IDMapping>& uids,
+    const google::protobuf::RepeatedPtrField<IDMapping>& gids, const std::string& what) {
+  absl::StatusOr<std::vector<IdMap>> checked_uids = CheckedMaps(uids, (what + "uid").c_str());
+  if (!checked_uids.ok()) return checked_uids.status();
+  absl::StatusOr<std::vector<IdMap>> checked_gids = CheckedMaps(gids, (what + "gid").c_str());
+  if (!checked_gids.ok()) return checked_gids.status();
+  return IdMappings{std::move(*checked_uids), std::move(*checked_gids)};
+}
+
 int OpenTree(const std::string& path, unsigned flags) {
   return static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, path.c_str(), flags));
 }
@@ -90,20 +100,15 @@ absl::StatusOr<std::optional<IdMappings>> PodUserNamespace(
   if (userns.uids().empty() || userns.gids().empty()) {
     return absl::InvalidArgumentError("user namespace mode POD needs both uid and gid mappings");
   }
-  IdMappings mappings;
-  absl::StatusOr<std::vector<IdMap>> uids = CheckedMaps(userns.uids(), "uid");
-  if (!uids.ok()) return uids.status();
-  absl::StatusOr<std::vector<IdMap>> gids = CheckedMaps(userns.gids(), "gid");
-  if (!gids.ok()) return gids.status();
-  mappings.uids = std::move(*uids);
-  mappings.gids = std::move(*gids);
+  absl::StatusOr<IdMappings> mappings = CheckedMappings(userns.uids(), userns.gids(), "");
+  if (!mappings.ok()) return mappings.status();
   // The pod's processes start as root inside (runc, the infra process); an unmapped root could
   // own nothing, as containerd and CRI-O refuse it too.
-  if (!HostIdOf(mappings.uids, 0).has_value() || !HostIdOf(mappings.gids, 0).has_value()) {
+  if (!HostIdOf(mappings->uids, 0).has_value() || !HostIdOf(mappings->gids, 0).has_value()) {
     return absl::InvalidArgumentError(
         "user namespace mappings must map container id 0 (uid and gid)");
   }
-  return mappings;
+  return *mappings;
 }
 
 absl::StatusOr<std::optional<IdMappings>> MountIdMappings(const runtime::v1::Mount& mount) {
@@ -112,14 +117,10 @@ absl::StatusOr<std::optional<IdMappings>> MountIdMappings(const runtime::v1::Mou
     return absl::InvalidArgumentError(absl::StrCat("mount ", mount.container_path(),
                                                    " needs both uid and gid mappings, or neither"));
   }
-  IdMappings mappings;
-  absl::StatusOr<std::vector<IdMap>> uids = CheckedMaps(mount.uidmappings(), "mount uid");
-  if (!uids.ok()) return uids.status();
-  absl::StatusOr<std::vector<IdMap>> gids = CheckedMaps(mount.gidmappings(), "mount gid");
-  if (!gids.ok()) return gids.status();
-  mappings.uids = std::move(*uids);
-  mappings.gids = std::move(*gids);
-  return mappings;
+  absl::StatusOr<IdMappings> mappings =
+      CheckedMappings(mount.uidmappings(), mount.gidmappings(), "mount ");
+  if (!mappings.ok()) return mappings.status();
+  return *mappings;
 }
 
 std::optional<uint32_t> HostIdOf(const std::vector<IdMap>& maps, uint32_t id) {
