@@ -83,7 +83,7 @@ absl::Status CheckSubPath(const std::string& root, const std::string& sub_path) 
   return absl::OkStatus();
 }
 
-// Unmounts every entry of DIR (each a mount made here) and removes DIR.
+// Unmounts every entry of DIR (each a mount made here).
 absl::Status UnmountEntries(const std::string& dir) {
   absl::StatusOr<std::vector<std::string>> entries = base::ListDirectory(dir);
   if (!entries.ok()) return absl::OkStatus();  // never made
@@ -93,7 +93,7 @@ absl::Status UnmountEntries(const std::string& dir) {
       return base::ErrnoStatus(errno, "umount " + path);
     }
   }
-  return base::RemoveTree(dir);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -127,11 +127,12 @@ absl::Status BundleMounts::MountImageVolume(const BundleMountInputs& in,
                                             mount.image().image(), "\" not found; pull it first"));
   }
   if (!image.ok()) return image.status();
+  // The mount point first: UnmountBundle looks for image volume snapshots only where it is.
+  if (absl::Status made = base::MakeDirectories(target, 0700); !made.ok()) return made;
   std::string key = absl::StrCat(in.snapshot_key, kImageVolumeSnapshotInfix, index);
   absl::StatusOr<std::vector<snapshotter::Mount>> view =
       snapshots_.View(key, image->top_chain_id.String());
   if (!view.ok()) return view.status();
-  if (absl::Status made = base::MakeDirectories(target, 0700); !made.ok()) return made;
   if (in.pod_userns.has_value()) {
     absl::StatusOr<base::UniqueFd> userns = OpenPodUserNamespace(in.pod_dir);
     if (!userns.ok()) return userns.status();
@@ -198,6 +199,9 @@ absl::StatusOr<runtime::v1::ContainerConfig> BundleMounts::MountVolumes(
 
 absl::Status UnmountBundle(snapshotter::Snapshotter& snapshots, const std::string& bundle,
                            const std::string& snapshot_key) {
+  // Only a container with image volumes has their snapshots (a walk of every snapshot is not
+  // paid for each removal).
+  bool image_volumes = ::access((bundle + kImagesDir).c_str(), F_OK) == 0;
   for (const char* dir : {kVolumesDir, kImagesDir}) {
     if (absl::Status unmounted = UnmountEntries(bundle + dir); !unmounted.ok()) return unmounted;
   }
@@ -205,11 +209,17 @@ absl::Status UnmountBundle(snapshotter::Snapshotter& snapshots, const std::strin
   if (::umount2(rootfs.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
     return base::ErrnoStatus(errno, "umount " + rootfs);
   }
-  std::string views = snapshot_key + kImageVolumeSnapshotInfix;
-  for (const snapshotter::Info& info : snapshots.Walk()) {
-    if (!absl::StartsWith(info.key, views)) continue;
-    absl::Status removed = snapshots.Remove(info.key);
-    if (!removed.ok() && !absl::IsNotFound(removed)) return removed;
+  if (image_volumes) {
+    std::string views = snapshot_key + kImageVolumeSnapshotInfix;
+    for (const snapshotter::Info& info : snapshots.Walk()) {
+      if (!absl::StartsWith(info.key, views)) continue;
+      absl::Status removed = snapshots.Remove(info.key);
+      if (!removed.ok() && !absl::IsNotFound(removed)) return removed;
+    }
+  }
+  // The mount points go last: the image volumes' one says that their snapshots may remain.
+  for (const char* dir : {kVolumesDir, kImagesDir}) {
+    if (absl::Status removed = base::RemoveTree(bundle + dir); !removed.ok()) return removed;
   }
   return absl::OkStatus();
 }
