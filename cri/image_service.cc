@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/files.h"
 #include "cri/grpc_status.h"
+#include "cri/list_stream.h"
 #include "images/manifest.h"
 #include "nlohmann/json.hpp"
 
@@ -82,6 +83,18 @@ grpc::Status ImageService::ListImages(grpc::ServerContext*,
   for (const images::ImageRecord& image : images_.List())
     *response->add_images() = ToCriImage(image);
   return grpc::Status::OK;
+}
+
+grpc::Status ImageService::StreamImages(
+    grpc::ServerContext* context, const runtime::v1::StreamImagesRequest* request,
+    grpc::ServerWriter<runtime::v1::StreamImagesResponse>* writer) {
+  runtime::v1::ListImagesRequest list;
+  *list.mutable_filter() = request->filter();
+  runtime::v1::ListImagesResponse listed;
+  if (grpc::Status status = ListImages(context, &list, &listed); !status.ok()) return status;
+  return SendInChunks<runtime::v1::StreamImagesResponse>(
+      writer, *listed.mutable_images(),
+      [](runtime::v1::StreamImagesResponse& r) { return r.mutable_images(); });
 }
 
 grpc::Status ImageService::ImageStatus(grpc::ServerContext*,

@@ -4,6 +4,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cri/grpc_status.h"
+#include "cri/list_stream.h"
 #include "cri/runtime_service.h"
 #include "runtime/signals.h"
 #include "runtime/stats.h"
@@ -186,6 +187,30 @@ grpc::Status RuntimeService::ListContainers(grpc::ServerContext*,
     FillContainer(c, response->add_containers());
   }
   return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::StreamPodSandboxes(
+    grpc::ServerContext* context, const StreamPodSandboxesRequest* request,
+    grpc::ServerWriter<StreamPodSandboxesResponse>* writer) {
+  ListPodSandboxRequest list;
+  *list.mutable_filter() = request->filter();
+  ListPodSandboxResponse listed;
+  if (grpc::Status status = ListPodSandbox(context, &list, &listed); !status.ok()) return status;
+  return SendInChunks<StreamPodSandboxesResponse>(
+      writer, *listed.mutable_items(),
+      [](StreamPodSandboxesResponse& r) { return r.mutable_pod_sandboxes(); });
+}
+
+grpc::Status RuntimeService::StreamContainers(
+    grpc::ServerContext* context, const StreamContainersRequest* request,
+    grpc::ServerWriter<StreamContainersResponse>* writer) {
+  ListContainersRequest list;
+  *list.mutable_filter() = request->filter();
+  ListContainersResponse listed;
+  if (grpc::Status status = ListContainers(context, &list, &listed); !status.ok()) return status;
+  return SendInChunks<StreamContainersResponse>(
+      writer, *listed.mutable_containers(),
+      [](StreamContainersResponse& r) { return r.mutable_containers(); });
 }
 
 grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*,

@@ -75,6 +75,19 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
   grpc::Status UpdateContainerResources(
       grpc::ServerContext* context, const runtime::v1::UpdateContainerResourcesRequest* request,
       runtime::v1::UpdateContainerResourcesResponse* response) override;
+  // The Stream* forms of the lists (KEP-5825): the same items, in chunks (list_stream.h).
+  grpc::Status StreamPodSandboxes(
+      grpc::ServerContext* context, const runtime::v1::StreamPodSandboxesRequest* request,
+      grpc::ServerWriter<runtime::v1::StreamPodSandboxesResponse>* writer) override;
+  grpc::Status StreamContainers(
+      grpc::ServerContext* context, const runtime::v1::StreamContainersRequest* request,
+      grpc::ServerWriter<runtime::v1::StreamContainersResponse>* writer) override;
+  grpc::Status StreamContainerStats(
+      grpc::ServerContext* context, const runtime::v1::StreamContainerStatsRequest* request,
+      grpc::ServerWriter<runtime::v1::StreamContainerStatsResponse>* writer) override;
+  grpc::Status StreamPodSandboxStats(
+      grpc::ServerContext* context, const runtime::v1::StreamPodSandboxStatsRequest* request,
+      grpc::ServerWriter<runtime::v1::StreamPodSandboxStatsResponse>* writer) override;
   grpc::Status UpdatePodSandboxResources(
       grpc::ServerContext* context, const runtime::v1::UpdatePodSandboxResourcesRequest* request,
       runtime::v1::UpdatePodSandboxResourcesResponse* response) override;

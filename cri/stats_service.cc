@@ -1,5 +1,6 @@
 // The stats RPCs of runtime.v1.RuntimeService: the core measures, the door only wraps.
 #include "cri/grpc_status.h"
+#include "cri/list_stream.h"
 #include "cri/runtime_service.h"
 
 namespace kapal::cri {
@@ -40,6 +41,34 @@ grpc::Status RuntimeService::ListPodSandboxStats(
     *response->add_stats() = std::move(stats);
   }
   return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::StreamContainerStats(
+    grpc::ServerContext* context, const runtime::v1::StreamContainerStatsRequest* request,
+    grpc::ServerWriter<runtime::v1::StreamContainerStatsResponse>* writer) {
+  runtime::v1::ListContainerStatsRequest list;
+  *list.mutable_filter() = request->filter();
+  runtime::v1::ListContainerStatsResponse listed;
+  if (grpc::Status status = ListContainerStats(context, &list, &listed); !status.ok()) {
+    return status;
+  }
+  return SendInChunks<runtime::v1::StreamContainerStatsResponse>(
+      writer, *listed.mutable_stats(),
+      [](runtime::v1::StreamContainerStatsResponse& r) { return r.mutable_container_stats(); });
+}
+
+grpc::Status RuntimeService::StreamPodSandboxStats(
+    grpc::ServerContext* context, const runtime::v1::StreamPodSandboxStatsRequest* request,
+    grpc::ServerWriter<runtime::v1::StreamPodSandboxStatsResponse>* writer) {
+  runtime::v1::ListPodSandboxStatsRequest list;
+  *list.mutable_filter() = request->filter();
+  runtime::v1::ListPodSandboxStatsResponse listed;
+  if (grpc::Status status = ListPodSandboxStats(context, &list, &listed); !status.ok()) {
+    return status;
+  }
+  return SendInChunks<runtime::v1::StreamPodSandboxStatsResponse>(
+      writer, *listed.mutable_stats(),
+      [](runtime::v1::StreamPodSandboxStatsResponse& r) { return r.mutable_pod_sandbox_stats(); });
 }
 
 }  // namespace kapal::cri

@@ -478,6 +478,71 @@ TEST_F(PodsTest, ImageVolumesShowAnImageReadOnly) {
   EXPECT_THAT(Containers(), SizeIs(1));
 }
 
+// Every message of a Stream* rpc (KEP-5825), in order.
+template <typename Response, typename Stub, typename Request, typename Call>
+std::vector<Response> ReadStream(Stub* stub, Call call, const Request& request) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  std::unique_ptr<grpc::ClientReader<Response>> reader = (stub->*call)(context.get(), request);
+  std::vector<Response> responses;
+  Response response;
+  while (reader->Read(&response)) responses.push_back(response);
+  grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return responses;
+}
+
+// The Stream* list rpcs give what the List* ones give, filters included.
+TEST_F(PodsTest, StreamedListsMatchTheLists) {
+  absl::StatusOr<std::string> first = RunPod(PodConfig("first"));
+  absl::StatusOr<std::string> second = RunPod(PodConfig("second"));
+  ASSERT_TRUE(first.ok() && second.ok());
+  std::string one = Run(*first, ContainerWith("one", {"sleep", "100"}));
+  Run(*second, ContainerWith("two", {"sleep", "100"}));
+  using Service = runtime::v1::RuntimeService::Stub;
+
+  StreamPodSandboxesRequest pods;
+  std::set<std::string> streamed;
+  for (const auto& response :
+       ReadStream<StreamPodSandboxesResponse>(stub_.get(), &Service::StreamPodSandboxes, pods)) {
+    for (const auto& pod : response.pod_sandboxes()) streamed.insert(pod.id());
+  }
+  EXPECT_EQ(streamed, (std::set<std::string>{*first, *second}));
+  (*pods.mutable_filter()->mutable_label_selector())["app"] = "first";
+  auto filtered =
+      ReadStream<StreamPodSandboxesResponse>(stub_.get(), &Service::StreamPodSandboxes, pods);
+  ASSERT_EQ(filtered.size(), 1u);
+  ASSERT_EQ(filtered[0].pod_sandboxes_size(), 1);
+  EXPECT_EQ(filtered[0].pod_sandboxes(0).id(), *first);
+
+  StreamContainersRequest containers;
+  containers.mutable_filter()->set_pod_sandbox_id(*first);
+  auto in_first =
+      ReadStream<StreamContainersResponse>(stub_.get(), &Service::StreamContainers, containers);
+  ASSERT_EQ(in_first.size(), 1u);
+  ASSERT_EQ(in_first[0].containers_size(), 1);
+  EXPECT_EQ(in_first[0].containers(0).id(), one);
+
+  StreamContainerStatsRequest container_stats;
+  container_stats.mutable_filter()->set_id(one);
+  auto stats = ReadStream<StreamContainerStatsResponse>(stub_.get(), &Service::StreamContainerStats,
+                                                        container_stats);
+  ASSERT_EQ(stats.size(), 1u);
+  ASSERT_EQ(stats[0].container_stats_size(), 1);
+  EXPECT_EQ(stats[0].container_stats(0).attributes().id(), one);
+  auto pod_stats = ReadStream<StreamPodSandboxStatsResponse>(
+      stub_.get(), &Service::StreamPodSandboxStats, StreamPodSandboxStatsRequest());
+  int streamed_pod_stats = 0;
+  for (const auto& response : pod_stats) streamed_pod_stats += response.pod_sandbox_stats_size();
+  EXPECT_EQ(streamed_pod_stats, 2);
+
+  auto images = ReadStream<StreamImagesResponse>(kapald_->ImageStub().get(),
+                                                 &runtime::v1::ImageService::Stub::StreamImages,
+                                                 StreamImagesRequest());
+  ASSERT_EQ(images.size(), 1u);
+  EXPECT_GE(images[0].images_size(), 1);
+}
+
 TEST_F(PodsTest, ListFiltersByStateLabelAndPod) {
   absl::StatusOr<std::string> first = RunPod(PodConfig("first"));
   absl::StatusOr<std::string> second = RunPod(PodConfig("second"));
