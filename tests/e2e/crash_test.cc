@@ -29,16 +29,44 @@ int InfraProcessesUnder(const std::string& state_dir) {
   return found;
 }
 
-class CrashTest : public PodFixture, public ::testing::WithParamInterface<const char*> {};
+class CrashTest : public PodFixture, public ::testing::WithParamInterface<const char*> {
+ protected:
+  // kapald killed at the parameter's crash point while it runs a pod of CONFIG, then started
+  // again: the pod never was, nothing of it is left, and it runs after that.
+  void RunPodCutShort(const PodSandboxConfig& config);
+};
+
+// A shared PID namespace, so the infra process is made too.
+PodSandboxConfig WithSharedPid(PodSandboxConfig config) {
+  config.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(POD);
+  return config;
+}
 
 TEST_P(CrashTest, RunPodSandboxCutShortLeavesNothingAfterRestart) {
+  RunPodCutShort(WithSharedPid(PodConfig("crash")));
+}
+
+// The same for a pod in a user namespace (its pin, and namespaces it owns).
+TEST_P(CrashTest, UserNamespacePodCutShortLeavesNothingAfterRestart) {
+  PodSandboxConfig config = WithSharedPid(PodConfig("crash-userns"));
+  auto* userns = config.mutable_linux()
+                     ->mutable_security_context()
+                     ->mutable_namespace_options()
+                     ->mutable_userns_options();
+  for (auto* maps : {userns->mutable_uids(), userns->mutable_gids()}) {
+    runtime::v1::IDMapping* map = maps->Add();
+    map->set_host_id(300000);
+    map->set_container_id(0);
+    map->set_length(65536);
+  }
+  RunPodCutShort(config);
+}
+
+void CrashTest::RunPodCutShort(const PodSandboxConfig& config) {
   const std::string point = GetParam();
   kapald_->Process().Kill();
   ASSERT_TRUE(kapald_->Restart({{"KAPAL_CRASH_POINT", point}}).ok());
   stub_ = kapald_->RuntimeStub();
-  PodSandboxConfig config = PodConfig("crash");
-  // A shared PID namespace, so the infra process is made too.
-  config.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(POD);
   absl::StatusOr<std::string> cut = RunPod(config);
   EXPECT_FALSE(cut.ok()) << "kapald did not crash at " << point;
   for (int i = 0; i < 200 && kapald_->Process().Running(); ++i) {
