@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <exception>
+#include <mutex>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -12,16 +13,37 @@
 
 namespace kapal::metrics {
 
-Registry::Registry() : registry_(std::make_shared<prometheus::Registry>()) {}
+// The collectables given to AddCollectable, as one that the exposer knows from its start.
+class Registry::Added : public prometheus::Collectable {
+ public:
+  void Add(std::shared_ptr<prometheus::Collectable> collectable) {
+    std::lock_guard lock(mutex_);
+    collectables_.push_back(std::move(collectable));
+  }
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::lock_guard lock(mutex_);
+    std::vector<prometheus::MetricFamily> families;
+    for (const auto& collectable : collectables_) {
+      std::vector<prometheus::MetricFamily> more = collectable->Collect();
+      families.insert(families.end(), more.begin(), more.end());
+    }
+    return families;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
+};
+
+Registry::Registry()
+    : registry_(std::make_shared<prometheus::Registry>()), added_(std::make_shared<Added>()) {}
 
 void Registry::AddCollectable(std::shared_ptr<prometheus::Collectable> collectable) {
-  collectables_.push_back(std::move(collectable));
+  added_->Add(std::move(collectable));
 }
 
 std::vector<std::shared_ptr<prometheus::Collectable>> Registry::Collectables() const {
-  std::vector<std::shared_ptr<prometheus::Collectable>> all = {registry_};
-  all.insert(all.end(), collectables_.begin(), collectables_.end());
-  return all;
+  return {registry_, added_};
 }
 
 std::string Registry::Serialize() const {

@@ -27,7 +27,8 @@ class Registry {
  public:
   Registry();
   prometheus::Registry& Prometheus() { return *registry_; }
-  // For metrics computed at scrape time rather than counted as they happen.
+  // For metrics computed at scrape time rather than counted as they happen; may be added after
+  // the exposer started (the runtime's are).
   void AddCollectable(std::shared_ptr<prometheus::Collectable> collectable);
   // Everything registered, as the exposer sees it.
   std::vector<std::shared_ptr<prometheus::Collectable>> Collectables() const;
@@ -37,8 +38,9 @@ class Registry {
   static std::string Name(absl::string_view suffix) { return absl::StrCat(kPrefix, suffix); }
 
  private:
+  class Added;
   std::shared_ptr<prometheus::Registry> registry_;
-  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
+  std::shared_ptr<Added> added_;  // what AddCollectable gave, collected as one
 };
 
 // kapal_build_info{version, commit} 1, and the kapal_process_* series of this process.

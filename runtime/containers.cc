@@ -38,7 +38,7 @@ constexpr std::chrono::seconds kKillWait(10);
 Containers::Containers(const Options& options, const Cgroups& cgroups, NodeState& state,
                        RecordStore& records, const Handlers& handlers, ExitMonitor& exits,
                        images::ImageStore& images, snapshotter::Snapshotter& snapshots,
-                       PhaseMetrics& phases, base::Logger& logger)
+                       PhaseMetrics& phases, NodeMetrics& metrics, base::Logger& logger)
     : options_(options),
       cgroups_(cgroups),
       state_(state),
@@ -48,6 +48,7 @@ Containers::Containers(const Options& options, const Cgroups& cgroups, NodeState
       images_(images),
       snapshots_(snapshots),
       phases_(phases),
+      metrics_(metrics),
       logger_(logger) {}
 
 absl::StatusOr<const Handler*> Containers::HandlerOfLocked(const Container& c) const {
@@ -335,8 +336,10 @@ absl::Status Containers::Start(const std::string& id_or_prefix) {
     c.finished_at = NowNanos();
     (void)records_.SaveContainer(c);
     state_.containers_changed.notify_all();
+    metrics_.ContainerExited(c.reason);
     return Annotate(started, "start container " + c.id);
   }
+  metrics_.ContainerStarted();
   c.started_at = starting_at;
   // The exit monitor may have seen a short process end already; then it stays exited.
   if (c.state == runtime::v1::CONTAINER_CREATED) c.state = runtime::v1::CONTAINER_RUNNING;

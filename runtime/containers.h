@@ -16,6 +16,7 @@
 #include "runtime/exit_monitor.h"
 #include "runtime/handlers.h"
 #include "runtime/host_facts.h"
+#include "runtime/node_metrics.h"
 #include "runtime/node_state.h"
 #include "runtime/options.h"
 #include "runtime/phase_timer.h"
@@ -47,7 +48,8 @@ class Containers {
  public:
   Containers(const Options& options, const Cgroups& cgroups, NodeState& state, RecordStore& records,
              const Handlers& handlers, ExitMonitor& exits, images::ImageStore& images,
-             snapshotter::Snapshotter& snapshots, PhaseMetrics& phases, base::Logger& logger);
+             snapshotter::Snapshotter& snapshots, PhaseMetrics& phases, NodeMetrics& metrics,
+             base::Logger& logger);
 
   absl::StatusOr<std::string> Create(const std::string& pod_id,
                                      const runtime::v1::ContainerConfig& config);
@@ -114,6 +116,7 @@ class Containers {
   images::ImageStore& images_;
   snapshotter::Snapshotter& snapshots_;
   PhaseMetrics& phases_;
+  NodeMetrics& metrics_;
   base::Logger& logger_;
   BundleMounts bundle_mounts_{images_, snapshots_};
 };

@@ -31,10 +31,11 @@ bool AwaitExitRecord(const std::string& bundle, std::chrono::milliseconds limit)
 }
 
 ExitMonitor::ExitMonitor(NodeState& state, RecordStore& records, const Handlers& handlers,
-                         base::Logger& logger, std::string exit_dir)
+                         NodeMetrics& metrics, base::Logger& logger, std::string exit_dir)
     : state_(state),
       records_(records),
       handlers_(handlers),
+      metrics_(metrics),
       logger_(logger),
       exit_dir_(std::move(exit_dir)) {}
 
@@ -114,12 +115,14 @@ void ExitMonitor::RefreshLocked(Container& c) {
     c.finished_at = record->finished_at_ns;
     c.reason = record->oom_killed ? "OOMKilled" : record->exit_code == 0 ? "Completed" : "Error";
     if (c.started_at == 0) c.started_at = c.finished_at;
+    metrics_.ContainerExited(c.reason);
   } else if (shim_gone) {
     c.state = runtime::v1::CONTAINER_EXITED;
     c.exit_code = 255;
     c.finished_at = NowNanos();
     c.reason = "Error";
     c.message = "kapal-shim ended without recording the container's exit (node rebooted?)";
+    metrics_.ContainerExited(c.reason);
     auto pod = state_.pods.find(c.pod_id);
     absl::StatusOr<const Handler*> handler =
         handlers_.Find(pod != state_.pods.end() ? pod->second.runtime_handler : "");

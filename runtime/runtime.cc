@@ -37,10 +37,11 @@ struct Runtime::Parts {
         records(store_in, options_in.state_dir),
         handlers(options, host),
         phases(metrics),
+        node_metrics(metrics, state),
         cgroups(ResolveCgroupDriver(options.cgroup_driver, host), host.cgroup_layout, host.cgroups),
-        exits(state, records, handlers, logger, options.state_dir + "/exits"),
+        exits(state, records, handlers, node_metrics, logger, options.state_dir + "/exits"),
         containers(options, cgroups, state, records, handlers, exits, image_records, snapshots,
-                   phases, logger),
+                   phases, node_metrics, logger),
         sandboxes(options, cgroups, state, records, handlers, containers, phases, logger),
         stats(cgroups, host.cgroup_layout, state, snapshots, options.root_dir + "/snapshotter"),
         recovery(options, state, records, handlers, containers, sandboxes, exits, snapshots,
@@ -54,6 +55,7 @@ struct Runtime::Parts {
   RecordStore records;
   Handlers handlers;
   PhaseMetrics phases;
+  NodeMetrics node_metrics;
   Cgroups cgroups;
   ExitMonitor exits;
   Containers containers;

@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -327,6 +329,49 @@ TEST_F(ConformanceTest, PodAndContainerCreationIsTimedPhaseByPhase) {
               1)
         << phase;
   }
+}
+
+// The value of an unlabelled series NAME in SCRAPE (-1 when absent).
+double UnlabelledValue(const std::string& scrape, const std::string& name) {
+  for (absl::string_view line : absl::StrSplit(scrape, '\n')) {
+    if (!absl::StartsWith(line, name + " ")) continue;
+    double value = 0;
+    if (absl::SimpleAtod(line.substr(name.size() + 1), &value)) return value;
+  }
+  return -1;
+}
+
+// The node's pods and containers in Prometheus: by state at scrape time, starts and exits as
+// they happen.
+TEST_F(ConformanceTest, PodsAndContainersAreCountedInMetrics) {
+  std::string done = Run(pod_, ContainerWith("done", {"true"}));
+  EXPECT_EQ(WaitForExit(done).exit_code(), 0);
+  Run(pod_, ContainerWith("failing", {"sh", "-c", "exit 2"}));
+  std::string sleeper = Run(pod_, ContainerWith("sleeper", {"sleep", "100"}));
+  for (int i = 0;
+       i < 100 && kapald_->ScrapeValue("kapal_container_exits_total", {"reason=\"Error\""}) < 1;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(kapald_->ScrapeValue("kapal_pods", {"state=\"ready\""}), 1);
+  EXPECT_EQ(kapald_->ScrapeValue("kapal_containers", {"state=\"running\""}), 1);
+  EXPECT_EQ(kapald_->ScrapeValue("kapal_containers", {"state=\"exited\""}), 2);
+  EXPECT_EQ(kapald_->ScrapeValue("kapal_container_exits_total", {"reason=\"Completed\""}), 1);
+  EXPECT_EQ(kapald_->ScrapeValue("kapal_container_exits_total", {"reason=\"Error\""}), 1);
+  std::string scrape;
+  (void)kapald_->ScrapeValue("kapal_pods", {}, &scrape);
+  EXPECT_EQ(UnlabelledValue(scrape, "kapal_container_starts_total"), 3) << scrape;
+  // Only the running container's shim stays (a shim ends a moment after its container's exit
+  // record).
+  for (int i = 0; i < 100 && UnlabelledValue(scrape, "kapal_shims_alive") != 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    (void)kapald_->ScrapeValue("kapal_pods", {}, &scrape);
+  }
+  EXPECT_EQ(UnlabelledValue(scrape, "kapal_shims_alive"), 1) << scrape;
+  StopPod(pod_);
+  EXPECT_EQ(kapald_->ScrapeValue("kapal_pods", {"state=\"notready\""}), 1);
+  EXPECT_EQ(kapald_->ScrapeValue("kapal_containers", {"state=\"running\""}, &scrape), 0) << scrape;
+  (void)sleeper;
 }
 
 }  // namespace

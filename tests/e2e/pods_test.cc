@@ -806,6 +806,7 @@ TEST_F(PodsTest, MemoryLimitKillIsReportedAsOomKilled) {
   ContainerStatus exited = WaitForExit(id);
   EXPECT_EQ(exited.reason(), "OOMKilled") << "exit code " << exited.exit_code();
   EXPECT_NE(exited.exit_code(), 0);
+  EXPECT_EQ(kapald_->ScrapeValue("kapal_container_exits_total", {"reason=\"OOMKilled\""}), 1);
 }
 
 TEST_F(PodsTest, CgroupParentAndLimitsFromTheConfigs) {

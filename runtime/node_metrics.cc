@@ -1,0 +1,104 @@
+#include "runtime/node_metrics.h"
+
+#include <signal.h>
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "prometheus/collectable.h"
+#include "prometheus/metric_family.h"
+#include "runtime/records.h"
+
+namespace kapal::runtime {
+
+namespace {
+
+const char* StateLabel(runtime::v1::ContainerState state) {
+  switch (state) {
+    case runtime::v1::CONTAINER_CREATED:
+      return "created";
+    case runtime::v1::CONTAINER_RUNNING:
+      return "running";
+    case runtime::v1::CONTAINER_EXITED:
+      return "exited";
+    default:
+      return "unknown";
+  }
+}
+
+}  // namespace
+
+class NodeMetrics::Collector : public prometheus::Collectable {
+ public:
+  explicit Collector(NodeState& state) : state_(&state) {}
+
+  void Detach() {
+    std::lock_guard lock(mutex_);
+    state_ = nullptr;
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::lock_guard lock(mutex_);
+    if (state_ == nullptr) return {};
+    std::map<std::string, double> pods = {{"ready", 0}, {"notready", 0}};
+    std::map<std::string, double> containers = {
+        {"created", 0}, {"running", 0}, {"exited", 0}, {"unknown", 0}};
+    double shims = 0;
+    {
+      std::lock_guard node_lock(state_->mutex);
+      for (const auto& [id, pod] : state_->pods) pods[pod.ready ? "ready" : "notready"] += 1;
+      for (const auto& [id, c] : state_->containers) {
+        containers[StateLabel(c.state)] += 1;
+        // A shim lives as long as its container is not cleaned up; signal 0 only asks.
+        if (c.shim_pid > 0 && ::kill(c.shim_pid, 0) == 0) shims += 1;
+      }
+    }
+    return {Gauges("pods", "Pod sandboxes by state", "state", pods),
+            Gauges("containers", "Containers by state", "state", containers),
+            Gauges("shims_alive", "kapal-shim processes of the node's containers that run", "",
+                   {{"", shims}})};
+  }
+
+ private:
+  static prometheus::MetricFamily Gauges(const char* name, const char* help, const char* label,
+                                         const std::map<std::string, double>& values) {
+    prometheus::MetricFamily family;
+    family.name = metrics::Registry::Name(name);
+    family.help = help;
+    family.type = prometheus::MetricType::Gauge;
+    for (const auto& [value_label, value] : values) {
+      prometheus::ClientMetric metric;
+      if (*label != '\0') metric.label.push_back({label, value_label});
+      metric.gauge.value = value;
+      family.metric.push_back(metric);
+    }
+    return family;
+  }
+
+  mutable std::mutex mutex_;
+  NodeState* state_;
+};
+
+NodeMetrics::NodeMetrics(metrics::Registry& registry, NodeState& state)
+    : collector_(std::make_shared<Collector>(state)),
+      starts_(prometheus::BuildCounter()
+                  .Name(metrics::Registry::Name("container_starts_total"))
+                  .Help("Containers started")
+                  .Register(registry.Prometheus())),
+      exits_(prometheus::BuildCounter()
+                 .Name(metrics::Registry::Name("container_exits_total"))
+                 .Help("Container exits seen, by reason (Completed, Error, OOMKilled, StartError)")
+                 .Register(registry.Prometheus())) {
+  registry.AddCollectable(collector_);
+}
+
+NodeMetrics::~NodeMetrics() { collector_->Detach(); }
+
+void NodeMetrics::ContainerStarted() { starts_.Add({}).Increment(); }
+
+void NodeMetrics::ContainerExited(const std::string& reason) {
+  exits_.Add({{"reason", reason}}).Increment();
+}
+
+}  // namespace kapal::runtime

@@ -1,0 +1,33 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "metrics/metrics.h"
+#include "runtime/node_state.h"
+
+namespace kapal::runtime {
+
+// The node's pods and containers as Prometheus sees them: kapal_pods{state} and
+// kapal_containers{state} and kapal_shims_alive, read from the node's records at scrape time;
+// kapal_container_starts_total and kapal_container_exits_total{reason} (OOMKilled among the
+// reasons), counted as they happen.
+class NodeMetrics {
+ public:
+  NodeMetrics(metrics::Registry& registry, NodeState& state);
+  // The registry may outlive the node: its scrape-time collector stops reading it here.
+  ~NodeMetrics();
+  NodeMetrics(const NodeMetrics&) = delete;
+  NodeMetrics& operator=(const NodeMetrics&) = delete;
+
+  void ContainerStarted();
+  void ContainerExited(const std::string& reason);
+
+ private:
+  class Collector;
+  std::shared_ptr<Collector> collector_;
+  prometheus::Family<prometheus::Counter>& starts_;
+  prometheus::Family<prometheus::Counter>& exits_;
+};
+
+}  // namespace kapal::runtime
