@@ -46,17 +46,10 @@ absl::StatusOr<int> FreePort() {
   return ntohs(address.sin_port);
 }
 
+// Docker calls a container in no known state "dead".
 std::string StateName(runtime::v1::ContainerState state) {
-  switch (state) {
-    case runtime::v1::CONTAINER_CREATED:
-      return "created";
-    case runtime::v1::CONTAINER_RUNNING:
-      return "running";
-    case runtime::v1::CONTAINER_EXITED:
-      return "exited";
-    default:
-      return "dead";
-  }
+  std::string word = runtime::ContainerStateWord(state);
+  return word == "unknown" ? "dead" : word;
 }
 
 std::string StatusText(const runtime::Container& c) {

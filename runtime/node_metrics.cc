@@ -12,23 +12,6 @@
 
 namespace kapal::runtime {
 
-namespace {
-
-const char* StateLabel(runtime::v1::ContainerState state) {
-  switch (state) {
-    case runtime::v1::CONTAINER_CREATED:
-      return "created";
-    case runtime::v1::CONTAINER_RUNNING:
-      return "running";
-    case runtime::v1::CONTAINER_EXITED:
-      return "exited";
-    default:
-      return "unknown";
-  }
-}
-
-}  // namespace
-
 class NodeMetrics::Collector : public prometheus::Collectable {
  public:
   explicit Collector(NodeState& state) : state_(&state) {}
@@ -49,7 +32,7 @@ class NodeMetrics::Collector : public prometheus::Collectable {
       std::lock_guard node_lock(state_->mutex);
       for (const auto& [id, pod] : state_->pods) pods[pod.ready ? "ready" : "notready"] += 1;
       for (const auto& [id, c] : state_->containers) {
-        containers[StateLabel(c.state)] += 1;
+        containers[ContainerStateWord(c.state)] += 1;
         // A shim lives as long as its container is not cleaned up; signal 0 only asks.
         if (c.shim_pid > 0 && ::kill(c.shim_pid, 0) == 0) shims += 1;
       }

@@ -42,6 +42,19 @@ std::string ContainerStateName(runtime::v1::ContainerState state) {
   return runtime::v1::ContainerState_Name(state);
 }
 
+std::string ContainerStateWord(runtime::v1::ContainerState state) {
+  switch (state) {
+    case runtime::v1::CONTAINER_CREATED:
+      return "created";
+    case runtime::v1::CONTAINER_RUNNING:
+      return "running";
+    case runtime::v1::CONTAINER_EXITED:
+      return "exited";
+    default:
+      return "unknown";
+  }
+}
+
 PodNamespaces OwnNamespaces(const runtime::v1::PodSandboxConfig& config) {
   const auto& options = config.linux().security_context().namespace_options();
   PodNamespaces own;

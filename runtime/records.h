@@ -56,6 +56,8 @@ int64_t NowNanos();
 // A new pod or container id: 64 hex digits, as containerd makes them.
 std::string NewId();
 std::string ContainerStateName(runtime::v1::ContainerState state);
+// The state as one lower-case word: created, running, exited, unknown (metrics, Docker's API).
+std::string ContainerStateWord(runtime::v1::ContainerState state);
 // The namespaces a pod config asks to be the pod's own (NODE means the host's).
 PodNamespaces OwnNamespaces(const runtime::v1::PodSandboxConfig& config);
 
