@@ -21,7 +21,6 @@ namespace kapal::runtime {
 inline constexpr char kImageVolumeSnapshotInfix[] = "-image-";
 
 struct BundleMountInputs {
-  std::string container_id;
   std::string snapshot_key;  // the container's writable snapshot
   std::string bundle;
   std::string shim_binary;

@@ -162,7 +162,6 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   if (c.stop_signal == 0) c.stop_signal = SIGTERM;
 
   BundleMountInputs mount_inputs;
-  mount_inputs.container_id = c.id;
   mount_inputs.snapshot_key = c.snapshot_key;
   mount_inputs.bundle = c.bundle;
   mount_inputs.shim_binary = handlers_.ShimBinary();

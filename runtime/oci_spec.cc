@@ -275,9 +275,8 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const SpecInputs& in) {
                                       std::pair{"gidMappings", &in.user_mappings.gids}}) {
       nlohmann::json list = nlohmann::json::array();
       for (const IdMap& map : *maps) {
-        nlohmann::json entry = nlohmann::json::object();
-        for (const auto& [key, value] : OciMapFields(map)) entry[key] = value;
-        list.push_back(entry);
+        list.push_back(
+            {{"containerID", map.container_id}, {"hostID", map.host_id}, {"size", map.length}});
       }
       linux[field] = list;
     }

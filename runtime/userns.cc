@@ -27,7 +27,7 @@ namespace {
 using runtime::v1::IDMapping;
 
 absl::StatusOr<std::vector<IdMap>> CheckedMaps(
-    const google::protobuf::RepeatedPtrField<IDMapping>& given, const char* what) {
+    const google::protobuf::RepeatedPtrField<IDMapping>& given, const std::string& what) {
   std::vector<IdMap> maps;
   for (const IDMapping& mapping : given) {
     IdMap map{mapping.container_id(), mapping.host_id(), mapping.length()};
@@ -64,11 +64,21 @@ absl::StatusOr<std::vector<IdMap>> CheckedMaps(
 absl::StatusOr<IdMappings> CheckedMappings(
     const google::protobuf::RepeatedPtrField<IDMapping>& uids,
     const google::protobuf::RepeatedPtrField<IDMapping>& gids, const std::string& what) {
-  absl::StatusOr<std::vector<IdMap>> checked_uids = CheckedMaps(uids, (what + "uid").c_str());
+  absl::StatusOr<std::vector<IdMap>> checked_uids = CheckedMaps(uids, what + "uid");
   if (!checked_uids.ok()) return checked_uids.status();
-  absl::StatusOr<std::vector<IdMap>> checked_gids = CheckedMaps(gids, (what + "gid").c_str());
+  absl::StatusOr<std::vector<IdMap>> checked_gids = CheckedMaps(gids, what + "gid");
   if (!checked_gids.ok()) return checked_gids.status();
   return IdMappings{std::move(*checked_uids), std::move(*checked_gids)};
+}
+
+// The comma-joined ranges kapal-shim --namespaces takes on its command line
+// ("CONTAINER_ID HOST_ID LENGTH,...", one /proc/PID/uid_map line each).
+std::string MapArgument(const std::vector<IdMap>& maps) {
+  std::vector<std::string> ranges;
+  for (const IdMap& map : maps) {
+    ranges.push_back(absl::StrCat(map.container_id, " ", map.host_id, " ", map.length));
+  }
+  return absl::StrJoin(ranges, ",");
 }
 
 int OpenTree(const std::string& path, unsigned flags) {
@@ -130,26 +140,6 @@ std::optional<uint32_t> HostIdOf(const std::vector<IdMap>& maps, uint32_t id) {
     }
   }
   return std::nullopt;
-}
-
-std::string MapArgument(const std::vector<IdMap>& maps) {
-  std::vector<std::string> ranges;
-  for (const IdMap& map : maps) {
-    ranges.push_back(absl::StrCat(map.container_id, " ", map.host_id, " ", map.length));
-  }
-  return absl::StrJoin(ranges, ",");
-}
-
-std::string MapFileText(const std::vector<IdMap>& maps) {
-  std::string text;
-  for (const IdMap& map : maps) {
-    absl::StrAppend(&text, map.container_id, " ", map.host_id, " ", map.length, "\n");
-  }
-  return text;
-}
-
-std::vector<std::pair<std::string, uint32_t>> OciMapFields(const IdMap& map) {
-  return {{"containerID", map.container_id}, {"hostID", map.host_id}, {"size", map.length}};
 }
 
 absl::Status PinUserNamespaces(const std::string& shim_binary, const std::string& dir,

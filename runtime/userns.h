@@ -47,13 +47,6 @@ absl::StatusOr<std::optional<IdMappings>> MountIdMappings(const runtime::v1::Mou
 // The host id that container id ID maps to; nullopt when ID is not mapped.
 std::optional<uint32_t> HostIdOf(const std::vector<IdMap>& maps, uint32_t id);
 
-// "CONTAINER_ID HOST_ID LENGTH" lines, as /proc/PID/uid_map takes them; and the comma-joined
-// form kapal-shim --namespaces takes on its command line ("0 65536 65536,...").
-std::string MapFileText(const std::vector<IdMap>& maps);
-std::string MapArgument(const std::vector<IdMap>& maps);
-// The OCI spec's linux.uidMappings form.
-std::vector<std::pair<std::string, uint32_t>> OciMapFields(const IdMap& map);
-
 // Which namespaces kapal-shim --namespaces makes besides the user namespace.
 struct OwnedNamespaces {
   bool network = false;
