@@ -1,11 +1,16 @@
 // The pod and container RPCs of runtime.v1.RuntimeService: requests checked and turned into
 // runtime::Runtime calls, records turned into CRI messages.
 
+#include <algorithm>
+#include <chrono>
+#include <memory>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cri/grpc_status.h"
 #include "cri/list_stream.h"
 #include "cri/runtime_service.h"
+#include "runtime/node_events.h"
 #include "runtime/signals.h"
 #include "runtime/stats.h"
 
@@ -69,6 +74,38 @@ void FillContainerStatus(const runtime::Container& c, runtime::v1::ContainerStat
   }
 }
 
+void FillPodSandboxStatus(const runtime::Pod& pod, runtime::v1::PodSandboxStatus* status) {
+  status->set_id(pod.id);
+  *status->mutable_metadata() = pod.config.metadata();
+  status->set_state(pod.ready ? SANDBOX_READY : SANDBOX_NOTREADY);
+  status->set_created_at(pod.created_at);
+  if (!pod.ips.empty()) {
+    status->mutable_network()->set_ip(pod.ips.front());
+    for (size_t i = 1; i < pod.ips.size(); ++i) {
+      status->mutable_network()->add_additional_ips()->set_ip(pod.ips[i]);
+    }
+  }
+  *status->mutable_linux()->mutable_namespaces()->mutable_options() =
+      pod.config.linux().security_context().namespace_options();
+  *status->mutable_labels() = pod.config.labels();
+  *status->mutable_annotations() = pod.config.annotations();
+  status->set_runtime_handler(pod.runtime_handler);
+}
+
+ContainerEventType CriEventType(runtime::LifecycleChange change) {
+  switch (change) {
+    case runtime::LifecycleChange::kCreated:
+      return CONTAINER_CREATED_EVENT;
+    case runtime::LifecycleChange::kStarted:
+      return CONTAINER_STARTED_EVENT;
+    case runtime::LifecycleChange::kStopped:
+      return CONTAINER_STOPPED_EVENT;
+    case runtime::LifecycleChange::kDeleted:
+      return CONTAINER_DELETED_EVENT;
+  }
+  return CONTAINER_CREATED_EVENT;
+}
+
 }  // namespace
 
 grpc::Status RuntimeService::RunPodSandbox(grpc::ServerContext*,
@@ -95,27 +132,24 @@ grpc::Status RuntimeService::RemovePodSandbox(grpc::ServerContext*,
 grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*,
                                               const PodSandboxStatusRequest* request,
                                               PodSandboxStatusResponse* response) {
+  // The time is taken before the statuses are read: kubelet (with the EventedPLEG gate) keeps
+  // the newest status by it, and these are at least as new as the time.
+  response->set_timestamp(runtime::NowNanos());
   absl::StatusOr<runtime::Pod> pod = runtime_.GetPod(request->pod_sandbox_id());
   if (!pod.ok()) return ToGrpcStatus(pod.status());
-  runtime::v1::PodSandboxStatus* status = response->mutable_status();
-  status->set_id(pod->id);
-  *status->mutable_metadata() = pod->config.metadata();
-  status->set_state(pod->ready ? SANDBOX_READY : SANDBOX_NOTREADY);
-  status->set_created_at(pod->created_at);
-  if (!pod->ips.empty()) {
-    status->mutable_network()->set_ip(pod->ips.front());
-    for (size_t i = 1; i < pod->ips.size(); ++i) {
-      status->mutable_network()->add_additional_ips()->set_ip(pod->ips[i]);
-    }
+  FillPodSandboxStatus(*pod, response->mutable_status());
+  // kubelet with the EventedPLEG gate takes the pod's containers from here, not from
+  // ListContainers (containerd and CRI-O fill them too), and it does not sort them: it takes the
+  // first status of a name as the container's latest, so the newest come first (oldest first,
+  // a restarted container looked exited and kubelet restarted it again and again).
+  std::vector<runtime::Container> containers = runtime_.ListContainersOf(pod->id);
+  std::sort(containers.begin(), containers.end(),
+            [](const runtime::Container& a, const runtime::Container& b) {
+              return a.created_at > b.created_at;
+            });
+  for (const runtime::Container& c : containers) {
+    FillContainerStatus(c, response->add_containers_statuses());
   }
-  *status->mutable_linux()->mutable_namespaces()->mutable_options() =
-      pod->config.linux().security_context().namespace_options();
-  *status->mutable_labels() = pod->config.labels();
-  *status->mutable_annotations() = pod->config.annotations();
-  status->set_runtime_handler(pod->runtime_handler);
-  response->set_timestamp(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count());
   if (request->verbose()) {
     nlohmann::json info = {{"dir", pod->dir},
                            {"netns", pod->own.network ? pod->dir + "/net" : ""},
@@ -258,6 +292,34 @@ grpc::Status RuntimeService::UpdatePodSandboxResources(
     UpdatePodSandboxResourcesResponse*) {
   return ToGrpcStatus(runtime_.UpdatePodResources(request->pod_sandbox_id(), request->overhead(),
                                                   request->resources()));
+}
+
+grpc::Status RuntimeService::GetContainerEvents(
+    grpc::ServerContext* context, const GetEventsRequest*,
+    grpc::ServerWriter<ContainerEventResponse>* writer) {
+  std::unique_ptr<runtime::NodeEvents::Subscription> subscription = runtime_.SubscribeEvents();
+  while (!context->IsCancelled()) {
+    // A bounded wait, so that a client gone quiet is noticed (IsCancelled) within a second.
+    absl::StatusOr<std::shared_ptr<const runtime::NodeEvent>> next =
+        subscription->Next(std::chrono::seconds(1));
+    if (!next.ok()) return ToGrpcStatus(next.status());
+    if (*next == nullptr) continue;
+    const runtime::NodeEvent& event = **next;
+    ContainerEventResponse response;
+    response.set_container_id(event.container_id);
+    response.set_container_event_type(CriEventType(event.change));
+    response.set_created_at(event.at);
+    // No pod: a container's event raced with its pod's removal; kubelet skips such events
+    // (the pod's own DELETED event has told it).
+    if (event.pod.has_value()) {
+      FillPodSandboxStatus(*event.pod, response.mutable_pod_sandbox_status());
+    }
+    for (const runtime::Container& c : event.containers) {
+      FillContainerStatus(c, response.add_containers_statuses());
+    }
+    if (!writer->Write(response)) break;  // the client went away
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status RuntimeService::ReopenContainerLog(grpc::ServerContext*,

@@ -88,6 +88,10 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
   grpc::Status StreamPodSandboxStats(
       grpc::ServerContext* context, const runtime::v1::StreamPodSandboxStatsRequest* request,
       grpc::ServerWriter<runtime::v1::StreamPodSandboxStatsResponse>* writer) override;
+  // Lifecycle events of pods and containers (evented PLEG), each with its pod's whole status.
+  grpc::Status GetContainerEvents(
+      grpc::ServerContext* context, const runtime::v1::GetEventsRequest* request,
+      grpc::ServerWriter<runtime::v1::ContainerEventResponse>* writer) override;
   grpc::Status UpdatePodSandboxResources(
       grpc::ServerContext* context, const runtime::v1::UpdatePodSandboxResourcesRequest* request,
       runtime::v1::UpdatePodSandboxResourcesResponse* response) override;
@@ -114,6 +118,13 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
   grpc::Status ListPodSandboxStats(grpc::ServerContext* context,
                                    const runtime::v1::ListPodSandboxStatsRequest* request,
                                    runtime::v1::ListPodSandboxStatsResponse* response) override;
+  // cAdvisor-style metrics (kubelet's PodAndContainerStatsFromCRI).
+  grpc::Status ListMetricDescriptors(grpc::ServerContext* context,
+                                     const runtime::v1::ListMetricDescriptorsRequest* request,
+                                     runtime::v1::ListMetricDescriptorsResponse* response) override;
+  grpc::Status ListPodSandboxMetrics(grpc::ServerContext* context,
+                                     const runtime::v1::ListPodSandboxMetricsRequest* request,
+                                     runtime::v1::ListPodSandboxMetricsResponse* response) override;
 
  private:
   runtime::Runtime& runtime_;

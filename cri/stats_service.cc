@@ -71,4 +71,22 @@ grpc::Status RuntimeService::StreamPodSandboxStats(
       [](runtime::v1::StreamPodSandboxStatsResponse& r) { return r.mutable_pod_sandbox_stats(); });
 }
 
+grpc::Status RuntimeService::ListMetricDescriptors(
+    grpc::ServerContext*, const runtime::v1::ListMetricDescriptorsRequest*,
+    runtime::v1::ListMetricDescriptorsResponse* response) {
+  for (runtime::v1::MetricDescriptor& descriptor : runtime_.MetricDescriptors()) {
+    *response->add_descriptors() = std::move(descriptor);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::ListPodSandboxMetrics(
+    grpc::ServerContext*, const runtime::v1::ListPodSandboxMetricsRequest*,
+    runtime::v1::ListPodSandboxMetricsResponse* response) {
+  for (runtime::v1::PodSandboxMetrics& metrics : runtime_.ListPodSandboxMetrics()) {
+    *response->add_pod_metrics() = std::move(metrics);
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace kapal::cri

@@ -264,6 +264,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
 
 void Daemon::Shutdown(std::chrono::milliseconds grace) {
   if (parts_ == nullptr) return;
+  // Event streams last as long as their clients: they end first, or Shutdown would wait for them.
+  if (parts_->runtime != nullptr) parts_->runtime->EndEventStreams();
   if (parts_->server != nullptr) {
     parts_->server->Shutdown(std::chrono::system_clock::now() + grace);
     parts_->server->Wait();

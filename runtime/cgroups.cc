@@ -220,11 +220,29 @@ absl::StatusOr<CgroupSample> ReadCgroup(CgroupLayout layout, const std::string& 
       return absl::NotFoundError(absl::StrCat("cgroup ", directory, " does not exist"));
     }
     std::map<std::string, uint64_t> cpu = ReadKeyedFile(dir + "/cpu.stat");
-    if (auto usec = Find(cpu, "usage_usec")) sample.cpu_usage_ns = *usec * 1000;
+    auto nanos = [&](const char* key) -> std::optional<uint64_t> {
+      std::optional<uint64_t> usec = Find(cpu, key);
+      return usec.has_value() ? std::optional<uint64_t>(*usec * 1000) : std::nullopt;
+    };
+    sample.cpu_usage_ns = nanos("usage_usec");
+    sample.cpu_user_ns = nanos("user_usec");
+    sample.cpu_system_ns = nanos("system_usec");
+    sample.cfs_periods = Find(cpu, "nr_periods");
+    sample.cfs_throttled_periods = Find(cpu, "nr_throttled");
+    sample.cfs_throttled_ns = nanos("throttled_usec");
     sample.memory_usage = ReadNumber(dir + "/memory.current");
-    TakeMemoryStat(ReadKeyedFile(dir + "/memory.stat"), "", "anon", sample);
+    std::map<std::string, uint64_t> memory = ReadKeyedFile(dir + "/memory.stat");
+    TakeMemoryStat(memory, "", "anon", sample);
+    sample.memory_cache = Find(memory, "file");
+    sample.memory_mapped_file = Find(memory, "file_mapped");
+    sample.memory_swap = ReadNumber(dir + "/memory.swap.current");
+    std::map<std::string, uint64_t> events = ReadKeyedFile(dir + "/memory.events");
+    sample.memory_failcnt = Find(events, "max");
+    sample.oom_kills = Find(events, "oom_kill");
+    sample.memory_max_usage = ReadNumber(dir + "/memory.peak");
     sample.memory_limit = Limit(ReadNumber(dir + "/memory.max"));  // "max" does not parse
     sample.processes = ReadNumber(dir + "/pids.current");
+    sample.processes_limit = ReadNumber(dir + "/pids.max");
     return sample;
   }
   // v1 and hybrid: the controllers' own hierarchies (runc puts containers there).
@@ -232,13 +250,31 @@ absl::StatusOr<CgroupSample> ReadCgroup(CgroupLayout layout, const std::string& 
   if (::access(memory_dir.c_str(), F_OK) != 0) {
     return absl::NotFoundError(absl::StrCat("cgroup ", directory, " does not exist"));
   }
-  sample.cpu_usage_ns =
-      ReadNumber(absl::StrCat(V1Hierarchy(root, "cpuacct"), directory, "/cpuacct.usage"));
+  std::string cpuacct_dir = absl::StrCat(V1Hierarchy(root, "cpuacct"), directory);
+  sample.cpu_usage_ns = ReadNumber(cpuacct_dir + "/cpuacct.usage");
+  // cpuacct.stat counts in clock ticks (USER_HZ).
+  std::map<std::string, uint64_t> ticks = ReadKeyedFile(cpuacct_dir + "/cpuacct.stat");
+  uint64_t tick_ns = 1'000'000'000 / static_cast<uint64_t>(std::max(1L, ::sysconf(_SC_CLK_TCK)));
+  if (auto user = Find(ticks, "user")) sample.cpu_user_ns = *user * tick_ns;
+  if (auto system = Find(ticks, "system")) sample.cpu_system_ns = *system * tick_ns;
+  std::map<std::string, uint64_t> cpu =
+      ReadKeyedFile(absl::StrCat(V1Hierarchy(root, "cpu"), directory, "/cpu.stat"));
+  sample.cfs_periods = Find(cpu, "nr_periods");
+  sample.cfs_throttled_periods = Find(cpu, "nr_throttled");
+  sample.cfs_throttled_ns = Find(cpu, "throttled_time");
   sample.memory_usage = ReadNumber(memory_dir + "/memory.usage_in_bytes");
-  TakeMemoryStat(ReadKeyedFile(memory_dir + "/memory.stat"), "total_", "rss", sample);
+  std::map<std::string, uint64_t> memory = ReadKeyedFile(memory_dir + "/memory.stat");
+  TakeMemoryStat(memory, "total_", "rss", sample);
+  sample.memory_cache = Find(memory, "total_cache");
+  sample.memory_mapped_file = Find(memory, "total_mapped_file");
+  sample.memory_swap = Find(memory, "total_swap");
+  sample.memory_failcnt = ReadNumber(memory_dir + "/memory.failcnt");
+  sample.memory_max_usage = ReadNumber(memory_dir + "/memory.max_usage_in_bytes");
+  sample.oom_kills = Find(ReadKeyedFile(memory_dir + "/memory.oom_control"), "oom_kill");
   sample.memory_limit = Limit(ReadNumber(memory_dir + "/memory.limit_in_bytes"));
-  sample.processes =
-      ReadNumber(absl::StrCat(V1Hierarchy(root, "pids"), directory, "/pids.current"));
+  std::string pids_dir = absl::StrCat(V1Hierarchy(root, "pids"), directory);
+  sample.processes = ReadNumber(pids_dir + "/pids.current");
+  sample.processes_limit = ReadNumber(pids_dir + "/pids.max");
   return sample;
 }
 

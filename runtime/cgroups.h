@@ -62,6 +62,19 @@ struct CgroupSample {
   std::optional<uint64_t> page_faults;
   std::optional<uint64_t> major_page_faults;
   std::optional<uint64_t> processes;
+  // More of the same files, for the cAdvisor-style metrics (ListPodSandboxMetrics).
+  std::optional<uint64_t> cpu_user_ns;
+  std::optional<uint64_t> cpu_system_ns;
+  std::optional<uint64_t> cfs_periods;
+  std::optional<uint64_t> cfs_throttled_periods;
+  std::optional<uint64_t> cfs_throttled_ns;
+  std::optional<uint64_t> memory_cache;
+  std::optional<uint64_t> memory_mapped_file;
+  std::optional<uint64_t> memory_swap;
+  std::optional<uint64_t> memory_failcnt;    // times the limit was hit
+  std::optional<uint64_t> memory_max_usage;  // the peak
+  std::optional<uint64_t> oom_kills;
+  std::optional<uint64_t> processes_limit;  // unset when unlimited
 };
 
 // Reads the cgroup at DIRECTORY (see Cgroups::Directory) below ROOT: v1 controllers (cpuacct,

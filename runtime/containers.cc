@@ -38,7 +38,8 @@ constexpr std::chrono::seconds kKillWait(10);
 Containers::Containers(const Options& options, const Cgroups& cgroups, NodeState& state,
                        RecordStore& records, const Handlers& handlers, ExitMonitor& exits,
                        images::ImageStore& images, snapshotter::Snapshotter& snapshots,
-                       PhaseMetrics& phases, NodeMetrics& metrics, base::Logger& logger)
+                       PhaseMetrics& phases, NodeMetrics& metrics, NodeEvents& events,
+                       base::Logger& logger)
     : options_(options),
       cgroups_(cgroups),
       state_(state),
@@ -49,6 +50,7 @@ Containers::Containers(const Options& options, const Cgroups& cgroups, NodeState
       snapshots_(snapshots),
       phases_(phases),
       metrics_(metrics),
+      events_(events),
       logger_(logger) {}
 
 absl::StatusOr<const Handler*> Containers::HandlerOfLocked(const Container& c) const {
@@ -270,6 +272,7 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   std::string id = c.id;
   std::lock_guard lock(state_.mutex);
   state_.containers[id] = std::move(c);
+  events_.PublishLocked(LifecycleChange::kCreated, id, pod.id);
   logger_.Info("container ", meta.name(), " created as ", id, " in pod ", pod.id);
   logger_.Debug("container ", id, " created in ", timer.Summary());
   return id;
@@ -336,6 +339,7 @@ absl::Status Containers::Start(const std::string& id_or_prefix) {
     (void)records_.SaveContainer(c);
     state_.containers_changed.notify_all();
     metrics_.ContainerExited(c.reason);
+    events_.PublishLocked(LifecycleChange::kStopped, c.id, c.pod_id);
     return Annotate(started, "start container " + c.id);
   }
   metrics_.ContainerStarted();
@@ -343,6 +347,7 @@ absl::Status Containers::Start(const std::string& id_or_prefix) {
   // The exit monitor may have seen a short process end already; then it stays exited.
   if (c.state == runtime::v1::CONTAINER_CREATED) c.state = runtime::v1::CONTAINER_RUNNING;
   absl::Status saved = records_.SaveContainer(c);
+  events_.PublishLocked(LifecycleChange::kStarted, c.id, c.pod_id);
   // A container that ends at once may have exited already.
   exits_.RefreshLocked(c);
   timer.Mark("record");
@@ -466,8 +471,10 @@ absl::Status Containers::Remove(const std::string& id_or_prefix) {
   auto found = state_.containers.find(id);
   if (found == state_.containers.end()) return absl::OkStatus();  // the other remove was first
   if (absl::Status deleted = records_.DeleteContainer(id); !deleted.ok()) return deleted;
+  std::string pod_id = found->second.pod_id;
   state_.containers.erase(found);
   state_.containers_changed.notify_all();
+  events_.PublishLocked(LifecycleChange::kDeleted, id, pod_id);
   timer.Mark("record");
   return absl::OkStatus();
 }
@@ -584,13 +591,15 @@ absl::Status Containers::Recreate(const std::string& id_or_prefix) {
   now.started_at = 0;
   now.finished_at = 0;
   state_.containers_changed.notify_all();
+  events_.PublishLocked(LifecycleChange::kCreated, now.id, now.pod_id);
   return records_.SaveContainer(now);
 }
 
-std::vector<Container> Containers::List() {
+std::vector<Container> Containers::List(const std::string& pod_id) {
   std::lock_guard lock(state_.mutex);
   std::vector<Container> list;
   for (auto& [id, c] : state_.containers) {
+    if (!pod_id.empty() && c.pod_id != pod_id) continue;
     exits_.RefreshLocked(c);
     list.push_back(c);
   }

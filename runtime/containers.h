@@ -16,6 +16,7 @@
 #include "runtime/exit_monitor.h"
 #include "runtime/handlers.h"
 #include "runtime/host_facts.h"
+#include "runtime/node_events.h"
 #include "runtime/node_metrics.h"
 #include "runtime/node_state.h"
 #include "runtime/options.h"
@@ -49,7 +50,7 @@ class Containers {
   Containers(const Options& options, const Cgroups& cgroups, NodeState& state, RecordStore& records,
              const Handlers& handlers, ExitMonitor& exits, images::ImageStore& images,
              snapshotter::Snapshotter& snapshots, PhaseMetrics& phases, NodeMetrics& metrics,
-             base::Logger& logger);
+             NodeEvents& events, base::Logger& logger);
 
   absl::StatusOr<std::string> Create(const std::string& pod_id,
                                      const runtime::v1::ContainerConfig& config);
@@ -60,7 +61,8 @@ class Containers {
   // Stops it first; an unknown id is fine (idempotent).
   absl::Status Remove(const std::string& id);
   absl::StatusOr<Container> Get(const std::string& id);
-  std::vector<Container> List();
+  // Every container, or only POD_ID's.
+  std::vector<Container> List(const std::string& pod_id = "");
   // SIGNAL to a running container's process (FAILED_PRECONDITION when it is not running).
   absl::Status Signal(const std::string& id, int signal);
   // Blocks until the container has exited (returned) or is gone (NOT_FOUND), for at most
@@ -117,6 +119,7 @@ class Containers {
   snapshotter::Snapshotter& snapshots_;
   PhaseMetrics& phases_;
   NodeMetrics& metrics_;
+  NodeEvents& events_;
   base::Logger& logger_;
   BundleMounts bundle_mounts_{images_, snapshots_};
 };

@@ -31,11 +31,13 @@ bool AwaitExitRecord(const std::string& bundle, std::chrono::milliseconds limit)
 }
 
 ExitMonitor::ExitMonitor(NodeState& state, RecordStore& records, const Handlers& handlers,
-                         NodeMetrics& metrics, base::Logger& logger, std::string exit_dir)
+                         NodeMetrics& metrics, NodeEvents& events, base::Logger& logger,
+                         std::string exit_dir)
     : state_(state),
       records_(records),
       handlers_(handlers),
       metrics_(metrics),
+      events_(events),
       logger_(logger),
       exit_dir_(std::move(exit_dir)) {}
 
@@ -142,6 +144,7 @@ void ExitMonitor::RefreshLocked(Container& c) {
     return;
   }
   state_.containers_changed.notify_all();
+  events_.PublishLocked(LifecycleChange::kStopped, c.id, c.pod_id);
   if (absl::Status saved = records_.SaveContainer(c); !saved.ok()) {
     logger_.Error("container ", c.id, ": cannot record its exit: ", saved.message());
   } else {

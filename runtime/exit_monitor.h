@@ -8,6 +8,7 @@
 #include "base/logger.h"
 #include "base/unique_fd.h"
 #include "runtime/handlers.h"
+#include "runtime/node_events.h"
 #include "runtime/node_metrics.h"
 #include "runtime/node_state.h"
 #include "runtime/records.h"
@@ -25,7 +26,7 @@ bool AwaitExitRecord(const std::string& bundle, std::chrono::milliseconds limit)
 class ExitMonitor {
  public:
   ExitMonitor(NodeState& state, RecordStore& records, const Handlers& handlers,
-              NodeMetrics& metrics, base::Logger& logger, std::string exit_dir);
+              NodeMetrics& metrics, NodeEvents& events, base::Logger& logger, std::string exit_dir);
   ~ExitMonitor();  // stops the watcher thread
 
   // Records the exits noted so far, then watches for more.
@@ -47,6 +48,7 @@ class ExitMonitor {
   RecordStore& records_;
   const Handlers& handlers_;
   NodeMetrics& metrics_;
+  NodeEvents& events_;
   base::Logger& logger_;
   std::string exit_dir_;
   base::UniqueFd exit_watch_;  // inotify on exit_dir_

@@ -14,6 +14,7 @@
 #include "runtime/node_state.h"
 #include "runtime/pod_cidr.h"
 #include "runtime/recovery.h"
+#include "runtime/sandbox_metrics.h"
 #include "runtime/sandboxes.h"
 #include "runtime/stats.h"
 
@@ -38,11 +39,12 @@ struct Runtime::Parts {
         handlers(options, host),
         phases(metrics),
         node_metrics(metrics, state),
+        events(state, metrics),
         cgroups(ResolveCgroupDriver(options.cgroup_driver, host), host.cgroup_layout, host.cgroups),
-        exits(state, records, handlers, node_metrics, logger, options.state_dir + "/exits"),
+        exits(state, records, handlers, node_metrics, events, logger, options.state_dir + "/exits"),
         containers(options, cgroups, state, records, handlers, exits, image_records, snapshots,
-                   phases, node_metrics, logger),
-        sandboxes(options, cgroups, state, records, handlers, containers, phases, logger),
+                   phases, node_metrics, events, logger),
+        sandboxes(options, cgroups, state, records, handlers, containers, phases, events, logger),
         stats(cgroups, host.cgroup_layout, state, snapshots, options.root_dir + "/snapshotter"),
         recovery(options, state, records, handlers, containers, sandboxes, exits, snapshots,
                  logger) {}
@@ -56,6 +58,7 @@ struct Runtime::Parts {
   Handlers handlers;
   PhaseMetrics phases;
   NodeMetrics node_metrics;
+  NodeEvents events;
   Cgroups cgroups;
   ExitMonitor exits;
   Containers containers;
@@ -115,6 +118,9 @@ absl::StatusOr<Container> Runtime::GetContainer(const std::string& id) {
   return parts_->containers.Get(id);
 }
 std::vector<Container> Runtime::ListContainers() { return parts_->containers.List(); }
+std::vector<Container> Runtime::ListContainersOf(const std::string& pod_id) {
+  return parts_->containers.List(pod_id);
+}
 absl::Status Runtime::SignalContainer(const std::string& id, int signal) {
   return parts_->containers.Signal(id, signal);
 }
@@ -194,12 +200,24 @@ std::vector<runtime::v1::ContainerStats> Runtime::ListContainerStats(
 absl::StatusOr<runtime::v1::PodSandboxStats> Runtime::PodSandboxStats(const std::string& id) {
   return parts_->stats.OfPod(id);
 }
+std::vector<runtime::v1::MetricDescriptor> Runtime::MetricDescriptors() const {
+  return SandboxMetricDescriptors();
+}
+std::vector<runtime::v1::PodSandboxMetrics> Runtime::ListPodSandboxMetrics() {
+  return parts_->stats.MetricsOfPods();
+}
+
 std::vector<runtime::v1::PodSandboxStats> Runtime::ListPodSandboxStats(
     const runtime::v1::PodSandboxStatsFilter& filter) {
   return parts_->stats.OfPods(filter);
 }
 
 Images& Runtime::images() { return parts_->images; }
+
+std::unique_ptr<NodeEvents::Subscription> Runtime::SubscribeEvents() {
+  return parts_->events.Subscribe();
+}
+void Runtime::EndEventStreams() { parts_->events.Close(); }
 
 Condition Runtime::RuntimeReady() const { return CheckRuntimeReady(parts_->options); }
 Condition Runtime::NetworkReady() const { return CheckNetworkReady(parts_->options); }

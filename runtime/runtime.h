@@ -24,6 +24,7 @@
 #include "runtime/handlers.h"
 #include "runtime/host_facts.h"
 #include "runtime/images.h"
+#include "runtime/node_events.h"
 #include "runtime/options.h"
 #include "runtime/readiness.h"
 #include "runtime/records.h"
@@ -65,6 +66,8 @@ class Runtime {
   absl::Status RemoveContainer(const std::string& id);
   absl::StatusOr<Container> GetContainer(const std::string& id);
   std::vector<Container> ListContainers();
+  // The containers of the pod with this full id.
+  std::vector<Container> ListContainersOf(const std::string& pod_id);
   // For the Docker API (CRI has none of these): a signal to a running container, a wait for its
   // exit (see Containers::WaitForExit), an exited container made created again.
   absl::Status SignalContainer(const std::string& id, int signal);
@@ -94,8 +97,17 @@ class Runtime {
   absl::StatusOr<runtime::v1::PodSandboxStats> PodSandboxStats(const std::string& id);
   std::vector<runtime::v1::PodSandboxStats> ListPodSandboxStats(
       const runtime::v1::PodSandboxStatsFilter& filter);
+  // cAdvisor-style metrics of every pod and container, and their descriptors
+  // (sandbox_metrics.h).
+  std::vector<runtime::v1::MetricDescriptor> MetricDescriptors() const;
+  std::vector<runtime::v1::PodSandboxMetrics> ListPodSandboxMetrics();
 
   Images& images();
+
+  // The node's lifecycle events, for as long as the subscription is held (see NodeEvents).
+  std::unique_ptr<NodeEvents::Subscription> SubscribeEvents();
+  // Ends every event subscription now (kapald stopping), so no stream holds the doors open.
+  void EndEventStreams();
 
   // The node.
   Condition RuntimeReady() const;

@@ -83,7 +83,7 @@ CniPod CniPodOf(const Pod& pod) {
 
 Sandboxes::Sandboxes(const Options& options, const Cgroups& cgroups, NodeState& state,
                      RecordStore& records, const Handlers& handlers, Containers& containers,
-                     PhaseMetrics& phases, base::Logger& logger)
+                     PhaseMetrics& phases, NodeEvents& events, base::Logger& logger)
     : options_(options),
       cgroups_(cgroups),
       state_(state),
@@ -91,6 +91,7 @@ Sandboxes::Sandboxes(const Options& options, const Cgroups& cgroups, NodeState& 
       handlers_(handlers),
       containers_(containers),
       phases_(phases),
+      events_(events),
       logger_(logger) {}
 
 void Sandboxes::StopInfra(Pod& pod) {
@@ -314,6 +315,9 @@ absl::StatusOr<std::string> Sandboxes::Run(const PodSandboxConfig& config,
   std::string id = pod.id;
   std::lock_guard lock(state_.mutex);
   state_.pods[id] = std::move(pod);
+  // As containerd: the pod's own events carry its id as the container's.
+  events_.PublishLocked(LifecycleChange::kCreated, id, id);
+  events_.PublishLocked(LifecycleChange::kStarted, id, id);
   logger_.Info("pod ", meta.namespace_(), "/", meta.name(), " runs as ", id);
   logger_.Debug("pod ", id, " made in ", timer.Summary());
   return id;
@@ -376,7 +380,10 @@ absl::Status Sandboxes::Stop(const std::string& id_or_prefix) {
     std::lock_guard lock(state_.mutex);
     auto found = state_.pods.find(id);
     if (found == state_.pods.end()) return absl::OkStatus();
-    found->second.ready = false;
+    if (found->second.ready) {
+      found->second.ready = false;
+      events_.PublishLocked(LifecycleChange::kStopped, id, id);
+    }
     pod = found->second;
   }
   StopInfra(pod);
@@ -452,6 +459,9 @@ absl::Status Sandboxes::Remove(const std::string& id_or_prefix) {
   auto found = state_.pods.find(id);
   if (found == state_.pods.end()) return absl::OkStatus();  // the other remove was first
   if (absl::Status deleted = records_.DeletePod(id); !deleted.ok()) return deleted;
+  // Sent while the record is still there: the event carries the pod's last status (kubelet
+  // needs its metadata to know whose entry to drop).
+  events_.PublishLocked(LifecycleChange::kDeleted, id, id);
   state_.pods.erase(found);
   timer.Mark("record");
   logger_.Info("pod ", id, " removed");

@@ -8,6 +8,7 @@
 #include "runtime/cgroups.h"
 #include "runtime/containers.h"
 #include "runtime/handlers.h"
+#include "runtime/node_events.h"
 #include "runtime/node_state.h"
 #include "runtime/options.h"
 #include "runtime/phase_timer.h"
@@ -22,7 +23,7 @@ class Sandboxes {
  public:
   Sandboxes(const Options& options, const Cgroups& cgroups, NodeState& state, RecordStore& records,
             const Handlers& handlers, Containers& containers, PhaseMetrics& phases,
-            base::Logger& logger);
+            NodeEvents& events, base::Logger& logger);
 
   absl::StatusOr<std::string> Run(const runtime::v1::PodSandboxConfig& config,
                                   const std::string& runtime_handler);
@@ -59,6 +60,7 @@ class Sandboxes {
   const Handlers& handlers_;
   Containers& containers_;
   PhaseMetrics& phases_;
+  NodeEvents& events_;
   base::Logger& logger_;
 };
 

@@ -12,6 +12,7 @@
 #include "base/files.h"
 #include "base/unique_fd.h"
 #include "runtime/namespaces.h"
+#include "runtime/sandbox_metrics.h"
 
 namespace kapal::runtime {
 
@@ -36,14 +37,15 @@ bool LabelsMatch(const google::protobuf::Map<std::string, std::string>& labels,
   return true;
 }
 
-absl::StatusOr<runtime::v1::NetworkUsage> ReadNetworkUsage(const std::string& netns_path) {
+absl::StatusOr<std::vector<InterfaceCounters>> ReadInterfaceCounters(
+    const std::string& netns_path) {
   // /proc/thread-self/net shows the counters of the thread's own namespace.
   absl::StatusOr<std::string> table;
   absl::Status entered =
       InNetworkNamespace(netns_path, [&] { table = base::ReadFile("/proc/thread-self/net/dev"); });
   if (!entered.ok()) return entered;
   if (!table.ok()) return table.status();
-  runtime::v1::NetworkUsage usage;
+  std::vector<InterfaceCounters> all;
   for (absl::string_view line : absl::StrSplit(*table, '\n', absl::SkipEmpty())) {
     size_t colon = line.find(':');
     if (colon == absl::string_view::npos) continue;  // the two header lines
@@ -51,19 +53,32 @@ absl::StatusOr<runtime::v1::NetworkUsage> ReadNetworkUsage(const std::string& ne
     if (name == "lo") continue;
     std::vector<absl::string_view> fields =
         absl::StrSplit(line.substr(colon + 1), ' ', absl::SkipEmpty());
-    if (fields.size() < 11) continue;
-    uint64_t rx_bytes = 0, rx_errors = 0, tx_bytes = 0, tx_errors = 0;
-    (void)absl::SimpleAtoi(fields[0], &rx_bytes);
-    (void)absl::SimpleAtoi(fields[2], &rx_errors);
-    (void)absl::SimpleAtoi(fields[8], &tx_bytes);
-    (void)absl::SimpleAtoi(fields[10], &tx_errors);
+    if (fields.size() < 12) continue;
+    // receive: bytes packets errs drop fifo frame compressed multicast; then transmit.
+    InterfaceCounters counters;
+    counters.name = name;
+    uint64_t* targets[] = {&counters.rx_bytes,   &counters.rx_packets, &counters.rx_errors,
+                           &counters.rx_dropped, &counters.tx_bytes,   &counters.tx_packets,
+                           &counters.tx_errors,  &counters.tx_dropped};
+    const size_t columns[] = {0, 1, 2, 3, 8, 9, 10, 11};
+    for (size_t i = 0; i < 8; ++i) (void)absl::SimpleAtoi(fields[columns[i]], targets[i]);
+    all.push_back(std::move(counters));
+  }
+  return all;
+}
+
+absl::StatusOr<runtime::v1::NetworkUsage> ReadNetworkUsage(const std::string& netns_path) {
+  absl::StatusOr<std::vector<InterfaceCounters>> counters = ReadInterfaceCounters(netns_path);
+  if (!counters.ok()) return counters.status();
+  runtime::v1::NetworkUsage usage;
+  for (const InterfaceCounters& counted : *counters) {
     runtime::v1::NetworkInterfaceUsage* interface = usage.add_interfaces();
-    interface->set_name(name);
-    interface->mutable_rx_bytes()->set_value(rx_bytes);
-    interface->mutable_rx_errors()->set_value(rx_errors);
-    interface->mutable_tx_bytes()->set_value(tx_bytes);
-    interface->mutable_tx_errors()->set_value(tx_errors);
-    if (name == "eth0") *usage.mutable_default_interface() = *interface;
+    interface->set_name(counted.name);
+    interface->mutable_rx_bytes()->set_value(counted.rx_bytes);
+    interface->mutable_rx_errors()->set_value(counted.rx_errors);
+    interface->mutable_tx_bytes()->set_value(counted.tx_bytes);
+    interface->mutable_tx_errors()->set_value(counted.tx_errors);
+    if (counted.name == "eth0") *usage.mutable_default_interface() = *interface;
   }
   usage.set_timestamp(NowNanos());
   return usage;
@@ -116,12 +131,55 @@ runtime::v1::ContainerStats Stats::Measure(const Container& c, const Pod* pod) {
   runtime::v1::FilesystemUsage* layer = stats.mutable_writable_layer();
   layer->set_timestamp(now);
   layer->mutable_fs_id()->set_mountpoint(snapshots_root_);
-  if (absl::StatusOr<snapshotter::Info> info = snapshots_.Stat(c.snapshot_key); info.ok()) {
-    base::TreeUsage usage = base::MeasureTree(info->directory + "/fs");
-    layer->mutable_used_bytes()->set_value(static_cast<uint64_t>(usage.bytes));
-    layer->mutable_inodes_used()->set_value(static_cast<uint64_t>(usage.inodes));
+  if (std::optional<base::TreeUsage> usage = WritableLayerUsage(c); usage.has_value()) {
+    layer->mutable_used_bytes()->set_value(static_cast<uint64_t>(usage->bytes));
+    layer->mutable_inodes_used()->set_value(static_cast<uint64_t>(usage->inodes));
   }
   return stats;
+}
+
+std::optional<base::TreeUsage> Stats::WritableLayerUsage(const Container& c) {
+  absl::StatusOr<snapshotter::Info> info = snapshots_.Stat(c.snapshot_key);
+  if (!info.ok()) return std::nullopt;
+  return base::MeasureTree(info->directory + "/fs");
+}
+
+std::vector<runtime::v1::PodSandboxMetrics> Stats::MetricsOfPods() {
+  std::vector<PodMeasurement> chosen;
+  {
+    std::lock_guard lock(state_.mutex);
+    for (const auto& [id, pod] : state_.pods) {
+      PodMeasurement& measured = chosen.emplace_back();
+      measured.pod = pod;
+      for (const auto& [cid, c] : state_.containers) {
+        if (c.pod_id == id && Measurable(c)) measured.containers.emplace_back().container = c;
+      }
+    }
+  }
+  // The reading happens without the node lock.
+  for (PodMeasurement& measured : chosen) {
+    measured.cgroup = cgroups_.PodParent(measured.pod);
+    absl::StatusOr<CgroupSample> sample = ReadCgroup(layout_, cgroups_.Directory(measured.cgroup));
+    if (sample.ok()) measured.sample = *sample;
+    if (measured.pod.ready && measured.pod.own.network) {
+      absl::StatusOr<std::vector<InterfaceCounters>> interfaces =
+          ReadInterfaceCounters(measured.pod.dir + "/net");
+      if (interfaces.ok()) measured.interfaces = std::move(*interfaces);
+    }
+    for (ContainerMeasurement& container : measured.containers) {
+      container.cgroup = cgroups_.ContainerPath(measured.pod, container.container.id);
+      absl::StatusOr<CgroupSample> of = ReadCgroup(layout_, cgroups_.Directory(container.cgroup));
+      if (of.ok()) container.sample = *of;
+      if (std::optional<base::TreeUsage> usage = WritableLayerUsage(container.container)) {
+        container.writable_layer_bytes = static_cast<uint64_t>(usage->bytes);
+      }
+      container.writable_layer_device = snapshots_root_;
+    }
+  }
+  std::vector<runtime::v1::PodSandboxMetrics> all;
+  int64_t now = NowNanos();
+  for (const PodMeasurement& measured : chosen) all.push_back(SandboxMetricsOf(measured, now));
+  return all;
 }
 
 absl::StatusOr<runtime::v1::ContainerStats> Stats::OfContainer(const std::string& id) {

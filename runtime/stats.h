@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "api/cri_messages.h"
+#include "base/files.h"
 #include "runtime/cgroups.h"
 #include "runtime/node_state.h"
 #include "snapshotter/snapshotter.h"
@@ -36,12 +37,16 @@ class Stats {
   absl::StatusOr<runtime::v1::PodSandboxStats> OfPod(const std::string& id);
   std::vector<runtime::v1::PodSandboxStats> OfPods(
       const runtime::v1::PodSandboxStatsFilter& filter);
+  // CRI's ListPodSandboxMetrics: every pod's, see sandbox_metrics.h.
+  std::vector<runtime::v1::PodSandboxMetrics> MetricsOfPods();
 
  private:
   runtime::v1::ContainerStats Measure(const Container& container, const Pod* pod);
   runtime::v1::PodSandboxStats MeasurePod(const Pod& pod, const std::vector<Container>& containers);
   void FillCpuAndMemory(const std::string& key, const CgroupSample& sample, int64_t now,
                         runtime::v1::CpuUsage* cpu, runtime::v1::MemoryUsage* memory);
+  // Bytes and inodes of the container's writable layer; none when it has no snapshot.
+  std::optional<base::TreeUsage> WritableLayerUsage(const Container& c);
   // CPU use since the last sample of KEY, in nano-cores (0 on the first sample).
   uint64_t NanoCores(const std::string& key, uint64_t usage_ns, int64_t now_ns);
 
@@ -54,7 +59,15 @@ class Stats {
   std::map<std::string, std::pair<int64_t, uint64_t>> last_cpu_;  // key -> (time, usage)
 };
 
-// The interfaces of the network namespace pinned at NETNS_PATH, lo left out: eth0 as the default.
+// One interface's counters from /proc/net/dev.
+struct InterfaceCounters {
+  std::string name;
+  uint64_t rx_bytes = 0, rx_packets = 0, rx_errors = 0, rx_dropped = 0;
+  uint64_t tx_bytes = 0, tx_packets = 0, tx_errors = 0, tx_dropped = 0;
+};
+// The interfaces of the network namespace pinned at NETNS_PATH, lo left out.
+absl::StatusOr<std::vector<InterfaceCounters>> ReadInterfaceCounters(const std::string& netns_path);
+// The same as CRI's NetworkUsage: eth0 as the default.
 absl::StatusOr<runtime::v1::NetworkUsage> ReadNetworkUsage(const std::string& netns_path);
 
 // True when LABELS has every key of SELECTOR with its value (CRI's label_selector).

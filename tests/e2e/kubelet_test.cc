@@ -59,7 +59,15 @@ std::string KubeletGet(const std::string& path) {
   return OutputOf({"curl", "-sk", "--max-time", "10", kKubeletApi + path});
 }
 
-class KubeletTest : public ::testing::Test {
+// kubelet's feature gates for one run (run.sh's KUBELET_GATES): the default run, and one where
+// kubelet takes pod changes from kapald's event stream (EventedPLEG) and its stats and
+// /metrics/cadvisor from kapald's CRI stats and metrics (PodAndContainerStatsFromCRI).
+struct KubeletGates {
+  const char* name;
+  const char* gates;
+};
+
+class KubeletTest : public ::testing::TestWithParam<KubeletGates> {
  protected:
   void SetUp() override {
     if (::access((kShared + "/kubelet/bin/kubelet").c_str(), X_OK) != 0 ||
@@ -93,6 +101,7 @@ class KubeletTest : public ::testing::Test {
     options.stdout_path = dir_->Join("run.log");
     options.stderr_path = dir_->Join("run.log");
     options.environment["KUBELET_WAIT"] = "400";
+    if (*GetParam().gates != '\0') options.environment["KUBELET_GATES"] = GetParam().gates;
     absl::StatusOr<base::ChildProcess> harness =
         base::ChildProcess::Spawn({kShared + "/critest/run.sh", "--kapald", KAPALD_BINARY,
                                    "--kubelet", manifests_, "--out", dir_->Join("out")},
@@ -162,6 +171,16 @@ class KubeletTest : public ::testing::Test {
     return nlohmann::json::object();
   }
 
+  // The value of the first sample of metric NAME (without labels) in a Prometheus text, or -1.
+  static double MetricValue(const std::string& text, const std::string& name) {
+    for (absl::string_view line : absl::StrSplit(text, '\n')) {
+      if (!absl::StartsWith(line, name + " ") && !absl::StartsWith(line, name + "{")) continue;
+      double value = -1;
+      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) return value;
+    }
+    return -1;
+  }
+
   static std::string Logs(const std::string& pod, const std::string& container,
                           const std::string& query = "") {
     return KubeletGet(absl::StrCat("/containerLogs/default/", pod, "/", container, query));
@@ -185,7 +204,7 @@ class KubeletTest : public ::testing::Test {
   std::optional<base::ChildProcess> harness_;
 };
 
-TEST_F(KubeletTest, RunsEveryPodAndReportsWhatKapaldDid) {
+TEST_P(KubeletTest, RunsEveryPodAndReportsWhatKapaldDid) {
   std::map<std::string, nlohmann::json> pods = WaitForPods();
   for (const std::string& name : pods_) {
     ASSERT_TRUE(pods.count(name) > 0 && AllRunning(pods[name]))
@@ -272,7 +291,34 @@ TEST_F(KubeletTest, RunsEveryPodAndReportsWhatKapaldDid) {
     }
   }
   EXPECT_TRUE(web_stats) << summary.dump().substr(0, 2000);
+
+  if (std::string(GetParam().gates).empty()) return;
+  // Evented PLEG: kubelet subscribed to kapald's events and never lost the stream (it would
+  // count an error and fall back to relisting).
+  std::string kubelet_metrics = KubeletGet("/metrics");
+  EXPECT_GE(MetricValue(kubelet_metrics, "kubelet_evented_pleg_connection_success_count"), 1)
+      << kubelet_metrics.substr(0, 2000);
+  EXPECT_EQ(MetricValue(kubelet_metrics, "kubelet_evented_pleg_connection_error_count"), 0);
+  // /metrics/cadvisor from kapald's ListPodSandboxMetrics.
+  std::string cadvisor = KubeletGet("/metrics/cadvisor");
+  bool sidecar_memory = false;
+  for (absl::string_view line : absl::StrSplit(cadvisor, '\n')) {
+    if (absl::StartsWith(line, "container_memory_working_set_bytes{") &&
+        absl::StrContains(line, "container=\"sidecar\"") &&
+        absl::StrContains(line, "pod=\"web-kapal-node\"")) {
+      sidecar_memory = true;
+    }
+  }
+  EXPECT_TRUE(sidecar_memory) << cadvisor.substr(0, 3000);
+  EXPECT_THAT(cadvisor, HasSubstr("container_network_receive_bytes_total{"));
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Gates, KubeletTest,
+    ::testing::Values(KubeletGates{"Default", ""},
+                      KubeletGates{"EventedPlegAndCriStats",
+                                   "EventedPLEG: true, PodAndContainerStatsFromCRI: true"}),
+    [](const ::testing::TestParamInfo<KubeletGates>& run) { return run.param.name; });
 
 }  // namespace
 }  // namespace kapal::testing

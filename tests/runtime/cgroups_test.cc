@@ -1,6 +1,7 @@
 #include "runtime/cgroups.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "base/files.h"
 #include "base/temp_dir.h"
@@ -39,10 +40,15 @@ TEST(CgroupsTest, PathsForEachDriver) {
 TEST(CgroupsTest, ReadsV2Files) {
   absl::StatusOr<base::TempDir> root = base::TempDir::Create("cgroup-v2");
   ASSERT_TRUE(root.ok());
-  Write(*root, "pod/c/cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n");
+  Write(*root, "pod/c/cpu.stat",
+        "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 9\nnr_throttled 2\n"
+        "throttled_usec 4\n");
+  Write(*root, "pod/c/memory.events", "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\n");
+  Write(*root, "pod/c/pids.max", "max\n");
   Write(*root, "pod/c/memory.current", "10000\n");
   Write(*root, "pod/c/memory.max", "max\n");
-  Write(*root, "pod/c/memory.stat", "anon 4000\ninactive_file 3000\npgfault 7\npgmajfault 1\n");
+  Write(*root, "pod/c/memory.stat",
+        "anon 4000\nfile 3500\ninactive_file 3000\npgfault 7\npgmajfault 1\n");
   Write(*root, "pod/c/pids.current", "3\n");
   absl::StatusOr<CgroupSample> sample = ReadCgroup(CgroupLayout::kV2, "/pod/c", root->Path());
   ASSERT_TRUE(sample.ok()) << sample.status();
@@ -54,6 +60,13 @@ TEST(CgroupsTest, ReadsV2Files) {
   EXPECT_EQ(sample->major_page_faults, 1u);
   EXPECT_FALSE(sample->memory_limit.has_value());  // "max"
   EXPECT_EQ(sample->processes, 3u);
+  EXPECT_EQ(sample->cpu_user_ns, 1000000u);
+  EXPECT_EQ(sample->cfs_throttled_periods, 2u);
+  EXPECT_EQ(sample->cfs_throttled_ns, 4000u);
+  EXPECT_EQ(sample->memory_cache, 3500u);
+  EXPECT_EQ(sample->oom_kills, 1u);
+  EXPECT_EQ(sample->memory_failcnt, 5u);
+  EXPECT_FALSE(sample->processes_limit.has_value());  // "max"
   EXPECT_EQ(ReadCgroup(CgroupLayout::kV2, "/gone", root->Path()).status().code(),
             absl::StatusCode::kNotFound);
 }
@@ -67,6 +80,11 @@ TEST(CgroupsTest, ReadsV1ControllersIncludingCoMountedOnes) {
   Write(*root, "memory/pod/c/memory.stat",
         "rss 1\ntotal_rss 5000\ntotal_inactive_file 1000\ntotal_pgfault 11\ntotal_pgmajfault 2\n");
   Write(*root, "pids/pod/c/pids.current", "2\n");
+  Write(*root, "pids/pod/c/pids.max", "128\n");
+  Write(*root, "cpu,cpuacct/pod/c/cpuacct.stat", "user 3\nsystem 1\n");
+  Write(*root, "cpu,cpuacct/pod/c/cpu.stat", "nr_periods 10\nnr_throttled 4\nthrottled_time 77\n");
+  Write(*root, "memory/pod/c/memory.failcnt", "6\n");
+  Write(*root, "memory/pod/c/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n");
   absl::StatusOr<CgroupSample> sample = ReadCgroup(CgroupLayout::kV1, "/pod/c", root->Path());
   ASSERT_TRUE(sample.ok()) << sample.status();
   EXPECT_EQ(sample->cpu_usage_ns, 2500u);
@@ -75,6 +93,14 @@ TEST(CgroupsTest, ReadsV1ControllersIncludingCoMountedOnes) {
   EXPECT_EQ(sample->memory_limit, 67108864u);
   EXPECT_EQ(sample->page_faults, 11u);
   EXPECT_EQ(sample->processes, 2u);
+  EXPECT_EQ(sample->processes_limit, 128u);
+  int64_t tick_ns = 1'000'000'000 / ::sysconf(_SC_CLK_TCK);
+  EXPECT_EQ(sample->cpu_user_ns, static_cast<uint64_t>(3 * tick_ns));
+  EXPECT_EQ(sample->cpu_system_ns, static_cast<uint64_t>(tick_ns));
+  EXPECT_EQ(sample->cfs_periods, 10u);
+  EXPECT_EQ(sample->cfs_throttled_ns, 77u);
+  EXPECT_EQ(sample->memory_failcnt, 6u);
+  EXPECT_EQ(sample->oom_kills, 2u);
 }
 
 }  // namespace

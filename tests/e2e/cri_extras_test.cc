@@ -1,0 +1,263 @@
+// What kubelet and crictl use beyond running pods: container events (evented PLEG), the CRI
+// metrics, CDI devices, the image filesystem's info, checkpoints. Against a real kapald, with
+// crictl v1.36 from ../shared where the test says so.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "nlohmann/json.hpp"
+#include "tests/fixtures/pod_fixture.h"
+
+namespace kapal::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class CriExtrasTest : public PodFixture {
+ protected:
+  // crictl of the CRI validation suite when it sits beside the checkout; "" otherwise.
+  static std::string Crictl() {
+    const std::string crictl = KAPAL_SOURCE_DIR "/../shared/critest/bin/crictl";
+    return ::access(crictl.c_str(), X_OK) == 0 ? crictl : "";
+  }
+  CommandResult RunCrictl(std::vector<std::string> args,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    std::vector<std::string> argv = {Crictl(), "--config", "/dev/null", "-r", kapald_->Endpoint()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, timeout);
+  }
+};
+
+// Reads GetContainerEvents on its own thread until told to stop or the stream ends.
+class EventReader {
+ public:
+  explicit EventReader(runtime::v1::RuntimeService::Stub& stub) {
+    reader_ = stub.GetContainerEvents(&context_, GetEventsRequest());
+    thread_ = std::thread([this] {
+      ContainerEventResponse event;
+      while (reader_->Read(&event)) {
+        std::lock_guard lock(mutex_);
+        events_.push_back(event);
+      }
+      grpc::Status finished = reader_->Finish();
+      std::lock_guard lock(mutex_);
+      end_ = finished;
+      ended_ = true;
+    });
+  }
+  ~EventReader() {
+    context_.TryCancel();
+    thread_.join();
+  }
+  // Waits (at most 20 s) until an event of TYPE for ID came; returns it, or nothing.
+  std::optional<ContainerEventResponse> WaitFor(const std::string& id, ContainerEventType type) {
+    for (int i = 0; i < 2000; ++i) {
+      {
+        std::lock_guard lock(mutex_);
+        for (const ContainerEventResponse& event : events_) {
+          if (event.container_id() == id && event.container_event_type() == type) return event;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return std::nullopt;
+  }
+  std::vector<ContainerEventResponse> Events() {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+  bool ended() const { return ended_; }
+  // How the stream ended, once it has.
+  grpc::Status end() {
+    std::lock_guard lock(mutex_);
+    return end_;
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<ContainerEventResponse>> reader_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::vector<ContainerEventResponse> events_;
+  grpc::Status end_;
+  std::atomic<bool> ended_ = false;
+};
+
+// The evented PLEG's stream: each subscriber sees a pod's and its containers' whole lifecycle,
+// each event with the pod's status and all its containers' statuses as they were then.
+TEST_F(CriExtrasTest, ContainerEventsCarryThePodsWholeStatusToEverySubscriber) {
+  EventReader first(*stub_);
+  EventReader second(*stub_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // both subscribed
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("events"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  std::string slow = Run(*pod, ContainerWith("slow", {"sleep", "100"}));
+  std::string quick = Run(*pod, ContainerWith("quick", {"true"}));
+  WaitForExit(quick);
+
+  for (EventReader* reader : {&first, &second}) {
+    auto pod_started = reader->WaitFor(*pod, CONTAINER_STARTED_EVENT);
+    ASSERT_TRUE(pod_started.has_value());
+    EXPECT_EQ(pod_started->pod_sandbox_status().metadata().uid(), "uid-events");
+    EXPECT_EQ(pod_started->pod_sandbox_status().state(), SANDBOX_READY);
+    EXPECT_FALSE(pod_started->pod_sandbox_status().network().ip().empty());
+    EXPECT_GT(pod_started->created_at(), 0);
+    ASSERT_TRUE(reader->WaitFor(quick, CONTAINER_CREATED_EVENT).has_value());
+    ASSERT_TRUE(reader->WaitFor(quick, CONTAINER_STARTED_EVENT).has_value());
+    auto quick_stopped = reader->WaitFor(quick, CONTAINER_STOPPED_EVENT);
+    ASSERT_TRUE(quick_stopped.has_value());
+    // The pod's containers as they were when quick stopped: quick exited 0, slow there too.
+    std::map<std::string, ContainerStatus> statuses;
+    for (const ContainerStatus& status : quick_stopped->containers_statuses()) {
+      statuses[status.id()] = status;
+    }
+    ASSERT_TRUE(statuses.contains(quick));
+    EXPECT_EQ(statuses[quick].state(), CONTAINER_EXITED);
+    EXPECT_EQ(statuses[quick].exit_code(), 0);
+    EXPECT_EQ(statuses[quick].metadata().name(), "quick");
+    EXPECT_TRUE(statuses.contains(slow));
+    ASSERT_TRUE(reader->WaitFor(slow, CONTAINER_STARTED_EVENT).has_value());
+  }
+
+  // PodSandboxStatus carries the same container statuses (kubelet with the EventedPLEG gate
+  // reads them there) and the time they were taken.
+  PodSandboxStatusRequest status_request;
+  status_request.set_pod_sandbox_id(*pod);
+  PodSandboxStatusResponse status;
+  ASSERT_TRUE(stub_->PodSandboxStatus(LongContext().get(), status_request, &status).ok());
+  EXPECT_GT(status.timestamp(), 0);
+  ASSERT_EQ(status.containers_statuses_size(), 2);
+  // Newest first: kubelet takes the first status of a name as the container's latest.
+  EXPECT_EQ(status.containers_statuses(0).id(), quick);
+  EXPECT_EQ(status.containers_statuses(0).state(), CONTAINER_EXITED);
+  EXPECT_EQ(status.containers_statuses(1).id(), slow);
+  EXPECT_EQ(status.containers_statuses(1).state(), CONTAINER_RUNNING);
+
+  ASSERT_TRUE(StopPod(*pod).ok());
+  ASSERT_TRUE(RemovePod(*pod).ok());
+  for (EventReader* reader : {&first, &second}) {
+    auto slow_stopped = reader->WaitFor(slow, CONTAINER_STOPPED_EVENT);
+    ASSERT_TRUE(slow_stopped.has_value());
+    ASSERT_TRUE(reader->WaitFor(slow, CONTAINER_DELETED_EVENT).has_value());
+    ASSERT_TRUE(reader->WaitFor(*pod, CONTAINER_STOPPED_EVENT).has_value());
+    // The pod's own DELETED event still names it, so kubelet knows whose entry to drop.
+    auto pod_deleted = reader->WaitFor(*pod, CONTAINER_DELETED_EVENT);
+    ASSERT_TRUE(pod_deleted.has_value());
+    EXPECT_EQ(pod_deleted->pod_sandbox_status().id(), *pod);
+    EXPECT_EQ(pod_deleted->pod_sandbox_status().metadata().uid(), "uid-events");
+    EXPECT_EQ(pod_deleted->containers_statuses_size(), 0);
+    // Each subscriber saw every change once, in order.
+    std::vector<std::string> of_quick;
+    for (const ContainerEventResponse& event : reader->Events()) {
+      if (event.container_id() == quick) {
+        of_quick.push_back(ContainerEventType_Name(event.container_event_type()));
+      }
+    }
+    EXPECT_THAT(of_quick,
+                ::testing::ElementsAre("CONTAINER_CREATED_EVENT", "CONTAINER_STARTED_EVENT",
+                                       "CONTAINER_STOPPED_EVENT", "CONTAINER_DELETED_EVENT"));
+  }
+
+  // A stopping kapald ends the streams itself, saying why (rather than holding its shutdown
+  // until the server cancels them).
+  absl::StatusOr<base::ExitInfo> ended = kapald_->Terminate(std::chrono::seconds(60));
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  for (int i = 0; i < 500 && !(first.ended() && second.ended()); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (EventReader* reader : {&first, &second}) {
+    ASSERT_TRUE(reader->ended());
+    EXPECT_EQ(reader->end().error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT(reader->end().error_message(), HasSubstr("kapald is stopping"));
+  }
+  ASSERT_TRUE(kapald_->Restart().ok());
+}
+
+// crictl's events command shows the same stream.
+TEST_F(CriExtrasTest, CrictlEventsShowsAContainersLifecycle) {
+  if (Crictl().empty()) GTEST_SKIP() << "no ../shared/critest/bin/crictl beside the checkout";
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("crictl-events"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  std::string id;
+  std::thread watcher;
+  CommandResult events;
+  watcher = std::thread([&] {
+    events = RunCrictl({"events", "-o", "json"}, std::chrono::seconds(4));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  id = Run(*pod, ContainerWith("blip", {"true"}));
+  WaitForExit(id);
+  watcher.join();
+  // crictl events runs until stopped: the timeout ended it; what it printed is what counts.
+  EXPECT_THAT(events.out, HasSubstr(id));
+  EXPECT_THAT(events.out, HasSubstr("CONTAINER_CREATED_EVENT"));
+  EXPECT_THAT(events.out, HasSubstr("CONTAINER_STARTED_EVENT"));
+  EXPECT_THAT(events.out, HasSubstr("CONTAINER_STOPPED_EVENT"));
+  EXPECT_THAT(events.out, HasSubstr("crictl-events"));
+}
+
+// crictl's metricdescs and metricsp: cAdvisor's metrics of a pod and its container, read from
+// the cgroups and the pod's network namespace.
+TEST_F(CriExtrasTest, CrictlShowsMetricDescriptorsAndPodMetrics) {
+  if (Crictl().empty()) GTEST_SKIP() << "no ../shared/critest/bin/crictl beside the checkout";
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("metrics"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  // A process that uses memory and keeps running.
+  std::string id = Run(*pod, ContainerWith("busy", {"sh", "-c", "x=$(seq 1 20000); sleep 100"}));
+
+  CommandResult descriptors = RunCrictl({"metricdescs", "-o", "json"});
+  ASSERT_EQ(descriptors.exit_code, 0) << descriptors.err;
+  nlohmann::json described = nlohmann::json::parse(descriptors.out, nullptr, false);
+  ASSERT_TRUE(described.is_object()) << descriptors.out;
+  std::map<std::string, size_t> label_counts;
+  for (const nlohmann::json& descriptor : described["descriptors"]) {
+    label_counts[descriptor.value("name", "")] = descriptor["labelKeys"].size();
+  }
+  EXPECT_TRUE(label_counts.contains("container_memory_working_set_bytes"));
+  EXPECT_TRUE(label_counts.contains("container_network_receive_bytes_total"));
+
+  CommandResult metrics = RunCrictl({"metricsp", "-o", "json"});
+  ASSERT_EQ(metrics.exit_code, 0) << metrics.err;
+  nlohmann::json listed = nlohmann::json::parse(metrics.out, nullptr, false);
+  ASSERT_TRUE(listed.is_object()) << metrics.out;
+  bool pod_network = false, container_memory = false;
+  for (const nlohmann::json& pod_metrics : listed["podMetrics"]) {
+    if (pod_metrics.value("podSandboxId", "") != *pod) continue;
+    for (const nlohmann::json& metric : pod_metrics["metrics"]) {
+      EXPECT_EQ(metric["labelValues"].size(), label_counts[metric.value("name", "")])
+          << metric.dump();
+      if (metric.value("name", "") == "container_network_transmit_packets_total") {
+        pod_network = true;
+      }
+    }
+    for (const nlohmann::json& container : pod_metrics["containerMetrics"]) {
+      EXPECT_EQ(container.value("containerId", ""), id);
+      for (const nlohmann::json& metric : container["metrics"]) {
+        EXPECT_EQ(metric["labelValues"].size(), label_counts[metric.value("name", "")])
+            << metric.dump();
+        if (metric.value("name", "") == "container_memory_working_set_bytes") {
+          // UInt64Value's value, a JSON string or number by the printer's choice.
+          const nlohmann::json& value = metric["value"]["value"];
+          uint64_t bytes =
+              value.is_string() ? std::stoull(value.get<std::string>()) : value.get<uint64_t>();
+          container_memory = bytes > 0;
+          EXPECT_EQ(metric["labelValues"][0], "busy");
+          EXPECT_EQ(metric["labelValues"][5], "metrics");
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(pod_network) << metrics.out.substr(0, 3000);
+  EXPECT_TRUE(container_memory) << metrics.out.substr(0, 3000);
+}
+
+}  // namespace
+}  // namespace kapal::testing
