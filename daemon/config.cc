@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "base/files.h"
 #include "base/logger.h"
 #include "metrics/metrics.h"
@@ -96,6 +97,20 @@ class TableReader {
     Error(*node, key,
           absl::StrCat("\"", value, "\" is not ",
                        absl::StrJoin(names.begin(), names.end() - 1, ", "), " or ", names.back()));
+  }
+
+  // A duration as Go and containerd write them ("5m", "1m30s", "0s"), whole seconds.
+  void Duration(absl::string_view key, std::chrono::seconds& out) {
+    const toml::node* node = Take(key);
+    if (node == nullptr) return;
+    const auto* value = node->as_string();
+    absl::Duration parsed;
+    if (value == nullptr || !absl::ParseDuration(value->get(), &parsed) ||
+        parsed < absl::ZeroDuration()) {
+      Error(*node, key, "expected a duration such as \"5m\", \"90s\" or \"0s\"");
+      return;
+    }
+    out = std::chrono::seconds(absl::ToInt64Seconds(parsed));
   }
 
   void Bool(absl::string_view key, bool& out) {
@@ -370,6 +385,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
     TableReader reader(*images, "images.", errors);
     reader.Choice("snapshotter", kSnapshotters, config.snapshotter);
     reader.Int("max_concurrent_downloads", config.max_concurrent_downloads);
+    reader.Duration("pull_progress_timeout", config.pull_progress_timeout);
     reader.RejectUnknownKeys();
   }
   if (const toml::table* registries = top.Table("registries")) {
@@ -489,6 +505,9 @@ std::string RenderConfig(const Config& config) {
   line("snapshotter = ", Quoted(std::string(SnapshotterSettingName(config.snapshotter))));
   line("# Layers downloaded at once per pull (1 to 32).");
   line("max_concurrent_downloads = ", config.max_concurrent_downloads);
+  line("# A pull whose downloads move no byte for this long is cancelled (\"0s\": never).");
+  line("pull_progress_timeout = ",
+       Quoted(absl::FormatDuration(absl::Seconds(config.pull_progress_timeout.count()))));
   line();
   line("# Per-registry settings, one table per registry host. Registries on loopback speak plain");
   line(
@@ -559,7 +578,9 @@ nlohmann::json ConfigToJson(const Config& config) {
       {"cni", {{"conf_dir", config.cni_conf_dir}, {"bin_dirs", config.cni_bin_dirs}}},
       {"images",
        {{"snapshotter", SnapshotterSettingName(config.snapshotter)},
-        {"max_concurrent_downloads", config.max_concurrent_downloads}}},
+        {"max_concurrent_downloads", config.max_concurrent_downloads},
+        {"pull_progress_timeout",
+         absl::FormatDuration(absl::Seconds(config.pull_progress_timeout.count()))}}},
   };
 }
 

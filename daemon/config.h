@@ -42,6 +42,9 @@ struct Config : runtime::Options {
   // auto: overlay where the kernel and root filesystem allow it, else native copies.
   SnapshotterSetting snapshotter = SnapshotterSetting::kAuto;
   int max_concurrent_downloads = 3;
+  // A pull whose transfers move no byte for this long is cancelled (DEADLINE_EXCEEDED), as
+  // containerd's image_pull_progress_timeout; zero: no limit.
+  std::chrono::seconds pull_progress_timeout{300};
   // Per registry host ("registry.k8s.io", "127.0.0.1:5000"): mirrors, TLS, credentials.
   std::map<std::string, images::RegistryHostSettings> registries;
 

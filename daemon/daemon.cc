@@ -166,6 +166,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   parts->images = std::make_unique<images::ImageStore>(*parts->store);
   images::PullOptions pull_options;
   pull_options.max_concurrent_downloads = config.max_concurrent_downloads;
+  pull_options.progress_timeout = config.pull_progress_timeout;
   pull_options.hosts = images::RegistryHosts(config.registries);
   parts->puller = std::make_unique<images::Puller>(*parts->content, *parts->snapshots,
                                                    *parts->images, pull_options);

@@ -182,6 +182,11 @@ absl::Status HttpRequest(const std::string& method, const std::string& url,
     return absl::DataLossError(
         absl::StrCat(upload->path, " is shorter than the ", upload->size, " bytes to send"));
   }
+  if (code == CURLE_OPERATION_TIMEDOUT && transfer.head_delivered) {
+    // The low-speed limit: the server stopped sending in the middle of a response.
+    return absl::DeadlineExceededError(absl::StrCat(
+        url, ": no progress for ", options.read_timeout.count(), " s; the transfer was cancelled"));
+  }
   if (code != CURLE_OK) {
     std::string detail = error[0] != '\0' ? error : curl_easy_strerror(code);
     return absl::UnavailableError(absl::StrCat(url, ": ", detail));

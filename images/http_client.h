@@ -38,7 +38,8 @@ using HttpBodyCallback = std::function<bool(const char* data, size_t size)>;
 // hundred system calls instead of two per 4 KiB). UPLOAD (may be null) is POST's or PUT's
 // body. Redirects are not followed (the caller decides where credentials go) and no proxy from
 // the environment is used. Any status is a success here; UNAVAILABLE for network faults and
-// timeouts, NOT_FOUND for an upload file that cannot be read, ABORTED when BODY stopped the
+// timeouts before the response began, DEADLINE_EXCEEDED when a response stalled for the
+// read timeout, NOT_FOUND for an upload file that cannot be read, ABORTED when BODY stopped the
 // transfer.
 absl::Status HttpRequest(const std::string& method, const std::string& url,
                          const std::vector<std::string>& headers, const HttpUpload* upload,

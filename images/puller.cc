@@ -170,7 +170,9 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
   absl::StatusOr<FetchedManifest> top = absl::NotFoundError("no endpoint");
   std::vector<std::string> tried;
   for (const RegistryEndpoint& endpoint : options_.hosts.EndpointsFor(reference->domain)) {
-    auto candidate = std::make_unique<RegistryClient>(endpoint, effective);
+    RegistryClient::Options client_options;
+    client_options.read_timeout = options_.progress_timeout;
+    auto candidate = std::make_unique<RegistryClient>(endpoint, effective, client_options);
     top = candidate->FetchManifest(repository, wanted);
     if (top.ok()) {
       chosen_client = std::move(candidate);

@@ -32,6 +32,8 @@ using ProgressCallback = std::function<void(const LayerProgress&)>;
 struct PullOptions {
   int max_concurrent_downloads = 3;
   int attempts = 3;  // per blob, for network errors and 5xx
+  // A transfer that moves no byte this long ends the pull with DEADLINE_EXCEEDED; 0: no limit.
+  std::chrono::seconds progress_timeout{300};
   Platform platform = HostPlatform();
   RegistryHosts hosts;  // mirrors, TLS settings and credentials per registry
 };

@@ -44,8 +44,14 @@ absl::StatusOr<images::ImageRecord> Images::Pull(const std::string& reference,
   absl::StatusOr<images::ImageRecord> image = puller_.Pull(reference, credentials, progress);
   pulls_.Add({{"result", image.ok() ? "success" : "failure"}}).Increment();
   if (!image.ok()) {
-    logger_.Warn(image.status().message());
-    return image.status();
+    absl::Status failed = image.status();
+    if (absl::IsDeadlineExceeded(failed)) {
+      // Name the setting, so that whoever reads this knows what to raise.
+      failed = absl::DeadlineExceededError(
+          absl::StrCat(failed.message(), " (kapal.toml: images.pull_progress_timeout)"));
+    }
+    logger_.Warn(failed.message());
+    return failed;
   }
   logger_.Info("pulled ", reference, " as ", image->id.String(), " in ",
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),

@@ -41,6 +41,7 @@ TEST(ConfigTest, RenderedNonDefaultConfigRoundTrips) {
       {"http://127.0.0.1:5000", "https://m.example"}, false, false, true, "/etc/ca.pem", "u", "p"};
   custom.registries["127.0.0.1:5001"] = {};
   custom.max_concurrent_downloads = 8;
+  custom.pull_progress_timeout = std::chrono::seconds(90);
   auto parsed = ParseConfig(RenderConfig(custom), "custom");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(*parsed, custom);
@@ -174,7 +175,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfigCase{"ConcurrencyTooHigh", "[images]\nmax_concurrent_downloads = 1000",
                       "key 'images.max_concurrent_downloads': 1000 is not from 1 to 32"},
         BadConfigCase{"ConcurrencyOutOfRange", "[images]\nmax_concurrent_downloads = 99999999999",
-                      "key 'images.max_concurrent_downloads': out of range"}),
+                      "key 'images.max_concurrent_downloads': out of range"},
+        BadConfigCase{"ProgressTimeoutNotADuration", "[images]\npull_progress_timeout = \"soon\"",
+                      "key 'images.pull_progress_timeout': expected a duration"},
+        BadConfigCase{"ProgressTimeoutANumber", "[images]\npull_progress_timeout = 300",
+                      "key 'images.pull_progress_timeout': expected a duration"}),
     [](const ::testing::TestParamInfo<BadConfigCase>& param_info) {
       return param_info.param.name;
     });
@@ -220,6 +225,16 @@ TEST(ConfigTest, JsonShowsEveryKey) {
   EXPECT_EQ(json["cgroup"]["driver"], "auto");
   EXPECT_EQ(json["runtime"]["handlers"]["runc"]["binary"], "runc");
   EXPECT_EQ(json["cni"]["bin_dirs"].size(), 2u);
+  EXPECT_EQ(json["images"]["pull_progress_timeout"], "5m");
+}
+
+TEST(ConfigTest, ProgressTimeoutTakesGoDurations) {
+  auto config = ParseConfig("[images]\npull_progress_timeout = \"1m30s\"\n", "t.toml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->pull_progress_timeout, std::chrono::seconds(90));
+  auto off = ParseConfig("[images]\npull_progress_timeout = \"0s\"\n", "t.toml");
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_EQ(off->pull_progress_timeout, std::chrono::seconds(0));
 }
 
 }  // namespace

@@ -2,8 +2,11 @@
 #include "images/puller.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <httplib.h>
 #include <sys/stat.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "base/files.h"
@@ -85,6 +88,69 @@ class PullTest : public ::testing::TestWithParam<snapshotter::Driver> {
   ImageStore* images_ = nullptr;
   std::unique_ptr<Puller> puller_;
   int views_ = 0;
+};
+
+// In front of a real registry: passes manifests through, but sends only the first KiB of every
+// blob and then nothing (for at most 30 s): the registry of a pull that stops making progress.
+class StallingRegistry {
+ public:
+  explicit StallingRegistry(std::string upstream) : upstream_(std::move(upstream)) {
+    server_.Get(R"(/v2/.*)", [this](const httplib::Request& request, httplib::Response& response) {
+      httplib::Client client("http://" + upstream_);
+      httplib::Headers headers;
+      if (request.has_header("Accept"))
+        headers.emplace("Accept", request.get_header_value("Accept"));
+      httplib::Result got = client.Get(request.path, headers);
+      if (!got) {
+        response.status = 502;
+        return;
+      }
+      response.status = got->status;
+      for (const char* name : {"Content-Type", "Docker-Content-Digest"}) {
+        if (got->has_header(name)) response.set_header(name, got->get_header_value(name));
+      }
+      if (request.path.find("/blobs/") == std::string::npos || got->status != 200) {
+        response.body = got->body;
+        return;
+      }
+      std::string body = got->body;
+      response.set_content_provider(
+          body.size(), "application/octet-stream",
+          [this, body](size_t offset, size_t, httplib::DataSink& sink) {
+            if (offset == 0) {
+              sink.write(body.data(), std::min<size_t>(1024, body.size()));
+              return true;
+            }
+            std::unique_lock lock(mutex_);
+            stalled_.wait_for(lock, std::chrono::seconds(30), [this] { return stopping_; });
+            return false;
+          });
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    for (int i = 0; i < 500 && !server_.is_running(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  ~StallingRegistry() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    stalled_.notify_all();
+    server_.stop();
+    thread_.join();
+  }
+  std::string Host() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  std::string upstream_;
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable stalled_;
+  bool stopping_ = false;
 };
 
 bool Exists(const std::string& path) {
@@ -181,6 +247,29 @@ TEST_P(PullTest, CorruptBlobFailsAndKeepsNothing) {
   EXPECT_FALSE(content_->Has(*Digest::Parse(image.layers[0].digest)));
   EXPECT_TRUE(images_->List().empty());
   EXPECT_EQ(CommittedSnapshots(), 0);
+}
+
+// A pull whose download stops moving is cancelled after the progress timeout, with
+// DEADLINE_EXCEEDED (not retried as a network fault), and keeps nothing: no blob, no partial
+// download, no snapshot, no image.
+TEST_P(PullTest, StalledDownloadEndsAfterTheProgressTimeoutAndKeepsNothing) {
+  TestImage image = Busybox();
+  ASSERT_TRUE(registry_->Push("kapal/stalled", "1", image).ok());
+  StallingRegistry stalling(registry_->Host());
+  PullOptions options;
+  options.progress_timeout = std::chrono::seconds(2);
+  Puller puller(*content_, *snapshots_, *images_, options);
+  auto pulled = puller.Pull(stalling.Host() + "/kapal/stalled:1", {});
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDeadlineExceeded) << pulled.status();
+  EXPECT_THAT(std::string(pulled.status().message()), HasSubstr("no progress for 2 s"));
+  EXPECT_FALSE(content_->Has(*Digest::Parse(image.layers[0].digest)));
+  EXPECT_TRUE(images_->List().empty());
+  EXPECT_EQ(CommittedSnapshots(), 0);
+  // No partial download left behind in the content store's ingest area either.
+  auto ingest = base::ListDirectory(content_->Root() + "/ingest");
+  ASSERT_TRUE(ingest.ok()) << ingest.status();
+  EXPECT_TRUE(ingest->empty()) << (*ingest)[0];
 }
 
 TEST_P(PullTest, EscapingLayerFailsAndCommitsNothing) {
