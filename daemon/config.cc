@@ -288,6 +288,7 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
     errors.push_back("key 'cni.bin_dirs': must name at least one directory");
   }
   for (const std::string& dir : config.cni_bin_dirs) CheckAbsolute("cni.bin_dirs", dir, errors);
+  for (const std::string& dir : config.cdi_spec_dirs) CheckAbsolute("cdi.spec_dirs", dir, errors);
 }
 
 std::string Quoted(const std::string& value) {
@@ -417,6 +418,11 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
     reader.StringList("bin_dirs", config.cni_bin_dirs);
     reader.RejectUnknownKeys();
   }
+  if (const toml::table* cdi = top.Table("cdi")) {
+    TableReader reader(*cdi, "cdi.", errors);
+    reader.StringList("spec_dirs", config.cdi_spec_dirs);
+    reader.RejectUnknownKeys();
+  }
   top.RejectUnknownKeys();
   if (errors.empty()) Validate(config, errors);
   if (!errors.empty()) {
@@ -541,6 +547,12 @@ std::string RenderConfig(const Config& config) {
   std::vector<std::string> dirs;
   for (const std::string& dir : config.cni_bin_dirs) dirs.push_back(Quoted(dir));
   line("bin_dirs = [", absl::StrJoin(dirs, ", "), "]");
+  line();
+  line("[cdi]");
+  line("# CDI device specs (JSON or YAML) for ContainerConfig.CDI_devices, lowest priority first.");
+  std::vector<std::string> cdi_dirs;
+  for (const std::string& dir : config.cdi_spec_dirs) cdi_dirs.push_back(Quoted(dir));
+  line("spec_dirs = [", absl::StrJoin(cdi_dirs, ", "), "]");
   return out;
 }
 
@@ -576,6 +588,7 @@ nlohmann::json ConfigToJson(const Config& config) {
         {"shim", config.shim_binary},
         {"handlers", handlers}}},
       {"cni", {{"conf_dir", config.cni_conf_dir}, {"bin_dirs", config.cni_bin_dirs}}},
+      {"cdi", {{"spec_dirs", config.cdi_spec_dirs}}},
       {"images",
        {{"snapshotter", SnapshotterSettingName(config.snapshotter)},
         {"max_concurrent_downloads", config.max_concurrent_downloads},

@@ -17,6 +17,7 @@
 #include "base/temp_dir.h"
 #include "images/garbage.h"
 #include "nlohmann/json.hpp"
+#include "runtime/cdi.h"
 #include "runtime/container_mounts.h"
 #include "runtime/namespaces.h"
 #include "runtime/oci_spec.h"
@@ -243,6 +244,14 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
   inputs.held_capabilities = handlers_.HeldCapabilities();
   absl::StatusOr<nlohmann::json> spec = BuildContainerSpec(inputs);
   if (!spec.ok()) return spec.status();
+  std::vector<std::string> cdi_devices;
+  for (const runtime::v1::CDIDevice& device : config.cdi_devices()) {
+    cdi_devices.push_back(device.name());
+  }
+  if (absl::Status edited = ApplyCdiDevices(cdi_devices, options_.cdi_spec_dirs, *spec);
+      !edited.ok()) {
+    return edited;
+  }
   if (absl::Status written = base::WriteFileAtomically(c.bundle + "/config.json", spec->dump(),
                                                        0600, base::Durability::kVolatile);
       !written.ok()) {

@@ -28,6 +28,9 @@ struct Options {
   std::map<std::string, RuntimeHandler> runtimes = {{"runc", {"runc"}}, {"crun", {"crun"}}};
   std::string cni_conf_dir = "/etc/cni/net.d";
   std::vector<std::string> cni_bin_dirs = {"/usr/lib/cni", "/opt/cni/bin"};
+  // Where CDI device specs are read, lowest priority first (a device defined again in a later
+  // directory wins), as containerd's cdi_spec_dirs.
+  std::vector<std::string> cdi_spec_dirs = {"/etc/cdi", "/var/run/cdi"};
 
   bool operator==(const Options&) const = default;
 };

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/temp_dir.h"
 #include "gmock/gmock.h"
 #include "nlohmann/json.hpp"
 #include "tests/fixtures/pod_fixture.h"
@@ -257,6 +258,89 @@ TEST_F(CriExtrasTest, CrictlShowsMetricDescriptorsAndPodMetrics) {
   }
   EXPECT_TRUE(pod_network) << metrics.out.substr(0, 3000);
   EXPECT_TRUE(container_memory) << metrics.out.substr(0, 3000);
+}
+
+// CDI devices from spec files of a directory of the test's (one YAML, one JSON).
+class CdiTest : public CriExtrasTest {
+ protected:
+  CdiTest() : specs_(*base::TempDir::Create("kapal-cdi")) {}
+  std::string ExtraToml() const override {
+    return absl::StrCat("[cdi]\nspec_dirs = [\"/nonexistent/cdi\", \"", specs_.Path(), "\"]\n");
+  }
+  base::TempDir specs_;
+};
+
+// A device of a spec exposes the host's /dev/null under another name, with an environment
+// variable and a mount; the spec's own edits come too. An unknown device is INVALID_ARGUMENT
+// naming it and leaves no container.
+TEST_F(CdiTest, DevicesFromSpecsReachTheContainerAndUnknownOnesAreRefused) {
+  ASSERT_TRUE(base::WriteFileAtomically(specs_.Join("shared.txt"), "from the cdi mount\n").ok());
+  ASSERT_TRUE(base::WriteFileAtomically(specs_.Join("null.yaml"),
+                                        absl::StrCat(R"(
+cdiVersion: "0.6.0"
+kind: kapal.test/null
+containerEdits:
+  env: ["KAPAL_CDI_SPEC=yaml"]
+devices:
+  - name: quiet
+    containerEdits:
+      deviceNodes:
+        - path: /dev/kapal-null
+          hostPath: /dev/null
+          permissions: rw
+      env: ["KAPAL_CDI_DEVICE=quiet"]
+      mounts:
+        - hostPath: )",
+                                                     specs_.Join("shared.txt"), R"(
+          containerPath: /cdi/shared.txt
+          options: ["ro", "rbind"]
+)"))
+                  .ok());
+  ASSERT_TRUE(base::WriteFileAtomically(specs_.Join("zero.json"), R"({
+  "cdiVersion": "0.5.0",
+  "kind": "kapal.test/zero",
+  "devices": [{"name": "z", "containerEdits": {"deviceNodes": [{"path": "/dev/kapal-zero",
+      "hostPath": "/dev/zero"}], "additionalGIDs": [4321]}}]
+})")
+                  .ok());
+  ASSERT_TRUE(base::WriteFileAtomically(specs_.Join("broken.yaml"), "cdiVersion: [\n").ok());
+
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("cdi"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  ContainerConfig config = ContainerWith("devices", {"sleep", "100"});
+  config.add_cdi_devices()->set_name("kapal.test/null=quiet");
+  config.add_cdi_devices()->set_name("kapal.test/zero=z");
+  std::string id = Run(*pod, config);
+  ExecSyncResponse out;
+  ASSERT_TRUE(Exec(id,
+                   {"sh", "-c",
+                    "echo hi > /dev/kapal-null && head -c 3 /dev/kapal-zero | wc -c && "
+                    "echo $KAPAL_CDI_DEVICE $KAPAL_CDI_SPEC && cat /cdi/shared.txt && id -G && "
+                    "ls -l /dev/kapal-null"},
+                   &out)
+                  .ok());
+  EXPECT_EQ(out.exit_code(), 0) << out.stderr();
+  EXPECT_THAT(out.stdout(), HasSubstr("3\n"));
+  EXPECT_THAT(out.stdout(), HasSubstr("quiet yaml"));
+  EXPECT_THAT(out.stdout(), HasSubstr("from the cdi mount"));
+  EXPECT_THAT(out.stdout(), HasSubstr("4321"));
+  EXPECT_THAT(out.stdout(), HasSubstr("crw-rw-rw-"));
+
+  size_t containers_before = Containers().size();
+  for (const char* name : {"kapal.test/null=loud", "no-kind", "kapal.test/absent=x"}) {
+    ContainerConfig bad = ContainerWith(absl::StrCat("bad-", containers_before), {"true"});
+    bad.add_cdi_devices()->set_name(name);
+    std::string bad_id;
+    grpc::Status refused = Create(*pod, bad, &bad_id);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
+    EXPECT_THAT(refused.error_message(), HasSubstr(name));
+  }
+  // The broken spec is named where a device could have come from it.
+  ContainerConfig bad = ContainerWith("bad-named", {"true"});
+  bad.add_cdi_devices()->set_name("kapal.test/absent=x");
+  std::string bad_id;
+  EXPECT_THAT(Create(*pod, bad, &bad_id).error_message(), HasSubstr("broken.yaml"));
+  EXPECT_EQ(Containers().size(), containers_before);
 }
 
 }  // namespace
