@@ -125,6 +125,9 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
   grpc::Status ListPodSandboxMetrics(grpc::ServerContext* context,
                                      const runtime::v1::ListPodSandboxMetricsRequest* request,
                                      runtime::v1::ListPodSandboxMetricsResponse* response) override;
+  grpc::Status StreamPodSandboxMetrics(
+      grpc::ServerContext* context, const runtime::v1::StreamPodSandboxMetricsRequest* request,
+      grpc::ServerWriter<runtime::v1::StreamPodSandboxMetricsResponse>* writer) override;
 
  private:
   runtime::Runtime& runtime_;

@@ -89,4 +89,17 @@ grpc::Status RuntimeService::ListPodSandboxMetrics(
   return grpc::Status::OK;
 }
 
+grpc::Status RuntimeService::StreamPodSandboxMetrics(
+    grpc::ServerContext* context, const runtime::v1::StreamPodSandboxMetricsRequest*,
+    grpc::ServerWriter<runtime::v1::StreamPodSandboxMetricsResponse>* writer) {
+  runtime::v1::ListPodSandboxMetricsResponse listed;
+  if (grpc::Status status = ListPodSandboxMetrics(context, nullptr, &listed); !status.ok()) {
+    return status;
+  }
+  return SendInChunks<runtime::v1::StreamPodSandboxMetricsResponse>(
+      writer, *listed.mutable_pod_metrics(), [](runtime::v1::StreamPodSandboxMetricsResponse& r) {
+        return r.mutable_pod_sandbox_metrics();
+      });
+}
+
 }  // namespace kapal::cri

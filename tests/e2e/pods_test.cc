@@ -535,6 +535,16 @@ TEST_F(PodsTest, StreamedListsMatchTheLists) {
   int streamed_pod_stats = 0;
   for (const auto& response : pod_stats) streamed_pod_stats += response.pod_sandbox_stats_size();
   EXPECT_EQ(streamed_pod_stats, 2);
+  auto pod_metrics = ReadStream<StreamPodSandboxMetricsResponse>(
+      stub_.get(), &Service::StreamPodSandboxMetrics, StreamPodSandboxMetricsRequest());
+  std::set<std::string> measured_pods;
+  for (const auto& response : pod_metrics) {
+    for (const auto& metrics : response.pod_sandbox_metrics()) {
+      measured_pods.insert(metrics.pod_sandbox_id());
+      EXPECT_GT(metrics.metrics_size(), 0);
+    }
+  }
+  EXPECT_EQ(measured_pods, (std::set<std::string>{*first, *second}));
 
   auto images = ReadStream<StreamImagesResponse>(kapald_->ImageStub().get(),
                                                  &runtime::v1::ImageService::Stub::StreamImages,
