@@ -351,7 +351,7 @@ absl::Status Containers::Start(const std::string& id_or_prefix) {
     events_.PublishLocked(LifecycleChange::kStopped, c.id, c.pod_id);
     return Annotate(started, "start container " + c.id);
   }
-  metrics_.ContainerStarted();
+  metrics_.ContainerStarted(c.config.metadata().attempt());
   c.started_at = starting_at;
   // The exit monitor may have seen a short process end already; then it stays exited.
   if (c.state == runtime::v1::CONTAINER_CREATED) c.state = runtime::v1::CONTAINER_RUNNING;

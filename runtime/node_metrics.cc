@@ -72,13 +72,22 @@ NodeMetrics::NodeMetrics(metrics::Registry& registry, NodeState& state)
       exits_(prometheus::BuildCounter()
                  .Name(metrics::Registry::Name("container_exits_total"))
                  .Help("Container exits seen, by reason (Completed, Error, OOMKilled, StartError)")
-                 .Register(registry.Prometheus())) {
+                 .Register(registry.Prometheus())),
+      restarts_(prometheus::BuildCounter()
+                    .Name(metrics::Registry::Name("container_restarts_total"))
+                    .Help("Containers started as a later attempt of the same container (kubelet's "
+                          "restarts: metadata.attempt above 0)")
+                    .Register(registry.Prometheus())
+                    .Add({})) {
   registry.AddCollectable(collector_);
 }
 
 NodeMetrics::~NodeMetrics() { collector_->Detach(); }
 
-void NodeMetrics::ContainerStarted() { starts_.Add({}).Increment(); }
+void NodeMetrics::ContainerStarted(uint32_t attempt) {
+  starts_.Add({}).Increment();
+  if (attempt > 0) restarts_.Increment();
+}
 
 void NodeMetrics::ContainerExited(const std::string& reason) {
   exits_.Add({{"reason", reason}}).Increment();

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -10,8 +11,8 @@ namespace kapal::runtime {
 
 // The node's pods and containers as Prometheus sees them: kapal_pods{state} and
 // kapal_containers{state} and kapal_shims_alive, read from the node's records at scrape time;
-// kapal_container_starts_total and kapal_container_exits_total{reason} (OOMKilled among the
-// reasons), counted as they happen.
+// kapal_container_starts_total, kapal_container_restarts_total and
+// kapal_container_exits_total{reason} (OOMKilled among the reasons), counted as they happen.
 class NodeMetrics {
  public:
   NodeMetrics(metrics::Registry& registry, NodeState& state);
@@ -20,7 +21,8 @@ class NodeMetrics {
   NodeMetrics(const NodeMetrics&) = delete;
   NodeMetrics& operator=(const NodeMetrics&) = delete;
 
-  void ContainerStarted();
+  // ATTEMPT: the container's metadata.attempt (kubelet counts its restarts there).
+  void ContainerStarted(uint32_t attempt);
   void ContainerExited(const std::string& reason);
 
  private:
@@ -28,6 +30,7 @@ class NodeMetrics {
   std::shared_ptr<Collector> collector_;
   prometheus::Family<prometheus::Counter>& starts_;
   prometheus::Family<prometheus::Counter>& exits_;
+  prometheus::Counter& restarts_;
 };
 
 }  // namespace kapal::runtime

@@ -347,7 +347,10 @@ TEST_F(ConformanceTest, PodsAndContainersAreCountedInMetrics) {
   std::string done = Run(pod_, ContainerWith("done", {"true"}));
   EXPECT_EQ(WaitForExit(done).exit_code(), 0);
   Run(pod_, ContainerWith("failing", {"sh", "-c", "exit 2"}));
+  ContainerConfig again = ContainerWith("done", {"true"});
+  again.mutable_metadata()->set_attempt(1);  // kubelet's restart of "done"
   std::string sleeper = Run(pod_, ContainerWith("sleeper", {"sleep", "100"}));
+  EXPECT_EQ(WaitForExit(Run(pod_, again)).exit_code(), 0);
   for (int i = 0;
        i < 100 && kapald_->ScrapeValue("kapal_container_exits_total", {"reason=\"Error\""}) < 1;
        ++i) {
@@ -355,12 +358,14 @@ TEST_F(ConformanceTest, PodsAndContainersAreCountedInMetrics) {
   }
   EXPECT_EQ(kapald_->ScrapeValue("kapal_pods", {"state=\"ready\""}), 1);
   EXPECT_EQ(kapald_->ScrapeValue("kapal_containers", {"state=\"running\""}), 1);
-  EXPECT_EQ(kapald_->ScrapeValue("kapal_containers", {"state=\"exited\""}), 2);
-  EXPECT_EQ(kapald_->ScrapeValue("kapal_container_exits_total", {"reason=\"Completed\""}), 1);
+  EXPECT_EQ(kapald_->ScrapeValue("kapal_containers", {"state=\"exited\""}), 3);
+  EXPECT_EQ(kapald_->ScrapeValue("kapal_container_exits_total", {"reason=\"Completed\""}), 2);
   EXPECT_EQ(kapald_->ScrapeValue("kapal_container_exits_total", {"reason=\"Error\""}), 1);
   std::string scrape;
   (void)kapald_->ScrapeValue("kapal_pods", {}, &scrape);
-  EXPECT_EQ(UnlabelledValue(scrape, "kapal_container_starts_total"), 3) << scrape;
+  EXPECT_EQ(UnlabelledValue(scrape, "kapal_container_starts_total"), 4) << scrape;
+  EXPECT_EQ(UnlabelledValue(scrape, "kapal_container_restarts_total"), 1) << scrape;
+  EXPECT_EQ(UnlabelledValue(scrape, "kapal_events_dropped_total"), 0) << scrape;
   // Only the running container's shim stays (a shim ends a moment after its container's exit
   // record).
   for (int i = 0; i < 100 && UnlabelledValue(scrape, "kapal_shims_alive") != 1; ++i) {
