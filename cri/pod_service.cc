@@ -322,6 +322,12 @@ grpc::Status RuntimeService::GetContainerEvents(
   return grpc::Status::OK;
 }
 
+grpc::Status RuntimeService::CheckpointContainer(grpc::ServerContext*,
+                                                 const CheckpointContainerRequest* request,
+                                                 CheckpointContainerResponse*) {
+  return ToGrpcStatus(runtime_.CheckpointContainer(request->container_id(), request->location()));
+}
+
 grpc::Status RuntimeService::ReopenContainerLog(grpc::ServerContext*,
                                                 const ReopenContainerLogRequest* request,
                                                 ReopenContainerLogResponse*) {

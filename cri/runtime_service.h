@@ -88,6 +88,10 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
   grpc::Status StreamPodSandboxStats(
       grpc::ServerContext* context, const runtime::v1::StreamPodSandboxStatsRequest* request,
       grpc::ServerWriter<runtime::v1::StreamPodSandboxStatsResponse>* writer) override;
+  // A running container's state into an archive (CRIU); see Runtime::CheckpointContainer.
+  grpc::Status CheckpointContainer(grpc::ServerContext* context,
+                                   const runtime::v1::CheckpointContainerRequest* request,
+                                   runtime::v1::CheckpointContainerResponse* response) override;
   // Lifecycle events of pods and containers (evented PLEG), each with its pod's whole status.
   grpc::Status GetContainerEvents(
       grpc::ServerContext* context, const runtime::v1::GetEventsRequest* request,

@@ -25,7 +25,8 @@ build_packages=(
   python3 python3-protobuf
 )
 # What kapald runs: OCI runtimes and CNI plugins.
-runtime_packages=(runc crun containernetworking-plugins iproute2 iptables)
+# criu: CheckpointContainer asks it whether this kernel can be checkpointed.
+runtime_packages=(runc crun containernetworking-plugins iproute2 iptables criu)
 # What the tests use: a real registry and images built from busybox; curl for host ports;
 # pgrep (procps) for the leftover check; a WebSocket client that is not ours (python3-websocket,
 # for Debian's /usr/bin/python3) for the streaming server.

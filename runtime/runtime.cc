@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/files.h"
+#include "runtime/checkpoint.h"
 #include "runtime/exit_monitor.h"
 #include "runtime/handlers.h"
 #include "runtime/namespaces.h"
@@ -65,6 +66,7 @@ struct Runtime::Parts {
   Sandboxes sandboxes;
   Stats stats;
   Recovery recovery;
+  CheckpointSupport checkpoints;
 };
 
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options,
@@ -213,6 +215,23 @@ std::vector<runtime::v1::PodSandboxStats> Runtime::ListPodSandboxStats(
 }
 
 Images& Runtime::images() { return parts_->images; }
+
+absl::Status Runtime::CheckpointContainer(const std::string& id, const std::string& location) {
+  absl::StatusOr<Container> container = parts_->containers.Get(id);
+  if (!container.ok()) return container.status();
+  if (container->state != runtime::v1::CONTAINER_RUNNING) {
+    return absl::FailedPreconditionError(absl::StrCat("container ", container->id, " is ",
+                                                      ContainerStateName(container->state),
+                                                      "; only a running one can be checkpointed"));
+  }
+  if (location.empty() || location[0] != '/') {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint location \"", location,
+                                                   "\" must be an absolute path of the archive"));
+  }
+  if (absl::Status supported = parts_->checkpoints.Check(); !supported.ok()) return supported;
+  return absl::UnimplementedError(
+      "CRIU works on this host, but kapald does not write checkpoint archives yet");
+}
 
 std::unique_ptr<NodeEvents::Subscription> Runtime::SubscribeEvents() {
   return parts_->events.Subscribe();

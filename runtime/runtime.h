@@ -85,6 +85,11 @@ class Runtime {
   // A TCP connection to PORT on the pod's loopback, made in the pod's network namespace (the
   // host's for a host-network pod). The pod must be ready; the id may be a unique prefix.
   absl::StatusOr<base::UniqueFd> DialPod(const std::string& pod_id, uint16_t port);
+  // CRI's CheckpointContainer: a running container's state into the archive LOCATION (an
+  // absolute path). NOT_FOUND, FAILED_PRECONDITION (not running; CRIU missing or unable to work
+  // on this kernel, with its reason); UNIMPLEMENTED where CRIU works, since kapald does not
+  // write checkpoint archives yet.
+  absl::Status CheckpointContainer(const std::string& id, const std::string& location);
   // Applies the set fields of RESOURCES to a created or running container and keeps them.
   absl::Status UpdateContainerResources(const std::string& id,
                                         const runtime::v1::LinuxContainerResources& resources);
