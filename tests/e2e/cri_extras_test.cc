@@ -258,6 +258,18 @@ TEST_F(CriExtrasTest, CrictlShowsMetricDescriptorsAndPodMetrics) {
   }
   EXPECT_TRUE(pod_network) << metrics.out.substr(0, 3000);
   EXPECT_TRUE(container_memory) << metrics.out.substr(0, 3000);
+
+  // crictl imagefsinfo: the image filesystem and the containers' writable layers.
+  CommandResult fsinfo = RunCrictl({"imagefsinfo", "-o", "json"});
+  ASSERT_EQ(fsinfo.exit_code, 0) << fsinfo.err;
+  nlohmann::json filesystems = nlohmann::json::parse(fsinfo.out, nullptr, false);
+  ASSERT_TRUE(filesystems.is_object()) << fsinfo.out;
+  const nlohmann::json& status = filesystems["status"];
+  ASSERT_EQ(status["imageFilesystems"].size(), 1u) << fsinfo.out;
+  ASSERT_EQ(status["containerFilesystems"].size(), 1u) << fsinfo.out;
+  EXPECT_EQ(status["imageFilesystems"][0]["fsId"]["mountpoint"], kapald_->RootDir());
+  const nlohmann::json& used = status["imageFilesystems"][0]["usedBytes"]["value"];
+  EXPECT_GT(used.is_string() ? std::stoull(used.get<std::string>()) : used.get<uint64_t>(), 0u);
 }
 
 // CheckpointContainer asks CRIU whether this kernel can be checkpointed and says why not; it
