@@ -66,6 +66,8 @@ struct KubeletGates {
   const char* name;
   const char* gates;
 };
+// How gtest (and so ctest's test names) shows a run: by its name, not its bytes.
+void PrintTo(const KubeletGates& gates, std::ostream* out) { *out << gates.name; }
 
 class KubeletTest : public ::testing::TestWithParam<KubeletGates> {
  protected:
@@ -157,8 +159,10 @@ class KubeletTest : public ::testing::TestWithParam<KubeletGates> {
   static bool AllRunning(const nlohmann::json& pod) {
     const nlohmann::json& statuses = pod["status"]["containerStatuses"];
     if (!statuses.is_array() || statuses.empty()) return false;
+    // Running and ready: readiness probes have passed too (with the EventedPLEG gate pods come
+    // up quickly enough to be looked at before their first probe).
     for (const nlohmann::json& status : statuses) {
-      if (!status["state"].contains("running")) return false;
+      if (!status["state"].contains("running") || !status.value("ready", false)) return false;
     }
     return true;
   }
@@ -184,6 +188,19 @@ class KubeletTest : public ::testing::TestWithParam<KubeletGates> {
   static std::string Logs(const std::string& pod, const std::string& container,
                           const std::string& query = "") {
     return KubeletGet(absl::StrCat("/containerLogs/default/", pod, "/", container, query));
+  }
+
+  // The container's log once it contains NEEDLE (a container may print a moment after it runs),
+  // or as it is after 30 s.
+  static std::string LogsOnce(const std::string& pod, const std::string& container,
+                              const std::string& needle) {
+    std::string logs;
+    for (int i = 0; i < 60; ++i) {
+      logs = Logs(pod, container);
+      if (absl::StrContains(logs, needle)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    return logs;
   }
 
   // The numbers of a line such as `id -G` prints.
@@ -222,14 +239,14 @@ TEST_P(KubeletTest, RunsEveryPodAndReportsWhatKapaldDid) {
   EXPECT_TRUE(ContainerStatus(web, "sidecar").value("ready", false)) << web["status"].dump();
   EXPECT_THAT(OutputOf({"curl", "-s", "--max-time", "10", "http://127.0.0.1:18091/"}),
               HasSubstr("hello from kubelet on kapald"));
-  EXPECT_THAT(Logs("web-kapal-node", "sidecar"), HasSubstr("sidecar up"));
+  EXPECT_THAT(LogsOnce("web-kapal-node", "sidecar", "sidecar up"), HasSubstr("sidecar up"));
   // kubelet's exec (an ExecSync through kapald).
   EXPECT_THAT(OutputOf({"curl", "-sk", "--max-time", "10", "-X", "POST",
                         kKubeletApi + "/run/default/web-kapal-node/sidecar?cmd=hostname"}),
               HasSubstr("web"));
 
   // Security contexts.
-  std::string secure = Logs("secure-kapal-node", "main");
+  std::string secure = LogsOnce("secure-kapal-node", "main", "Seccomp:");
   EXPECT_THAT(secure, HasSubstr("uid=1000 gid=3000"));
   std::string groups = secure.substr(
       secure.find("groups=") == std::string::npos ? secure.size() : secure.find("groups="));
@@ -242,18 +259,19 @@ TEST_P(KubeletTest, RunsEveryPodAndReportsWhatKapaldDid) {
   EXPECT_THAT(secure, HasSubstr("Seccomp:\t2"));
 
   // Supplemental groups policies: root is in the image's group 10 (wheel).
-  EXPECT_EQ(Numbers(Logs("groups-kapal-node", "main")), (std::set<int>{0, 10, 4000}));
-  EXPECT_EQ(Numbers(Logs("strict-groups-kapal-node", "main")), (std::set<int>{0, 4000}));
+  EXPECT_EQ(Numbers(LogsOnce("groups-kapal-node", "main", "4000")), (std::set<int>{0, 10, 4000}));
+  EXPECT_EQ(Numbers(LogsOnce("strict-groups-kapal-node", "main", "4000")),
+            (std::set<int>{0, 4000}));
 
   // Restart with back-off: one failed run, then a running one.
   const nlohmann::json restart = ContainerStatus(pods["restart-kapal-node"], "main");
   EXPECT_GE(restart.value("restartCount", 0), 1) << restart.dump();
   EXPECT_EQ(restart["lastState"]["terminated"].value("exitCode", -1), 1) << restart.dump();
-  EXPECT_THAT(Logs("restart-kapal-node", "main"), HasSubstr("second run"));
+  EXPECT_THAT(LogsOnce("restart-kapal-node", "main", "second run"), HasSubstr("second run"));
   EXPECT_THAT(Logs("restart-kapal-node", "main", "?previous=true"), HasSubstr("failing once"));
 
   // hostUsers: false: root inside, an unprivileged range outside; files look root's inside.
-  std::string userns = Logs("userns-kapal-node", "main");
+  std::string userns = LogsOnce("userns-kapal-node", "main", "data 0");
   std::vector<std::string> lines = absl::StrSplit(userns, '\n');
   ASSERT_GE(lines.size(), 5u) << userns;
   std::vector<std::string> uid_map = absl::StrSplit(lines[0], ' ', absl::SkipEmpty());
@@ -268,12 +286,12 @@ TEST_P(KubeletTest, RunsEveryPodAndReportsWhatKapaldDid) {
   EXPECT_THAT(userns, HasSubstr("data 0"));
 
   // The same with one PID namespace for the pod: it belongs to the user namespace too.
-  std::string shared_pid = Logs("userns-shared-pid-kapal-node", "main");
+  std::string shared_pid = LogsOnce("userns-shared-pid-kapal-node", "main", "sleep 3601");
   EXPECT_THAT(shared_pid, HasSubstr("sleep 3601")) << shared_pid;  // the other container
   EXPECT_THAT(shared_pid, ::testing::Not(HasSubstr("4294967295"))) << shared_pid;
 
   // Image volume: the image's files, whole and by sub path, read-only.
-  std::string image_volume = Logs("image-volume-kapal-node", "main");
+  std::string image_volume = LogsOnce("image-volume-kapal-node", "main", "read-only");
   EXPECT_THAT(image_volume, HasSubstr("Welcome to nginx!"));
   EXPECT_THAT(image_volume, HasSubstr("index.html"));
   EXPECT_THAT(image_volume, HasSubstr("image volume read-only"));
