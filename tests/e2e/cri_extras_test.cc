@@ -182,6 +182,28 @@ TEST_F(CriExtrasTest, ContainerEventsCarryThePodsWholeStatusToEverySubscriber) {
   ASSERT_TRUE(kapald_->Restart().ok());
 }
 
+// A container killed for going over its memory limit: its STOPPED event says OOMKilled, 137.
+TEST_F(CriExtrasTest, AnOomKillIsInTheEvents) {
+  EventReader events(*stub_);
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("oom-events"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  ContainerConfig config = ContainerWith(
+      "hog", {"sh", "-c", "x=$(busybox head -c 200000000 /dev/zero | busybox tr '\\0' a)"});
+  config.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(16 * 1024 * 1024);
+  config.mutable_linux()->mutable_resources()->set_memory_swap_limit_in_bytes(16 * 1024 * 1024);
+  std::string id = Run(*pod, config);
+  auto stopped = events.WaitFor(id, CONTAINER_STOPPED_EVENT);
+  ASSERT_TRUE(stopped.has_value());
+  bool found = false;
+  for (const ContainerStatus& status : stopped->containers_statuses()) {
+    if (status.id() != id) continue;
+    found = true;
+    EXPECT_EQ(status.reason(), "OOMKilled");
+    EXPECT_EQ(status.exit_code(), 137);
+  }
+  EXPECT_TRUE(found);
+}
+
 // crictl's events command shows the same stream.
 TEST_F(CriExtrasTest, CrictlEventsShowsAContainersLifecycle) {
   if (Crictl().empty()) GTEST_SKIP() << "no ../shared/critest/bin/crictl beside the checkout";

@@ -270,6 +270,11 @@ TEST_P(KubeletTest, RunsEveryPodAndReportsWhatKapaldDid) {
   EXPECT_THAT(LogsOnce("restart-kapal-node", "main", "second run"), HasSubstr("second run"));
   EXPECT_THAT(Logs("restart-kapal-node", "main", "?previous=true"), HasSubstr("failing once"));
 
+  // Over its memory limit: OOMKilled with 137, then restarted.
+  const nlohmann::json oom = ContainerStatus(pods["oom-kapal-node"], "main");
+  EXPECT_EQ(oom["lastState"]["terminated"].value("reason", ""), "OOMKilled") << oom.dump();
+  EXPECT_EQ(oom["lastState"]["terminated"].value("exitCode", -1), 137) << oom.dump();
+
   // hostUsers: false: root inside, an unprivileged range outside; files look root's inside.
   std::string userns = LogsOnce("userns-kapal-node", "main", "data 0");
   std::vector<std::string> lines = absl::StrSplit(userns, '\n');
