@@ -134,7 +134,7 @@ grpc::Status ImageService::ImageFsInfo(grpc::ServerContext*, const runtime::v1::
   absl::StatusOr<runtime::FilesystemUsage> usage = images_.Usage();
   if (!usage.ok()) return ToGrpcStatus(usage.status());
   SetUsage(response->add_image_filesystems(), usage->mountpoint, usage->images);
-  SetUsage(response->add_container_filesystems(), usage->mountpoint, usage->containers);
+  SetUsage(response->add_container_filesystems(), usage->containers_mountpoint, usage->containers);
   return grpc::Status::OK;
 }
 

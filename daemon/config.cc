@@ -289,6 +289,9 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
   }
   for (const std::string& dir : config.cni_bin_dirs) CheckAbsolute("cni.bin_dirs", dir, errors);
   for (const std::string& dir : config.cdi_spec_dirs) CheckAbsolute("cdi.spec_dirs", dir, errors);
+  if (!config.writable_layers_dir.empty()) {
+    CheckAbsolute("images.writable_layers_dir", config.writable_layers_dir, errors);
+  }
 }
 
 std::string Quoted(const std::string& value) {
@@ -385,6 +388,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
   if (const toml::table* images = top.Table("images")) {
     TableReader reader(*images, "images.", errors);
     reader.Choice("snapshotter", kSnapshotters, config.snapshotter);
+    reader.String("writable_layers_dir", config.writable_layers_dir);
     reader.Int("max_concurrent_downloads", config.max_concurrent_downloads);
     reader.Duration("pull_progress_timeout", config.pull_progress_timeout);
     reader.RejectUnknownKeys();
@@ -509,6 +513,9 @@ std::string RenderConfig(const Config& config) {
       "# How container root filesystems are layered: overlay, native (full copies, when overlayfs");
   line("# is not available), or auto (overlay when it can be mounted under root).");
   line("snapshotter = ", Quoted(std::string(SnapshotterSettingName(config.snapshotter))));
+  line("# Containers' writable layers on another filesystem than images (kubelet then watches the");
+  line("# two apart); \"\": with the images under root.");
+  line("writable_layers_dir = ", Quoted(config.writable_layers_dir));
   line("# Layers downloaded at once per pull (1 to 32).");
   line("max_concurrent_downloads = ", config.max_concurrent_downloads);
   line("# A pull whose downloads move no byte for this long is cancelled (\"0s\": never).");
@@ -591,6 +598,7 @@ nlohmann::json ConfigToJson(const Config& config) {
       {"cdi", {{"spec_dirs", config.cdi_spec_dirs}}},
       {"images",
        {{"snapshotter", SnapshotterSettingName(config.snapshotter)},
+        {"writable_layers_dir", config.writable_layers_dir},
         {"max_concurrent_downloads", config.max_concurrent_downloads},
         {"pull_progress_timeout",
          absl::FormatDuration(absl::Seconds(config.pull_progress_timeout.count()))}}},

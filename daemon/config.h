@@ -41,6 +41,9 @@ struct Config : runtime::Options {
   std::string docker_group;
   // auto: overlay where the kernel and root filesystem allow it, else native copies.
   SnapshotterSetting snapshotter = SnapshotterSetting::kAuto;
+  // Where containers' writable layers live; empty: with the images under root. Another
+  // filesystem splits the image filesystem from the containers' (KEP-4191).
+  std::string writable_layers_dir;
   int max_concurrent_downloads = 3;
   // A pull whose transfers move no byte for this long is cancelled (DEADLINE_EXCEEDED), as
   // containerd's image_pull_progress_timeout; zero: no limit.

@@ -149,11 +149,15 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   snapshotter::Driver driver = snapshotter::Driver::kOverlay;
   if (config.snapshotter == SnapshotterSetting::kNative ||
       (config.snapshotter == SnapshotterSetting::kAuto &&
-       !snapshotter::OverlaySupported(config.root_dir))) {
+       (!snapshotter::OverlaySupported(config.root_dir) ||
+        (!config.writable_layers_dir.empty() &&
+         (!base::MakeDirectories(config.writable_layers_dir, 0711).ok() ||
+          !snapshotter::OverlaySupported(config.writable_layers_dir)))))) {
     driver = snapshotter::Driver::kNative;
   }
   absl::StatusOr<std::unique_ptr<snapshotter::Snapshotter>> snapshots =
-      snapshotter::Snapshotter::Open(config.root_dir + "/snapshotter", driver, *parts->store);
+      snapshotter::Snapshotter::Open(config.root_dir + "/snapshotter", driver, *parts->store,
+                                     config.writable_layers_dir);
   if (!snapshots.ok()) return snapshots.status();
   parts->snapshots = std::move(*snapshots);
   // A pull killed mid-unpack leaves an active snapshot that will never be committed.

@@ -196,8 +196,8 @@ absl::StatusOr<std::string> Containers::Create(const std::string& pod_id,
     return made;
   }
   timer.Mark("checks");
-  absl::StatusOr<std::vector<snapshotter::Mount>> mounts =
-      snapshots_.Prepare(c.snapshot_key, image->top_chain_id.String());
+  absl::StatusOr<std::vector<snapshotter::Mount>> mounts = snapshots_.Prepare(
+      c.snapshot_key, image->top_chain_id.String(), snapshotter::Placement::kWritable);
   if (!mounts.ok()) return Annotate(mounts.status(), "prepare the root filesystem");
   prepared = true;
   timer.Mark("snapshot");

@@ -147,6 +147,8 @@ absl::StatusOr<FilesystemUsage> Images::Usage() {
   if (!layers.ok()) return layers.status();
   FilesystemUsage usage;
   usage.mountpoint = root_dir_;
+  usage.containers_mountpoint =
+      snapshots_.WritableRoot() == snapshots_.Root() ? root_dir_ : snapshots_.WritableRoot();
   usage.images = {blobs->first + layers->bytes, blobs->second + layers->inodes};
   for (const snapshotter::Info& info : snapshots_.Walk()) {
     if (info.kind == snapshotter::Kind::kCommitted) continue;

@@ -19,9 +19,12 @@ namespace kapal::runtime {
 
 // Where images and containers keep their bytes, for ImageFsInfo and `docker info`.
 struct FilesystemUsage {
-  std::string mountpoint;
-  base::TreeUsage images;      // blobs and committed layers
-  base::TreeUsage containers;  // writable container snapshots
+  std::string mountpoint;  // of images: kapald's root
+  base::TreeUsage images;  // blobs and committed layers
+  // Where containers' writable layers live (the root unless [images] writable_layers_dir) and
+  // their size.
+  std::string containers_mountpoint;
+  base::TreeUsage containers;
 };
 
 // The node's images for every front door: pulls (counted and logged), look-ups, removal with

@@ -46,7 +46,7 @@ struct Runtime::Parts {
         containers(options, cgroups, state, records, handlers, exits, image_records, snapshots,
                    phases, node_metrics, events, logger),
         sandboxes(options, cgroups, state, records, handlers, containers, phases, events, logger),
-        stats(cgroups, host.cgroup_layout, state, snapshots, options.root_dir + "/snapshotter"),
+        stats(cgroups, host.cgroup_layout, state, snapshots, snapshots.WritableRoot()),
         recovery(options, state, records, handlers, containers, sandboxes, exits, snapshots,
                  logger) {}
 

@@ -53,9 +53,16 @@ bool IsUniqueViolation(const SQLite::Exception& e) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(std::string root, Driver driver,
-                                                               store::Store& store) {
-  if (absl::Status made = base::MakeDirectories(root + "/snapshots", 0700); !made.ok()) return made;
-  return std::unique_ptr<Snapshotter>(new Snapshotter(std::move(root), driver, store));
+                                                               store::Store& store,
+                                                               std::string writable_root) {
+  if (writable_root.empty()) writable_root = root;
+  for (const std::string& dir : {root, writable_root}) {
+    if (absl::Status made = base::MakeDirectories(dir + "/snapshots", 0700); !made.ok()) {
+      return made;
+    }
+  }
+  return std::unique_ptr<Snapshotter>(
+      new Snapshotter(std::move(root), std::move(writable_root), driver, store));
 }
 
 absl::StatusOr<Info> Snapshotter::Stat(const std::string& key) {
@@ -118,7 +125,8 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::MountsFor(const Info& info) {
 }
 
 absl::StatusOr<std::vector<Mount>> Snapshotter::Create(const std::string& key,
-                                                       const std::string& parent, Kind kind) {
+                                                       const std::string& parent, Kind kind,
+                                                       Placement placement) {
   if (key.empty()) return absl::InvalidArgumentError("snapshot key must not be empty");
   if (!parent.empty()) {
     absl::StatusOr<Info> parent_info = Stat(parent);
@@ -147,7 +155,8 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::Create(const std::string& key,
       insert.bind(3, KindName(kind));
       insert.bind(4, NowSeconds());
       insert.exec();
-      directory = absl::StrCat(root_, "/snapshots/", db.getLastInsertRowid());
+      directory = absl::StrCat(placement == Placement::kWritable ? writable_root_ : root_,
+                               "/snapshots/", db.getLastInsertRowid());
       SQLite::Statement update(db, "UPDATE snapshots SET directory = ? WHERE key = ?");
       update.bind(1, directory);
       update.bind(2, key);
@@ -206,13 +215,14 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::Create(const std::string& key,
 }
 
 absl::StatusOr<std::vector<Mount>> Snapshotter::Prepare(const std::string& key,
-                                                        const std::string& parent) {
-  return Create(key, parent, Kind::kActive);
+                                                        const std::string& parent,
+                                                        Placement placement) {
+  return Create(key, parent, Kind::kActive, placement);
 }
 
 absl::StatusOr<std::vector<Mount>> Snapshotter::View(const std::string& key,
                                                      const std::string& parent) {
-  return Create(key, parent, Kind::kView);
+  return Create(key, parent, Kind::kView, Placement::kWithLayers);
 }
 
 absl::StatusOr<std::vector<Mount>> Snapshotter::Mounts(const std::string& key) {
@@ -378,17 +388,20 @@ absl::Status Snapshotter::CleanUp(const std::string& prefix) {
       owned.insert(info.directory);
     }
   }
-  std::string snapshots = root_ + "/snapshots";
-  DIR* dir = ::opendir(snapshots.c_str());
-  if (dir == nullptr) return base::ErrnoStatus(errno, "open " + snapshots);
   std::vector<std::string> orphans;
-  while (dirent* entry = ::readdir(dir)) {
-    std::string name = entry->d_name;
-    if (name == "." || name == "..") continue;
-    std::string path = snapshots + "/" + name;
-    if (!owned.contains(path)) orphans.push_back(path);
+  std::set<std::string> roots = {root_, writable_root_};
+  for (const std::string& root : roots) {
+    std::string snapshots = root + "/snapshots";
+    DIR* dir = ::opendir(snapshots.c_str());
+    if (dir == nullptr) return base::ErrnoStatus(errno, "open " + snapshots);
+    while (dirent* entry = ::readdir(dir)) {
+      std::string name = entry->d_name;
+      if (name == "." || name == "..") continue;
+      std::string path = snapshots + "/" + name;
+      if (!owned.contains(path)) orphans.push_back(path);
+    }
+    ::closedir(dir);
   }
-  ::closedir(dir);
   for (const std::string& orphan : orphans) {
     if (absl::Status removed = base::RemoveTree(orphan); !removed.ok()) return removed;
   }

@@ -39,6 +39,11 @@ struct Usage {
   int64_t inodes = 0;
 };
 
+// Where an active snapshot's tree lives: with the image layers, or (a container's root
+// filesystem) under the writable root, which may be another filesystem (KEP-4191's split image
+// filesystem: kubelet then watches the two disks apart).
+enum class Placement { kWithLayers, kWritable };
+
 enum class Driver {
   kOverlay,  // layers share content through overlayfs
   kNative,   // each snapshot is a full copy of its parent (when overlay is not available)
@@ -48,15 +53,18 @@ enum class Driver {
 // writable (a layer being unpacked, a container's root); committing it makes it an immutable
 // parent for others; a view is a read-only snapshot of a parent. Metadata lives in the store;
 // trees live under ROOT/snapshots/N (N a small number, so that overlay's mount options for
-// images with many layers stay short).
+// images with many layers stay short), or WRITABLE_ROOT/snapshots/N for those placed there.
 class Snapshotter {
  public:
+  // WRITABLE_ROOT: where kWritable snapshots go; empty means ROOT.
   static absl::StatusOr<std::unique_ptr<Snapshotter>> Open(std::string root, Driver driver,
-                                                           store::Store& store);
+                                                           store::Store& store,
+                                                           std::string writable_root = "");
 
   // A new active snapshot KEY on top of PARENT (a committed snapshot, or "" for none).
   // ALREADY_EXISTS when KEY is taken; NOT_FOUND when PARENT is unknown or not committed.
-  absl::StatusOr<std::vector<Mount>> Prepare(const std::string& key, const std::string& parent);
+  absl::StatusOr<std::vector<Mount>> Prepare(const std::string& key, const std::string& parent,
+                                             Placement placement = Placement::kWithLayers);
   // A read-only snapshot of PARENT.
   absl::StatusOr<std::vector<Mount>> View(const std::string& key, const std::string& parent);
   absl::StatusOr<std::vector<Mount>> Mounts(const std::string& key);
@@ -77,6 +85,8 @@ class Snapshotter {
   absl::StatusOr<std::string> ContentDirectory(const std::string& key);
   Driver GetDriver() const { return driver_; }
   const std::string& Root() const { return root_; }
+  // Where containers' writable layers live (Root() unless configured apart).
+  const std::string& WritableRoot() const { return writable_root_; }
 
   // A fresh directory on the snapshots' filesystem to unpack a layer into before its parent is
   // committed (overlay only: a layer's own content does not depend on its parent's), so that
@@ -90,14 +100,18 @@ class Snapshotter {
   absl::Status CleanUp(const std::string& prefix);
 
  private:
-  Snapshotter(std::string root, Driver driver, store::Store& store)
-      : root_(std::move(root)), driver_(driver), store_(store) {}
+  Snapshotter(std::string root, std::string writable_root, Driver driver, store::Store& store)
+      : root_(std::move(root)),
+        writable_root_(std::move(writable_root)),
+        driver_(driver),
+        store_(store) {}
   absl::StatusOr<std::vector<Mount>> Create(const std::string& key, const std::string& parent,
-                                            Kind kind);
+                                            Kind kind, Placement placement);
   absl::StatusOr<std::vector<Mount>> MountsFor(const Info& info);
   absl::StatusOr<std::vector<Info>> Chain(const std::string& key);
 
   std::string root_;
+  std::string writable_root_;
   Driver driver_;
   store::Store& store_;
 };

@@ -42,6 +42,8 @@ TEST(ConfigTest, RenderedNonDefaultConfigRoundTrips) {
   custom.registries["127.0.0.1:5001"] = {};
   custom.max_concurrent_downloads = 8;
   custom.pull_progress_timeout = std::chrono::seconds(90);
+  custom.writable_layers_dir = "/srv/writable";
+  custom.cdi_spec_dirs = {"/srv/cdi"};
   auto parsed = ParseConfig(RenderConfig(custom), "custom");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(*parsed, custom);
@@ -176,6 +178,8 @@ INSTANTIATE_TEST_SUITE_P(
                       "key 'images.max_concurrent_downloads': 1000 is not from 1 to 32"},
         BadConfigCase{"ConcurrencyOutOfRange", "[images]\nmax_concurrent_downloads = 99999999999",
                       "key 'images.max_concurrent_downloads': out of range"},
+        BadConfigCase{"RelativeWritableLayersDir", "[images]\nwritable_layers_dir = \"layers\"",
+                      "key 'images.writable_layers_dir': \"layers\" is not an absolute path"},
         BadConfigCase{"ProgressTimeoutNotADuration", "[images]\npull_progress_timeout = \"soon\"",
                       "key 'images.pull_progress_timeout': expected a duration"},
         BadConfigCase{"ProgressTimeoutANumber", "[images]\npull_progress_timeout = 300",

@@ -2,6 +2,7 @@
 // metrics, CDI devices, the image filesystem's info, checkpoints. Against a real kapald, with
 // crictl v1.36 from ../shared where the test says so.
 
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -414,6 +415,68 @@ devices:
   std::string bad_id;
   EXPECT_THAT(Create(*pod, bad, &bad_id).error_message(), HasSubstr("broken.yaml"));
   EXPECT_EQ(Containers().size(), containers_before);
+}
+
+// Containers' writable layers on a filesystem of their own ([images] writable_layers_dir, here a
+// tmpfs the test mounts): ImageFsInfo reports the two filesystems apart (KEP-4191), a container's
+// writes land there, its stats name it, and removing the container leaves nothing there.
+class SplitImageFsTest : public CriExtrasTest {
+ protected:
+  SplitImageFsTest() : writable_(*base::TempDir::Create("kapal-writable")) {
+    mounted_ = ::mount("tmpfs", writable_.Path().c_str(), "tmpfs", 0, "size=256m,mode=0711") == 0;
+  }
+  std::string ExtraToml() const override {
+    return absl::StrCat("[images]\nwritable_layers_dir = \"", writable_.Path(), "\"\n");
+  }
+  void TearDown() override {
+    CriExtrasTest::TearDown();
+    kapald_.reset();  // its containers go before their filesystem does
+    if (mounted_) ::umount2(writable_.Path().c_str(), MNT_DETACH);
+  }
+  base::TempDir writable_;
+  bool mounted_ = false;
+};
+
+TEST_F(SplitImageFsTest, WritableLayersLiveOnTheirOwnFilesystem) {
+  ASSERT_TRUE(mounted_) << "cannot mount a tmpfs for the writable layers";
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("split"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  std::string id =
+      Run(*pod, ContainerWith("writer", {"sh", "-c", "echo data > /written; sleep 100"}));
+  ExecSyncResponse out;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(Exec(id, {"cat", "/written"}, &out).ok());
+    if (out.exit_code() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(out.stdout(), "data\n");
+
+  runtime::v1::ImageFsInfoResponse fs;
+  ASSERT_TRUE(kapald_->ImageStub()->ImageFsInfo(LongContext().get(), {}, &fs).ok());
+  ASSERT_EQ(fs.image_filesystems_size(), 1);
+  ASSERT_EQ(fs.container_filesystems_size(), 1);
+  EXPECT_EQ(fs.image_filesystems(0).fs_id().mountpoint(), kapald_->RootDir());
+  EXPECT_EQ(fs.container_filesystems(0).fs_id().mountpoint(), writable_.Path());
+  EXPECT_GT(fs.container_filesystems(0).used_bytes().value(), 0u);
+
+  // The write is in an upper directory on the tmpfs.
+  auto snapshots = base::ListDirectory(writable_.Join("snapshots"));
+  ASSERT_TRUE(snapshots.ok()) << snapshots.status();
+  ASSERT_EQ(snapshots->size(), 1u);
+  EXPECT_EQ(
+      base::ReadFile(writable_.Join("snapshots/" + (*snapshots)[0] + "/fs/written")).value_or(""),
+      "data\n");
+  ContainerStatsRequest stats_request;
+  stats_request.set_container_id(id);
+  ContainerStatsResponse stats;
+  ASSERT_TRUE(stub_->ContainerStats(LongContext().get(), stats_request, &stats).ok());
+  EXPECT_EQ(stats.stats().writable_layer().fs_id().mountpoint(), writable_.Path());
+
+  ASSERT_TRUE(StopPod(*pod).ok());
+  ASSERT_TRUE(RemovePod(*pod).ok());
+  snapshots = base::ListDirectory(writable_.Join("snapshots"));
+  ASSERT_TRUE(snapshots.ok());
+  EXPECT_TRUE(snapshots->empty());
 }
 
 }  // namespace
