@@ -144,12 +144,13 @@ void ExitMonitor::RefreshLocked(Container& c) {
     return;
   }
   state_.containers_changed.notify_all();
-  events_.PublishLocked(LifecycleChange::kStopped, c.id, c.pod_id);
   if (absl::Status saved = records_.SaveContainer(c); !saved.ok()) {
     logger_.Error("container ", c.id, ": cannot record its exit: ", saved.message());
   } else {
     logger_.Info("container ", c.id, " exited with code ", c.exit_code, " (", c.reason, ")");
   }
+  // Reported once written (a failed write is logged; the shim's exit record still has it).
+  events_.PublishLocked(LifecycleChange::kStopped, c.id, c.pod_id);
 }
 
 }  // namespace kapal::runtime
