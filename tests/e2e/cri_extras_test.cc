@@ -188,11 +188,7 @@ TEST_F(CriExtrasTest, AnOomKillIsInTheEvents) {
   EventReader events(*stub_);
   absl::StatusOr<std::string> pod = RunPod(PodConfig("oom-events"));
   ASSERT_TRUE(pod.ok()) << pod.status();
-  ContainerConfig config = ContainerWith(
-      "hog", {"sh", "-c", "x=$(busybox head -c 200000000 /dev/zero | busybox tr '\\0' a)"});
-  config.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(16 * 1024 * 1024);
-  config.mutable_linux()->mutable_resources()->set_memory_swap_limit_in_bytes(16 * 1024 * 1024);
-  std::string id = Run(*pod, config);
+  std::string id = Run(*pod, MemoryHog("hog"));
   auto stopped = events.WaitFor(id, CONTAINER_STOPPED_EVENT);
   ASSERT_TRUE(stopped.has_value());
   bool found = false;

@@ -808,11 +808,7 @@ TEST_F(PodsTest, TerminalContainerWritesThroughTheConsole) {
 TEST_F(PodsTest, MemoryLimitKillIsReportedAsOomKilled) {
   absl::StatusOr<std::string> pod = RunPod(PodConfig("oom"));
   ASSERT_TRUE(pod.ok()) << pod.status();
-  ContainerConfig config = ContainerWith(
-      "hog", {"sh", "-c", "x=$(busybox head -c 200000000 /dev/zero | busybox tr '\\0' a)"});
-  config.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(16 * 1024 * 1024);
-  config.mutable_linux()->mutable_resources()->set_memory_swap_limit_in_bytes(16 * 1024 * 1024);
-  std::string id = Run(*pod, config);
+  std::string id = Run(*pod, MemoryHog("hog"));
   ContainerStatus exited = WaitForExit(id);
   EXPECT_EQ(exited.reason(), "OOMKilled") << "exit code " << exited.exit_code();
   EXPECT_NE(exited.exit_code(), 0);
