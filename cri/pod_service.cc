@@ -1,7 +1,6 @@
 // The pod and container RPCs of runtime.v1.RuntimeService: requests checked and turned into
 // runtime::Runtime calls, records turned into CRI messages.
 
-#include <algorithm>
 #include <chrono>
 #include <memory>
 
@@ -139,15 +138,9 @@ grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*,
   if (!pod.ok()) return ToGrpcStatus(pod.status());
   FillPodSandboxStatus(*pod, response->mutable_status());
   // kubelet with the EventedPLEG gate takes the pod's containers from here, not from
-  // ListContainers (containerd and CRI-O fill them too), and it does not sort them: it takes the
-  // first status of a name as the container's latest, so the newest come first (oldest first,
-  // a restarted container looked exited and kubelet restarted it again and again).
-  std::vector<runtime::Container> containers = runtime_.ListContainersOf(pod->id);
-  std::sort(containers.begin(), containers.end(),
-            [](const runtime::Container& a, const runtime::Container& b) {
-              return a.created_at > b.created_at;
-            });
-  for (const runtime::Container& c : containers) {
+  // ListContainers (containerd and CRI-O fill them too), in the order given: newest first (oldest
+  // first, a restarted container looked exited and kubelet restarted it again and again).
+  for (const runtime::Container& c : runtime_.ListContainersOf(pod->id)) {
     FillContainerStatus(c, response->add_containers_statuses());
   }
   if (request->verbose()) {

@@ -1,6 +1,5 @@
 #include "runtime/node_events.h"
 
-#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -67,8 +66,7 @@ void NodeEvents::PublishLocked(LifecycleChange change, const std::string& contai
   for (const auto& [id, c] : state_.containers) {
     if (c.pod_id == pod_id) event->containers.push_back(c);
   }
-  std::sort(event->containers.begin(), event->containers.end(),
-            [](const Container& a, const Container& b) { return a.created_at > b.created_at; });
+  SortNewestFirst(event->containers);
   std::shared_ptr<const NodeEvent> shared = std::move(event);
   for (auto it = hub_->queues.begin(); it != hub_->queues.end();) {
     Queue& queue = **it;

@@ -2,6 +2,7 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
@@ -23,6 +24,11 @@ absl::StatusOr<runtime::v1::ContainerState> ParseContainerState(const std::strin
 }
 
 }  // namespace
+
+void SortNewestFirst(std::vector<Container>& containers) {
+  std::sort(containers.begin(), containers.end(),
+            [](const Container& a, const Container& b) { return a.created_at > b.created_at; });
+}
 
 int64_t NowNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -51,6 +51,10 @@ struct Container {
   std::optional<ProcessUser> user;
 };
 
+// A pod's containers as kubelet reads them from PodSandboxStatus and from events: newest first
+// (it takes the first status of a name as that container's latest, and does not sort them).
+void SortNewestFirst(std::vector<Container>& containers);
+
 // Nanoseconds since the epoch, as CRI reports times.
 int64_t NowNanos();
 // A new pod or container id: 64 hex digits, as containerd makes them.

@@ -121,7 +121,9 @@ absl::StatusOr<Container> Runtime::GetContainer(const std::string& id) {
 }
 std::vector<Container> Runtime::ListContainers() { return parts_->containers.List(); }
 std::vector<Container> Runtime::ListContainersOf(const std::string& pod_id) {
-  return parts_->containers.List(pod_id);
+  std::vector<Container> containers = parts_->containers.List(pod_id);
+  SortNewestFirst(containers);
+  return containers;
 }
 absl::Status Runtime::SignalContainer(const std::string& id, int signal) {
   return parts_->containers.Signal(id, signal);

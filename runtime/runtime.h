@@ -66,7 +66,7 @@ class Runtime {
   absl::Status RemoveContainer(const std::string& id);
   absl::StatusOr<Container> GetContainer(const std::string& id);
   std::vector<Container> ListContainers();
-  // The containers of the pod with this full id.
+  // The containers of the pod with this full id, newest first (see SortNewestFirst).
   std::vector<Container> ListContainersOf(const std::string& pod_id);
   // For the Docker API (CRI has none of these): a signal to a running container, a wait for its
   // exit (see Containers::WaitForExit), an exited container made created again.
