@@ -5,8 +5,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${KAPAL_BUILD_DIR:-$repo/build}
 
-if ! command -v containerd >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd </dev/null
+# containerd to compare with; isal's igzip for the pull bench's floor.
+if ! command -v containerd >/dev/null || ! command -v igzip >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd isal </dev/null
 fi
 
 work=$(mktemp -d /tmp/kapal-bench.XXXXXX)
@@ -79,7 +80,7 @@ launch_kapald() {  # launch_kapald NAME BINARIES CONFIG_SECTIONS [EXTRA_TOML]
   cat >"$work/$name/kapal.toml" <<CONFIG
 root = "$work/$name/root"
 state = "$work/$name/state"
-log_level = "warn"
+log_level = "${KAPALD_LOG_LEVEL:-warn}"
 ${4:-}
 [grpc]
 address = "$work/$name/kapal.sock"
@@ -105,22 +106,55 @@ start_kapald_before() {  # start_kapald_before BEFORE_DIR [EXTRA_TOML]
   kapald_before_pid=$launched_pid
 }
 
-start_containerd() {  # start_containerd [EXTRA_CRI_TOML]
-  mkdir -p "$work/containerd"
-  cat >"$work/containerd/config.toml" <<CONFIG
-version = 2
-root = "$work/containerd/root"
-state = "$work/containerd/state"
-[grpc]
-  address = "$work/containerd/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri".registry.mirrors."127.0.0.1:$port"]
-  endpoint = ["http://127.0.0.1:$port"]
-${1:-}
+# containerd of Debian's newer suite (sid), for comparing with the current release: its .deb is
+# fetched with `apt-get download` through a sources list of our own under /var/tmp (the system's
+# apt configuration is not touched) and unpacked with dpkg-deb -x, never installed. Prints the
+# folder of its binaries. It runs on bookworm's glibc (Go, static apart from libc).
+sid_containerd() {
+  local dir=/var/tmp/kapal-bench-sid
+  if [ ! -x "$dir/root/usr/bin/containerd" ]; then
+    mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/etc"
+    echo "deb http://deb.debian.org/debian sid main" >"$dir/etc/sources.list"
+    local apt_options=(-o "Dir::Etc::SourceList=$dir/etc/sources.list" -o Dir::Etc::SourceParts=/dev/null
+      -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache" -o APT::Sandbox::User=root)
+    apt-get "${apt_options[@]}" -qq update >&2
+    (cd "$dir" && rm -f containerd_*.deb && apt-get "${apt_options[@]}" -qq download containerd >&2)
+    rm -rf "$dir/root"
+    dpkg-deb -x "$dir"/containerd_*.deb "$dir/root"
+  fi
+  echo "$dir/root/usr/bin"
+}
+
+# containerd from the folder BINARIES (default: Debian's installed one) on root, state and socket
+# in $work/NAME, the run's registry reached over plain HTTP through a hosts.toml (what both 1.6
+# and 2.x read). Sets $containerd_pid.
+start_containerd_named() {  # start_containerd_named NAME BINARIES [EXTRA_CRI_TOML]
+  local name=$1 binaries=$2
+  mkdir -p "$work/$name/certs.d/127.0.0.1:$port"
+  cat >"$work/$name/certs.d/127.0.0.1:$port/hosts.toml" <<CONFIG
+server = "http://127.0.0.1:$port"
+[host."http://127.0.0.1:$port"]
+  capabilities = ["pull", "resolve", "push"]
 CONFIG
-  containerd --config "$work/containerd/config.toml" >"$work/containerd.log" 2>&1 &
+  cat >"$work/$name/config.toml" <<CONFIG
+version = 2
+root = "$work/$name/root"
+state = "$work/$name/state"
+[grpc]
+  address = "$work/$name/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "$work/$name/certs.d"
+${3:-}
+CONFIG
+  PATH="$binaries:$PATH" "$binaries/containerd" --config "$work/$name/config.toml" \
+    >"$work/$name.log" 2>&1 &
   containerd_pid=$!
   pids+=($containerd_pid)
-  wait_for containerd test -S "$work/containerd/containerd.sock"
+  wait_for "$name" test -S "$work/$name/containerd.sock"
+}
+
+start_containerd() {  # start_containerd [EXTRA_CRI_TOML]
+  start_containerd_named containerd "$(dirname "$(command -v containerd)")" "${1:-}"
 }
 
 # An image of /bin/busybox with APPLETS (space-separated) linked in /bin and the umoci config

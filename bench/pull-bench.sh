@@ -1,32 +1,103 @@
 #!/usr/bin/env bash
-# Pull throughput of kapald and of containerd (Debian's package, CRI plugin) in one run: both on
-# their own root, state and socket under a temporary directory, pulling the same image from a
-# docker-registry on 127.0.0.1. Prints each one's median seconds and MB/s, and the ratio.
+# Pull time of kapald, containerd 1.6 (Debian bookworm's package) and containerd 2.1 (Debian
+# sid's package, fetched with apt-get download and unpacked with dpkg-deb -x, never installed),
+# in one run, each on its own root, state and socket under a temporary directory, pulling the
+# same images from a docker-registry on 127.0.0.1:
+#   - realistic: 7 gzip -6 layers of this machine's /usr files (bench/usr_image.py), where
+#     inflate is most of the work;
+#   - random: 3 gzip layers of random bytes (gzip stores them), where hashing and copying are.
+# Prints each one's median seconds, range and MB/s, the ratios, kapald's own split of its time
+# (from its log) and the machine's floor for the realistic image: its 7 layers inflated with
+# igzip and unpacked with GNU tar, all at once, from local disk.
 #
 #   bench/pull-bench.sh [ROUNDS]        (as root, after deploy/kapal.sh build)
 #
 # KAPALD_BEFORE=DIR (the folder of an earlier commit's kapald and kapal-shim) pulls with that
-# kapald too.
+# kapald too. USR_IMAGE=DIR keeps the realistic image's OCI layout there between runs.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rounds=${1:-3}
 
+containerd21=$(sid_containerd)
 start_registry
-start_kapald
-before=()
+KAPALD_LOG_LEVEL=info start_kapald
+endpoints=("unix://$work/kapal/kapal.sock")
 if [ -n "${KAPALD_BEFORE:-}" ]; then
   start_kapald_before "$KAPALD_BEFORE"
-  before=("unix://$work/kapal-before/kapal.sock")
+  endpoints+=("unix://$work/kapal-before/kapal.sock")
 fi
 start_containerd
+endpoints+=("unix://$work/containerd/containerd.sock")
+start_containerd_named containerd21 "$containerd21"
+endpoints+=("unix://$work/containerd21/containerd.sock")
 
-echo "containerd $(containerd --version | awk '{print $3}'), kapald $("$build/daemon/kapald" --version | awk '{print $2}'), $(nproc) cores"
-"$build/bench/kapal-pull-bench" --registry-port "$port" --rounds "$rounds" \
-  "unix://$work/kapal/kapal.sock" "${before[@]}" "unix://$work/containerd/containerd.sock" |
-  tee "$work/result"
-kapal=$(awk '/kapal\/kapal.sock/ {print $3}' "$work/result")
-containerd=$(awk '/containerd.sock/ {print $3}' "$work/result")
-python3 -c "print(f'kapald / containerd throughput: {$kapal / $containerd:.2f}x')"
-if [ ${#before[@]} -gt 0 ]; then
-  kapal_before=$(awk '/kapal-before\/kapal.sock/ {print $3}' "$work/result")
-  python3 -c "print(f'kapald (before) / containerd throughput: {$kapal_before / $containerd:.2f}x')"
+usr_image=${USR_IMAGE:-$work/usr-image}
+if [ ! -f "$usr_image/index.json" ]; then
+  rm -rf "$usr_image"
+  python3 "$repo/bench/usr_image.py" "$usr_image" >"$work/usr-image.shape"
+else
+  echo "(reused $usr_image)" >"$work/usr-image.shape"
 fi
+skopeo copy -q --dest-tls-verify=false "oci:$usr_image:usr" "docker://127.0.0.1:$port/bench/usr:1"
+usr_bytes=$(python3 -c "
+import json,sys; d='$usr_image'; idx=json.load(open(d+'/index.json'))
+m=json.load(open(d+'/blobs/'+idx['manifests'][0]['digest'].replace(':','/')))
+print(sum(l['size'] for l in m['layers']))")
+usr_shape=$(python3 -c "
+import json; d='$usr_image'; idx=json.load(open(d+'/index.json'))
+m=json.load(open(d+'/blobs/'+idx['manifests'][0]['digest'].replace(':','/')))
+s=sorted((l['size'] for l in m['layers']), reverse=True)
+print(f\"{len(s)} gzip -6 layers of /usr files (largest {s[0]/1e6:.0f} MB)\")")
+
+echo "kapald $("$build/daemon/kapald" --version | awk '{print $2}'), containerd $(containerd --version | awk '{print $3}') (bookworm) and $("$containerd21/containerd" --version | awk '{print $3}') (sid), $(nproc) cores"
+
+ratios() {  # ratios RESULT_FILE
+  python3 - "$1" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    fields = line.split()
+    if len(fields) >= 2 and fields[0].startswith("unix://"):
+        rows[fields[0].split("/")[-2]] = float(fields[1])
+kapal = rows["kapal"]
+for name, label in (("containerd", "containerd 1.6"), ("containerd21", "containerd 2.1"),
+                    ("kapal-before", "kapald (before)")):
+    if name in rows:
+        print(f"  {label} / kapald time: {rows[name] / kapal:.2f}x")
+PY
+}
+
+echo
+"$build/bench/kapal-pull-bench" --registry-port "$port" --rounds "$rounds" \
+  --image "127.0.0.1:$port/bench/usr:1" --image-bytes "$usr_bytes" --describe "$usr_shape" \
+  "${endpoints[@]}" | tee "$work/result-usr"
+ratios "$work/result-usr"
+echo "kapald's split of its last realistic pull (per-layer seconds summed over parallel layers):"
+grep -o 'pulled 127.0.0.1:[0-9]*/bench/usr:1.*' "$work/kapald.log" | tail -1 | sed 's/^/  /'
+
+# The floor: the same layers from local disk, inflated by igzip and unpacked by GNU tar, all at
+# once (what this machine's cores and disk allow without any network or hashing).
+mkdir -p "$work/floor"
+sync
+floor_start=$(date +%s.%N)
+i=0
+floor_jobs=()
+for blob in $(python3 -c "
+import json; d='$usr_image'; idx=json.load(open(d+'/index.json'))
+m=json.load(open(d+'/blobs/'+idx['manifests'][0]['digest'].replace(':','/')))
+print(' '.join(d+'/blobs/'+l['digest'].replace(':','/') for l in m['layers']))"); do
+  mkdir -p "$work/floor/$i"
+  (igzip -dc "$blob" | tar -x -C "$work/floor/$i") &
+  floor_jobs+=($!)
+  i=$((i + 1))
+done
+wait "${floor_jobs[@]}"  # not a bare wait: the daemons are this shell's children too
+floor_end=$(date +%s.%N)
+sync
+synced_end=$(date +%s.%N)
+python3 -c "print(f'floor (parallel igzip | tar -x of the {$i} layers from local disk): {$floor_end - $floor_start:.2f} s, then {$synced_end - $floor_end:.2f} s to sync them')"
+rm -rf "$work/floor"
+
+echo
+"$build/bench/kapal-pull-bench" --registry-port "$port" --rounds "$rounds" "${endpoints[@]}" |
+  tee "$work/result-random"
+ratios "$work/result-random"

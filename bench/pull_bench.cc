@@ -1,12 +1,15 @@
 // Pull benchmark against any CRI endpoint.
 //
-//   kapal-pull-bench --registry-port PORT ENDPOINT...
+//   kapal-pull-bench --registry-port PORT [--image REF --image-bytes N --describe TEXT] ENDPOINT...
 //
 // Pushes an image of three 50 MB layers of incompressible data (gzip) to the registry on
-// 127.0.0.1:PORT, then for each CRI endpoint pulls it ROUNDS times (removing it before each
-// pull) and prints the median time and throughput. Throughput counts the compressed bytes
-// fetched from the registry.
+// 127.0.0.1:PORT (or pulls the image REF already there, of N compressed bytes), then for each
+// CRI endpoint pulls it ROUNDS times (removing it before each pull) and prints the median time,
+// the range and the throughput. Throughput counts the compressed bytes fetched from the
+// registry. Endpoints take turns round by round, so that a disk's or cache's warm-up does not
+// favour the one measured last.
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -50,52 +53,60 @@ int main(int argc, char** argv) {
   int rounds = 3;
   int layer_mb = 50;
   std::vector<std::string> endpoints;
+  std::string given_image;
+  int64_t given_bytes = 0;
+  std::string description;
   app.add_option("--registry-port", registry_port, "Registry on 127.0.0.1")->required();
   app.add_option("--rounds", rounds, "Pulls per endpoint (the median is reported)");
   app.add_option("--layer-mb", layer_mb, "Size of each of the three layers");
+  app.add_option("--image", given_image, "Pull this reference instead of building one");
+  app.add_option("--image-bytes", given_bytes, "Compressed bytes of --image");
+  app.add_option("--describe", description, "What --image is, for the output");
   app.add_option("endpoints", endpoints, "CRI endpoints (unix:///path)")->required();
   CLI11_PARSE(app, argc, argv);
 
-  auto registry = kapal::testing::RegistryFixture::External(registry_port);
-  if (!registry.ok()) {
-    std::cerr << registry.status() << "\n";
-    return 1;
+  std::string reference = given_image;
+  int64_t bytes = given_bytes;
+  if (reference.empty()) {
+    auto registry = kapal::testing::RegistryFixture::External(registry_port);
+    if (!registry.ok()) {
+      std::cerr << registry.status() << "\n";
+      return 1;
+    }
+    TestImage image;
+    for (int i = 0; i < 3; ++i) {
+      auto layer = BuildLayer({{LayerEntry::Kind::kFile, absl::StrFormat("data%d", i),
+                                Noise(static_cast<size_t>(layer_mb) << 20, 1000 + i)}},
+                              Compression::kGzip);
+      if (!layer.ok()) return 1;
+      bytes += static_cast<int64_t>(layer->data.size());
+      image.layers.push_back(*layer);
+    }
+    auto pushed = (*registry)->Push("bench/pull", "3x50mb", image);
+    if (!pushed.ok()) {
+      std::cerr << pushed.status() << "\n";
+      return 1;
+    }
+    reference = (*registry)->Host() + "/bench/pull:3x50mb";
+    description = absl::StrFormat("3 gzip layers of random bytes (stored, not compressed)");
   }
-  TestImage image;
-  auto rootfs = kapal::testing::BusyboxRootfs();
-  if (!rootfs.ok()) return 1;
-  int64_t bytes = 0;
-  for (int i = 0; i < 3; ++i) {
-    auto layer = BuildLayer({{LayerEntry::Kind::kFile, absl::StrFormat("data%d", i),
-                              Noise(static_cast<size_t>(layer_mb) << 20, 1000 + i)}},
-                            Compression::kGzip);
-    if (!layer.ok()) return 1;
-    bytes += static_cast<int64_t>(layer->data.size());
-    image.layers.push_back(*layer);
-  }
-  auto pushed = (*registry)->Push("bench/pull", "3x50mb", image);
-  if (!pushed.ok()) {
-    std::cerr << pushed.status() << "\n";
-    return 1;
-  }
-  std::string reference = (*registry)->Host() + "/bench/pull:3x50mb";
-  std::cout << absl::StrFormat("image %s: 3 gzip layers, %.1f MB compressed, median of %d pulls\n",
-                               reference, bytes / 1e6, rounds);
-  std::cout << absl::StrFormat("%-40s %10s %10s\n", "endpoint", "seconds", "MB/s");
-  for (const std::string& endpoint : endpoints) {
-    auto channel = grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
-    auto images = runtime::v1::ImageService::NewStub(channel);
-    std::vector<double> seconds;
-    for (int round = 0; round < rounds; ++round) {
+  std::cout << absl::StrFormat("image %s: %s, %.1f MB compressed, median of %d pulls\n", reference,
+                               description, bytes / 1e6, rounds);
+  std::vector<std::vector<double>> seconds(endpoints.size());
+  for (int round = 0; round < rounds; ++round) {
+    for (size_t e = 0; e < endpoints.size(); ++e) {
+      auto channel = grpc::CreateChannel(endpoints[e], grpc::InsecureChannelCredentials());
+      auto images = runtime::v1::ImageService::NewStub(channel);
       runtime::v1::RemoveImageRequest remove;
       remove.mutable_image()->set_image(reference);
       runtime::v1::RemoveImageResponse removed;
       grpc::Status status =
           images->RemoveImage(Deadline(std::chrono::seconds(60)).get(), remove, &removed);
       if (!status.ok()) {
-        std::cerr << endpoint << ": RemoveImage: " << status.error_message() << "\n";
+        std::cerr << endpoints[e] << ": RemoveImage: " << status.error_message() << "\n";
         return 1;
       }
+      ::sync();  // the previous pull's writes are not charged to this one
       runtime::v1::PullImageRequest pull;
       pull.mutable_image()->set_image(reference);
       runtime::v1::PullImageResponse pulled;
@@ -104,14 +115,19 @@ int main(int argc, char** argv) {
       double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (!status.ok()) {
-        std::cerr << endpoint << ": PullImage: " << status.error_message() << "\n";
+        std::cerr << endpoints[e] << ": PullImage: " << status.error_message() << "\n";
         return 1;
       }
-      seconds.push_back(elapsed);
+      seconds[e].push_back(elapsed);
     }
-    std::sort(seconds.begin(), seconds.end());
-    double median = seconds[seconds.size() / 2];
-    std::cout << absl::StrFormat("%-40s %10.2f %10.1f\n", endpoint, median, bytes / 1e6 / median);
+  }
+  std::cout << absl::StrFormat("%-64s %8s %14s %8s\n", "endpoint", "seconds", "range", "MB/s");
+  for (size_t e = 0; e < endpoints.size(); ++e) {
+    std::vector<double>& times = seconds[e];
+    std::sort(times.begin(), times.end());
+    double median = times[times.size() / 2];
+    std::cout << absl::StrFormat("%-64s %8.2f %6.2f-%-7.2f %8.1f\n", endpoints[e], median,
+                                 times.front(), times.back(), bytes / 1e6 / median);
   }
   return 0;
 }

@@ -1,17 +1,23 @@
 #include "images/puller.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "base/files.h"
 #include "base/temp_dir.h"
-#include "images/unpack.h"
+#include "base/unique_fd.h"
 
 namespace kapal::images {
 
@@ -28,7 +34,80 @@ absl::Status Annotate(const absl::Status& status, absl::string_view context) {
   return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
 }
 
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Starts the disk on staged layers while the others are still downloading and inflating: one
+// thread calls syncfs for the snapshots' filesystem whenever a layer was staged, so the syncfs
+// that each commit must do (nothing is committed before it is on disk) finds little left.
+class BackgroundSync {
+ public:
+  explicit BackgroundSync(const std::string& directory)
+      : fd_(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)),
+        thread_([this] { Run(); }) {}
+  ~BackgroundSync() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+  BackgroundSync(const BackgroundSync&) = delete;
+  BackgroundSync& operator=(const BackgroundSync&) = delete;
+
+  void Request() {
+    {
+      std::lock_guard lock(mutex_);
+      requested_ = true;
+    }
+    wake_.notify_one();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return requested_ || stopping_; });
+      if (stopping_) return;
+      requested_ = false;
+      lock.unlock();
+      if (fd_) ::syncfs(fd_.Get());  // a hint: the commit's own syncfs decides
+      lock.lock();
+    }
+  }
+
+  base::UniqueFd fd_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool requested_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
 }  // namespace
+
+std::string PullReport::Summary() const {
+  return absl::StrFormat(
+      "%d layers fetched (%.1f MB, %s); summed over layers: download+sha256 %.2fs, inflate "
+      "%.2fs, diff-id sha256 %.2fs, write %.2fs, commit (syncfs) %.2fs",
+      layers_fetched, bytes_fetched / 1e6, formats.empty() ? "none" : formats, download_seconds,
+      inflate_seconds, hash_seconds, write_seconds, commit_seconds);
+}
+
+void Puller::Account(const UnpackedLayer& unpacked, PullReport* report) {
+  if (report == nullptr) return;
+  std::lock_guard lock(report_mutex_);
+  report->inflate_seconds += unpacked.inflate_seconds;
+  report->hash_seconds += unpacked.hash_seconds;
+  report->write_seconds += unpacked.write_seconds;
+  if (!absl::StrContains(report->formats, unpacked.format)) {
+    report->formats = report->formats.empty()
+                          ? unpacked.format
+                          : absl::StrCat(report->formats, ", ", unpacked.format);
+  }
+}
 
 absl::Status Puller::Shared(const std::string& key, const std::function<absl::Status()>& work) {
   std::promise<absl::Status> promise;
@@ -87,7 +166,7 @@ absl::Status Puller::Download(RegistryClient& client, const std::string& reposit
 }
 
 absl::StatusOr<std::string> Puller::StageLayer(const Descriptor& layer, const Digest& diff_id,
-                                               const Digest& chain_id) {
+                                               const Digest& chain_id, UnpackedLayer& result) {
   if (snapshots_.GetDriver() != snapshotter::Driver::kOverlay) return std::string();
   if (absl::StatusOr<snapshotter::Info> existing = snapshots_.Stat(chain_id.String());
       existing.ok() && existing->kind == snapshotter::Kind::kCommitted) {
@@ -96,17 +175,18 @@ absl::StatusOr<std::string> Puller::StageLayer(const Descriptor& layer, const Di
   absl::StatusOr<std::string> staged = snapshots_.NewStagingDirectory();
   if (!staged.ok()) return staged.status();
   absl::StatusOr<UnpackedLayer> unpacked = images::UnpackLayer(
-      content_.PathOf(layer.digest), *staged, WhiteoutStyle::kOverlay, &diff_id);
+      content_.PathOf(layer.digest), *staged, WhiteoutStyle::kOverlay, &diff_id, options_.inflate);
   if (!unpacked.ok()) {
     (void)base::RemoveTree(*staged);
     return Annotate(unpacked.status(), "layer " + layer.digest.String());
   }
+  result = *unpacked;
   return *staged;
 }
 
 absl::Status Puller::UnpackLayer(const Descriptor& layer, const Digest& diff_id,
                                  const Digest& chain_id, const std::string& parent,
-                                 const std::string& staged) {
+                                 const std::string& staged, PullReport* report) {
   return Shared("unpack:" + chain_id.String(), [&]() -> absl::Status {
     if (absl::StatusOr<snapshotter::Info> existing = snapshots_.Stat(chain_id.String());
         existing.ok() && existing->kind == snapshotter::Kind::kCommitted) {
@@ -129,10 +209,17 @@ absl::Status Puller::UnpackLayer(const Descriptor& layer, const Digest& diff_id,
         (void)base::RemoveTree(staged);
         return discard(adopted);
       }
-    } else if (absl::Status unpacked = UnpackInto(layer, diff_id, key); !unpacked.ok()) {
-      return discard(unpacked);
+    } else {
+      absl::StatusOr<UnpackedLayer> unpacked = UnpackInto(layer, diff_id, key);
+      if (!unpacked.ok()) return discard(unpacked.status());
+      Account(*unpacked, report);
     }
+    auto commit_started = std::chrono::steady_clock::now();
     absl::Status committed = snapshots_.Commit(chain_id.String(), key);
+    if (report != nullptr) {
+      std::lock_guard lock(report_mutex_);
+      report->commit_seconds += SecondsSince(commit_started);
+    }
     // Another pull committed the same layer first: its snapshot serves both.
     if (absl::IsAlreadyExists(committed)) return discard(absl::OkStatus());
     if (!committed.ok()) return discard(committed);
@@ -140,22 +227,22 @@ absl::Status Puller::UnpackLayer(const Descriptor& layer, const Digest& diff_id,
   });
 }
 
-absl::Status Puller::UnpackInto(const Descriptor& layer, const Digest& diff_id,
-                                const std::string& key) {
+absl::StatusOr<UnpackedLayer> Puller::UnpackInto(const Descriptor& layer, const Digest& diff_id,
+                                                 const std::string& key) {
   absl::StatusOr<std::string> directory = snapshots_.ContentDirectory(key);
   if (!directory.ok()) return directory.status();
   WhiteoutStyle style = snapshots_.GetDriver() == snapshotter::Driver::kOverlay
                             ? WhiteoutStyle::kOverlay
                             : WhiteoutStyle::kApply;
-  absl::StatusOr<UnpackedLayer> unpacked =
-      images::UnpackLayer(content_.PathOf(layer.digest), *directory, style, &diff_id);
+  absl::StatusOr<UnpackedLayer> unpacked = images::UnpackLayer(
+      content_.PathOf(layer.digest), *directory, style, &diff_id, options_.inflate);
   if (!unpacked.ok()) return Annotate(unpacked.status(), "layer " + layer.digest.String());
-  return absl::OkStatus();
+  return unpacked;
 }
 
 absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
                                          const Credentials& credentials,
-                                         const ProgressCallback& progress) {
+                                         const ProgressCallback& progress, PullReport* report) {
   absl::StatusOr<Reference> reference = ParseReference(reference_text);
   if (!reference.ok()) return reference.status();
   std::string context = absl::StrCat("pull ", reference->String());
@@ -239,8 +326,18 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
   std::vector<Digest> chain_ids = ChainIds(diff_ids);
 
   // Downloads, a few at a time, each layer unpacked into staging right after; the first failure
-  // is reported.
+  // is reported. Largest first: the largest layer's download and unpack are the pull's
+  // critical path, and the small ones fit around it.
+  std::vector<size_t> order(manifest->layers.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return manifest->layers[a].size > manifest->layers[b].size;
+  });
   std::atomic<size_t> next{0};
+  std::optional<BackgroundSync> background_sync;
+  if (!diff_ids.empty() && snapshots_.GetDriver() == snapshotter::Driver::kOverlay) {
+    background_sync.emplace(snapshots_.Root());
+  }
   std::mutex failure_mutex;
   absl::Status failure;
   std::map<std::string, std::string> staged;  // layer digest -> staging directory
@@ -248,11 +345,26 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
     for (const auto& [digest, directory] : staged) (void)base::RemoveTree(directory);
   };
   auto worker = [&] {
-    for (size_t i = next++; i < manifest->layers.size(); i = next++) {
+    for (size_t position = next++; position < order.size(); position = next++) {
+      size_t i = order[position];
       const Descriptor& layer = manifest->layers[i];
+      bool present = content_.Has(layer.digest);
+      auto download_started = std::chrono::steady_clock::now();
       absl::Status done = Download(client, repository, layer, progress);
+      if (done.ok() && !present && report != nullptr) {
+        std::lock_guard lock(report_mutex_);
+        report->layers_fetched += 1;
+        report->bytes_fetched += layer.size;
+        report->download_seconds += SecondsSince(download_started);
+      }
       if (done.ok() && !diff_ids.empty()) {
-        absl::StatusOr<std::string> directory = StageLayer(layer, diff_ids[i], chain_ids[i]);
+        UnpackedLayer unpacked;
+        absl::StatusOr<std::string> directory =
+            StageLayer(layer, diff_ids[i], chain_ids[i], unpacked);
+        if (directory.ok() && !directory->empty()) {
+          Account(unpacked, report);
+          background_sync->Request();
+        }
         if (directory.ok() && !directory->empty()) {
           std::lock_guard lock(failure_mutex);
           // The same blob twice in one image: the second staging is not needed.
@@ -274,6 +386,7 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
                                         static_cast<int>(manifest->layers.size())));
   for (int i = 0; i < count; ++i) workers.emplace_back(worker);
   for (std::thread& thread : workers) thread.join();
+  background_sync.reset();
   if (!failure.ok()) {
     remove_staged();
     return Annotate(failure, context);
@@ -285,8 +398,8 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
   // The digest a tag resolved to: the index's, when the registry served one.
   std::vector<std::string> repo_digests = {
       absl::StrCat(reference->Name(), "@", top->digest.String())};
-  absl::StatusOr<ImageRecord> image =
-      UnpackAndRecord(chosen.digest, chosen.media_type, repo_tags, repo_digests, blobs, staged);
+  absl::StatusOr<ImageRecord> image = UnpackAndRecord(chosen.digest, chosen.media_type, repo_tags,
+                                                      repo_digests, blobs, staged, report);
   if (!image.ok()) {
     remove_staged();  // what was not adopted (RemoveTree of a moved one finds nothing)
     return Annotate(image.status(), context);
@@ -297,7 +410,8 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
 absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(
     const Digest& manifest_digest, const std::string& manifest_media_type,
     const std::vector<std::string>& repo_tags, const std::vector<std::string>& repo_digests,
-    const std::vector<Digest>& extra_blobs, const std::map<std::string, std::string>& staged) {
+    const std::vector<Digest>& extra_blobs, const std::map<std::string, std::string>& staged,
+    PullReport* report) {
   absl::StatusOr<std::string> manifest_json = content_.ReadAll(manifest_digest);
   if (!manifest_json.ok()) return manifest_json.status();
   absl::StatusOr<ImageManifest> manifest = ParseManifest(*manifest_json);
@@ -335,7 +449,7 @@ absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(
       staged_directory = found->second;
     }
     absl::Status unpacked = UnpackLayer(manifest->layers[i], config->diff_ids[i], chain_ids[i],
-                                        parent, staged_directory);
+                                        parent, staged_directory, report);
     if (!unpacked.ok()) return unpacked;
     blobs.push_back(manifest->layers[i].digest);
     size += manifest->layers[i].size;

@@ -16,6 +16,7 @@
 #include "images/manifest.h"
 #include "images/registry_client.h"
 #include "images/registry_hosts.h"
+#include "images/unpack.h"
 #include "snapshotter/snapshotter.h"
 
 namespace kapal::images {
@@ -29,12 +30,27 @@ struct LayerProgress {
 };
 using ProgressCallback = std::function<void(const LayerProgress&)>;
 
+// Where one pull's time went, each part summed over its layers (layers overlap, so the parts
+// add up to more than the pull's own time). For the log and the benchmark.
+struct PullReport {
+  int layers_fetched = 0;
+  int64_t bytes_fetched = 0;
+  double download_seconds = 0;  // from the registry into the content store, sha256 included
+  double inflate_seconds = 0;   // reading the blob and inflating it
+  double hash_seconds = 0;      // the uncompressed tar's sha256 (its diff id)
+  double write_seconds = 0;     // tar parsing, creating and writing files
+  double commit_seconds = 0;    // syncfs and recording the snapshots
+  std::string formats;          // the layers' compressions, e.g. "gzip (isa-l)"
+  std::string Summary() const;
+};
+
 struct PullOptions {
   int max_concurrent_downloads = 3;
   int attempts = 3;  // per blob, for network errors and 5xx
   // A transfer that moves no byte this long ends the pull with DEADLINE_EXCEEDED; 0: no limit.
   std::chrono::seconds progress_timeout{300};
   Platform platform = HostPlatform();
+  InflateEngine inflate = InflateEngine::kIsal;
   RegistryHosts hosts;  // mirrors, TLS settings and credentials per registry
 };
 
@@ -49,19 +65,23 @@ class Puller {
          PullOptions options)
       : content_(content), snapshots_(snapshots), images_(images), options_(std::move(options)) {}
 
+  // REPORT, when given, receives where the time went.
   absl::StatusOr<ImageRecord> Pull(const std::string& reference, const Credentials& credentials,
-                                   const ProgressCallback& progress = nullptr);
+                                   const ProgressCallback& progress = nullptr,
+                                   PullReport* report = nullptr);
   // The registry settings pulls use (pushes use them too).
   const RegistryHosts& Hosts() const { return options_.hosts; }
 
   // Unpacks an image whose manifest, config and layers are all in the content store, and records
   // it under REPO_TAGS and REPO_DIGESTS (pull and import both end here). EXTRA_BLOBS are held by
   // the image too (an index it came from).
-  absl::StatusOr<ImageRecord> UnpackAndRecord(
-      const Digest& manifest_digest, const std::string& manifest_media_type,
-      const std::vector<std::string>& repo_tags, const std::vector<std::string>& repo_digests,
-      const std::vector<Digest>& extra_blobs,
-      const std::map<std::string, std::string>& staged = {});
+  absl::StatusOr<ImageRecord> UnpackAndRecord(const Digest& manifest_digest,
+                                              const std::string& manifest_media_type,
+                                              const std::vector<std::string>& repo_tags,
+                                              const std::vector<std::string>& repo_digests,
+                                              const std::vector<Digest>& extra_blobs,
+                                              const std::map<std::string, std::string>& staged = {},
+                                              PullReport* report = nullptr);
 
   // The key prefix of snapshots being unpacked; kapald removes leftovers at start.
   static constexpr const char kExtractPrefix[] = "extract-";
@@ -72,14 +92,18 @@ class Puller {
   // STAGED, when given, holds the layer already unpacked (and its diff id checked) while its
   // parent was not yet committed; it becomes the snapshot's content.
   absl::Status UnpackLayer(const Descriptor& layer, const Digest& diff_id, const Digest& chain_id,
-                           const std::string& parent, const std::string& staged = "");
+                           const std::string& parent, const std::string& staged,
+                           PullReport* report);
   // Unpacks LAYER into active snapshot KEY, checking its diff id.
-  absl::Status UnpackInto(const Descriptor& layer, const Digest& diff_id, const std::string& key);
+  absl::StatusOr<UnpackedLayer> UnpackInto(const Descriptor& layer, const Digest& diff_id,
+                                           const std::string& key);
   // Overlay: unpacks LAYER into a staging directory at once (the download worker does, so
   // layers unpack in parallel and while others download). "" when the layer is there already
   // or staging does not apply.
   absl::StatusOr<std::string> StageLayer(const Descriptor& layer, const Digest& diff_id,
-                                         const Digest& chain_id);
+                                         const Digest& chain_id, UnpackedLayer& unpacked);
+  // Adds one unpacked layer's times to REPORT (may be null).
+  void Account(const UnpackedLayer& unpacked, PullReport* report);
   // Runs WORK once for KEY while concurrent callers with the same KEY wait for its result.
   absl::Status Shared(const std::string& key, const std::function<absl::Status()>& work);
 
@@ -89,6 +113,7 @@ class Puller {
   PullOptions options_;
   std::mutex in_flight_mutex_;
   std::map<std::string, std::shared_future<absl::Status>> in_flight_;
+  std::mutex report_mutex_;
 };
 
 }  // namespace kapal::images

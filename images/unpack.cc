@@ -10,15 +10,18 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <set>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/files.h"
 #include "base/temp_dir.h"
+#include "images/decompress.h"
 
 namespace kapal::images {
 
@@ -36,27 +39,40 @@ struct ArchiveDiskWriter {
   ~ArchiveDiskWriter() { archive_write_free(handle); }
 };
 
-// Decompressed bytes from the blob reader, hashed on their way to the tar reader.
+using Clock = std::chrono::steady_clock;
+
+// Uncompressed bytes from the layer stream, hashed on their way to the tar reader, with the
+// time each part took (for the pull's report of where its time went).
 struct HashingSource {
-  archive* decompressed = nullptr;
+  HashingSource(LayerStream* from, Hasher sha256) : stream(from), hasher(std::move(sha256)) {}
+  LayerStream* stream;
   Hasher hasher;
   int64_t bytes = 0;
-  std::vector<char> buffer = std::vector<char>(1 << 20);
+  std::vector<char> buffer = std::vector<char>(4 << 20);
+  absl::Status failure;
+  Clock::duration inflate{};
+  Clock::duration hash{};
 };
 
 la_ssize_t ReadDecompressed(archive* reader, void* client, const void** data) {
   auto* source = static_cast<HashingSource*>(client);
-  la_ssize_t n =
-      archive_read_data(source->decompressed, source->buffer.data(), source->buffer.size());
-  if (n < 0) {
-    archive_set_error(reader, EIO, "%s", archive_error_string(source->decompressed));
+  auto started = Clock::now();
+  absl::StatusOr<size_t> n = source->stream->Read(source->buffer.data(), source->buffer.size());
+  auto inflated = Clock::now();
+  source->inflate += inflated - started;
+  if (!n.ok()) {
+    source->failure = n.status();
+    archive_set_error(reader, EIO, "%s", std::string(n.status().message()).c_str());
     return -1;
   }
-  source->hasher.Update(source->buffer.data(), static_cast<size_t>(n));
-  source->bytes += n;
+  source->hasher.Update(source->buffer.data(), *n);
+  source->hash += Clock::now() - inflated;
+  source->bytes += static_cast<la_ssize_t>(*n);
   *data = source->buffer.data();
-  return n;
+  return static_cast<la_ssize_t>(*n);
 }
+
+double Seconds(Clock::duration duration) { return std::chrono::duration<double>(duration).count(); }
 
 // The entry's path as clean components, or an error when it escapes.
 absl::StatusOr<std::vector<std::string>> CleanPath(absl::string_view raw) {
@@ -72,29 +88,48 @@ absl::StatusOr<std::vector<std::string>> CleanPath(absl::string_view raw) {
 }
 
 // Refuses a path whose existing parent directories include a symlink: writing through it could
-// land outside ROOT (a layer that plants `lib -> /etc` and then writes `lib/passwd`).
-absl::Status CheckNoSymlinkParents(const std::string& root, const std::vector<std::string>& parts,
-                                   absl::string_view raw) {
-  std::string path = root;
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    absl::StrAppend(&path, "/", parts[i]);
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0) {
-      if (errno == ENOENT) return absl::OkStatus();
-      return base::ErrnoStatus(errno, "stat " + path);
+// land outside ROOT (a layer that plants `lib -> /etc` and then writes `lib/passwd`). Parents
+// already seen to be real directories are remembered (a layer's entries share most of their
+// parents), and forgotten when a later entry could have replaced one.
+class ParentCheck {
+ public:
+  explicit ParentCheck(std::string root) : root_(std::move(root)) {}
+
+  absl::Status Check(const std::vector<std::string>& parts, absl::string_view raw) {
+    std::string relative;
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      if (i > 0) relative += '/';
+      relative += parts[i];
+      if (directories_.contains(relative)) continue;
+      std::string path = absl::StrCat(root_, "/", relative);
+      struct stat st {};
+      if (::lstat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) return absl::OkStatus();
+        return base::ErrnoStatus(errno, "stat " + path);
+      }
+      if (S_ISLNK(st.st_mode)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "layer entry \"", raw, "\" would be written through the symlink \"", relative, "\""));
+      }
+      if (!S_ISDIR(st.st_mode)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer entry \"", raw, "\": a parent is not a directory"));
+      }
+      directories_.insert(relative);
     }
-    if (S_ISLNK(st.st_mode)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layer entry \"", raw, "\" would be written through the symlink \"",
-                       absl::StrJoin(parts.begin(), parts.begin() + i + 1, "/"), "\""));
-    }
-    if (!S_ISDIR(st.st_mode)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layer entry \"", raw, "\": a parent is not a directory"));
-    }
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
-}
+
+  // RELATIVE was written (or removed) as something that may not be a directory.
+  void Changed(const std::string& relative) {
+    if (directories_.contains(relative)) directories_.clear();
+  }
+  void Forget() { directories_.clear(); }
+
+ private:
+  std::string root_;
+  absl::flat_hash_set<std::string> directories_;
+};
 
 absl::Status EnsureDirectory(const std::string& path) { return base::MakeDirectories(path, 0755); }
 
@@ -140,32 +175,25 @@ absl::Status ClearLowerEntries(const std::string& directory, const std::string& 
 }  // namespace
 
 absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const std::string& root,
-                                          WhiteoutStyle style, const Digest* expected_diff_id) {
-  ArchiveReader blob;
-  archive_read_support_filter_all(blob.handle);
-  archive_read_support_format_raw(blob.handle);
-  if (archive_read_open_filename(blob.handle, blob_path.c_str(), 1 << 20) != ARCHIVE_OK) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("layer ", blob_path, ": ", archive_error_string(blob.handle)));
-  }
-  archive_entry* raw_entry = nullptr;
-  if (archive_read_next_header(blob.handle, &raw_entry) != ARCHIVE_OK) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("layer ", blob_path, ": ", archive_error_string(blob.handle)));
-  }
+                                          WhiteoutStyle style, const Digest* expected_diff_id,
+                                          InflateEngine engine) {
+  auto started = Clock::now();
+  absl::StatusOr<std::unique_ptr<LayerStream>> stream = LayerStream::Open(blob_path, engine);
+  if (!stream.ok()) return stream.status();
   absl::StatusOr<Hasher> hasher = Hasher::ForAlgorithm("sha256");
   if (!hasher.ok()) return hasher.status();
-  HashingSource source{blob.handle, std::move(*hasher)};
+  HashingSource source(stream->get(), std::move(*hasher));
 
   ArchiveReader tar;
   archive_read_support_format_tar(tar.handle);
   if (archive_read_open(tar.handle, &source, nullptr, ReadDecompressed, nullptr) != ARCHIVE_OK) {
+    if (!source.failure.ok()) return source.failure;
     return absl::InvalidArgumentError(
         absl::StrCat("layer ", blob_path, ": not a tar: ", archive_error_string(tar.handle)));
   }
   ArchiveDiskWriter disk;
   // Owners by number (the image's uids, not this host's names). Paths are made safe by
-  // CleanPath and CheckNoSymlinkParents before they reach libarchive, and handed to it as
+  // CleanPath and ParentCheck before they reach libarchive, and handed to it as
   // ROOT/relative, so its own absolute-path refusal cannot be used; its '..' check stays as a
   // second guard.
   archive_write_disk_set_options(disk.handle, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM |
@@ -173,13 +201,16 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
                                                   ARCHIVE_EXTRACT_UNLINK |
                                                   ARCHIVE_EXTRACT_SECURE_NODOTDOT);
 
-  UnpackedLayer result{Digest::Sha256Of(""), 0, 0};
+  UnpackedLayer result;
+  result.format = (*stream)->Format();
   std::set<std::string> created;
+  ParentCheck parents(root);
   archive_entry* entry = nullptr;
   for (;;) {
     int r = archive_read_next_header(tar.handle, &entry);
     if (r == ARCHIVE_EOF) break;
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      if (!source.failure.ok()) return source.failure;
       return absl::InvalidArgumentError(
           absl::StrCat("layer ", blob_path, ": ", archive_error_string(tar.handle)));
     }
@@ -192,8 +223,7 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
     std::string base_name = parts->back();
     std::string parent_relative = absl::StrJoin(parts->begin(), parts->end() - 1, "/");
     std::string parent = parent_relative.empty() ? root : absl::StrCat(root, "/", parent_relative);
-    if (absl::Status checked = CheckNoSymlinkParents(root, *parts, raw); !checked.ok())
-      return checked;
+    if (absl::Status checked = parents.Check(*parts, raw); !checked.ok()) return checked;
 
     if (absl::StartsWith(base_name, kWhiteoutPrefix)) {
       if (absl::Status made = EnsureDirectory(parent); !made.ok()) return made;
@@ -202,12 +232,14 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
                                 ? MakeOpaque(parent)
                                 : ClearLowerEntries(parent, parent_relative, created);
         if (!done.ok()) return done;
+        parents.Forget();
       } else {
         std::string target =
             absl::StrCat(parent, "/", base_name.substr(sizeof(kWhiteoutPrefix) - 1));
         absl::Status done = style == WhiteoutStyle::kOverlay ? MakeOverlayWhiteout(target)
                                                              : base::RemoveTree(target);
         if (!done.ok()) return done;
+        parents.Forget();
       }
       continue;
     }
@@ -215,8 +247,7 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
     if (const char* link = archive_entry_hardlink(entry); link != nullptr) {
       absl::StatusOr<std::vector<std::string>> target = CleanPath(link);
       if (!target.ok()) return target.status();
-      if (absl::Status checked = CheckNoSymlinkParents(root, *target, link); !checked.ok())
-        return checked;
+      if (absl::Status checked = parents.Check(*target, link); !checked.ok()) return checked;
       archive_entry_set_hardlink(entry,
                                  absl::StrCat(root, "/", absl::StrJoin(*target, "/")).c_str());
     }
@@ -236,6 +267,7 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
         archive_entry_xattr_add_entry(entry, key.c_str(), data.data(), data.size());
       }
     }
+    if (archive_entry_filetype(entry) != AE_IFDIR) parents.Changed(relative);
     archive_entry_set_pathname(entry, absl::StrCat(root, "/", relative).c_str());
     if (archive_write_header(disk.handle, entry) != ARCHIVE_OK) {
       return absl::InvalidArgumentError(
@@ -248,6 +280,7 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
       int data = archive_read_data_block(tar.handle, &block, &size, &offset);
       if (data == ARCHIVE_EOF) break;
       if (data != ARCHIVE_OK) {
+        if (!source.failure.ok()) return source.failure;
         return absl::InvalidArgumentError(
             absl::StrCat("layer entry \"", raw, "\": ", archive_error_string(tar.handle)));
       }
@@ -264,13 +297,20 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
   }
   // The tar's end-of-archive blocks may be followed by padding: hash all of it.
   for (;;) {
-    la_ssize_t n = archive_read_data(blob.handle, source.buffer.data(), source.buffer.size());
-    if (n <= 0) break;
-    source.hasher.Update(source.buffer.data(), static_cast<size_t>(n));
-    source.bytes += n;
+    auto read_started = Clock::now();
+    absl::StatusOr<size_t> n = source.stream->Read(source.buffer.data(), source.buffer.size());
+    source.inflate += Clock::now() - read_started;
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    source.hasher.Update(source.buffer.data(), *n);
+    source.bytes += static_cast<int64_t>(*n);
   }
   result.diff_id = source.hasher.Finish();
   result.uncompressed_bytes = source.bytes;
+  result.inflate_seconds = Seconds(source.inflate);
+  result.hash_seconds = Seconds(source.hash);
+  result.write_seconds =
+      Seconds(Clock::now() - started) - result.inflate_seconds - result.hash_seconds;
   if (expected_diff_id != nullptr && result.diff_id != *expected_diff_id) {
     return absl::DataLossError(
         absl::StrCat("layer ", blob_path, ": uncompressed digest ", result.diff_id.String(),

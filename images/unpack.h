@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "images/decompress.h"
 #include "images/digest.h"
 
 namespace kapal::images {
@@ -19,18 +20,25 @@ enum class WhiteoutStyle {
 };
 
 struct UnpackedLayer {
-  Digest diff_id;  // sha256 of the uncompressed tar
+  Digest diff_id = Digest::Sha256Of("");  // sha256 of the uncompressed tar
   int64_t uncompressed_bytes = 0;
   int64_t entries = 0;
+  std::string format;  // the blob's compression, as LayerStream names it
+  // Where the time went: reading and inflating the blob, hashing the tar, and the rest (tar
+  // parsing, creating and writing files).
+  double inflate_seconds = 0;
+  double hash_seconds = 0;
+  double write_seconds = 0;
 };
 
-// Unpacks the layer blob at BLOB_PATH (plain, gzip or zstd tar) into ROOT, keeping owners,
-// modes, mtimes, xattrs, hard links and device nodes. An entry whose path leaves ROOT (`..`),
-// or that would be written through a symlink, is INVALID_ARGUMENT: the whole layer is refused,
-// and the caller discards ROOT. EXPECTED_DIFF_ID, when given, is checked against the tar's
+// Unpacks the layer blob at BLOB_PATH (plain, gzip or zstd tar; see LayerStream) into ROOT, keeping
+// owners, modes, mtimes, xattrs, hard links and device nodes. An entry whose path leaves ROOT
+// (`..`), or that would be written through a symlink, is INVALID_ARGUMENT: the whole layer is
+// refused, and the caller discards ROOT. EXPECTED_DIFF_ID, when given, is checked against the tar's
 // digest (DATA_LOSS on mismatch).
 absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const std::string& root,
                                           WhiteoutStyle style,
-                                          const Digest* expected_diff_id = nullptr);
+                                          const Digest* expected_diff_id = nullptr,
+                                          InflateEngine engine = InflateEngine::kIsal);
 
 }  // namespace kapal::images

@@ -41,7 +41,9 @@ absl::StatusOr<images::ImageRecord> Images::Pull(const std::string& reference,
                                                  const images::ProgressCallback& progress) {
   if (reference.empty()) return absl::InvalidArgumentError("pull: the image reference is empty");
   auto started = std::chrono::steady_clock::now();
-  absl::StatusOr<images::ImageRecord> image = puller_.Pull(reference, credentials, progress);
+  images::PullReport report;
+  absl::StatusOr<images::ImageRecord> image =
+      puller_.Pull(reference, credentials, progress, &report);
   pulls_.Add({{"result", image.ok() ? "success" : "failure"}}).Increment();
   if (!image.ok()) {
     absl::Status failed = image.status();
@@ -55,7 +57,7 @@ absl::StatusOr<images::ImageRecord> Images::Pull(const std::string& reference,
   }
   logger_.Info("pulled ", reference, " as ", image->id.String(), " in ",
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-               "s");
+               "s: ", report.Summary());
   return image;
 }
 

@@ -2,6 +2,7 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -16,6 +17,7 @@
 #include "base/child_process.h"
 #include "base/files.h"
 #include "base/temp_dir.h"
+#include "base/unique_fd.h"
 #include "snapshotter/mount.h"
 
 namespace kapal::snapshotter {
@@ -239,6 +241,13 @@ absl::Status Snapshotter::Commit(const std::string& name, const std::string& key
   }
   absl::StatusOr<Usage> usage = GetUsage(key);
   if (!usage.ok()) return usage.status();
+  // The content reaches the disk before the record says committed: a crash never leaves a
+  // committed snapshot with half its files. One syncfs for the filesystem, not an fsync per
+  // file (a layer has thousands); it also covers layers staged beside this one.
+  if (base::UniqueFd fd(::open(info->directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      !fd || ::syncfs(fd.Get()) != 0) {
+    return base::ErrnoStatus(errno, "sync " + info->directory);
+  }
   bool exists = false;
   absl::Status updated = store_.WithDatabase([&](SQLite::Database& db) {
     try {

@@ -185,5 +185,89 @@ TEST_F(UnpackTest, GarbageIsNotALayer) {
   EXPECT_FALSE(UnpackLayer(blob, root_, WhiteoutStyle::kOverlay).ok());
 }
 
+// Both inflate engines (and libzstd) read the same layers to the same tar: the diff id and the
+// files agree, whatever the compression.
+TEST_F(UnpackTest, BothInflateEnginesGiveTheSameLayer) {
+  auto rootfs = testing::BusyboxRootfs();
+  ASSERT_TRUE(rootfs.ok());
+  for (Compression compression : {Compression::kNone, Compression::kGzip, Compression::kZstd}) {
+    auto layer = BuildLayer(*rootfs, compression);
+    ASSERT_TRUE(layer.ok());
+    std::string blob = dir_->Join("blob" + std::to_string(counter_++));
+    ASSERT_TRUE(base::WriteFileAtomically(blob, layer->data).ok());
+    auto diff_id = Digest::Parse(layer->diff_id);
+    for (InflateEngine engine : {InflateEngine::kIsal, InflateEngine::kZlib}) {
+      ASSERT_TRUE(base::RemoveTree(root_).ok());
+      ASSERT_TRUE(base::MakeDirectories(root_, 0755).ok());
+      auto unpacked = UnpackLayer(blob, root_, WhiteoutStyle::kOverlay, &*diff_id, engine);
+      ASSERT_TRUE(unpacked.ok()) << unpacked.status();
+      EXPECT_GT(Lstat("bin/busybox").st_size, 100000);
+      EXPECT_EQ(unpacked->uncompressed_bytes,
+                static_cast<int64_t>(BuildLayer(*rootfs, Compression::kNone)->data.size()));
+      if (compression == Compression::kGzip) {
+        EXPECT_EQ(unpacked->format,
+                  engine == InflateEngine::kIsal ? "gzip (isa-l)" : "gzip (zlib)");
+      } else {
+        EXPECT_EQ(unpacked->format, compression == Compression::kZstd ? "zstd" : "tar");
+      }
+    }
+  }
+}
+
+// gzip allows members in a row (pigz, concatenated files): all of them are the layer's tar.
+TEST_F(UnpackTest, GzipMembersInARowAreOneStream) {
+  auto first = BuildLayer({{Kind::kFile, "first", "one"}}, Compression::kGzip);
+  auto second = BuildLayer({{Kind::kFile, "second", "two"}}, Compression::kGzip);
+  auto first_tar = BuildLayer({{Kind::kFile, "first", "one"}}, Compression::kNone);
+  auto second_tar = BuildLayer({{Kind::kFile, "second", "two"}}, Compression::kNone);
+  ASSERT_TRUE(first.ok() && second.ok() && first_tar.ok() && second_tar.ok());
+  std::string blob = dir_->Join("members");
+  ASSERT_TRUE(base::WriteFileAtomically(blob, first->data + second->data).ok());
+  Digest whole = Digest::Sha256Of(first_tar->data + second_tar->data);
+  for (InflateEngine engine : {InflateEngine::kIsal, InflateEngine::kZlib}) {
+    auto unpacked = UnpackLayer(blob, root_, WhiteoutStyle::kOverlay, &whole, engine);
+    ASSERT_TRUE(unpacked.ok()) << unpacked.status();
+    EXPECT_TRUE(Exists(root_ + "/first"));
+  }
+}
+
+// A gzip layer whose bytes were damaged after it was made (the blob's own digest is checked
+// when it is downloaded; this is the second line) is refused, never unpacked as if whole.
+TEST_F(UnpackTest, DamagedGzipIsDataLossWithIsal) {
+  auto rootfs = testing::BusyboxRootfs();
+  ASSERT_TRUE(rootfs.ok());
+  auto layer = BuildLayer(*rootfs, Compression::kGzip);
+  ASSERT_TRUE(layer.ok());
+  const std::string& data = layer->data;
+  auto unpack_changed = [&](std::string changed) {
+    std::string blob = dir_->Join("damaged" + std::to_string(counter_++));
+    EXPECT_TRUE(base::WriteFileAtomically(blob, changed).ok());
+    return UnpackLayer(blob, root_, WhiteoutStyle::kOverlay, nullptr, InflateEngine::kIsal)
+        .status();
+  };
+  std::string crc = data;
+  crc[crc.size() - 8] ^= 0x01;  // the trailer's CRC-32
+  absl::Status status = unpack_changed(crc);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_THAT(status.message(), HasSubstr("checksum"));
+  std::string length = data;
+  length[length.size() - 4] ^= 0x01;  // the trailer's length
+  EXPECT_EQ(unpack_changed(length).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(unpack_changed(data.substr(0, data.size() - 6)).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(unpack_changed(data.substr(0, data.size() / 2)).code(), absl::StatusCode::kDataLoss);
+  std::string middle = data;
+  for (size_t i = data.size() / 2; i < data.size() / 2 + 64; ++i) middle[i] ^= 0x5a;
+  EXPECT_FALSE(unpack_changed(middle).ok());
+}
+
+TEST_F(UnpackTest, CutZstdIsDataLoss) {
+  auto layer = BuildLayer({{Kind::kFile, "a", std::string(100000, 'z')}}, Compression::kZstd);
+  ASSERT_TRUE(layer.ok());
+  std::string blob = dir_->Join("cut.zst");
+  ASSERT_TRUE(base::WriteFileAtomically(blob, layer->data.substr(0, layer->data.size() - 3)).ok());
+  EXPECT_EQ(UnpackLayer(blob, root_, WhiteoutStyle::kOverlay).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
 }  // namespace
 }  // namespace kapal::images
