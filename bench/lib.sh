@@ -51,6 +51,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+cpu_seconds() {  # cpu_seconds PID: user + system CPU the process has used so far
+  awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"
+}
+
 wait_for() {  # wait_for DESCRIPTION COMMAND...
   local what=$1
   shift
@@ -68,6 +72,7 @@ storage: {filesystem: {rootdirectory: $work/registry}}
 http: {addr: 127.0.0.1:$port}
 CONFIG
   docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+  registry_pid=$!
   pids+=($!)
   wait_for registry curl -sf "http://127.0.0.1:$port/v2/"
 }

@@ -103,6 +103,40 @@ absl::Status BlobWriter::Write(const char* data, size_t size) {
   return absl::OkStatus();
 }
 
+absl::Status BlobWriter::WriteAt(int64_t offset, const char* data, size_t size) {
+  if (committed_ || fd_ < 0) return absl::FailedPreconditionError("blob writer is closed");
+  if (offset < 0 || (expected_size_ >= 0 && offset + static_cast<int64_t>(size) > expected_size_)) {
+    return absl::DataLossError(absl::StrCat("blob ", expected_.String(), ": bytes beyond the ",
+                                            expected_size_, " expected"));
+  }
+  positional_ = true;
+  while (size > 0) {
+    ssize_t n = ::pwrite(fd_, data, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return base::ErrnoStatus(errno, "write " + temp_path_);
+    data += n;
+    size -= static_cast<size_t>(n);
+    offset += n;
+    positional_bytes_ += n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BlobWriter::HashFile() {
+  std::vector<char> buffer(4 << 20);
+  int64_t read = 0;
+  for (;;) {
+    ssize_t n = ::pread(fd_, buffer.data(), buffer.size(), static_cast<off_t>(read));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return base::ErrnoStatus(errno, "read " + temp_path_);
+    if (n == 0) break;
+    hasher_.Update(buffer.data(), static_cast<size_t>(n));
+    read += n;
+  }
+  written_ = read;
+  return absl::OkStatus();
+}
+
 absl::Status BlobWriter::Flush() {
   absl::Status status = WriteAll(fd_, pending_.data(), pending_.size(), temp_path_);
   // The disk starts writing this piece now, while the rest downloads, so that the fsync at
@@ -120,6 +154,15 @@ absl::Status BlobWriter::Flush() {
 absl::StatusOr<int64_t> BlobWriter::Commit() {
   if (committed_ || fd_ < 0) return absl::FailedPreconditionError("blob writer is closed");
   if (absl::Status flushed = Flush(); !flushed.ok()) return flushed;
+  // Pieces written out of order (parallel ranges): the digest is taken over the whole file.
+  if (positional_) {
+    if (written_ > 0 || positional_bytes_ != expected_size_) {
+      return absl::DataLossError(absl::StrCat("blob ", expected_.String(), ": got ",
+                                              written_ + positional_bytes_, " of ", expected_size_,
+                                              " bytes"));
+    }
+    if (absl::Status hashed = HashFile(); !hashed.ok()) return hashed;
+  }
   if (expected_size_ >= 0 && written_ != expected_size_) {
     return absl::DataLossError(absl::StrCat("blob ", expected_.String(), ": size mismatch (got ",
                                             written_, " bytes, expected ", expected_size_, ")"));
@@ -157,7 +200,8 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> ContentStore::Writer(const Digest& e
   static std::atomic<uint64_t> counter{0};
   std::string temp = absl::StrFormat("%s/ingest/%s-%d-%d", root_, expected.Hex(), ::getpid(),
                                      counter.fetch_add(1));
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  // Read and write: a blob fetched in ranges is hashed from the file at Commit.
+  int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return base::ErrnoStatus(errno, "create " + temp);
   return std::unique_ptr<BlobWriter>(new BlobWriter(*this, expected, /*verify=*/true, expected_size,
                                                     media_type, std::move(temp), fd,

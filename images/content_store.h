@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -24,12 +25,16 @@ class BlobWriter {
   BlobWriter& operator=(const BlobWriter&) = delete;
 
   absl::Status Write(const char* data, size_t size);
+  // Writes DATA at OFFSET, for a blob fetched in parallel ranges (callers may write disjoint
+  // ranges from several threads at once). Do not mix with Write: Commit then hashes the whole
+  // file, and the blob must be exactly its expected size.
+  absl::Status WriteAt(int64_t offset, const char* data, size_t size);
   // Verifies, fsyncs, renames into place and records the blob; returns its size.
   absl::StatusOr<int64_t> Commit();
   // The blob's digest: the expected one, or for a writer of unknown content, what was written
   // (valid after Commit).
   const Digest& BlobDigest() const { return expected_; }
-  int64_t Written() const { return written_; }
+  int64_t Written() const { return written_ + positional_bytes_; }
 
  private:
   friend class ContentStore;
@@ -44,7 +49,10 @@ class BlobWriter {
   std::string temp_path_;
   int fd_;
   absl::Status Flush();
+  absl::Status HashFile();
   int64_t flushed_ = 0;  // bytes written to the file so far
+  std::atomic<bool> positional_{false};
+  std::atomic<int64_t> positional_bytes_{0};
 
   Hasher hasher_;
   // Registries' bytes arrive in pieces of whatever size the socket or TLS had ready (often a

@@ -176,19 +176,21 @@ class ZstdStream : public LayerStream {
 };
 
 // Everything else through libarchive's filters: gzip with zlib, xz, bzip2, or no compression.
+// It reads the blob through INPUT, starting with the bytes INPUT already holds.
 class LibarchiveStream : public LayerStream {
  public:
+  explicit LibarchiveStream(std::unique_ptr<BlobInput> input) : input_(std::move(input)) {}
   ~LibarchiveStream() override { archive_read_free(handle_); }
 
-  absl::Status Open(const std::string& path) {
-    path_ = path;
+  absl::Status Open() {
     archive_read_support_filter_all(handle_);
     archive_read_support_format_raw(handle_);
     archive_entry* entry = nullptr;
-    if (archive_read_open_filename(handle_, path.c_str(), kInputBytes) != ARCHIVE_OK ||
+    if (archive_read_open(handle_, this, nullptr, &LibarchiveStream::Feed, nullptr) != ARCHIVE_OK ||
         archive_read_next_header(handle_, &entry) != ARCHIVE_OK) {
+      if (!failure_.ok()) return failure_;
       return absl::InvalidArgumentError(
-          absl::StrCat("layer ", path, ": ", archive_error_string(handle_)));
+          absl::StrCat("layer ", input_->path_, ": ", archive_error_string(handle_)));
     }
     return absl::OkStatus();
   }
@@ -196,8 +198,9 @@ class LibarchiveStream : public LayerStream {
   absl::StatusOr<size_t> Read(char* buffer, size_t size) override {
     la_ssize_t n = archive_read_data(handle_, buffer, size);
     if (n < 0) {
+      if (!failure_.ok()) return failure_;
       return absl::DataLossError(
-          absl::StrCat("layer ", path_, ": ", archive_error_string(handle_)));
+          absl::StrCat("layer ", input_->path_, ": ", archive_error_string(handle_)));
     }
     return static_cast<size_t>(n);
   }
@@ -209,8 +212,27 @@ class LibarchiveStream : public LayerStream {
   }
 
  private:
+  static la_ssize_t Feed(archive* reader, void* client, const void** data) {
+    auto* self = static_cast<LibarchiveStream*>(client);
+    BlobInput& input = *self->input_;
+    if (input.available_ == 0) {
+      absl::StatusOr<bool> more = input.Refill();
+      if (!more.ok()) {
+        self->failure_ = more.status();
+        archive_set_error(reader, EIO, "%s", std::string(more.status().message()).c_str());
+        return -1;
+      }
+      if (!*more) return 0;
+    }
+    *data = input.next_;
+    size_t given = input.available_;
+    input.available_ = 0;
+    return static_cast<la_ssize_t>(given);
+  }
+
+  std::unique_ptr<BlobInput> input_;
   archive* handle_ = archive_read_new();
-  std::string path_;
+  absl::Status failure_;
 };
 
 }  // namespace
@@ -220,7 +242,13 @@ absl::StatusOr<std::unique_ptr<LayerStream>> LayerStream::Open(const std::string
   base::UniqueFd fd(::open(blob_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return base::ErrnoStatus(errno, "open " + blob_path);
   ::posix_fadvise(fd.Get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  auto input = std::make_unique<BlobInput>(std::move(fd), blob_path);
+  return FromFd(std::move(fd), blob_path, engine);
+}
+
+absl::StatusOr<std::unique_ptr<LayerStream>> LayerStream::FromFd(base::UniqueFd fd,
+                                                                 const std::string& name,
+                                                                 InflateEngine engine) {
+  auto input = std::make_unique<BlobInput>(std::move(fd), name);
   if (absl::StatusOr<bool> read = input->Refill(); !read.ok()) return read.status();
   if (IsZstd(input->next_, input->available_)) {
     return std::unique_ptr<LayerStream>(new ZstdStream(std::move(input)));
@@ -228,8 +256,9 @@ absl::StatusOr<std::unique_ptr<LayerStream>> LayerStream::Open(const std::string
   if (engine == InflateEngine::kIsal && IsGzip(input->next_, input->available_)) {
     return std::unique_ptr<LayerStream>(new IsalGzipStream(std::move(input)));
   }
-  auto stream = std::make_unique<LibarchiveStream>();
-  if (absl::Status opened = stream->Open(blob_path); !opened.ok()) return opened;
+  // libarchive reads from the start: the bytes already read are handed to it first.
+  auto stream = std::make_unique<LibarchiveStream>(std::move(input));
+  if (absl::Status opened = stream->Open(); !opened.ok()) return opened;
   return std::unique_ptr<LayerStream>(std::move(stream));
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "base/unique_fd.h"
 
 namespace kapal::images {
 
@@ -22,6 +23,11 @@ class LayerStream {
  public:
   static absl::StatusOr<std::unique_ptr<LayerStream>> Open(const std::string& blob_path,
                                                            InflateEngine engine);
+  // The same over bytes read from FD as they arrive (a socket or pipe fed by a download);
+  // NAME is for errors.
+  static absl::StatusOr<std::unique_ptr<LayerStream>> FromFd(base::UniqueFd fd,
+                                                             const std::string& name,
+                                                             InflateEngine engine);
   virtual ~LayerStream() = default;
   // Up to SIZE bytes into BUFFER; 0 at the end of the stream.
   virtual absl::StatusOr<size_t> Read(char* buffer, size_t size) = 0;

@@ -1,11 +1,13 @@
 #include "images/garbage.h"
 
+#include <mutex>
 #include <set>
 #include <string>
 
 namespace kapal::images {
 
 absl::Status RemoveUnusedSnapshots(ImageStore& images, snapshotter::Snapshotter& snapshots) {
+  std::unique_lock collecting(images.CollectionLock());
   std::set<std::string> in_use;
   for (const Digest& chain_id : images.ChainIdsInUse()) in_use.insert(chain_id.String());
   for (bool removed_any = true; removed_any;) {

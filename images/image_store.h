@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -51,8 +52,15 @@ class ImageStore {
   std::vector<Digest> UnusedBlobs(const std::vector<Digest>& candidates);
   std::vector<Digest> ChainIdsInUse();
 
+  // Pulls and imports hold this shared from their first download until their image is
+  // recorded; garbage collection holds it alone. Otherwise a collection that runs meanwhile
+  // sees a layer a pull has committed (or found present) but not yet recorded as unused, and
+  // removes it under the pull (kubelet's image GC and its pulls do run at once).
+  std::shared_mutex& CollectionLock() { return collection_lock_; }
+
  private:
   store::Store& store_;
+  std::shared_mutex collection_lock_;
 };
 
 }  // namespace kapal::images

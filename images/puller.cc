@@ -1,6 +1,7 @@
 #include "images/puller.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <optional>
+#include <shared_mutex>
 #include <thread>
 #include <vector>
 
@@ -90,10 +92,13 @@ class BackgroundSync {
 
 std::string PullReport::Summary() const {
   return absl::StrFormat(
-      "%d layers fetched (%.1f MB, %s); summed over layers: download+sha256 %.2fs, inflate "
+      "%d layers fetched (%.1f MB, %s, %d in parallel ranges, %d unpacked while downloading); "
+      "summed over layers: download+sha256 "
+      "%.2fs, inflate "
       "%.2fs, diff-id sha256 %.2fs, write %.2fs, commit (syncfs) %.2fs",
-      layers_fetched, bytes_fetched / 1e6, formats.empty() ? "none" : formats, download_seconds,
-      inflate_seconds, hash_seconds, write_seconds, commit_seconds);
+      layers_fetched, bytes_fetched / 1e6, formats.empty() ? "none" : formats, ranged_layers,
+      streamed_layers, download_seconds, inflate_seconds, hash_seconds, write_seconds,
+      commit_seconds);
 }
 
 void Puller::Account(const UnpackedLayer& unpacked, PullReport* report) {
@@ -130,28 +135,50 @@ absl::Status Puller::Shared(const std::string& key, const std::function<absl::St
 }
 
 absl::Status Puller::Download(RegistryClient& client, const std::string& repository,
-                              const Descriptor& blob, const ProgressCallback& progress) {
+                              const Descriptor& blob, const ProgressCallback& progress,
+                              PullReport* report) {
   return Shared("blob:" + blob.digest.String(), [&]() -> absl::Status {
     if (content_.Has(blob.digest)) {
       if (progress) progress({blob.digest.String(), blob.size, blob.size, true});
       return absl::OkStatus();
     }
+    bool ranges = options_.range_parts > 1 && blob.size >= options_.range_min_bytes;
     absl::Status last;
     for (int attempt = 0; attempt < options_.attempts; ++attempt) {
       if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
       absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
           content_.Writer(blob.digest, blob.size, blob.media_type);
       if (!writer.ok()) return writer.status();
+      std::mutex report_mutex;
       auto last_report = std::chrono::steady_clock::now();
-      last = client.FetchBlob(repository, blob.digest, [&](const char* data, size_t size) {
-        absl::Status written = (*writer)->Write(data, size);
+      auto report_progress = [&] {
+        if (!progress) return;
+        std::lock_guard lock(report_mutex);
         auto now = std::chrono::steady_clock::now();
-        if (progress && now - last_report > std::chrono::milliseconds(100)) {
+        if (now - last_report > std::chrono::milliseconds(100)) {
           last_report = now;
           progress({blob.digest.String(), (*writer)->Written(), blob.size, false});
         }
-        return written;
-      });
+      };
+      if (ranges) {
+        last = FetchInRanges(client, repository, blob, **writer, report_progress);
+        // A registry that does not serve ranges gets one ordinary request instead.
+        if (absl::IsFailedPrecondition(last)) {
+          ranges = false;
+          --attempt;
+          continue;
+        }
+        if (last.ok() && report != nullptr) {
+          std::lock_guard lock(report_mutex_);
+          report->ranged_layers += 1;
+        }
+      } else {
+        last = client.FetchBlob(repository, blob.digest, [&](const char* data, size_t size) {
+          absl::Status written = (*writer)->Write(data, size);
+          report_progress();
+          return written;
+        });
+      }
       if (last.ok()) {
         absl::StatusOr<int64_t> committed = (*writer)->Commit();
         if (committed.ok() && progress)
@@ -163,6 +190,135 @@ absl::Status Puller::Download(RegistryClient& client, const std::string& reposit
     }
     return last;
   });
+}
+
+absl::StatusOr<std::string> Puller::DownloadAndStage(RegistryClient& client,
+                                                     const std::string& repository,
+                                                     const Descriptor& layer, const Digest& diff_id,
+                                                     const Digest& chain_id,
+                                                     const ProgressCallback& progress,
+                                                     UnpackedLayer& unpacked) {
+  if (snapshots_.GetDriver() != snapshotter::Driver::kOverlay) return std::string();
+  if (absl::StatusOr<snapshotter::Info> existing = snapshots_.Stat(chain_id.String());
+      existing.ok() && existing->kind == snapshotter::Kind::kCommitted) {
+    return std::string();
+  }
+  std::string staged;
+  absl::Status result = Shared("blob:" + layer.digest.String(), [&]() -> absl::Status {
+    if (content_.Has(layer.digest)) return absl::OkStatus();  // another pull fetched it
+    absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
+        content_.Writer(layer.digest, layer.size, layer.media_type);
+    if (!writer.ok()) return writer.status();
+    absl::StatusOr<std::string> directory = snapshots_.NewStagingDirectory();
+    if (!directory.ok()) return directory.status();
+    // The bytes go to the content store and, through a socket pair (large buffers, and
+    // MSG_NOSIGNAL: an unpack that gave up does not kill the download), to the unpack.
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+      (void)base::RemoveTree(*directory);
+      return base::ErrnoStatus(errno, "socketpair");
+    }
+    base::UniqueFd feed(pair[0]);
+    base::UniqueFd drain(pair[1]);
+    int buffer_bytes = 4 << 20;
+    ::setsockopt(feed.Get(), SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof(buffer_bytes));
+    ::setsockopt(drain.Get(), SOL_SOCKET, SO_RCVBUF, &buffer_bytes, sizeof(buffer_bytes));
+    absl::StatusOr<UnpackedLayer> unpack_result = absl::UnknownError("not run");
+    std::thread unpacker([&] {
+      unpack_result =
+          images::UnpackLayerFrom(std::move(drain), "layer " + layer.digest.String(), *directory,
+                                  WhiteoutStyle::kOverlay, &diff_id, options_.inflate);
+    });
+    bool feeding = true;
+    auto last_report = std::chrono::steady_clock::now();
+    absl::Status fetched =
+        client.FetchBlob(repository, layer.digest, [&](const char* data, size_t size) {
+          absl::Status written = (*writer)->Write(data, size);
+          for (size_t sent = 0; feeding && sent < size;) {
+            ssize_t n = ::send(feed.Get(), data + sent, size - sent, MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+              feeding = false;  // the unpack stopped; its error is reported below
+              break;
+            }
+            sent += static_cast<size_t>(n);
+          }
+          auto now = std::chrono::steady_clock::now();
+          if (progress && now - last_report > std::chrono::milliseconds(100)) {
+            last_report = now;
+            progress({layer.digest.String(), (*writer)->Written(), layer.size, false});
+          }
+          return written;
+        });
+    feed.Reset();  // the end of the stream for the unpack
+    unpacker.join();
+    absl::Status status = fetched;
+    if (status.ok()) {
+      // Only a blob whose digest matches makes its unpacked tree worth keeping.
+      absl::StatusOr<int64_t> committed = (*writer)->Commit();
+      status = committed.status();
+      if (committed.ok() && progress)
+        progress({layer.digest.String(), *committed, layer.size, false});
+    }
+    if (status.ok() && !unpack_result.ok()) {
+      status = Annotate(unpack_result.status(), "layer " + layer.digest.String());
+    }
+    if (!status.ok()) {
+      (void)base::RemoveTree(*directory);
+      return status;
+    }
+    unpacked = *unpack_result;
+    staged = *directory;
+    return absl::OkStatus();
+  });
+  // A network fault while streaming: the ordinary download (with its retries) follows.
+  if (absl::IsUnavailable(result)) return std::string();
+  if (!result.ok()) return result;
+  return staged;
+}
+
+absl::Status Puller::FetchInRanges(RegistryClient& client, const std::string& repository,
+                                   const Descriptor& blob, BlobWriter& writer,
+                                   const std::function<void()>& progress) {
+  int64_t parts = std::min<int64_t>(options_.range_parts, blob.size);
+  int64_t part_size = (blob.size + parts - 1) / parts;
+  std::vector<absl::Status> results(static_cast<size_t>(parts));
+  std::vector<std::thread> fetchers;
+  for (int64_t part = 0; part < parts; ++part) {
+    int64_t start = part * part_size;
+    int64_t length = std::min(part_size, blob.size - start);
+    if (length <= 0) break;
+    fetchers.emplace_back([&, part, start, length] {
+      int64_t offset = start;
+      results[static_cast<size_t>(part)] = client.FetchBlobRange(
+          repository, blob.digest, start, length, [&](const char* data, size_t size) {
+            if (offset + static_cast<int64_t>(size) > start + length) {
+              // A 206 with more than was asked: the server does not really serve ranges.
+              return absl::FailedPreconditionError(absl::StrCat(
+                  "blob ", blob.digest.String(), ": the registry sent more than the range"));
+            }
+            absl::Status written = writer.WriteAt(offset, data, size);
+            offset += static_cast<int64_t>(size);
+            progress();
+            return written;
+          });
+      if (results[static_cast<size_t>(part)].ok() && offset != start + length) {
+        results[static_cast<size_t>(part)] = absl::UnavailableError(
+            absl::StrCat("blob ", blob.digest.String(), ": a range ended after ", offset - start,
+                         " of ", length, " bytes"));
+      }
+    });
+  }
+  for (std::thread& fetcher : fetchers) fetcher.join();
+  // No range support is the answer that matters most (the caller falls back); then the first
+  // failure.
+  for (const absl::Status& result : results) {
+    if (absl::IsFailedPrecondition(result)) return result;
+  }
+  for (const absl::Status& result : results) {
+    if (!result.ok()) return result;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> Puller::StageLayer(const Descriptor& layer, const Digest& diff_id,
@@ -243,6 +399,7 @@ absl::StatusOr<UnpackedLayer> Puller::UnpackInto(const Descriptor& layer, const 
 absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
                                          const Credentials& credentials,
                                          const ProgressCallback& progress, PullReport* report) {
+  std::shared_lock pulling(images_.CollectionLock());
   absl::StatusOr<Reference> reference = ParseReference(reference_text);
   if (!reference.ok()) return reference.status();
   std::string context = absl::StrCat("pull ", reference->String());
@@ -302,7 +459,7 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
   }
   absl::StatusOr<ImageManifest> manifest = ParseManifest(chosen.body);
   if (!manifest.ok()) return Annotate(manifest.status(), context);
-  if (absl::Status fetched = Download(client, repository, manifest->config, nullptr);
+  if (absl::Status fetched = Download(client, repository, manifest->config, nullptr, nullptr);
       !fetched.ok()) {
     return Annotate(fetched, context + ": config");
   }
@@ -350,17 +507,29 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
       const Descriptor& layer = manifest->layers[i];
       bool present = content_.Has(layer.digest);
       auto download_started = std::chrono::steady_clock::now();
-      absl::Status done = Download(client, repository, layer, progress);
+      UnpackedLayer unpacked;
+      // A large layer is unpacked while it downloads (overlay); else, or when that did not
+      // happen, downloaded and then unpacked from the content store.
+      absl::StatusOr<std::string> streamed = std::string();
+      if (!present && !diff_ids.empty() && options_.stream_min_bytes > 0 &&
+          layer.size >= options_.stream_min_bytes) {
+        streamed = DownloadAndStage(client, repository, layer, diff_ids[i], chain_ids[i], progress,
+                                    unpacked);
+      }
+      absl::Status done = streamed.status();
+      if (done.ok() && streamed->empty()) {
+        done = Download(client, repository, layer, progress, report);
+      }
       if (done.ok() && !present && report != nullptr) {
         std::lock_guard lock(report_mutex_);
         report->layers_fetched += 1;
+        report->streamed_layers += streamed.ok() && !streamed->empty() ? 1 : 0;
         report->bytes_fetched += layer.size;
         report->download_seconds += SecondsSince(download_started);
       }
       if (done.ok() && !diff_ids.empty()) {
-        UnpackedLayer unpacked;
         absl::StatusOr<std::string> directory =
-            StageLayer(layer, diff_ids[i], chain_ids[i], unpacked);
+            !streamed->empty() ? *streamed : StageLayer(layer, diff_ids[i], chain_ids[i], unpacked);
         if (directory.ok() && !directory->empty()) {
           Account(unpacked, report);
           background_sync->Request();
@@ -398,8 +567,8 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
   // The digest a tag resolved to: the index's, when the registry served one.
   std::vector<std::string> repo_digests = {
       absl::StrCat(reference->Name(), "@", top->digest.String())};
-  absl::StatusOr<ImageRecord> image = UnpackAndRecord(chosen.digest, chosen.media_type, repo_tags,
-                                                      repo_digests, blobs, staged, report);
+  absl::StatusOr<ImageRecord> image = UnpackAndRecordHeld(
+      chosen.digest, chosen.media_type, repo_tags, repo_digests, blobs, staged, report);
   if (!image.ok()) {
     remove_staged();  // what was not adopted (RemoveTree of a moved one finds nothing)
     return Annotate(image.status(), context);
@@ -408,6 +577,16 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
 }
 
 absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(
+    const Digest& manifest_digest, const std::string& manifest_media_type,
+    const std::vector<std::string>& repo_tags, const std::vector<std::string>& repo_digests,
+    const std::vector<Digest>& extra_blobs, const std::map<std::string, std::string>& staged,
+    PullReport* report) {
+  std::shared_lock unpacking(images_.CollectionLock());
+  return UnpackAndRecordHeld(manifest_digest, manifest_media_type, repo_tags, repo_digests,
+                             extra_blobs, staged, report);
+}
+
+absl::StatusOr<ImageRecord> Puller::UnpackAndRecordHeld(
     const Digest& manifest_digest, const std::string& manifest_media_type,
     const std::vector<std::string>& repo_tags, const std::vector<std::string>& repo_digests,
     const std::vector<Digest>& extra_blobs, const std::map<std::string, std::string>& staged,

@@ -149,13 +149,14 @@ RegistryClient::RegistryClient(RegistryEndpoint endpoint, Credentials credential
 
 absl::StatusOr<RegistryClient::Response> RegistryClient::Exchange(
     const std::string& method, const std::string& url, const std::vector<std::string>& headers,
-    const HttpUpload* upload, size_t limit, Overflow overflow, const BlobSink* sink) const {
+    const HttpUpload* upload, size_t limit, Overflow overflow, const BlobSink* sink,
+    int sink_status) const {
   HttpOptions options{options_.connect_timeout, options_.read_timeout, !endpoint_.skip_verify,
                       endpoint_.ca_file};
   std::vector<std::string> sent = {"User-Agent: kapal"};
   sent.insert(sent.end(), headers.begin(), headers.end());
   Response response;
-  absl::Status sink_status;
+  absl::Status sink_result;
   absl::Status ran = HttpRequest(
       method, url, sent, upload, options,
       [&](int status, std::multimap<std::string, std::string> fields) {
@@ -163,37 +164,43 @@ absl::StatusOr<RegistryClient::Response> RegistryClient::Exchange(
         response.headers = std::move(fields);
       },
       [&](const char* data, size_t length) {
-        if (sink != nullptr && response.status == 200) {
-          sink_status = (*sink)(data, length);
-          return sink_status.ok();
+        if (sink != nullptr && response.status == sink_status) {
+          sink_result = (*sink)(data, length);
+          return sink_result.ok();
+        }
+        if (sink != nullptr && sink_status == 206 && response.status == 200) {
+          // Asked for a range, sent the whole blob: not read any further.
+          sink_result = absl::FailedPreconditionError(
+              absl::StrCat(endpoint_.host, " does not serve byte ranges"));
+          return false;
         }
         if (response.body.size() + length > limit) {
           if (overflow == Overflow::kTruncate) {
             response.body.append(data, limit - response.body.size());
             return true;  // the rest is read and dropped
           }
-          sink_status = absl::InvalidArgumentError(
+          sink_result = absl::InvalidArgumentError(
               absl::StrCat(url, ": response larger than ", limit, " bytes"));
           return false;
         }
         response.body.append(data, length);
         return true;
       });
-  if (!sink_status.ok()) return sink_status;
+  if (!sink_result.ok()) return sink_result;
   if (!ran.ok()) return ran;
   return response;
 }
 
-absl::StatusOr<RegistryClient::Response> RegistryClient::GetOnce(const std::string& base_url,
-                                                                 const std::string& path,
-                                                                 const std::string& accept,
-                                                                 const std::string& authorization,
-                                                                 const BlobSink* sink) {
+absl::StatusOr<RegistryClient::Response> RegistryClient::GetOnce(
+    const std::string& base_url, const std::string& path, const std::string& accept,
+    const std::string& authorization, const BlobSink* sink, const std::string& range) {
   std::vector<std::string> headers;
   if (!accept.empty()) headers.push_back("Accept: " + accept);
   if (!authorization.empty()) headers.push_back("Authorization: " + authorization);
+  if (!range.empty()) headers.push_back("Range: " + range);
   return Exchange("GET", base_url + path, headers, nullptr,
-                  sink != nullptr ? kMaxErrorBytes : kMaxManifestBytes, Overflow::kFail, sink);
+                  sink != nullptr ? kMaxErrorBytes : kMaxManifestBytes, Overflow::kFail, sink,
+                  range.empty() ? 200 : 206);
 }
 
 absl::StatusOr<std::string> RegistryClient::Authorize(const std::string& challenge,
@@ -270,7 +277,8 @@ absl::StatusOr<std::string> RegistryClient::Authorize(const std::string& challen
 absl::StatusOr<RegistryClient::Response> RegistryClient::Get(const std::string& repository,
                                                              const std::string& path,
                                                              const std::string& accept,
-                                                             const BlobSink* sink) {
+                                                             const BlobSink* sink,
+                                                             const std::string& range) {
   std::string scope = absl::StrCat("repository:", repository, ":pull");
   std::string authorization;
   {
@@ -286,7 +294,7 @@ absl::StatusOr<RegistryClient::Response> RegistryClient::Get(const std::string& 
     // Credentials go only to the registry itself, never to a host it redirects to.
     bool same_host = base_url == endpoint_.Url();
     absl::StatusOr<Response> response =
-        GetOnce(base_url, current_path, accept, same_host ? authorization : "", sink);
+        GetOnce(base_url, current_path, accept, same_host ? authorization : "", sink, range);
     if (!response.ok()) return response.status();
     int status = response->status;
     if (status == 401 && same_host && !authorized_once) {
@@ -312,7 +320,7 @@ absl::StatusOr<RegistryClient::Response> RegistryClient::Get(const std::string& 
       ++redirects;
       continue;
     }
-    if (status == 200) return response;
+    if (status == 200 || (status == 206 && !range.empty())) return response;
     std::string what = absl::StrCat(endpoint_.host, "/", repository, ": ", path, ": HTTP ", status);
     std::string detail = ErrorText(response->body);
     if (!detail.empty()) absl::StrAppend(&what, " (", detail, ")");
@@ -354,6 +362,14 @@ absl::Status RegistryClient::FetchBlob(const std::string& repository, const Dige
                                        const BlobSink& sink) {
   absl::StatusOr<Response> response =
       Get(repository, absl::StrCat("/v2/", repository, "/blobs/", digest.String()), "", &sink);
+  return response.status();
+}
+
+absl::Status RegistryClient::FetchBlobRange(const std::string& repository, const Digest& digest,
+                                            int64_t offset, int64_t length, const BlobSink& sink) {
+  absl::StatusOr<Response> response =
+      Get(repository, absl::StrCat("/v2/", repository, "/blobs/", digest.String()), "", &sink,
+          absl::StrCat("bytes=", offset, "-", offset + length - 1));
   return response.status();
 }
 

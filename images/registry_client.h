@@ -77,6 +77,11 @@ class RegistryClient {
   // GET /v2/REPOSITORY/blobs/DIGEST, streamed into SINK. The caller verifies the content (the
   // content store's BlobWriter does).
   absl::Status FetchBlob(const std::string& repository, const Digest& digest, const BlobSink& sink);
+  // The LENGTH bytes of the blob from OFFSET (a Range request), streamed into SINK.
+  // FAILED_PRECONDITION when the registry answers with the whole blob instead (it does not
+  // serve ranges); nothing more is read then.
+  absl::Status FetchBlobRange(const std::string& repository, const Digest& digest, int64_t offset,
+                              int64_t length, const BlobSink& sink);
 
   // The push side (scope pull,push). HEAD /v2/REPOSITORY/blobs/DIGEST: whether it is there.
   absl::StatusOr<bool> HasBlob(const std::string& repository, const Digest& digest);
@@ -100,18 +105,21 @@ class RegistryClient {
     std::string body;  // whole body for manifests and errors; empty when streamed to a sink
     std::string Header(const std::string& name) const;
   };
-  // One request; the answer's body goes to SINK when it is a 200 and SINK is given, else it is
-  // kept up to LIMIT bytes: a longer one fails (kFail) or is cut there (kTruncate).
+  // One request; the answer's body goes to SINK when its status is SINK_STATUS (200, or 206 for
+  // a range) and SINK is given, else it is kept up to LIMIT bytes: a longer one fails (kFail)
+  // or is cut there (kTruncate).
   enum class Overflow { kFail, kTruncate };
   absl::StatusOr<Response> Exchange(const std::string& method, const std::string& url,
                                     const std::vector<std::string>& headers,
                                     const HttpUpload* upload, size_t limit, Overflow overflow,
-                                    const BlobSink* sink) const;
+                                    const BlobSink* sink, int sink_status = 200) const;
+  // RANGE: a Range header's value ("bytes=A-B"), or "" for the whole resource.
   absl::StatusOr<Response> Get(const std::string& repository, const std::string& path,
-                               const std::string& accept, const BlobSink* sink);
+                               const std::string& accept, const BlobSink* sink,
+                               const std::string& range = "");
   absl::StatusOr<Response> GetOnce(const std::string& base_url, const std::string& path,
                                    const std::string& accept, const std::string& authorization,
-                                   const BlobSink* sink);
+                                   const BlobSink* sink, const std::string& range);
   absl::StatusOr<std::string> Authorize(const std::string& challenge, const std::string& scope);
   // METHOD on TARGET (a path, or an absolute URL the registry gave) with push credentials and
   // PAYLOAD (a small body, or a file streamed), again once with a token after a 401. The

@@ -172,13 +172,10 @@ absl::Status ClearLowerEntries(const std::string& directory, const std::string& 
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const std::string& root,
-                                          WhiteoutStyle style, const Digest* expected_diff_id,
-                                          InflateEngine engine) {
-  auto started = Clock::now();
-  absl::StatusOr<std::unique_ptr<LayerStream>> stream = LayerStream::Open(blob_path, engine);
+absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerStream>> stream,
+                                           const std::string& blob_path, const std::string& root,
+                                           WhiteoutStyle style, const Digest* expected_diff_id,
+                                           Clock::time_point started) {
   if (!stream.ok()) return stream.status();
   absl::StatusOr<Hasher> hasher = Hasher::ForAlgorithm("sha256");
   if (!hasher.ok()) return hasher.status();
@@ -317,6 +314,25 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
                      " does not match the config's diff id ", expected_diff_id->String()));
   }
   return result;
+}
+
+}  // namespace
+
+absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const std::string& root,
+                                          WhiteoutStyle style, const Digest* expected_diff_id,
+                                          InflateEngine engine) {
+  auto started = Clock::now();
+  return UnpackStream(LayerStream::Open(blob_path, engine), blob_path, root, style,
+                      expected_diff_id, started);
+}
+
+absl::StatusOr<UnpackedLayer> UnpackLayerFrom(base::UniqueFd fd, const std::string& name,
+                                              const std::string& root, WhiteoutStyle style,
+                                              const Digest* expected_diff_id,
+                                              InflateEngine engine) {
+  auto started = Clock::now();
+  return UnpackStream(LayerStream::FromFd(std::move(fd), name, engine), name, root, style,
+                      expected_diff_id, started);
 }
 
 }  // namespace kapal::images

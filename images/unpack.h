@@ -40,5 +40,10 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
                                           WhiteoutStyle style,
                                           const Digest* expected_diff_id = nullptr,
                                           InflateEngine engine = InflateEngine::kIsal);
+// The same, reading the blob's bytes from FD as they arrive (a download streamed into the
+// unpack); NAME is for errors.
+absl::StatusOr<UnpackedLayer> UnpackLayerFrom(base::UniqueFd fd, const std::string& name,
+                                              const std::string& root, WhiteoutStyle style,
+                                              const Digest* expected_diff_id, InflateEngine engine);
 
 }  // namespace kapal::images

@@ -136,8 +136,11 @@ absl::Status Images::Remove(const std::string& text) {
 }
 
 absl::Status Images::CollectGarbage(const std::vector<images::Digest>& released_blobs) {
-  for (const images::Digest& blob : images_.UnusedBlobs(released_blobs)) {
-    if (absl::Status removed = content_.Remove(blob); !removed.ok()) return removed;
+  {
+    std::unique_lock collecting(images_.CollectionLock());
+    for (const images::Digest& blob : images_.UnusedBlobs(released_blobs)) {
+      if (absl::Status removed = content_.Remove(blob); !removed.ok()) return removed;
+    }
   }
   return images::RemoveUnusedSnapshots(images_, snapshots_);
 }

@@ -5,14 +5,18 @@
 #include <httplib.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "base/files.h"
 #include "base/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "images/garbage.h"
 #include "images/pusher.h"
 #include "snapshotter/mount.h"
 #include "tests/fixtures/image_stack.h"
@@ -151,6 +155,83 @@ class StallingRegistry {
   std::mutex mutex_;
   std::condition_variable stalled_;
   bool stopping_ = false;
+};
+
+// In front of a real registry: forwards every GET and counts the blob requests per digest.
+// With SERVE_RANGES it answers a Range request with that range (206), else with the whole blob
+// (200), as a registry without range support does.
+class CountingRegistry {
+ public:
+  CountingRegistry(std::string upstream, bool serve_ranges)
+      : upstream_(std::move(upstream)), serve_ranges_(serve_ranges) {
+    server_.Get(R"(/v2/.*)", [this](const httplib::Request& request, httplib::Response& response) {
+      httplib::Client client("http://" + upstream_);
+      httplib::Headers headers;
+      if (request.has_header("Accept")) {
+        headers.emplace("Accept", request.get_header_value("Accept"));
+      }
+      size_t blobs = request.path.find("/blobs/");
+      if (blobs != std::string::npos) {
+        std::lock_guard lock(mutex_);
+        ++blob_requests_[request.path.substr(blobs + 7)];
+        if (request.has_header("Range")) ++range_requests_;
+      }
+      httplib::Result got = client.Get(request.path, headers);
+      if (!got) {
+        response.status = 502;
+        return;
+      }
+      for (const char* name : {"Content-Type", "Docker-Content-Digest"}) {
+        if (got->has_header(name)) response.set_header(name, got->get_header_value(name));
+      }
+      std::string body = got->body;
+      std::string type = got->get_header_value("Content-Type");
+      if (got->status != 200 || serve_ranges_) {
+        // httplib cuts the requested range out of a body of known length itself (206).
+        response.set_content(body, type);
+        if (got->status != 200) response.status = got->status;
+        return;
+      }
+      // A body of unknown length (chunked) is sent whole whatever was asked: no ranges.
+      response.status = 200;
+      response.set_chunked_content_provider(type, [body](size_t offset, httplib::DataSink& sink) {
+        if (offset < body.size()) {
+          sink.write(body.data() + offset, body.size() - offset);
+        } else {
+          sink.done();
+        }
+        return true;
+      });
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    for (int i = 0; i < 500 && !server_.is_running(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  ~CountingRegistry() {
+    server_.stop();
+    thread_.join();
+  }
+  std::string Host() const { return "127.0.0.1:" + std::to_string(port_); }
+  int BlobRequests(const std::string& digest) {
+    std::lock_guard lock(mutex_);
+    return blob_requests_[digest];
+  }
+  int RangeRequests() {
+    std::lock_guard lock(mutex_);
+    return range_requests_;
+  }
+
+ private:
+  std::string upstream_;
+  bool serve_ranges_;
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::map<std::string, int> blob_requests_;
+  int range_requests_ = 0;
 };
 
 bool Exists(const std::string& path) {
@@ -447,6 +528,225 @@ TEST_P(PullTest, PushToARegistryThatDemandsTokens) {
     struct stat info {};
     EXPECT_EQ(::stat((root + "/bin/busybox").c_str(), &info), 0);
   });
+}
+
+// Random bytes of SIZE, so that gzip keeps the layer as large as its file.
+std::string Noise(size_t size, uint32_t seed) {
+  std::mt19937 random(seed);
+  std::string data(size, '\0');
+  for (char& byte : data) byte = static_cast<char>(random());
+  return data;
+}
+
+// A large layer comes as parallel byte ranges from a registry that serves them (docker-registry
+// does), its digest checked over the whole; one that does not serve ranges gets one request.
+TEST_P(PullTest, LargeLayerIsFetchedInParallelRangesWhereServed) {
+  TestImage image = Busybox();
+  auto big = BuildLayer({{Kind::kFile, "big", Noise(3 << 20, 7)}}, Compression::kGzip);
+  ASSERT_TRUE(big.ok());
+  image.layers.push_back(*big);
+  ASSERT_TRUE(registry_->Push("kapal/ranges", "1", image).ok());
+  PullOptions options;
+  options.range_min_bytes = 2 << 20;  // the 3 MiB layer, not busybox's
+  options.range_parts = 4;
+  for (bool serve_ranges : {true, false}) {
+    SCOPED_TRACE(serve_ranges ? "ranges served" : "ranges not served");
+    CountingRegistry counting(registry_->Host(), serve_ranges);
+    Puller puller(*content_, *snapshots_, *images_, options);
+    PullReport report;
+    auto pulled = puller.Pull(counting.Host() + "/kapal/ranges:1", {}, nullptr, &report);
+    ASSERT_TRUE(pulled.ok()) << pulled.status();
+    EXPECT_EQ(report.layers_fetched, 2);
+    EXPECT_EQ(report.ranged_layers, serve_ranges ? 1 : 0);
+    EXPECT_EQ(counting.RangeRequests(), 4);  // asked either way
+    // Served: the four ranges. Not served: the first whole answer stops the ranges (at most
+    // four were begun) and one ordinary request follows.
+    int requests = counting.BlobRequests(big->digest);
+    if (serve_ranges) {
+      EXPECT_EQ(requests, 4);
+    } else {
+      EXPECT_GE(requests, 2);
+      EXPECT_LE(requests, 5);
+    }
+    InRootfs(*pulled, [](const std::string& root) {
+      struct stat info {};
+      ASSERT_EQ(::stat((root + "/big").c_str(), &info), 0);
+      EXPECT_EQ(info.st_size, 3 << 20);
+    });
+    ASSERT_TRUE(images_->Remove(pulled->id).ok());
+    for (const Digest& blob : pulled->blobs) ASSERT_TRUE(content_->Remove(blob).ok());
+  }
+}
+
+TEST_P(PullTest, CorruptBlobFetchedInRangesFailsAndKeepsNothing) {
+  TestImage image;
+  auto big = BuildLayer({{Kind::kFile, "big", Noise(3 << 20, 8)}}, Compression::kGzip);
+  ASSERT_TRUE(big.ok());
+  image.layers.push_back(*big);
+  ASSERT_TRUE(registry_->Push("kapal/corrupt-ranges", "1", image).ok());
+  std::string corrupt = big->data;
+  corrupt[corrupt.size() / 2] ^= 0x21;
+  ASSERT_TRUE(base::WriteFileAtomically(registry_->BlobDataPath(big->digest), corrupt).ok());
+  PullOptions options;
+  options.range_min_bytes = 1 << 20;
+  Puller puller(*content_, *snapshots_, *images_, options);
+  auto pulled = puller.Pull(Ref("kapal/corrupt-ranges:1"), {});
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDataLoss) << pulled.status();
+  EXPECT_FALSE(content_->Has(*Digest::Parse(big->digest)));
+  EXPECT_TRUE(images_->List().empty());
+  EXPECT_EQ(CommittedSnapshots(), 0);
+  auto ingest = base::ListDirectory(content_->Root() + "/ingest");
+  ASSERT_TRUE(ingest.ok());
+  EXPECT_TRUE(ingest->empty());
+}
+
+// With overlay a layer is unpacked while it downloads; the tree is kept only when the blob's
+// digest matches, and a layer that escapes its root is refused as it is otherwise.
+TEST_P(PullTest, LayersAreUnpackedWhileTheyDownload) {
+  bool overlay = GetParam() == snapshotter::Driver::kOverlay;
+  PullOptions options;
+  options.stream_min_bytes = 1;
+  Puller puller(*content_, *snapshots_, *images_, options);
+
+  TestImage image = Busybox();
+  auto big = BuildLayer({{Kind::kFile, "big", Noise(2 << 20, 9)}}, Compression::kGzip);
+  ASSERT_TRUE(big.ok());
+  image.layers.push_back(*big);
+  ASSERT_TRUE(registry_->Push("kapal/streamed", "1", image).ok());
+  PullReport report;
+  auto pulled = puller.Pull(Ref("kapal/streamed:1"), {}, nullptr, &report);
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(report.streamed_layers, overlay ? 2 : 0);
+  InRootfs(*pulled, [](const std::string& root) {
+    struct stat info {};
+    ASSERT_EQ(::stat((root + "/big").c_str(), &info), 0);
+    EXPECT_EQ(info.st_size, 2 << 20);
+    EXPECT_TRUE(Exists(root + "/bin/busybox"));
+  });
+
+  TestImage corrupt_image;
+  auto other = BuildLayer({{Kind::kFile, "other", Noise(1 << 20, 10)}}, Compression::kGzip);
+  ASSERT_TRUE(other.ok());
+  corrupt_image.layers.push_back(*other);
+  ASSERT_TRUE(registry_->Push("kapal/streamed-corrupt", "1", corrupt_image).ok());
+  std::string corrupt = other->data;
+  corrupt[corrupt.size() - 100] ^= 0x10;
+  ASSERT_TRUE(base::WriteFileAtomically(registry_->BlobDataPath(other->digest), corrupt).ok());
+  auto failed = puller.Pull(Ref("kapal/streamed-corrupt:1"), {});
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kDataLoss) << failed.status();
+  EXPECT_FALSE(content_->Has(*Digest::Parse(other->digest)));
+
+  TestImage evil_image;
+  auto evil = BuildLayer({{Kind::kFile, "../../escaped", "x"}}, Compression::kGzip);
+  ASSERT_TRUE(evil.ok());
+  evil_image.layers.push_back(*evil);
+  ASSERT_TRUE(registry_->Push("kapal/streamed-evil", "1", evil_image).ok());
+  auto refused = puller.Pull(Ref("kapal/streamed-evil:1"), {});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("leaves the root"));
+
+  EXPECT_EQ(images_->List().size(), 1u);
+  auto staging = base::ListDirectory(snapshots_->Root() + "/staging");
+  if (staging.ok()) {
+    EXPECT_TRUE(staging->empty());
+  }
+  auto ingest = base::ListDirectory(content_->Root() + "/ingest");
+  ASSERT_TRUE(ingest.ok());
+  EXPECT_TRUE(ingest->empty());
+}
+
+// Garbage collection running all the while (as kubelet's image GC may while it pulls) never
+// removes a layer a pull has committed or found but not yet recorded in its image.
+TEST_P(PullTest, PullsSurviveGarbageCollectionRunningMeanwhile) {
+  PullOptions options;
+  options.stream_min_bytes = 1;
+  Puller puller(*content_, *snapshots_, *images_, options);
+  TestImage image = Busybox();
+  for (int i = 0; i < 4; ++i) {
+    auto layer = BuildLayer({{Kind::kFile, "f" + std::to_string(i), Noise(1 << 20, 20 + i)}},
+                            Compression::kGzip);
+    ASSERT_TRUE(layer.ok());
+    image.layers.push_back(*layer);
+  }
+  ASSERT_TRUE(registry_->Push("kapal/collected", "1", image).ok());
+  std::atomic<bool> pulling{true};
+  std::thread collector([&] {
+    for (int i = 0; i < 2000 && pulling; ++i) {
+      EXPECT_TRUE(RemoveUnusedSnapshots(*images_, *snapshots_).ok());
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  // Stopped and joined however the pulls below end (a failed ASSERT returns early).
+  struct StopCollector {
+    std::atomic<bool>& pulling;
+    std::thread& collector;
+    ~StopCollector() {
+      pulling = false;
+      collector.join();
+    }
+  } stop{pulling, collector};
+  for (int round = 0; round < 3; ++round) {
+    auto pulled = puller.Pull(Ref("kapal/collected:1"), {});
+    ASSERT_TRUE(pulled.ok()) << pulled.status();
+    InRootfs(*pulled, [](const std::string& root) { EXPECT_TRUE(Exists(root + "/f3")); });
+    ASSERT_TRUE(images_->Remove(pulled->id).ok());
+    for (const Digest& blob : pulled->blobs) ASSERT_TRUE(content_->Remove(blob).ok());
+  }
+  pulling = false;
+  ASSERT_TRUE(RemoveUnusedSnapshots(*images_, *snapshots_).ok());
+  EXPECT_TRUE(snapshots_->Walk().empty());
+}
+
+// Two images on one base layer, pulled at once: the shared layer is fetched and unpacked once.
+TEST_P(PullTest, ConcurrentPullsOfImagesThatShareALayerFetchItOnce) {
+  TestImage first = Busybox();
+  TestImage second;
+  second.layers.push_back(first.layers[0]);
+  auto first_top = BuildLayer({{Kind::kFile, "one", Noise(1 << 20, 1)}}, Compression::kGzip);
+  auto second_top = BuildLayer({{Kind::kFile, "two", Noise(1 << 20, 2)}}, Compression::kGzip);
+  ASSERT_TRUE(first_top.ok() && second_top.ok());
+  first.layers.push_back(*first_top);
+  second.layers.push_back(*second_top);
+  ASSERT_TRUE(registry_->Push("kapal/first", "1", first).ok());
+  ASSERT_TRUE(registry_->Push("kapal/second", "1", second).ok());
+  CountingRegistry counting(registry_->Host(), true);
+  std::vector<absl::StatusOr<ImageRecord>> results(4, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < results.size(); ++i) {
+    threads.emplace_back([&, i] {
+      results[i] =
+          puller_->Pull(counting.Host() + (i % 2 == 0 ? "/kapal/first:1" : "/kapal/second:1"), {});
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const auto& result : results) ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(counting.BlobRequests(first.layers[0].digest), 1);
+  EXPECT_EQ(counting.BlobRequests(first_top->digest), 1);
+  EXPECT_EQ(counting.BlobRequests(second_top->digest), 1);
+  EXPECT_EQ(CommittedSnapshots(), 3);
+  EXPECT_EQ(images_->List().size(), 2u);
+}
+
+// zstd layers are pushed as they are (media type and bytes kept) and pulled back.
+TEST_P(PullTest, ZstdImagePushesAndPullsBack) {
+  ASSERT_TRUE(registry_->Push("kapal/zstd-source", "1", Busybox(Compression::kZstd)).ok());
+  auto pulled = puller_->Pull(Ref("kapal/zstd-source:1"), {});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  Pusher pusher(*content_, RegistryHosts());
+  auto pushed = pusher.Push(*pulled, Ref("kapal/zstd-copy:1"), {});
+  ASSERT_TRUE(pushed.ok()) << pushed.status();
+  auto manifest = ParseManifest(*content_->ReadAll(pushed->manifest_digest));
+  ASSERT_TRUE(manifest.ok());
+  EXPECT_EQ(manifest->layers[0].media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+  ASSERT_TRUE(images_->Remove(pulled->id).ok());
+  for (const Digest& blob : pulled->blobs) ASSERT_TRUE(content_->Remove(blob).ok());
+  PullReport report;
+  auto back = puller_->Pull(Ref("kapal/zstd-copy:1"), {}, nullptr, &report);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->id, pulled->id);
+  EXPECT_EQ(report.layers_fetched, 1);
+  InRootfs(*back, [](const std::string& root) { EXPECT_TRUE(Exists(root + "/bin/busybox")); });
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, PullTest,
