@@ -123,7 +123,7 @@ absl::Status BlobWriter::WriteAt(int64_t offset, const char* data, size_t size) 
 }
 
 absl::Status BlobWriter::HashFile() {
-  std::vector<char> buffer(4 << 20);
+  std::vector<char> buffer(1 << 20);
   int64_t read = 0;
   for (;;) {
     ssize_t n = ::pread(fd_, buffer.data(), buffer.size(), static_cast<off_t>(read));

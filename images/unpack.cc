@@ -48,7 +48,7 @@ struct HashingSource {
   LayerStream* stream;
   Hasher hasher;
   int64_t bytes = 0;
-  std::vector<char> buffer = std::vector<char>(4 << 20);
+  std::vector<char> buffer = std::vector<char>(1 << 20);
   absl::Status failure;
   Clock::duration inflate{};
   Clock::duration hash{};
