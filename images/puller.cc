@@ -226,7 +226,7 @@ absl::StatusOr<std::string> Puller::DownloadAndStage(RegistryClient& client,
     absl::StatusOr<UnpackedLayer> unpack_result = absl::UnknownError("not run");
     std::thread unpacker([&] {
       unpack_result =
-          images::UnpackLayerFrom(std::move(drain), "layer " + layer.digest.String(), *directory,
+          images::UnpackLayerFrom(std::move(drain), layer.digest.String(), *directory,
                                   WhiteoutStyle::kOverlay, &diff_id, options_.inflate);
     });
     bool feeding = true;
@@ -260,9 +260,7 @@ absl::StatusOr<std::string> Puller::DownloadAndStage(RegistryClient& client,
       if (committed.ok() && progress)
         progress({layer.digest.String(), *committed, layer.size, false});
     }
-    if (status.ok() && !unpack_result.ok()) {
-      status = Annotate(unpack_result.status(), "layer " + layer.digest.String());
-    }
+    if (status.ok() && !unpack_result.ok()) status = unpack_result.status();
     if (!status.ok()) {
       (void)base::RemoveTree(*directory);
       return status;
