@@ -225,9 +225,8 @@ absl::StatusOr<std::string> Puller::DownloadAndStage(RegistryClient& client,
     ::setsockopt(drain.Get(), SOL_SOCKET, SO_RCVBUF, &buffer_bytes, sizeof(buffer_bytes));
     absl::StatusOr<UnpackedLayer> unpack_result = absl::UnknownError("not run");
     std::thread unpacker([&] {
-      unpack_result =
-          images::UnpackLayerFrom(std::move(drain), layer.digest.String(), *directory,
-                                  WhiteoutStyle::kOverlay, &diff_id, options_.inflate);
+      unpack_result = images::UnpackLayerFrom(std::move(drain), layer.digest.String(), *directory,
+                                              WhiteoutStyle::kOverlay, &diff_id, options_.inflate);
     });
     bool feeding = true;
     auto last_report = std::chrono::steady_clock::now();

@@ -42,6 +42,8 @@ TEST(ConfigTest, RenderedNonDefaultConfigRoundTrips) {
   custom.registries["127.0.0.1:5001"] = {};
   custom.max_concurrent_downloads = 8;
   custom.pull_progress_timeout = std::chrono::seconds(90);
+  custom.unpack_while_downloading = true;
+  custom.parallel_ranges = false;
   custom.writable_layers_dir = "/srv/writable";
   custom.cdi_spec_dirs = {"/srv/cdi"};
   auto parsed = ParseConfig(RenderConfig(custom), "custom");
@@ -183,7 +185,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfigCase{"ProgressTimeoutNotADuration", "[images]\npull_progress_timeout = \"soon\"",
                       "key 'images.pull_progress_timeout': expected a duration"},
         BadConfigCase{"ProgressTimeoutANumber", "[images]\npull_progress_timeout = 300",
-                      "key 'images.pull_progress_timeout': expected a duration"}),
+                      "key 'images.pull_progress_timeout': expected a duration"},
+        BadConfigCase{"ParallelRangesNotABool", "[images]\nparallel_ranges = \"yes\"",
+                      "key 'images.parallel_ranges'"}),
     [](const ::testing::TestParamInfo<BadConfigCase>& param_info) {
       return param_info.param.name;
     });
@@ -230,6 +234,8 @@ TEST(ConfigTest, JsonShowsEveryKey) {
   EXPECT_EQ(json["runtime"]["handlers"]["runc"]["binary"], "runc");
   EXPECT_EQ(json["cni"]["bin_dirs"].size(), 2u);
   EXPECT_EQ(json["images"]["pull_progress_timeout"], "5m");
+  EXPECT_EQ(json["images"]["unpack_while_downloading"], false);
+  EXPECT_EQ(json["images"]["parallel_ranges"], true);
 }
 
 TEST(ConfigTest, ProgressTimeoutTakesGoDurations) {
