@@ -331,7 +331,7 @@ absl::StatusOr<std::string> Puller::StageLayer(const Descriptor& layer, const Di
       content_.PathOf(layer.digest), *staged, WhiteoutStyle::kOverlay, &diff_id, options_.inflate);
   if (!unpacked.ok()) {
     (void)base::RemoveTree(*staged);
-    return Annotate(unpacked.status(), "layer " + layer.digest.String());
+    return unpacked.status();  // the download worker names the layer
   }
   result = *unpacked;
   return *staged;
