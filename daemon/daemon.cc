@@ -18,6 +18,7 @@
 #include "base/temp_dir.h"
 #include "base/unique_fd.h"
 #include "base/unix_socket.h"
+#include "builder/builder.h"
 #include "cri/image_service.h"
 #include "cri/kapal_service.h"
 #include "cri/rpc_observer.h"
@@ -85,6 +86,7 @@ struct Daemon::Parts {
   std::unique_ptr<runtime::Images> node_images;
   std::unique_ptr<runtime::Runtime> runtime;
   std::unique_ptr<streaming::Server> streaming;
+  std::unique_ptr<builder::Builder> builder;
   std::unique_ptr<docker::Api> docker;
   std::unique_ptr<cri::RuntimeService> runtime_service;
   std::unique_ptr<cri::ImageService> image_service;
@@ -165,6 +167,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
       !cleaned.ok()) {
     return cleaned;
   }
+  // Likewise a build killed mid-step (its mounts went with the old mount namespace or are
+  // removed with the tree).
+  if (absl::Status cleaned = parts->snapshots->CleanUp(builder::Builder::kSnapshotPrefix);
+      !cleaned.ok()) {
+    return cleaned;
+  }
   logger.Info("snapshotter ", driver == snapshotter::Driver::kOverlay ? "overlay" : "native",
               " at ", parts->snapshots->Root());
   parts->images = std::make_unique<images::ImageStore>(*parts->store);
@@ -198,8 +206,17 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
     logger.Info("streaming server on ", config.streaming_tls ? "https://" : "http://",
                 parts->streaming->Address());
   }
+  // Scratch space for uploaded archives and build contexts, on the root's filesystem; emptied at
+  // each start, since an import or build cut short by a crash leaves its upload behind.
+  std::string scratch = config.root_dir + "/tmp";
+  if (absl::Status cleared = base::RemoveTree(scratch); !cleared.ok()) return cleared;
+  if (absl::Status made = base::MakeDirectories(scratch, 0700); !made.ok()) return made;
+  parts->builder =
+      std::make_unique<builder::Builder>(*parts->runtime, *parts->puller, *parts->content,
+                                         *parts->snapshots, *parts->store, scratch, logger);
   if (!config.docker_address.empty()) {
     docker::ApiOptions docker_options;
+    docker_options.scratch_dir = scratch;
     docker_options.socket_path = config.docker_address;
     docker_options.root_dir = config.root_dir;
     docker_options.cni_conf_dir = config.cni_conf_dir;
@@ -218,7 +235,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
       return made;
     }
     absl::StatusOr<std::unique_ptr<docker::Api>> api =
-        docker::Api::Start(docker_options, *parts->runtime, *parts->store, logger);
+        docker::Api::Start(docker_options, *parts->runtime, *parts->builder, *parts->store, logger);
     if (!api.ok()) return api.status();
     parts->docker = std::move(*api);
     logger.Info("Docker Engine API 1.41 on unix://", config.docker_address);
@@ -227,11 +244,6 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
       std::make_unique<cri::RuntimeService>(*parts->runtime, ConfigToJson(parts->config),
                                             parts->metrics_address, parts->streaming.get(), logger);
   parts->image_service = std::make_unique<cri::ImageService>(*parts->node_images);
-  // Scratch space for uploaded archives, on the root's filesystem; emptied at each start, since
-  // an import cut short by a crash leaves its upload behind.
-  std::string scratch = config.root_dir + "/tmp";
-  if (absl::Status cleared = base::RemoveTree(scratch); !cleared.ok()) return cleared;
-  if (absl::Status made = base::MakeDirectories(scratch, 0700); !made.ok()) return made;
   parts->kapal_images_service =
       std::make_unique<cri::KapalImagesService>(*parts->node_images, scratch);
 

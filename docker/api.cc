@@ -111,9 +111,10 @@ nlohmann::json ImageConfigOf(const std::string& config_json) {
 }
 
 absl::StatusOr<std::unique_ptr<Api>> Api::Start(const ApiOptions& options,
-                                                runtime::Runtime& runtime, store::Store& store,
+                                                runtime::Runtime& runtime,
+                                                builder::Builder& builder, store::Store& store,
                                                 base::Logger& logger) {
-  auto impl = std::make_unique<Impl>(options, runtime, store, logger);
+  auto impl = std::make_unique<Impl>(options, runtime, builder, store, logger);
   // --rm containers that ended while kapald was down go now; running ones are watched.
   for (const DockerContainer& found : impl->Containers()) {
     if (found.create.value("HostConfig", nlohmann::json::object()).value("AutoRemove", false)) {
@@ -123,6 +124,10 @@ absl::StatusOr<std::unique_ptr<Api>> Api::Start(const ApiOptions& options,
   ServerOptions server_options;
   server_options.socket_path = options.socket_path;
   server_options.group = options.group;
+  server_options.spool_dir = options.scratch_dir;
+  server_options.spool_body = [](const streaming::HttpRequest& request) {
+    return request.method == "POST" && absl::EndsWith(request.path, "/build");
+  };
   Impl* raw = impl.get();
   absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(
       server_options,
@@ -161,6 +166,7 @@ void Api::Impl::Route(const Request& request, Responder& responder) {
   if (path == "/_ping") return Ping(request, responder);
   if (path == "/version" && is("GET")) return Version(responder);
   if (path == "/info" && is("GET")) return Info(responder);
+  if (path == "/build" && is("POST")) return BuildImage(request, responder);
 
   if (parts[0] == "images" && parts.size() >= 2) {
     std::string rest = path.substr(std::strlen("/images/"));
@@ -177,6 +183,9 @@ void Api::Impl::Route(const Request& request, Responder& responder) {
     }
     if (absl::EndsWith(rest, "/push") && is("POST")) {
       return PushImage(name_before("/push"), request, responder);
+    }
+    if (absl::EndsWith(rest, "/history") && is("GET")) {
+      return ImageHistory(name_before("/history"), responder);
     }
     if (is("DELETE")) return RemoveImage(rest, request, responder);
   }

@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/logger.h"
+#include "builder/builder.h"
 #include "runtime/runtime.h"
 #include "store/store.h"
 
@@ -27,6 +28,8 @@ struct ApiOptions {
   // Docker networks are the CNI configs here (`network create` adds its own).
   std::string cni_conf_dir = "/etc/cni/net.d";
   std::string default_runtime = "runc";
+  // Where uploaded build contexts wait while they are built.
+  std::string scratch_dir = "/var/lib/kapal/tmp";
 };
 
 class Api {
@@ -34,7 +37,8 @@ class Api {
   // Serves the API; containers of an earlier run that asked for --rm and have exited are
   // removed, running ones watched.
   static absl::StatusOr<std::unique_ptr<Api>> Start(const ApiOptions& options,
-                                                    runtime::Runtime& runtime, store::Store& store,
+                                                    runtime::Runtime& runtime,
+                                                    builder::Builder& builder, store::Store& store,
                                                     base::Logger& logger);
   ~Api();  // closes the socket and every connection; waits for their handlers
 

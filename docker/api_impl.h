@@ -44,6 +44,7 @@ struct ExecInstance {
 struct Api::Impl {
   ApiOptions options;
   runtime::Runtime& runtime;
+  builder::Builder& builder;
   base::Logger& logger;
   VolumeStore volumes;
   std::unique_ptr<HttpServer> server;
@@ -55,10 +56,11 @@ struct Api::Impl {
   std::map<std::string, int> removed_exit_codes;
   base::ThreadSet removers;  // one per --rm container, until it is gone
 
-  Impl(const ApiOptions& options_in, runtime::Runtime& runtime_in, store::Store& store,
-       base::Logger& logger_in)
+  Impl(const ApiOptions& options_in, runtime::Runtime& runtime_in, builder::Builder& builder_in,
+       store::Store& store, base::Logger& logger_in)
       : options(options_in),
         runtime(runtime_in),
+        builder(builder_in),
         logger(logger_in),
         volumes(store, options_in.root_dir + "/volumes") {}
 
@@ -76,6 +78,10 @@ struct Api::Impl {
   void TagImage(const std::string& name, const Request& request, Responder& responder);
   void RemoveImage(const std::string& name, const Request& request, Responder& responder);
   void PushImage(const std::string& name, const Request& request, Responder& responder);
+  void ImageHistory(const std::string& name, Responder& responder);
+
+  // build.cc
+  void BuildImage(const Request& request, Responder& responder);
 
   // containers.cc
   void CreateContainer(const Request& request, Responder& responder);
@@ -134,6 +140,11 @@ std::string DockerTime(int64_t unix_nanos);
 std::string HumanDuration(int64_t seconds);
 // How Docker shows a reference: docker.io/library/busybox:latest is busybox:latest.
 std::string FamiliarReference(const std::string& reference);
+// The credentials of a X-Registry-Auth header (base64url JSON); anonymous when absent.
+images::Credentials CredentialsOf(const Request& request);
+// One AuthConfig object of the Docker API.
+images::Credentials CredentialsFromJson(const nlohmann::json& auth);
+
 // The image's config document ("config" inside the image JSON), {} when unreadable.
 nlohmann::json ImageConfigOf(const std::string& config_json);
 

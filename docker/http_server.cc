@@ -1,11 +1,15 @@
 #include "docker/http_server.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -13,7 +17,9 @@
 #include "absl/strings/str_cat.h"
 #include "base/build_info.h"
 #include "base/files.h"
+#include "base/temp_dir.h"
 #include "base/thread_set.h"
+#include "base/unique_fd.h"
 #include "base/unix_socket.h"
 
 namespace kapal::docker {
@@ -25,22 +31,37 @@ namespace {
 constexpr auto kIdleTimeout = std::chrono::minutes(2);
 // Bodies the API takes are small JSON documents (create, exec, network, volume).
 constexpr size_t kMaxBody = 8 * 1024 * 1024;
+// Bodies spooled to disk (build contexts) may be large, not unbounded.
+constexpr size_t kMaxSpooledBody = size_t{64} << 30;
 // A client that reads nothing of an answer for this long is cut off.
 constexpr int kSendTimeoutSeconds = 60;
 
-// Reads exactly COUNT bytes into OUT (after what LEFTOVER holds).
-bool ReadExactly(int fd, size_t count, std::string& leftover, std::string& out) {
+// Where a request body goes, piece by piece; LIMIT is the most it takes.
+struct BodySink {
+  std::function<absl::Status(const char*, size_t)> write;
+  size_t limit = 0;
+  size_t taken = 0;
+};
+
+// Reads exactly COUNT bytes (after what LEFTOVER holds) into SINK.
+absl::Status ReadExactly(int fd, size_t count, std::string& leftover, BodySink& sink) {
+  if (sink.taken + count > sink.limit) return absl::InvalidArgumentError("request body too large");
+  sink.taken += count;
   size_t take = std::min(count, leftover.size());
-  out.append(leftover, 0, take);
+  if (absl::Status written = sink.write(leftover.data(), take); !written.ok()) return written;
   leftover.erase(0, take);
-  char buffer[16 * 1024];
-  while (out.size() < count) {
-    ssize_t n = ::read(fd, buffer, std::min(sizeof buffer, count - out.size()));
+  count -= take;
+  std::vector<char> buffer(64 * 1024);
+  while (count > 0) {
+    ssize_t n = ::read(fd, buffer.data(), std::min(buffer.size(), count));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    out.append(buffer, static_cast<size_t>(n));
+    if (n <= 0) return absl::UnavailableError("body cut short");
+    if (absl::Status written = sink.write(buffer.data(), static_cast<size_t>(n)); !written.ok()) {
+      return written;
+    }
+    count -= static_cast<size_t>(n);
   }
-  return true;
+  return absl::OkStatus();
 }
 
 // A line ending in CRLF from LEFTOVER and FD, without it.
@@ -59,9 +80,9 @@ bool ReadLine(int fd, std::string& leftover, std::string& line) {
   return true;
 }
 
-// The request's body by Content-Length or chunked transfer coding. INVALID_ARGUMENT when it is
-// malformed or too large; UNAVAILABLE when the client went away.
-absl::Status ReadBody(int fd, Request& request, std::string& leftover) {
+// The request's body by Content-Length or chunked transfer coding, into SINK. INVALID_ARGUMENT
+// when it is malformed or too large; UNAVAILABLE when the client went away.
+absl::Status ReadBody(int fd, const Request& request, std::string& leftover, BodySink& sink) {
   std::string encoding = absl::AsciiStrToLower(request.Header("transfer-encoding"));
   if (absl::StrContains(encoding, "chunked")) {
     for (;;) {
@@ -72,18 +93,14 @@ absl::Status ReadBody(int fd, Request& request, std::string& leftover) {
       if (!absl::SimpleHexAtoi(absl::StripAsciiWhitespace(digits), &size)) {
         return absl::InvalidArgumentError("malformed chunk size");
       }
-      if (request.body.size() + size > kMaxBody) {
-        return absl::InvalidArgumentError("request body too large");
-      }
       if (size == 0) {
         // Trailers (none expected) up to the empty line.
         while (ReadLine(fd, leftover, line) && !line.empty()) {
         }
         return absl::OkStatus();
       }
-      if (!ReadExactly(fd, size, leftover, request.body) || !ReadLine(fd, leftover, line)) {
-        return absl::UnavailableError("body cut short");
-      }
+      if (absl::Status read = ReadExactly(fd, size, leftover, sink); !read.ok()) return read;
+      if (!ReadLine(fd, leftover, line)) return absl::UnavailableError("body cut short");
     }
   }
   std::string length_text = request.Header("content-length");
@@ -92,11 +109,7 @@ absl::Status ReadBody(int fd, Request& request, std::string& leftover) {
   if (!absl::SimpleAtoi(length_text, &length)) {
     return absl::InvalidArgumentError("malformed Content-Length");
   }
-  if (length > kMaxBody) return absl::InvalidArgumentError("request body too large");
-  if (!ReadExactly(fd, length, leftover, request.body)) {
-    return absl::UnavailableError("body cut short");
-  }
-  return absl::OkStatus();
+  return ReadExactly(fd, length, leftover, sink);
 }
 
 std::string CommonHeaders() {
@@ -132,6 +145,8 @@ const char* ReasonPhrase(int code) {
       return "Internal Server Error";
     case 501:
       return "Not Implemented";
+    case 507:
+      return "Insufficient Storage";
     case 503:
       return "Service Unavailable";
     default:
@@ -245,10 +260,51 @@ struct HttpServer::Impl {
       Request request;
       static_cast<streaming::HttpRequest&>(request) = std::move(*head);
       Responder responder(fd, stopping);
-      if (absl::Status read = ReadBody(fd, request, leftover); !read.ok()) {
+      // Large uploads (a build context) go to a file that lives as long as the request.
+      std::optional<base::TempDir> spool;
+      base::UniqueFd spool_fd;
+      BodySink sink;
+      if (options.spool_body && options.spool_body(request)) {
+        absl::StatusOr<base::TempDir> made = base::TempDir::Create("body", options.spool_dir);
+        if (!made.ok()) {
+          responder.Error(500, std::string(made.status().message()));
+          return;
+        }
+        spool.emplace(std::move(*made));
+        request.body_file = spool->Join("body");
+        spool_fd = base::UniqueFd(
+            ::open(request.body_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+        if (!spool_fd) {
+          responder.Error(500, "cannot create " + request.body_file);
+          return;
+        }
+        sink.limit = kMaxSpooledBody;
+        sink.write = [&spool_fd](const char* data, size_t size) {
+          while (size > 0) {
+            ssize_t n = ::write(spool_fd.Get(), data, size);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+              return absl::ResourceExhaustedError(
+                  absl::StrCat("cannot write the request body to disk: ", std::strerror(errno)));
+            }
+            data += n;
+            size -= static_cast<size_t>(n);
+          }
+          return absl::OkStatus();
+        };
+      } else {
+        sink.limit = kMaxBody;
+        sink.write = [&request](const char* data, size_t size) {
+          request.body.append(data, size);
+          return absl::OkStatus();
+        };
+      }
+      if (absl::Status read = ReadBody(fd, request, leftover, sink); !read.ok()) {
         if (absl::IsInvalidArgument(read)) responder.Error(400, std::string(read.message()));
+        if (absl::IsResourceExhausted(read)) responder.Error(507, std::string(read.message()));
         return;
       }
+      spool_fd.Reset();
       handler(request, responder);
       if (!responder.KeepAlive() ||
           absl::AsciiStrToLower(request.Header("connection")) == "close") {

@@ -21,6 +21,9 @@ namespace kapal::docker {
 
 struct Request : streaming::HttpRequest {
   std::string body;
+  // Set instead of BODY for a request the server spools to disk (ServerOptions::spool_body):
+  // the file, removed after the handler returns.
+  std::string body_file;
   // The first value of query parameter NAME, FALLBACK when absent.
   std::string Query(const std::string& name, const std::string& fallback = "") const;
   // Docker's booleans in a query: "1", "true", "True" (absent: FALLBACK).
@@ -69,6 +72,10 @@ struct ServerOptions {
   std::string socket_path;
   mode_t mode = 0660;
   gid_t group = 0;
+  // Requests this says yes to have their body written to a file under SPOOL_DIR rather than
+  // kept in memory (build contexts: gigabytes are not unusual).
+  std::function<bool(const streaming::HttpRequest&)> spool_body;
+  std::string spool_dir;
 };
 
 class HttpServer {

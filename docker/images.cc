@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -29,25 +30,6 @@ std::vector<std::string> Familiar(const std::vector<std::string>& references) {
   std::vector<std::string> out;
   for (const std::string& reference : references) out.push_back(FamiliarReference(reference));
   return out;
-}
-
-// X-Registry-Auth: base64url JSON {username, password, serveraddress, identitytoken,
-// registrytoken}; absent or "{}" is anonymous.
-images::Credentials CredentialsOf(const Request& request) {
-  images::Credentials credentials;
-  std::string header = request.Header("x-registry-auth");
-  if (header.empty()) return credentials;
-  std::string decoded;
-  if (!absl::WebSafeBase64Unescape(header, &decoded) && !absl::Base64Unescape(header, &decoded)) {
-    return credentials;
-  }
-  nlohmann::json auth = nlohmann::json::parse(decoded, nullptr, false);
-  if (!auth.is_object()) return credentials;
-  credentials.username = auth.value("username", "");
-  credentials.password = auth.value("password", "");
-  credentials.identity_token = auth.value("identitytoken", "");
-  credentials.registry_token = auth.value("registrytoken", "");
-  return credentials;
 }
 
 std::string ShortDigest(const std::string& digest) {
@@ -116,14 +98,41 @@ class ProgressStream {
 
 }  // namespace
 
+images::Credentials CredentialsFromJson(const nlohmann::json& auth) {
+  images::Credentials credentials;
+  if (!auth.is_object()) return credentials;
+  credentials.username = auth.value("username", "");
+  credentials.password = auth.value("password", "");
+  credentials.identity_token = auth.value("identitytoken", "");
+  credentials.registry_token = auth.value("registrytoken", "");
+  return credentials;
+}
+
+// X-Registry-Auth: base64url JSON {username, password, serveraddress, identitytoken,
+// registrytoken}; absent or "{}" is anonymous.
+images::Credentials CredentialsOf(const Request& request) {
+  std::string header = request.Header("x-registry-auth");
+  if (header.empty()) return images::Credentials();
+  std::string decoded;
+  if (!absl::WebSafeBase64Unescape(header, &decoded) && !absl::Base64Unescape(header, &decoded)) {
+    return images::Credentials();
+  }
+  return CredentialsFromJson(nlohmann::json::parse(decoded, nullptr, false));
+}
+
 void Api::Impl::ListImages(const Request& request, Responder& responder) {
   bool dangling_only = absl::StrContains(request.Query("filters"), "\"dangling\"") &&
                        absl::StrContains(request.Query("filters"), "\"true\"");
+  // Untagged images that build steps were built on are Docker's intermediate images: shown
+  // only with -a.
+  bool all = request.QueryFlag("all");
+  std::set<std::string> intermediate = builder.IntermediateImages();
   std::map<std::string, int> users;
   for (const runtime::Container& c : runtime.ListContainers()) ++users[c.image_id];
   nlohmann::json list = nlohmann::json::array();
   for (const images::ImageRecord& image : runtime.images().List()) {
     if (dangling_only && !image.repo_tags.empty()) continue;
+    if (!all && image.repo_tags.empty() && intermediate.count(image.id.String()) != 0) continue;
     nlohmann::json document = nlohmann::json::parse(image.config_json, nullptr, false);
     if (!document.is_object()) document = nlohmann::json::object();
     nlohmann::json labels = ImageConfigOf(image.config_json).value("Labels", nlohmann::json());
@@ -311,6 +320,33 @@ void Api::Impl::PushImage(const std::string& name, const Request& request, Respo
       {{"progressDetail", nlohmann::json::object()},
        {"aux", {{"Tag", pushed->tag}, {"Digest", digest}, {"Size", pushed->manifest_size}}}});
   responder.EndStream();
+}
+
+void Api::Impl::ImageHistory(const std::string& name, Responder& responder) {
+  absl::StatusOr<images::ImageRecord> image = runtime.images().Find(name);
+  if (!image.ok()) {
+    if (absl::IsNotFound(image.status())) {
+      return responder.Error(404, absl::StrCat("No such image: ", name));
+    }
+    return ReplyError(responder, image.status());
+  }
+  nlohmann::json list = nlohmann::json::array();
+  bool top = true;
+  for (const runtime::HistoryEntry& entry : runtime.images().History(*image)) {
+    absl::Time created;
+    std::string error;
+    int64_t seconds = absl::ParseTime(absl::RFC3339_full, entry.created, &created, &error)
+                          ? absl::ToUnixSeconds(created)
+                          : 0;
+    list.push_back({{"Id", top ? image->id.String() : "<missing>"},
+                    {"Created", seconds},
+                    {"CreatedBy", entry.created_by},
+                    {"Tags", top ? nlohmann::json(Familiar(image->repo_tags)) : nlohmann::json()},
+                    {"Size", entry.size},
+                    {"Comment", entry.comment}});
+    top = false;
+  }
+  responder.Json(200, list);
 }
 
 }  // namespace kapal::docker

@@ -7,7 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "images/archive.h"
 #include "images/garbage.h"
+#include "images/manifest.h"
 #include "images/reference.h"
+#include "nlohmann/json.hpp"
 
 namespace kapal::runtime {
 
@@ -178,6 +180,52 @@ absl::StatusOr<std::vector<images::ImageRecord>> Images::Import(const std::strin
 absl::Status Images::Export(const images::ImageRecord& image,
                             const std::function<absl::Status(const char*, size_t)>& sink) {
   return images::ExportArchive(image, content_, sink);
+}
+
+std::vector<HistoryEntry> Images::History(const images::ImageRecord& image) {
+  std::vector<HistoryEntry> entries;
+  nlohmann::json config = nlohmann::json::parse(image.config_json, nullptr, false);
+  if (!config.is_object()) return entries;
+  std::vector<images::Digest> diff_ids;
+  if (config.contains("rootfs") && config["rootfs"].is_object()) {
+    for (const nlohmann::json& id : config["rootfs"].value("diff_ids", nlohmann::json::array())) {
+      if (!id.is_string()) continue;
+      if (absl::StatusOr<images::Digest> parsed = images::Digest::Parse(id.get<std::string>());
+          parsed.ok()) {
+        diff_ids.push_back(*parsed);
+      }
+    }
+  }
+  std::vector<images::Digest> chain_ids = images::ChainIds(diff_ids);
+  nlohmann::json history = config.value("history", nlohmann::json::array());
+  if (!history.is_array()) history = nlohmann::json::array();
+  size_t described = 0;
+  for (const nlohmann::json& item : history) {
+    if (item.is_object() && !item.value("empty_layer", false)) ++described;
+  }
+  auto layer_size = [&](size_t index) -> int64_t {
+    absl::StatusOr<snapshotter::Usage> usage = snapshots_.GetUsage(chain_ids[index].String());
+    return usage.ok() ? usage->bytes : 0;
+  };
+  // Layers without history (the base of an image some tool made without it) come first.
+  size_t layer = 0;
+  for (; described + layer < chain_ids.size(); ++layer) {
+    HistoryEntry entry;
+    entry.size = layer_size(layer);
+    entries.push_back(std::move(entry));
+  }
+  for (const nlohmann::json& item : history) {
+    if (!item.is_object()) continue;
+    HistoryEntry entry;
+    entry.created = item.value("created", "");
+    entry.created_by = item.value("created_by", "");
+    entry.comment = item.value("comment", "");
+    entry.empty_layer = item.value("empty_layer", false);
+    if (!entry.empty_layer && layer < chain_ids.size()) entry.size = layer_size(layer++);
+    entries.push_back(std::move(entry));
+  }
+  std::reverse(entries.begin(), entries.end());
+  return entries;
 }
 
 }  // namespace kapal::runtime

@@ -27,6 +27,15 @@ struct FilesystemUsage {
   base::TreeUsage containers;
 };
 
+// One step of an image's history (its config's "history"), with the size of its layer.
+struct HistoryEntry {
+  std::string created;  // RFC 3339, as the config has it
+  std::string created_by;
+  std::string comment;
+  int64_t size = 0;  // of the layer as unpacked; 0 for a step that made none
+  bool empty_layer = false;
+};
+
 // The node's images for every front door: pulls (counted and logged), look-ups, removal with
 // the collection of blobs and layers no image uses any more, disk usage, import and export.
 class Images {
@@ -54,6 +63,8 @@ class Images {
   // Images are counted from what the store recorded when each blob and layer was written (no
   // walk of the disk on kubelet's frequent polls); only writable snapshots are measured.
   absl::StatusOr<FilesystemUsage> Usage();
+  // IMAGE's history, newest first (as `docker history` shows it).
+  std::vector<HistoryEntry> History(const images::ImageRecord& image);
   // An OCI image layout tar or a `docker save` tar at PATH; every blob digest-checked.
   absl::StatusOr<std::vector<images::ImageRecord>> Import(const std::string& path);
   // IMAGE as an OCI image layout tar, handed to SINK piece by piece.

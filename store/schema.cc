@@ -110,6 +110,15 @@ CREATE TABLE docker_volumes (
   created_at INTEGER NOT NULL
 );
 )sql"},
+      {5, "build_cache: each build step's image, by its parent image and the step", R"sql(
+CREATE TABLE build_cache (
+  parent     TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  image_id   TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (parent, key)
+);
+)sql"},
   };
   return kMigrations;
 }

@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/fixtures/docker_fixture.h"
 #include "tests/fixtures/net.h"
 #include "tests/fixtures/pod_fixture.h"
 #include "tests/fixtures/terminal.h"
@@ -29,66 +30,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// Installed by deploy/kapal.sh (test packages): the client binary of Debian's docker.io only.
-std::string DockerCli() {
-  const char* configured = std::getenv("KAPAL_DOCKER_CLI");
-  return configured != nullptr ? configured : "/usr/local/libexec/kapal/docker";
-}
-
-class DockerTest : public PodFixture {
- protected:
-  void SetUp() override {
-    if (::access(DockerCli().c_str(), X_OK) != 0) {
-      if (std::getenv("CI") != nullptr) FAIL() << DockerCli() << " missing: run deploy/kapal.sh";
-      GTEST_SKIP() << DockerCli() << " is not installed (deploy/kapal.sh test installs it)";
-    }
-    PodFixture::SetUp();
-    if (HasFatalFailure()) return;
-    absl::StatusOr<base::TempDir> config = base::TempDir::Create("docker-config", "/tmp");
-    ASSERT_TRUE(config.ok());
-    docker_config_.emplace(std::move(*config));
-    // A plain busybox image as people run it: no entrypoint, sh as its command.
-    TestImage image = BusyboxImage();
-    ASSERT_FALSE(image.layers.empty());
-    image.cmd = {"sh"};
-    ASSERT_TRUE(registry_->Push("library/busybox", "latest", image).ok());
-    busybox_ = registry_->Host() + "/library/busybox:latest";
-  }
-
-  void TearDown() override {
-    if (HasFailure() && kapald_ != nullptr) std::fprintf(stderr, "%s\n", kapald_->Log().c_str());
-  }
-
-  std::vector<std::string> DockerArgv(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {"/usr/bin/env",
-                                     "DOCKER_HOST=unix://" + kapald_->DockerSocketPath(),
-                                     "DOCKER_CONFIG=" + docker_config_->Path(), DockerCli()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
-  }
-
-  CommandResult Docker(const std::vector<std::string>& args,
-                       std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
-    return RunCommand(DockerArgv(args), timeout);
-  }
-
-  // Runs and expects success; the output.
-  std::string DockerOk(const std::vector<std::string>& args) {
-    CommandResult result = Docker(args);
-    EXPECT_EQ(result.exit_code, 0) << absl::StrJoin(args, " ") << "\n" << result.out << result.err;
-    return result.out;
-  }
-
-  nlohmann::json Inspect(const std::string& what, const std::string& kind = "container") {
-    CommandResult result = Docker({kind, "inspect", what});
-    EXPECT_EQ(result.exit_code, 0) << result.err;
-    nlohmann::json parsed = nlohmann::json::parse(result.out, nullptr, false);
-    return parsed.is_array() && !parsed.empty() ? parsed[0] : nlohmann::json::object();
-  }
-
-  std::optional<base::TempDir> docker_config_;
-  std::string busybox_;
-};
+using DockerTest = DockerFixture;
 
 TEST_F(DockerTest, VersionAndInfoNameKapal) {
   std::string version = DockerOk({"version"});

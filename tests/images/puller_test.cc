@@ -20,6 +20,7 @@
 #include "images/pusher.h"
 #include "snapshotter/mount.h"
 #include "tests/fixtures/image_stack.h"
+#include "tests/fixtures/loopback_server.h"
 #include "tests/fixtures/registry_fixture.h"
 
 namespace kapal::images {
@@ -94,16 +95,6 @@ class PullTest : public ::testing::TestWithParam<snapshotter::Driver> {
   int views_ = 0;
 };
 
-// Serves SERVER on a free port of 127.0.0.1 from THREAD; returns the port once it listens.
-int ServeOnLoopback(httplib::Server& server, std::thread& thread) {
-  int port = server.bind_to_any_port("127.0.0.1");
-  thread = std::thread([&server] { server.listen_after_bind(); });
-  for (int i = 0; i < 500 && !server.is_running(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return port;
-}
-
 // In front of a real registry: passes manifests through, but sends only the first KiB of every
 // blob and then nothing (for at most 30 s): the registry of a pull that stops making progress.
 class StallingRegistry {
@@ -140,7 +131,7 @@ class StallingRegistry {
             return false;
           });
     });
-    port_ = ServeOnLoopback(server_, thread_);
+    port_ = testing::ServeOnLoopback(server_, thread_);
   }
   ~StallingRegistry() {
     {
@@ -209,7 +200,7 @@ class CountingRegistry {
         return true;
       });
     });
-    port_ = ServeOnLoopback(server_, thread_);
+    port_ = testing::ServeOnLoopback(server_, thread_);
   }
   ~CountingRegistry() {
     server_.stop();
