@@ -38,6 +38,17 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return content;
 }
 
+absl::Status WriteAll(int fd, absl::string_view data, absl::string_view context) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, absl::StrCat("write ", context));
+    if (n == 0) return ErrnoStatus(EIO, absl::StrCat("write ", context));
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view content, mode_t mode,
                                  Durability durability) {
   std::string temp = absl::StrCat(path, ".tmp-", ::getpid());

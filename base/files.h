@@ -21,6 +21,10 @@ absl::Status ErrnoStatus(int errno_value, absl::string_view context);
 
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
+// write(2) until all of DATA is written (short writes and EINTR retried); CONTEXT names the
+// file in the error.
+absl::Status WriteAll(int fd, absl::string_view data, absl::string_view context);
+
 // Whether a write must reach the disk before it returns. kVolatile is for files under the state
 // dir (a tmpfs in production, emptied by a reboot), where a rename alone is enough.
 enum class Durability { kSynced, kVolatile };

@@ -78,17 +78,6 @@ absl::Status SetTimes(const std::string& path, const struct stat& source) {
   return absl::OkStatus();
 }
 
-bool WriteAll(int fd, const char* data, size_t size) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
 absl::Status CopyFileData(const std::string& from, const std::string& to, const struct stat& st,
                           const Owner& owner) {
   base::UniqueFd in(::open(from.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
@@ -110,8 +99,12 @@ absl::Status CopyFileData(const std::string& from, const std::string& to, const 
       }
     } else {
       n = ::read(in.Get(), buffer.data(), std::min(buffer.size(), static_cast<size_t>(left)));
-      if (n > 0 && !WriteAll(out.Get(), buffer.data(), static_cast<size_t>(n))) {
-        return base::ErrnoStatus(errno, "write " + to);
+      if (n > 0) {
+        if (absl::Status written = base::WriteAll(
+                out.Get(), absl::string_view(buffer.data(), static_cast<size_t>(n)), to);
+            !written.ok()) {
+          return written;
+        }
       }
     }
     if (n < 0 && errno == EINTR) continue;

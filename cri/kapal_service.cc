@@ -112,12 +112,8 @@ grpc::Status KapalImagesService::Import(grpc::ServerContext*,
   if (!fd) return ToGrpcStatus(base::ErrnoStatus(errno, "create " + path));
   kapal::v1::ArchiveChunk chunk;
   while (reader->Read(&chunk)) {
-    const std::string& data = chunk.data();
-    size_t offset = 0;
-    while (offset < data.size()) {
-      ssize_t n = ::write(fd.Get(), data.data() + offset, data.size() - offset);
-      if (n < 0) return ToGrpcStatus(base::ErrnoStatus(errno, "write " + path));
-      offset += static_cast<size_t>(n);
+    if (absl::Status written = base::WriteAll(fd.Get(), chunk.data(), path); !written.ok()) {
+      return ToGrpcStatus(written);
     }
   }
   fd.Reset();

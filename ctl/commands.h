@@ -25,6 +25,7 @@ class CriClient {
   runtime::v1::ImageService::Stub& Images() { return *images_; }
   // kapal's own API on the image endpoint; other runtimes answer UNIMPLEMENTED.
   kapal::v1::Images::Stub& KapalImages() { return *kapal_images_; }
+  kapal::v1::Builds::Stub& KapalBuilds() { return *kapal_builds_; }
   // A context whose deadline is the configured timeout from now.
   std::unique_ptr<grpc::ClientContext> NewContext() const;
   // A context without the short --timeout, for work that takes long (pulls).
@@ -37,6 +38,7 @@ class CriClient {
   std::unique_ptr<runtime::v1::RuntimeService::Stub> runtime_;
   std::unique_ptr<runtime::v1::ImageService::Stub> images_;
   std::unique_ptr<kapal::v1::Images::Stub> kapal_images_;
+  std::unique_ptr<kapal::v1::Builds::Stub> kapal_builds_;
 };
 
 // A failed call as the user should see it: "Version: NOT_FOUND: message".

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "CLI/CLI.hpp"
+#include "ctl/build_commands.h"
 #include "ctl/client_config.h"
 #include "ctl/commands.h"
 #include "ctl/docker_objects.h"
@@ -186,6 +187,27 @@ int main(int argc, char** argv) {
       };
     });
   };
+  kapal::ctl::BuildCommand build_command;
+  auto add_build = [&](CLI::App* parent, const char* name) {
+    CLI::App* command = parent->add_subcommand(name, "Build an image from a Dockerfile");
+    command->add_option("directory", build_command.directory, "The build context")->required();
+    command->add_option("-t,--tag", build_command.tags, "Name the image NAME[:TAG]");
+    command->add_option("-f,--file", build_command.dockerfile,
+                        "The Dockerfile (default: DIRECTORY/Dockerfile)");
+    command->add_option("--build-arg", build_command.build_args, "A build argument NAME[=VALUE]");
+    command->add_option("--label", build_command.labels, "A label NAME=VALUE on the image");
+    command->add_option("--target", build_command.target, "Build up to this stage");
+    command->add_flag("--no-cache", build_command.no_cache, "Build every step again");
+    command->add_flag("--pull", build_command.pull, "Pull a newer version of FROM images");
+    command->add_option("--network", build_command.network, "RUN's network: default, host, none");
+    command->add_flag("-q,--quiet", build_command.quiet, "Print only the image id");
+    command->callback([&] {
+      action.run = [&](CriClient& client, OutputFormat) {
+        return kapal::ctl::RunBuild(client, build_command, std::cout);
+      };
+    });
+  };
+  add_build(&app, "build");
   add_pull(&app, "pull");
   add_push(&app, "push");
   add_tag(&app, "tag");
@@ -193,9 +215,11 @@ int main(int argc, char** argv) {
   add_inspect(&app, "inspecti");
   add_remove(&app, "rmi");
   CLI::App* image = app.add_subcommand(
-      "image", "Docker-style image commands: ls, pull, push, tag, rm, inspect, import, export");
+      "image",
+      "Docker-style image commands: ls, build, pull, push, tag, rm, inspect, import, export");
   image->require_subcommand(1);
   add_images(image, "ls");
+  add_build(image, "build");
   add_pull(image, "pull");
   add_push(image, "push");
   add_tag(image, "tag");

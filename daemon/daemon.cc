@@ -19,6 +19,7 @@
 #include "base/unique_fd.h"
 #include "base/unix_socket.h"
 #include "builder/builder.h"
+#include "cri/build_service.h"
 #include "cri/image_service.h"
 #include "cri/kapal_service.h"
 #include "cri/rpc_observer.h"
@@ -91,6 +92,7 @@ struct Daemon::Parts {
   std::unique_ptr<cri::RuntimeService> runtime_service;
   std::unique_ptr<cri::ImageService> image_service;
   std::unique_ptr<cri::KapalImagesService> kapal_images_service;
+  std::unique_ptr<cri::KapalBuildsService> kapal_builds_service;
   std::unique_ptr<grpc::Server> server;
   bool socket_owned = false;
 };
@@ -246,6 +248,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   parts->image_service = std::make_unique<cri::ImageService>(*parts->node_images);
   parts->kapal_images_service =
       std::make_unique<cri::KapalImagesService>(*parts->node_images, scratch);
+  parts->kapal_builds_service = std::make_unique<cri::KapalBuildsService>(*parts->builder, scratch);
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", config.socket_path),
@@ -253,6 +256,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   builder.RegisterService(parts->runtime_service.get());
   builder.RegisterService(parts->image_service.get());
   builder.RegisterService(parts->kapal_images_service.get());
+  builder.RegisterService(parts->kapal_builds_service.get());
   // Kubelet's default limit; ListImages and ListContainers on a busy node need more than gRPC's
   // 4 MiB.
   builder.SetMaxReceiveMessageSize(16 * 1024 * 1024);

@@ -279,18 +279,12 @@ struct HttpServer::Impl {
           return;
         }
         sink.limit = kMaxSpooledBody;
-        sink.write = [&spool_fd](const char* data, size_t size) {
-          while (size > 0) {
-            ssize_t n = ::write(spool_fd.Get(), data, size);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-              return absl::ResourceExhaustedError(
-                  absl::StrCat("cannot write the request body to disk: ", std::strerror(errno)));
-            }
-            data += n;
-            size -= static_cast<size_t>(n);
-          }
-          return absl::OkStatus();
+        sink.write = [&spool_fd, &request](const char* data, size_t size) {
+          absl::Status written =
+              base::WriteAll(spool_fd.Get(), absl::string_view(data, size), request.body_file);
+          return written.ok() ? written
+                              : absl::ResourceExhaustedError(absl::StrCat(
+                                    "cannot keep the request body: ", written.message()));
         };
       } else {
         sink.limit = kMaxBody;

@@ -284,5 +284,50 @@ TEST_F(BuildTest, BuiltImagePushesAndRunsThroughCri) {
   EXPECT_THAT(base::ReadFile(log).value_or(""), HasSubstr("from-the-build"));
 }
 
+TEST_F(BuildTest, KapalctlBuildsTheSameImageAndHonoursDockerignore) {
+  WriteFile(context_->Join("kept.txt"), "kept\n");
+  WriteFile(context_->Join("secret.key"), "never sent\n");
+  ASSERT_EQ(::mkdir(context_->Join("logs").c_str(), 0755), 0);
+  WriteFile(context_->Join("logs/a.log"), "noise\n");
+  WriteFile(context_->Join("logs/keep.log"), "wanted\n");
+  WriteFile(context_->Join(".dockerignore"), "# not in the image\n*.key\nlogs\n!logs/keep.log\n");
+  Dockerfile(absl::StrCat("FROM ", busybox_, "\nCOPY . /ctx/\nRUN ls -a /ctx | sort\n"));
+  CommandResult docker_built =
+      Docker({"build", "-q", "-t", "ignore:docker", Context()}, std::chrono::seconds(120));
+  ASSERT_EQ(docker_built.exit_code, 0) << docker_built.out << docker_built.err;
+  std::string docker_id(absl::StripAsciiWhitespace(docker_built.out));
+
+  // kapalctl sends the same context (its own tar, the same .dockerignore rules): every step
+  // comes from the cache and the image is the same.
+  CommandResult built = kapald_->Kapalctl({"build", "-t", "ignore:kapalctl", Context()});
+  ASSERT_EQ(built.exit_code, 0) << built.out << built.err;
+  EXPECT_THAT(built.out, HasSubstr("Using cache")) << built.out;
+  EXPECT_THAT(built.out, HasSubstr("Successfully tagged ignore:kapalctl\n")) << built.out;
+  EXPECT_EQ(Inspect("ignore:kapalctl", "image")["Id"], docker_id);
+  std::string listing =
+      DockerOk({"run", "--rm", "ignore:kapalctl", "ls", "-A", "/ctx", "/ctx/logs"});
+  EXPECT_EQ(listing, "/ctx:\n.dockerignore\nDockerfile\nkept.txt\nlogs\n\n/ctx/logs:\nkeep.log\n")
+      << listing;
+  EXPECT_THAT(listing, Not(HasSubstr("secret.key")));
+  EXPECT_THAT(listing, Not(HasSubstr("a.log")));
+
+  // -f from outside the context, a build argument, -q; a failure is the step's message.
+  absl::StatusOr<base::TempDir> elsewhere = base::TempDir::Create("dockerfile", "/tmp");
+  ASSERT_TRUE(elsewhere.ok());
+  WriteFile(elsewhere->Join("Build.file"),
+            absl::StrCat("FROM ", busybox_, "\nARG WHO\nRUN echo hello $WHO > /who\n"));
+  CommandResult quiet = kapald_->Kapalctl({"build", "-q", "-f", elsewhere->Join("Build.file"),
+                                           "--build-arg", "WHO=kapal", "-t", "who:1", Context()});
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.out << quiet.err;
+  EXPECT_THAT(quiet.out, ::testing::StartsWith("sha256:"));
+  EXPECT_EQ(DockerOk({"run", "--rm", "who:1", "cat", "/who"}), "hello kapal\n");
+  WriteFile(elsewhere->Join("Build.file"), absl::StrCat("FROM ", busybox_, "\nRUN exit 7\n"));
+  CommandResult failed =
+      kapald_->Kapalctl({"build", "-f", elsewhere->Join("Build.file"), Context()});
+  EXPECT_NE(failed.exit_code, 0);
+  EXPECT_THAT(failed.err, HasSubstr("returned a non-zero code: 7")) << failed.err;
+  ExpectNothingOfTheBuildLeft();
+}
+
 }  // namespace
 }  // namespace kapal::testing

@@ -1,0 +1,67 @@
+#include "cri/build_service.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "base/unique_fd.h"
+#include "cri/grpc_status.h"
+
+namespace kapal::cri {
+
+grpc::Status KapalBuildsService::Build(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<kapal::v1::BuildEvent, kapal::v1::BuildInput>* stream) {
+  kapal::v1::BuildInput input;
+  if (!stream->Read(&input) || !input.has_options()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "the first message of a build carries its options");
+  }
+  const kapal::v1::BuildOptions& given = input.options();
+  builder::BuildOptions options;
+  options.tags.assign(given.tags().begin(), given.tags().end());
+  if (!given.dockerfile().empty()) options.dockerfile = given.dockerfile();
+  options.build_args.insert(given.build_args().begin(), given.build_args().end());
+  options.labels.insert(given.labels().begin(), given.labels().end());
+  options.target = given.target();
+  options.no_cache = given.no_cache();
+  options.pull = given.pull();
+  options.network_mode = given.network_mode();
+
+  absl::StatusOr<base::TempDir> upload = base::TempDir::Create("build-upload", scratch_dir_);
+  if (!upload.ok()) return ToGrpcStatus(upload.status());
+  std::string path = upload->Join("context.tar");
+  {
+    base::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd) return ToGrpcStatus(base::ErrnoStatus(errno, "create " + path));
+    while (stream->Read(&input)) {
+      if (!input.has_context()) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "after the options, a build takes only context pieces");
+      }
+      if (absl::Status written = base::WriteAll(fd.Get(), input.context(), path); !written.ok()) {
+        return ToGrpcStatus(written);
+      }
+    }
+  }
+  absl::StatusOr<base::TempDir> unpacked = builder_.UnpackContext(path);
+  if (!unpacked.ok()) return ToGrpcStatus(unpacked.status());
+  options.context_dir = unpacked->Path();
+
+  builder::BuildOutput output = [stream](const std::string& text) {
+    kapal::v1::BuildEvent event;
+    event.set_output(text);
+    stream->Write(event);
+  };
+  builder::BuildCancelled cancelled = [context] { return context->IsCancelled(); };
+  absl::StatusOr<builder::BuildResult> built = builder_.Build(options, output, cancelled);
+  if (!built.ok()) return ToGrpcStatus(built.status());
+  kapal::v1::BuildEvent done;
+  done.set_image_id(built->image_id);
+  stream->Write(done);
+  return grpc::Status::OK;
+}
+
+}  // namespace kapal::cri

@@ -1,0 +1,23 @@
+#pragma once
+
+#include "api/kapal.grpc.pb.h"
+#include "builder/builder.h"
+
+namespace kapal::cri {
+
+// kapal.v1.Builds: `kapalctl build`, on the same builder as the Docker API's POST /build.
+class KapalBuildsService final : public kapal::v1::Builds::Service {
+ public:
+  KapalBuildsService(builder::Builder& builder, std::string scratch_dir)
+      : builder_(builder), scratch_dir_(std::move(scratch_dir)) {}
+
+  grpc::Status Build(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<kapal::v1::BuildEvent, kapal::v1::BuildInput>* stream) override;
+
+ private:
+  builder::Builder& builder_;
+  std::string scratch_dir_;  // where the uploaded context waits while it is unpacked
+};
+
+}  // namespace kapal::cri
