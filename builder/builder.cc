@@ -111,6 +111,9 @@ struct Builder::Run {
   std::vector<Stage> stages;
   int step = 0;
   int steps = 0;
+  // `docker commit --change`: instructions change the config only; nothing is cached or
+  // recorded per instruction.
+  bool commit_mode = false;
 
   Run(Builder& builder, const BuildOptions& options_in, const BuildOutput& output_in,
       const BuildCancelled& cancelled_in)
@@ -207,12 +210,14 @@ struct Builder::Run {
   // Records STAGE (plus LAYER and a history entry CREATED_BY) as a new image, remembered in
   // the cache under KEY.
   absl::Status Commit(Stage& stage, const std::string& created_by,
-                      const std::optional<LayerBlob>& layer, const std::string& key) {
+                      const std::optional<LayerBlob>& layer, const std::string& key,
+                      const std::string& comment = "") {
     std::string parent = ParentKey(stage);
     std::string now = NowText();
     stage.config["created"] = now;
     if (!created_by.empty()) {
       nlohmann::json entry = {{"created", now}, {"created_by", created_by}};
+      if (!comment.empty()) entry["comment"] = comment;
       if (!layer.has_value()) entry["empty_layer"] = true;
       stage.config["history"].push_back(entry);
     }
@@ -262,6 +267,7 @@ struct Builder::Run {
   // A metadata step: the cache, else a new image with no layer.
   absl::Status MetadataStep(Stage& stage, const std::string& created_by,
                             const std::function<absl::Status()>& change) {
+    if (commit_mode) return change();
     std::string key = created_by;
     if (TryCache(stage, key)) return absl::OkStatus();
     if (absl::Status changed = change(); !changed.ok()) return changed;
@@ -650,6 +656,10 @@ struct Builder::Run {
     if (!value.ok()) return value.status();
     if (value->empty()) return absl::InvalidArgumentError("WORKDIR needs a path");
     std::string path = AbsoluteIn(stage, *value);
+    if (commit_mode) {
+      Config(stage)["WorkingDir"] = path;
+      return absl::OkStatus();
+    }
     std::string key = absl::StrCat(kNop, " WORKDIR ", path);
     if (TryCache(stage, key)) return absl::OkStatus();
     Config(stage)["WorkingDir"] = path;
@@ -957,6 +967,68 @@ struct Builder::Run {
     return Commit(stage, created_by, *layer, key);
   }
 
+  absl::StatusOr<std::string> CommitContainer(const CommitOptions& commit) {
+    absl::StatusOr<runtime::Container> container = b.runtime_.GetContainer(commit.container_id);
+    if (!container.ok()) return container.status();
+    absl::StatusOr<images::ImageRecord> image = b.runtime_.images().Find(container->image_id);
+    if (!image.ok()) return image.status();
+    Stage stage;
+    if (absl::Status loaded = LoadImage(*image, stage); !loaded.ok()) return loaded;
+    // What the container was run with becomes the image's, as with Docker.
+    nlohmann::json& config = Config(stage);
+    const runtime::v1::ContainerConfig& run = container->config;
+    if (!run.command().empty()) {
+      config["Entrypoint"] = std::vector<std::string>(run.command().begin(), run.command().end());
+      config["Cmd"] = std::vector<std::string>(run.args().begin(), run.args().end());
+    } else if (!run.args().empty()) {
+      config["Cmd"] = std::vector<std::string>(run.args().begin(), run.args().end());
+    }
+    if (!run.working_dir().empty()) config["WorkingDir"] = run.working_dir();
+    for (const runtime::v1::KeyValue& env : run.envs()) {
+      nlohmann::json kept = nlohmann::json::array();
+      for (const nlohmann::json& item : config.value("Env", nlohmann::json::array())) {
+        if (!absl::StartsWith(item.get<std::string>(), env.key() + "=")) kept.push_back(item);
+      }
+      kept.push_back(env.key() + "=" + env.value());
+      config["Env"] = kept;
+    }
+    commit_mode = true;
+    static const std::set<std::string> kAllowed = {"CMD",     "ENTRYPOINT", "ENV",  "EXPOSE",
+                                                   "LABEL",   "ONBUILD",    "USER", "VOLUME",
+                                                   "WORKDIR", "STOPSIGNAL"};
+    for (const std::string& change : commit.changes) {
+      absl::StatusOr<Instruction> instruction = ParseInstructionLine(change, '\\');
+      if (!instruction.ok()) return instruction.status();
+      if (kAllowed.count(instruction->keyword) == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(instruction->keyword, " is not a valid change command"));
+      }
+      if (absl::Status applied = Dispatch(stage, *instruction); !applied.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--change \"", change, "\": ", applied.message()));
+      }
+    }
+    if (!commit.author.empty()) stage.config["author"] = commit.author;
+    absl::StatusOr<std::string> upper = b.snapshots_.ContentDirectory(container->snapshot_key);
+    if (!upper.ok()) return upper.status();
+    absl::StatusOr<LayerBlob> layer =
+        WriteLayerFromUpperDir(*upper, b.content_, RuntimeMountPoints());
+    if (!layer.ok()) return layer.status();
+    std::vector<std::string> argv(run.command().begin(), run.command().end());
+    argv.insert(argv.end(), run.args().begin(), run.args().end());
+    if (absl::Status committed =
+            Commit(stage, absl::StrJoin(argv, " "), *layer, "", commit.comment);
+        !committed.ok()) {
+      return committed;
+    }
+    if (!commit.reference.empty()) {
+      absl::StatusOr<images::ImageRecord> tagged =
+          b.runtime_.images().Tag(stage.image_id, commit.reference);
+      if (!tagged.ok()) return tagged.status();
+    }
+    return stage.image_id;
+  }
+
   absl::StatusOr<BuildResult> Execute() {
     absl::StatusOr<std::string> text =
         base::ReadFile(options.context_dir + "/" + options.dockerfile);
@@ -1086,6 +1158,16 @@ absl::StatusOr<BuildResult> Builder::Build(const BuildOptions& options, const Bu
     logger_.Info("build failed after ", run.step, " steps: ", result.status().message());
   }
   return result;
+}
+
+absl::StatusOr<std::string> Builder::Commit(const CommitOptions& options) {
+  BuildOptions none;
+  BuildOutput quiet = [](const std::string&) {};
+  BuildCancelled never = nullptr;
+  Run run(*this, none, quiet, never);
+  absl::StatusOr<std::string> id = run.CommitContainer(options);
+  if (id.ok()) logger_.Info("committed container ", options.container_id, " as ", *id);
+  return id;
 }
 
 absl::StatusOr<base::TempDir> Builder::UnpackContext(const std::string& tar_path) {

@@ -45,6 +45,17 @@ struct BuildResult {
   std::vector<std::string> warnings;
 };
 
+// `docker commit`: a container's changes as a new image on top of its own.
+struct CommitOptions {
+  std::string container_id;
+  std::string reference;  // NAME[:TAG] for the image; "" leaves it untagged
+  std::string comment;
+  std::string author;
+  // Dockerfile instructions applied to the image's config, as --change gives them: CMD,
+  // ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL.
+  std::vector<std::string> changes;
+};
+
 // Lines as Docker's classic builder prints them ("Step 2/5 : RUN make", " ---> Using cache",
 // RUN's own output); each ends with a newline.
 using BuildOutput = std::function<void(const std::string& text)>;
@@ -63,6 +74,13 @@ class Builder {
   // steps that did finish stay in the cache, as in Docker.
   absl::StatusOr<BuildResult> Build(const BuildOptions& options, const BuildOutput& output,
                                     const BuildCancelled& cancelled = nullptr);
+
+  // The container's writable layer (files it changed, added or deleted) as a layer on its
+  // image, with the container's command, environment and working directory in the config and
+  // OPTIONS' changes applied. Returns the new image id. NOT_FOUND for an unknown container;
+  // INVALID_ARGUMENT for a change that is not allowed. A running container is not paused: what
+  // it writes during the commit may or may not be in the layer.
+  absl::StatusOr<std::string> Commit(const CommitOptions& options);
 
   // Unpacks a build context tar (plain or compressed) at TAR_PATH into a fresh directory.
   absl::StatusOr<base::TempDir> UnpackContext(const std::string& tar_path);

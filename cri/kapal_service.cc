@@ -132,7 +132,7 @@ grpc::Status KapalImagesService::Export(grpc::ServerContext* context,
                                         grpc::ServerWriter<kapal::v1::ArchiveChunk>* writer) {
   absl::StatusOr<images::ImageRecord> image = images_.Find(request->image());
   if (!image.ok()) return ToGrpcStatus(image.status());
-  absl::Status exported = images_.Export(*image, [&](const char* data, size_t size) {
+  absl::Status exported = images_.Export({*image}, [&](const char* data, size_t size) {
     if (context->IsCancelled()) return absl::CancelledError("export cancelled by the client");
     kapal::v1::ArchiveChunk chunk;
     chunk.set_data(data, size);

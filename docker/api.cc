@@ -126,7 +126,8 @@ absl::StatusOr<std::unique_ptr<Api>> Api::Start(const ApiOptions& options,
   server_options.group = options.group;
   server_options.spool_dir = options.scratch_dir;
   server_options.spool_body = [](const streaming::HttpRequest& request) {
-    return request.method == "POST" && absl::EndsWith(request.path, "/build");
+    return request.method == "POST" &&
+           (absl::EndsWith(request.path, "/build") || absl::EndsWith(request.path, "/images/load"));
   };
   Impl* raw = impl.get();
   absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(
@@ -167,11 +168,19 @@ void Api::Impl::Route(const Request& request, Responder& responder) {
   if (path == "/version" && is("GET")) return Version(responder);
   if (path == "/info" && is("GET")) return Info(responder);
   if (path == "/build" && is("POST")) return BuildImage(request, responder);
+  if (path == "/commit" && is("POST")) return CommitContainer(request, responder);
+  if (path == "/system/df" && is("GET")) return SystemDf(responder);
+  if (path == "/build/prune" && is("POST")) return PruneBuildCache(responder);
+  if (path == "/containers/prune" && is("POST")) return PruneContainers(responder);
+  if (path == "/images/prune" && is("POST")) return PruneImages(request, responder);
+  if (path == "/networks/prune" && is("POST")) return PruneNetworks(responder);
 
   if (parts[0] == "images" && parts.size() >= 2) {
     std::string rest = path.substr(std::strlen("/images/"));
     if (rest == "json" && is("GET")) return ListImages(request, responder);
     if (rest == "create" && is("POST")) return PullImage(request, responder);
+    if (rest == "get" && is("GET")) return SaveImages(request.QueryValues("names"), responder);
+    if (rest == "load" && is("POST")) return LoadImages(request, responder);
     // Names hold slashes (127.0.0.1:5000/app): the action is the last part.
     auto name_before = [&](const std::string& suffix) {
       return rest.substr(0, rest.size() - suffix.size());
@@ -184,6 +193,8 @@ void Api::Impl::Route(const Request& request, Responder& responder) {
     if (absl::EndsWith(rest, "/push") && is("POST")) {
       return PushImage(name_before("/push"), request, responder);
     }
+    if (absl::EndsWith(rest, "/get") && is("GET"))
+      return SaveImages({name_before("/get")}, responder);
     if (absl::EndsWith(rest, "/history") && is("GET")) {
       return ImageHistory(name_before("/history"), responder);
     }
@@ -212,6 +223,9 @@ void Api::Impl::Route(const Request& request, Responder& responder) {
       if (action == "logs" && is("GET")) return ContainerLogs(ref, request, responder);
       if (action == "stats" && is("GET")) return ContainerStats(ref, request, responder);
       if (action == "exec" && is("POST")) return CreateExec(ref, request, responder);
+      if (action == "pause" && is("POST")) return PauseContainer(ref, true, responder);
+      if (action == "unpause" && is("POST")) return PauseContainer(ref, false, responder);
+      if (action == "top" && is("GET")) return TopContainer(ref, request, responder);
     }
   }
 

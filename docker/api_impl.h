@@ -79,9 +79,13 @@ struct Api::Impl {
   void RemoveImage(const std::string& name, const Request& request, Responder& responder);
   void PushImage(const std::string& name, const Request& request, Responder& responder);
   void ImageHistory(const std::string& name, Responder& responder);
+  // docker save (NAMES) and load.
+  void SaveImages(const std::vector<std::string>& names, Responder& responder);
+  void LoadImages(const Request& request, Responder& responder);
 
   // build.cc
   void BuildImage(const Request& request, Responder& responder);
+  void CommitContainer(const Request& request, Responder& responder);
 
   // containers.cc
   void CreateContainer(const Request& request, Responder& responder);
@@ -97,6 +101,8 @@ struct Api::Impl {
   void ContainerLogs(const std::string& ref, const Request& request, Responder& responder);
   void ContainerStats(const std::string& ref, const Request& request, Responder& responder);
   void RemoveContainer(const std::string& ref, const Request& request, Responder& responder);
+  void PauseContainer(const std::string& ref, bool pause, Responder& responder);
+  void TopContainer(const std::string& ref, const Request& request, Responder& responder);
 
   // exec.cc
   void CreateExec(const std::string& ref, const Request& request, Responder& responder);
@@ -114,6 +120,13 @@ struct Api::Impl {
   void InspectNetwork(const std::string& name, Responder& responder);
   void CreateNetwork(const Request& request, Responder& responder);
   void RemoveNetwork(const std::string& name, Responder& responder);
+  void PruneNetworks(Responder& responder);
+
+  // prune.cc
+  void SystemDf(Responder& responder);
+  void PruneContainers(Responder& responder);
+  void PruneImages(const Request& request, Responder& responder);
+  void PruneBuildCache(Responder& responder);
   // Whether a Docker network of that name (a CNI config's name, or bridge/host/none) exists.
   bool NetworkExists(const std::string& name);
 
@@ -128,6 +141,10 @@ struct Api::Impl {
   nlohmann::json ContainerSummary(const DockerContainer& found);
   nlohmann::json ContainerInspect(const DockerContainer& found);
 };
+
+// The containers (ids) whose create body mounts volume NAME.
+std::vector<std::string> VolumeUsers(const std::vector<DockerContainer>& containers,
+                                     const std::string& name);
 
 // The HTTP code and Docker error of STATUS (NOT_FOUND is 404, ALREADY_EXISTS and
 // FAILED_PRECONDITION 409, INVALID_ARGUMENT 400, ...).

@@ -1,6 +1,7 @@
 // POST /build: the classic builder protocol of the Docker 20.10 CLI. The context arrives as a
 // tar body (the CLI applied .dockerignore), the build runs in the core's builder, and the
 // answer streams {"stream": ...} lines, {"aux": {"ID": ...}} and {"errorDetail": ...} on failure.
+// POST /commit: a container as an image, by the same builder.
 
 #include <cstring>
 
@@ -103,6 +104,24 @@ void Api::Impl::BuildImage(const Request& request, Responder& responder) {
     if (quiet) send({{"stream", built->image_id + "\n"}});
   }
   responder.EndStream();
+}
+
+void Api::Impl::CommitContainer(const Request& request, Responder& responder) {
+  absl::StatusOr<DockerContainer> found = FindContainer(request.Query("container"));
+  if (!found.ok()) return ReplyError(responder, found.status());
+  builder::CommitOptions commit;
+  commit.container_id = found->container.id;
+  std::string repository = request.Query("repo");
+  if (!repository.empty()) {
+    std::string tag = request.Query("tag");
+    commit.reference = tag.empty() ? repository : repository + ":" + tag;
+  }
+  commit.comment = request.Query("comment");
+  commit.author = request.Query("author");
+  commit.changes = request.QueryValues("changes");
+  absl::StatusOr<std::string> id = builder.Commit(commit);
+  if (!id.ok()) return ReplyError(responder, id.status());
+  responder.Json(201, {{"Id", *id}});
 }
 
 }  // namespace kapal::docker

@@ -6,7 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -14,7 +16,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "base/child_process.h"
 #include "base/files.h"
 #include "base/unique_fd.h"
 #include "docker/api_impl.h"
@@ -207,6 +211,8 @@ uint64_t SystemCpuNanos() {
 }  // namespace
 
 nlohmann::json Api::Impl::ContainerSummary(const DockerContainer& found) {
+  bool paused = found.container.state == runtime::v1::CONTAINER_RUNNING &&
+                runtime.ContainerPaused(found.container.id);
   const runtime::Container& c = found.container;
   absl::StatusOr<images::ImageRecord> image = runtime.images().Find(c.image_id);
   nlohmann::json image_config =
@@ -223,14 +229,16 @@ nlohmann::json Api::Impl::ContainerSummary(const DockerContainer& found) {
           {"Created", c.created_at / 1000000000},
           {"Ports", PortsOf(found)},
           {"Labels", labels},
-          {"State", StateName(c.state)},
-          {"Status", StatusText(c)},
+          {"State", paused ? "paused" : StateName(c.state)},
+          {"Status", paused ? StatusText(c) + " (Paused)" : StatusText(c)},
           {"HostConfig", {{"NetworkMode", NetworkModeOf(found)}}},
           {"NetworkSettings", {{"Networks", NetworksOf(found)}}},
           {"Mounts", MountsJson(found.create, options.root_dir + "/volumes")}};
 }
 
 nlohmann::json Api::Impl::ContainerInspect(const DockerContainer& found) {
+  bool paused = found.container.state == runtime::v1::CONTAINER_RUNNING &&
+                runtime.ContainerPaused(found.container.id);
   const runtime::Container& c = found.container;
   absl::StatusOr<images::ImageRecord> image = runtime.images().Find(c.image_id);
   nlohmann::json image_config =
@@ -284,9 +292,9 @@ nlohmann::json Api::Impl::ContainerInspect(const DockerContainer& found) {
                                                   path_and_args.begin() + 1, path_and_args.end()))
                                             : nlohmann::json::array()},
           {"State",
-           {{"Status", StateName(c.state)},
+           {{"Status", paused ? "paused" : StateName(c.state)},
             {"Running", running},
-            {"Paused", false},
+            {"Paused", paused},
             {"Restarting", false},
             {"OOMKilled", c.reason == "OOMKilled"},
             {"Dead", false},
@@ -815,6 +823,61 @@ void Api::Impl::RemoveContainer(const std::string& ref, const Request& request,
                                                                                : std::next(it);
   }
   responder.Empty(204);
+}
+
+void Api::Impl::PauseContainer(const std::string& ref, bool pause, Responder& responder) {
+  absl::StatusOr<DockerContainer> found = FindContainer(ref);
+  if (!found.ok()) return ReplyError(responder, found.status());
+  absl::Status done = pause ? runtime.PauseContainer(found->container.id)
+                            : runtime.ResumeContainer(found->container.id);
+  if (!done.ok()) return ReplyError(responder, done);
+  responder.Empty(204);
+}
+
+void Api::Impl::TopContainer(const std::string& ref, const Request& request, Responder& responder) {
+  absl::StatusOr<DockerContainer> found = FindContainer(ref);
+  if (!found.ok()) return ReplyError(responder, found.status());
+  absl::StatusOr<std::vector<int>> pids = runtime.ContainerProcesses(found->container.id);
+  if (!pids.ok()) return ReplyError(responder, pids.status());
+  // As dockerd does: the host's ps with the client's arguments, its rows for these pids.
+  std::vector<std::string> argv = {"ps"};
+  for (absl::string_view word :
+       absl::StrSplit(request.Query("ps_args", "-ef"), ' ', absl::SkipEmpty())) {
+    argv.emplace_back(word);
+  }
+  absl::StatusOr<base::CommandResult> ran = base::RunCommand(argv, "", std::chrono::seconds(10));
+  if (!ran.ok()) return ReplyError(responder, ran.status());
+  if (!ran->Succeeded()) {
+    return responder.Error(500, absl::StrCat("ps: ", ran->Describe()));
+  }
+  std::vector<std::string> lines = absl::StrSplit(ran->output, '\n', absl::SkipEmpty());
+  if (lines.empty()) return responder.Error(500, "ps printed nothing");
+  std::vector<std::string> titles = absl::StrSplit(lines[0], ' ', absl::SkipEmpty());
+  auto pid_column = std::find(titles.begin(), titles.end(), "PID");
+  if (pid_column == titles.end()) {
+    return responder.Error(500, "Couldn't find PID field in ps output");
+  }
+  size_t pid_index = static_cast<size_t>(pid_column - titles.begin());
+  std::set<int> wanted(pids->begin(), pids->end());
+  nlohmann::json processes = nlohmann::json::array();
+  for (size_t i = 1; i < lines.size(); ++i) {
+    // The last column (the command) may hold spaces.
+    std::vector<std::string> fields;
+    absl::string_view rest = lines[i];
+    for (size_t column = 0; column + 1 < titles.size(); ++column) {
+      rest = absl::StripLeadingAsciiWhitespace(rest);
+      size_t space = rest.find(' ');
+      fields.emplace_back(rest.substr(0, space));
+      rest = space == absl::string_view::npos ? "" : rest.substr(space);
+    }
+    fields.emplace_back(absl::StripAsciiWhitespace(rest));
+    int pid = 0;
+    if (pid_index < fields.size() && absl::SimpleAtoi(fields[pid_index], &pid) &&
+        wanted.count(pid) != 0) {
+      processes.push_back(fields);
+    }
+  }
+  responder.Json(200, {{"Titles", titles}, {"Processes", processes}});
 }
 
 }  // namespace kapal::docker

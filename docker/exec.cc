@@ -40,12 +40,8 @@ void Api::Impl::CreateExec(const std::string& ref, const Request& request, Respo
   ExecInstance exec;
   exec.options.cmd = Strings(body, "Cmd");
   if (exec.options.cmd.empty()) return responder.Error(400, "No exec command specified");
-  if (!body.value("User", std::string()).empty()) {
-    return responder.Error(400, "exec --user is not supported by kapal's Docker API yet");
-  }
-  if (body.value("Privileged", false)) {
-    return responder.Error(400, "exec --privileged is not supported by kapal's Docker API yet");
-  }
+  exec.options.user = body.value("User", std::string());
+  exec.options.privileged = body.value("Privileged", false);
   exec.options.tty = body.value("Tty", false);
   exec.options.stdin = body.value("AttachStdin", false);
   exec.options.stdout = body.value("AttachStdout", false);

@@ -1,6 +1,7 @@
 // The image endpoints of the Docker API: list, pull (with Docker's streamed progress), inspect,
 // tag, remove, push.
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -347,6 +348,61 @@ void Api::Impl::ImageHistory(const std::string& name, Responder& responder) {
     top = false;
   }
   responder.Json(200, list);
+}
+
+void Api::Impl::SaveImages(const std::vector<std::string>& names, Responder& responder) {
+  if (names.empty()) return responder.Error(400, "no image named to save");
+  std::vector<images::ImageRecord> found;
+  for (const std::string& name : names) {
+    absl::StatusOr<images::ImageRecord> image = runtime.images().Find(name);
+    if (!image.ok()) {
+      if (absl::IsNotFound(image.status())) {
+        return responder.Error(404, absl::StrCat("No such image: ", name));
+      }
+      return ReplyError(responder, image.status());
+    }
+    // A name that is a tag saves that tag only, as docker save does.
+    if (absl::StatusOr<images::Reference> reference = images::ParseReference(name);
+        reference.ok() && !absl::StartsWith(image->id.Hex(), name) &&
+        std::find(image->repo_tags.begin(), image->repo_tags.end(), reference->String()) !=
+            image->repo_tags.end()) {
+      image->repo_tags = {reference->String()};
+    }
+    found.push_back(*image);
+  }
+  if (!responder.StartStream(200, "application/x-tar")) return;
+  absl::Status exported = runtime.images().Export(found, [&](const char* data, size_t size) {
+    return responder.WriteChunk(absl::string_view(data, size))
+               ? absl::OkStatus()
+               : absl::CancelledError("the client went away");
+  });
+  // Headers are gone: a failure can only cut the stream, which the CLI reports.
+  if (!exported.ok()) {
+    logger.Warn("docker save: ", exported.message());
+    return;
+  }
+  responder.EndStream();
+}
+
+void Api::Impl::LoadImages(const Request& request, Responder& responder) {
+  if (request.body_file.empty()) return responder.Error(400, "no archive was sent");
+  absl::StatusOr<std::vector<images::ImageRecord>> loaded =
+      runtime.images().Import(request.body_file);
+  if (!loaded.ok()) return ReplyError(responder, loaded.status());
+  if (!responder.StartStream(200, "application/json")) return;
+  std::set<std::string> said;  // an image with several tags comes back once per tag
+  for (const images::ImageRecord& image : *loaded) {
+    std::vector<std::string> lines;
+    for (const std::string& tag : image.repo_tags) {
+      lines.push_back(absl::StrCat("Loaded image: ", FamiliarReference(tag), "\n"));
+    }
+    if (lines.empty()) lines.push_back(absl::StrCat("Loaded image ID: ", image.id.String(), "\n"));
+    for (const std::string& line : lines) {
+      if (!said.insert(line).second) continue;
+      responder.WriteChunk(nlohmann::json({{"stream", line}}).dump() + "\r\n");
+    }
+  }
+  responder.EndStream();
 }
 
 }  // namespace kapal::docker

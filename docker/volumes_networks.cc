@@ -170,8 +170,6 @@ void Api::Impl::InspectVolume(const std::string& name, Responder& responder) {
   responder.Json(200, VolumeJson(*volume));
 }
 
-namespace {
-
 // The containers (ids) whose create body mounts volume NAME.
 std::vector<std::string> VolumeUsers(const std::vector<DockerContainer>& containers,
                                      const std::string& name) {
@@ -188,8 +186,6 @@ std::vector<std::string> VolumeUsers(const std::vector<DockerContainer>& contain
   }
   return users;
 }
-
-}  // namespace
 
 void Api::Impl::RemoveVolume(const std::string& name, const Request& request,
                              Responder& responder) {
@@ -438,37 +434,63 @@ void Api::Impl::CreateNetwork(const Request& request, Responder& responder) {
   responder.Json(201, {{"Id", name}, {"Warning", ""}});
 }
 
+namespace {
+
+// Removes a network the Docker API created (its CNI config, bridge and IPAM state), unless a
+// container is on it. PERMISSION_DENIED for the predefined ones and CNI configs of others;
+// FAILED_PRECONDITION while in use.
+absl::Status RemoveNetworkView(const NetworkView& view, bool is_default,
+                               const std::vector<DockerContainer>& containers) {
+  if (view.builtin || is_default) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(view.name, " is a pre-defined network and cannot be removed"));
+  }
+  std::string file = view.path.substr(view.path.rfind('/') + 1);
+  if (!absl::StartsWith(file, kNetworkFilePrefix)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("network ", view.name, " (", view.path,
+                     ") was not created by the Docker API; remove its CNI config by hand"));
+  }
+  for (const DockerContainer& found : containers) {
+    if (NetworkOfContainer(found) == view.cni_name) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("error while removing network: network ", view.name, " id ", view.name,
+                       " has active endpoints (container ", found.name, ")"));
+    }
+  }
+  if (::unlink(view.path.c_str()) != 0) {
+    return base::ErrnoStatus(errno, "remove " + view.path);
+  }
+  DeleteBridge(BridgeOf(view.config));
+  // host-local's allocations of the network (none are left: no container is on it).
+  (void)base::RemoveTree("/var/lib/cni/networks/" + view.cni_name);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 void Api::Impl::RemoveNetwork(const std::string& name, Responder& responder) {
   std::vector<NetworkView> views = NetworkViews(options.cni_conf_dir);
   for (size_t i = 0; i < views.size(); ++i) {
-    const NetworkView& view = views[i];
-    if (view.name != name && view.cni_name != name) continue;
-    if (view.builtin || i == 0) {
-      return responder.Error(403,
-                             absl::StrCat(name, " is a pre-defined network and cannot be removed"));
+    if (views[i].name != name && views[i].cni_name != name) continue;
+    absl::Status removed = RemoveNetworkView(views[i], i == 0, Containers());
+    if (absl::IsPermissionDenied(removed) || absl::IsFailedPrecondition(removed)) {
+      return responder.Error(403, std::string(removed.message()));
     }
-    std::string file = view.path.substr(view.path.rfind('/') + 1);
-    if (!absl::StartsWith(file, kNetworkFilePrefix)) {
-      return responder.Error(403, absl::StrCat("network ", name, " (", view.path,
-                                               ") was not created by the Docker API; remove its "
-                                               "CNI config by hand"));
-    }
-    for (const DockerContainer& found : Containers()) {
-      if (NetworkOfContainer(found) == view.cni_name) {
-        return responder.Error(
-            403, absl::StrCat("error while removing network: network ", name, " id ", name,
-                              " has active endpoints (container ", found.name, ")"));
-      }
-    }
-    if (::unlink(view.path.c_str()) != 0) {
-      return ReplyError(responder, base::ErrnoStatus(errno, "remove " + view.path));
-    }
-    DeleteBridge(BridgeOf(view.config));
-    // host-local's allocations of the network (none are left: no container is on it).
-    (void)base::RemoveTree("/var/lib/cni/networks/" + view.cni_name);
+    if (!removed.ok()) return ReplyError(responder, removed);
     return responder.Empty(204);
   }
   responder.Error(404, absl::StrCat("network ", name, " not found"));
+}
+
+void Api::Impl::PruneNetworks(Responder& responder) {
+  std::vector<NetworkView> views = NetworkViews(options.cni_conf_dir);
+  std::vector<DockerContainer> containers = Containers();
+  nlohmann::json deleted = nlohmann::json::array();
+  for (size_t i = 0; i < views.size(); ++i) {
+    if (RemoveNetworkView(views[i], i == 0, containers).ok()) deleted.push_back(views[i].name);
+  }
+  responder.Json(200, {{"NetworksDeleted", deleted}});
 }
 
 }  // namespace kapal::docker

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <map>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -259,30 +260,49 @@ absl::Status AddFile(archive* a, SinkState& state, const std::string& name, int6
 
 }  // namespace
 
-absl::Status ExportArchive(const ImageRecord& image, ContentStore& content,
+absl::Status ExportArchive(const std::vector<ImageRecord>& images, ContentStore& content,
                            const std::function<absl::Status(const char*, size_t)>& sink) {
-  absl::StatusOr<std::string> manifest_json = content.ReadAll(image.manifest_digest);
-  if (!manifest_json.ok()) return manifest_json.status();
-  absl::StatusOr<ImageManifest> manifest = ParseManifest(*manifest_json);
-  if (!manifest.ok()) return manifest.status();
-  std::vector<Digest> blobs = {image.manifest_digest, manifest->config.digest};
-  for (const Descriptor& layer : manifest->layers) blobs.push_back(layer.digest);
-
-  json annotations = json::object();
-  if (!image.repo_tags.empty()) {
-    annotations[kImageNameAnnotation] = image.repo_tags.front();
-    annotations[kRefNameAnnotation] =
-        image.repo_tags.front().substr(image.repo_tags.front().rfind(':') + 1);
+  std::vector<Digest> blobs;
+  std::set<std::string> seen;
+  auto add_blob = [&](const Digest& digest) {
+    if (seen.insert(digest.String()).second) blobs.push_back(digest);
+  };
+  json manifests = json::array();
+  json docker_manifest = json::array();  // manifest.json: what `docker load` reads
+  for (const ImageRecord& image : images) {
+    absl::StatusOr<std::string> manifest_json = content.ReadAll(image.manifest_digest);
+    if (!manifest_json.ok()) return manifest_json.status();
+    absl::StatusOr<ImageManifest> manifest = ParseManifest(*manifest_json);
+    if (!manifest.ok()) return manifest.status();
+    add_blob(image.manifest_digest);
+    add_blob(manifest->config.digest);
+    json layers = json::array();
+    for (const Descriptor& layer : manifest->layers) {
+      add_blob(layer.digest);
+      layers.push_back(absl::StrCat("blobs/", layer.digest.Algorithm(), "/", layer.digest.Hex()));
+    }
+    json descriptor = {
+        {"mediaType", image.media_type.empty() ? media_type::kOciManifest : image.media_type},
+        {"digest", image.manifest_digest.String()},
+        {"size", manifest_json->size()}};
+    // One index entry per tag (an image may have several), as docker save writes them.
+    for (const std::string& tag : image.repo_tags) {
+      json named = descriptor;
+      named["annotations"] = {{kImageNameAnnotation, tag},
+                              {kRefNameAnnotation, tag.substr(tag.rfind(':') + 1)}};
+      manifests.push_back(named);
+    }
+    if (image.repo_tags.empty()) manifests.push_back(descriptor);
+    docker_manifest.push_back(
+        {{"Config", absl::StrCat("blobs/", manifest->config.digest.Algorithm(), "/",
+                                 manifest->config.digest.Hex())},
+         {"RepoTags", image.repo_tags.empty() ? json() : json(image.repo_tags)},
+         {"Layers", layers}});
   }
   json index = {
-      {"schemaVersion", 2},
-      {"mediaType", media_type::kOciIndex},
-      {"manifests",
-       {{{"mediaType", image.media_type.empty() ? media_type::kOciManifest : image.media_type},
-         {"digest", image.manifest_digest.String()},
-         {"size", manifest_json->size()},
-         {"annotations", annotations}}}}};
+      {"schemaVersion", 2}, {"mediaType", media_type::kOciIndex}, {"manifests", manifests}};
   std::string index_json = index.dump();
+  std::string manifest_list_json = docker_manifest.dump();
   std::string layout = R"({"imageLayoutVersion":"1.0.0"})";
 
   ArchiveWriter writer;
@@ -307,6 +327,12 @@ absl::Status ExportArchive(const ImageRecord& image, ContentStore& content,
   }
   if (absl::Status added = AddFile(a, state, "index.json", static_cast<int64_t>(index_json.size()),
                                    write_string(index_json));
+      !added.ok()) {
+    return added;
+  }
+  if (absl::Status added =
+          AddFile(a, state, "manifest.json", static_cast<int64_t>(manifest_list_json.size()),
+                  write_string(manifest_list_json));
       !added.ok()) {
     return added;
   }

@@ -18,9 +18,11 @@ namespace kapal::images {
 absl::StatusOr<std::vector<ImageRecord>> ImportArchive(const std::string& path,
                                                        ContentStore& content, Puller& puller);
 
-// Writes IMAGE as an OCI image layout tar, handing the bytes to SINK as they are produced.
-// The image's tags are kept in index.json (io.containerd.image.name annotation).
-absl::Status ExportArchive(const ImageRecord& image, ContentStore& content,
+// Writes IMAGES as one OCI image layout tar, handing the bytes to SINK as they are produced.
+// Each tag is an index.json entry (io.containerd.image.name annotation); a manifest.json beside
+// it names configs, layers and tags as `docker save` does, so `docker load` of Docker 20.10
+// reads it too (as Docker 25's own save does). Blobs shared by images are written once.
+absl::Status ExportArchive(const std::vector<ImageRecord>& images, ContentStore& content,
                            const std::function<absl::Status(const char*, size_t)>& sink);
 
 }  // namespace kapal::images

@@ -6,7 +6,9 @@
 #include "base/temp_dir.h"
 #include "nlohmann/json.hpp"
 #include "runtime/containers.h"
+#include "runtime/security.h"
 #include "runtime/shim_client.h"
+#include "runtime/users.h"
 #include "shim/exit_file.h"
 
 // Processes run in a running container (ExecSync, interactive exec), attach through its shim,
@@ -80,6 +82,18 @@ absl::StatusOr<Containers::PreparedExec> Containers::PrepareExec(const std::stri
     }
     kept.push_back(variable);
     process["env"] = kept;
+  }
+  if (!options.user.empty()) {
+    absl::StatusOr<ProcessUser> user =
+        ResolveUser(bundle + "/rootfs", runtime::v1::ContainerConfig(), options.user);
+    if (!user.ok()) return user.status();
+    process["user"] = {{"uid", user->uid}, {"gid", user->gid}};
+    if (!user->additional_gids.empty()) process["user"]["additionalGids"] = user->additional_gids;
+  }
+  if (options.privileged) {
+    std::vector<std::string> held = HeldCapabilities();
+    process["capabilities"] = {
+        {"bounding", held}, {"effective", held}, {"permitted", held}, {"inheritable", held}};
   }
   process.erase("consoleSize");
   absl::StatusOr<base::TempDir> scratch = base::TempDir::Create("exec", bundle);

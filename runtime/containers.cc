@@ -386,6 +386,8 @@ absl::Status Containers::Stop(const std::string& id_or_prefix, std::chrono::seco
     bundle = c.bundle;
     stop_signal = c.stop_signal;
   }
+  // A paused (frozen) container cannot act on a signal: thaw it first, as Docker does.
+  if (handler->runtime.State(id).value_or("") == "paused") (void)handler->runtime.Resume(id);
   std::string exit_file = bundle + "/" + shim::kExitFile;
   bool created_only = false;
   {
@@ -498,22 +500,14 @@ absl::StatusOr<Container> Containers::Get(const std::string& id) {
 }
 
 absl::Status Containers::Signal(const std::string& id_or_prefix, int signal) {
-  std::string id;
-  const Handler* handler = nullptr;
-  {
-    std::lock_guard lock(state_.mutex);
-    absl::StatusOr<Container*> found = FindLocked(id_or_prefix);
-    if (!found.ok()) return found.status();
-    if ((*found)->state != runtime::v1::CONTAINER_RUNNING) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("container ", (*found)->id, " is not running"));
-    }
-    absl::StatusOr<const Handler*> of = HandlerOfLocked(**found);
-    if (!of.ok()) return of.status();
-    handler = *of;
-    id = (*found)->id;
-  }
+  absl::StatusOr<std::pair<std::string, const Handler*>> running = RunningHandler(id_or_prefix);
+  if (!running.ok()) return running.status();
+  const auto& [id, handler] = *running;
   absl::Status signalled = handler->runtime.Kill(id, signal);
+  // A frozen process gets its signal once thawed (docker kill of a paused container).
+  if (signalled.ok() && handler->runtime.State(id).value_or("") == "paused") {
+    (void)handler->runtime.Resume(id);
+  }
   // It may have ended between the look and the signal.
   if (absl::IsNotFound(signalled)) {
     return absl::FailedPreconditionError(absl::StrCat("container ", id, " is not running"));

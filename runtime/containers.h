@@ -72,6 +72,13 @@ class Containers {
   // root filesystem and log. Docker's start of a stopped container needs it; CRI never asks.
   absl::Status Recreate(const std::string& id);
 
+  // container_control.cc: Docker's pause, unpause and top (CRI has none of them).
+  absl::Status Pause(const std::string& id);
+  absl::Status Resume(const std::string& id);
+  // Whether a running container is paused (the runtime's view).
+  bool Paused(const std::string& id);
+  absl::StatusOr<std::vector<int>> Processes(const std::string& id);
+
   // container_exec.cc
   absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                       std::chrono::seconds timeout);
@@ -103,6 +110,9 @@ class Containers {
   // The container (running), its runtime and a process.json for CMD in a scratch dir.
   absl::StatusOr<PreparedExec> PrepareExec(const std::string& id_or_prefix,
                                            const ExecOptions& options);
+  // A running container's full id and handler, for a runtime command on it.
+  absl::StatusOr<std::pair<std::string, const Handler*>> RunningHandler(
+      const std::string& id_or_prefix);
   // The bundle of a running container.
   absl::StatusOr<Container> RunningContainer(const std::string& id_or_prefix, const char* purpose,
                                              bool or_created = false);

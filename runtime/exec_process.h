@@ -28,6 +28,8 @@ struct ExecOptions {
   // Docker's exec has these; CRI's has not (its process is the container's with another args).
   std::vector<std::string> env;  // "NAME=VALUE", replacing the container's NAME
   std::string working_dir;       // "" = the container's
+  std::string user;  // USER[:GROUP] (names from the container's /etc files); "" = the container's
+  bool privileged = false;  // every capability kapald holds, whatever the container's
 };
 
 // A process run in a running container for a streaming session: its stdio as descriptors for

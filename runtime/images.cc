@@ -177,9 +177,9 @@ absl::StatusOr<std::vector<images::ImageRecord>> Images::Import(const std::strin
   return imported;
 }
 
-absl::Status Images::Export(const images::ImageRecord& image,
+absl::Status Images::Export(const std::vector<images::ImageRecord>& images,
                             const std::function<absl::Status(const char*, size_t)>& sink) {
-  return images::ExportArchive(image, content_, sink);
+  return images::ExportArchive(images, content_, sink);
 }
 
 std::vector<HistoryEntry> Images::History(const images::ImageRecord& image) {

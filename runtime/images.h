@@ -67,8 +67,9 @@ class Images {
   std::vector<HistoryEntry> History(const images::ImageRecord& image);
   // An OCI image layout tar or a `docker save` tar at PATH; every blob digest-checked.
   absl::StatusOr<std::vector<images::ImageRecord>> Import(const std::string& path);
-  // IMAGE as an OCI image layout tar, handed to SINK piece by piece.
-  absl::Status Export(const images::ImageRecord& image,
+  // IMAGES as one OCI image layout tar (with docker save's manifest.json), handed to SINK piece
+  // by piece.
+  absl::Status Export(const std::vector<images::ImageRecord>& images,
                       const std::function<absl::Status(const char*, size_t)>& sink);
 
  private:

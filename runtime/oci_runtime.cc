@@ -222,6 +222,33 @@ absl::Status OciRuntime::Update(const std::string& id,
   return absl::OkStatus();
 }
 
+absl::Status OciRuntime::Pause(const std::string& id) const {
+  absl::StatusOr<base::CommandResult> ran = Run({"pause", id});
+  if (!ran.ok()) return ran.status();
+  if (!ran->Succeeded()) return RuntimeError(absl::StrCat(binary_, " pause"), ran->Describe());
+  return absl::OkStatus();
+}
+
+absl::Status OciRuntime::Resume(const std::string& id) const {
+  absl::StatusOr<base::CommandResult> ran = Run({"resume", id});
+  if (!ran.ok()) return ran.status();
+  if (!ran->Succeeded()) return RuntimeError(absl::StrCat(binary_, " resume"), ran->Describe());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int>> OciRuntime::Processes(const std::string& id) const {
+  absl::StatusOr<base::CommandResult> ran = Run({"ps", "--format", "json", id});
+  if (!ran.ok()) return ran.status();
+  if (!ran->Succeeded()) return RuntimeError(absl::StrCat(binary_, " ps"), ran->Describe());
+  nlohmann::json pids = nlohmann::json::parse(ran->output, nullptr, false);
+  std::vector<int> out;
+  if (!pids.is_array()) return out;  // "null" when there are none
+  for (const nlohmann::json& pid : pids) {
+    if (pid.is_number_integer()) out.push_back(pid.get<int>());
+  }
+  return out;
+}
+
 absl::StatusOr<std::string> OciRuntime::State(const std::string& id) const {
   absl::StatusOr<base::CommandResult> ran = Run({"state", id});
   if (!ran.ok()) return ran.status();

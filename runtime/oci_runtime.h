@@ -73,6 +73,11 @@ class OciRuntime {
   // The mount options the runtime knows, from its `features` (OCI runtime features, runc 1.1 and
   // crun 1.5 on); empty when it cannot say.
   std::vector<std::string> MountOptions() const;
+  // Freezes (and thaws) every process of the container (the cgroup freezer).
+  absl::Status Pause(const std::string& id) const;
+  absl::Status Resume(const std::string& id) const;
+  // The host pids of the container's processes.
+  absl::StatusOr<std::vector<int>> Processes(const std::string& id) const;
   // The runtime's view: "created", "running", "stopped", "paused"; NOT_FOUND when unknown.
   absl::StatusOr<std::string> State(const std::string& id) const;
   // Runs the process described by PROCESS_JSON_PATH inside the container, collecting output.

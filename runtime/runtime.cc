@@ -135,6 +135,14 @@ absl::StatusOr<Container> Runtime::WaitForExit(const std::string& id,
 absl::Status Runtime::RecreateContainer(const std::string& id) {
   return parts_->containers.Recreate(id);
 }
+absl::Status Runtime::PauseContainer(const std::string& id) { return parts_->containers.Pause(id); }
+absl::Status Runtime::ResumeContainer(const std::string& id) {
+  return parts_->containers.Resume(id);
+}
+bool Runtime::ContainerPaused(const std::string& id) { return parts_->containers.Paused(id); }
+absl::StatusOr<std::vector<int>> Runtime::ContainerProcesses(const std::string& id) {
+  return parts_->containers.Processes(id);
+}
 absl::StatusOr<ExecResult> Runtime::ExecSync(const std::string& id,
                                              const std::vector<std::string>& cmd,
                                              std::chrono::seconds timeout) {

@@ -73,6 +73,12 @@ class Runtime {
   absl::Status SignalContainer(const std::string& id, int signal);
   absl::StatusOr<Container> WaitForExit(const std::string& id, std::chrono::milliseconds timeout);
   absl::Status RecreateContainer(const std::string& id);
+  // Docker's pause/unpause (the cgroup freezer), whether a container is paused, and the host
+  // pids of its processes (top).
+  absl::Status PauseContainer(const std::string& id);
+  absl::Status ResumeContainer(const std::string& id);
+  bool ContainerPaused(const std::string& id);
+  absl::StatusOr<std::vector<int>> ContainerProcesses(const std::string& id);
   absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                       std::chrono::seconds timeout);
   absl::Status ReopenContainerLog(const std::string& id);

@@ -1,0 +1,155 @@
+// The rest of the Docker workflow people type every day, with the real Docker CLI: commit,
+// save/load, pause/unpause, top, exec -u/-e/-w, system df and the prunes.
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/fixtures/docker_fixture.h"
+
+namespace kapal::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class DockerWorkflowTest : public DockerFixture {
+ protected:
+  std::string Trimmed(const std::vector<std::string>& args) {
+    return std::string(absl::StripAsciiWhitespace(DockerOk(args)));
+  }
+};
+
+TEST_F(DockerWorkflowTest, CommitKeepsTheContainersChangesAndAppliesChanges) {
+  DockerOk({"run", "--name", "changed", "-e", "MODE=committed", busybox_, "sh", "-c",
+            "echo made-in-container > /made && rm /bin/busybox.unused 2>/dev/null; true"});
+  std::string id = Trimmed({"commit", "--change", "ENV EXTRA=1", "--change",
+                            "CMD [\"cat\", \"/made\"]", "--change", "EXPOSE 9000", "-m",
+                            "a message", "-a", "tester", "changed", "committed:1"});
+  EXPECT_TRUE(absl::StartsWith(id, "sha256:")) << id;
+  EXPECT_EQ(DockerOk({"run", "--rm", "committed:1"}), "made-in-container\n");
+  nlohmann::json image = Inspect("committed:1", "image");
+  EXPECT_EQ(image["Author"], "tester") << image.dump();
+  EXPECT_THAT(image["Config"]["Env"].dump(), HasSubstr("MODE=committed"));
+  EXPECT_THAT(image["Config"]["Env"].dump(), HasSubstr("EXTRA=1"));
+  EXPECT_TRUE(image["Config"]["ExposedPorts"].contains("9000/tcp")) << image.dump();
+  EXPECT_THAT(DockerOk({"history", "committed:1"}), HasSubstr("a message"));
+  CommandResult bad = Docker({"commit", "--change", "RUN echo no", "changed", "bad:1"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.err, HasSubstr("RUN is not a valid change command"));
+  DockerOk({"rm", "changed"});
+}
+
+TEST_F(DockerWorkflowTest, SaveAndLoadRoundTripTheImages) {
+  DockerOk({"pull", "-q", busybox_});
+  DockerOk({"tag", busybox_, "second:tag"});
+  absl::StatusOr<base::TempDir> dir = base::TempDir::Create("docker-save", "/tmp");
+  ASSERT_TRUE(dir.ok());
+  std::string archive = dir->Join("images.tar");
+  DockerOk({"save", "-o", archive, busybox_, "second:tag"});
+  // Both an OCI layout and docker save's manifest.json.
+  CommandResult listed = RunCommand({"/bin/tar", "-tf", archive});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr("index.json"));
+  EXPECT_THAT(listed.out, HasSubstr("manifest.json"));
+  EXPECT_THAT(listed.out, HasSubstr("oci-layout"));
+  std::string id = Inspect(busybox_, "image")["Id"];
+  DockerOk({"rmi", busybox_, "second:tag"});
+  EXPECT_NE(Docker({"image", "inspect", busybox_}).exit_code, 0);
+  std::string loaded = DockerOk({"load", "-i", archive});
+  EXPECT_THAT(loaded, HasSubstr("Loaded image: " + busybox_)) << loaded;
+  EXPECT_THAT(loaded, HasSubstr("Loaded image: second:tag")) << loaded;
+  EXPECT_EQ(Inspect("second:tag", "image")["Id"], id);
+  EXPECT_EQ(DockerOk({"run", "--rm", "second:tag", "echo", "loaded"}), "loaded\n");
+  // Garbage is refused with a message and changes nothing.
+  std::ofstream(dir->Join("garbage.tar")) << "not a tar at all";
+  CommandResult garbage = Docker({"load", "-i", dir->Join("garbage.tar")});
+  EXPECT_NE(garbage.exit_code, 0);
+}
+
+TEST_F(DockerWorkflowTest, PauseTopAndExecAsAnotherUser) {
+  DockerOk({"run", "-d", "--name", "sleeper", busybox_, "sh", "-c",
+            "echo 'svc:x:1234:1234::/:/bin/sh' >> /etc/passwd; "
+            "echo 'svc:x:1234:' >> /etc/group; mkdir -p /work; exec sleep 600"});
+  std::string top = DockerOk({"top", "sleeper"});
+  EXPECT_THAT(top, HasSubstr("PID"));
+  EXPECT_THAT(top, HasSubstr("sleep 600")) << top;
+
+  DockerOk({"pause", "sleeper"});
+  EXPECT_EQ(Inspect("sleeper")["State"]["Status"], "paused");
+  EXPECT_THAT(DockerOk({"ps"}), HasSubstr("(Paused)"));
+  CommandResult again = Docker({"pause", "sleeper"});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_THAT(again.err, HasSubstr("already paused"));
+  DockerOk({"unpause", "sleeper"});
+  EXPECT_EQ(Inspect("sleeper")["State"]["Status"], "running");
+
+  for (int i = 0;
+       i < 50 && !absl::StrContains(DockerOk({"exec", "sleeper", "cat", "/etc/group"}), "svc:");
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(DockerOk({"exec", "-u", "svc", "sleeper", "id", "-u"}), "1234\n");
+  EXPECT_EQ(DockerOk({"exec", "-u", "app", "sleeper", "id", "-u"}), "1000\n");  // the image's
+  EXPECT_EQ(DockerOk({"exec", "-u", "99:98", "sleeper", "id", "-g"}), "98\n");
+  EXPECT_EQ(DockerOk({"exec", "-e", "GREETING=hi", "-w", "/work", "sleeper", "sh", "-c",
+                      "echo $GREETING $(pwd)"}),
+            "hi /work\n");
+  // --privileged: every capability (CapEff all ones for the known caps).
+  auto effective = [&](std::vector<std::string> args) {
+    std::string status = DockerOk(args);
+    size_t at = status.find("CapEff:");
+    return at == std::string::npos ? std::string() : status.substr(at, status.find('\n', at) - at);
+  };
+  std::string plain = effective({"exec", "sleeper", "cat", "/proc/self/status"});
+  std::string privileged =
+      effective({"exec", "--privileged", "sleeper", "cat", "/proc/self/status"});
+  EXPECT_FALSE(plain.empty());
+  EXPECT_NE(plain, privileged) << plain;
+
+  // A paused container still stops.
+  DockerOk({"pause", "sleeper"});
+  DockerOk({"rm", "-f", "sleeper"});
+  EXPECT_EQ(DockerOk({"ps", "-aq"}), "");
+}
+
+TEST_F(DockerWorkflowTest, SystemDfAndPrunes) {
+  DockerOk({"pull", "-q", busybox_});
+  DockerOk({"run", "--name", "done1", busybox_, "sh", "-c", "head -c 100000 /dev/zero > /f"});
+  DockerOk({"run", "-d", "--name", "running1", busybox_, "sleep", "600"});
+  DockerOk({"volume", "create", "unused-volume"});
+  DockerOk({"network", "create", "unused-net"});
+  std::string df = DockerOk({"system", "df"});
+  EXPECT_THAT(df, HasSubstr("Images"));
+  EXPECT_THAT(df, HasSubstr("Containers"));
+  EXPECT_THAT(df, HasSubstr("Local Volumes"));
+  // One JSON line per kind: images, containers, volumes, build cache.
+  std::string lines = DockerOk({"system", "df", "--format", "{{json .}}"});
+  nlohmann::json images = nlohmann::json::parse(lines.substr(0, lines.find('\n')), nullptr, false);
+  ASSERT_TRUE(images.is_object()) << lines;
+  EXPECT_EQ(images["Type"], "Images");
+  EXPECT_EQ(images["Active"], "1") << lines;
+
+  std::string pruned = DockerOk({"container", "prune", "-f"});
+  EXPECT_THAT(pruned, HasSubstr("Deleted Containers")) << pruned;
+  std::string left = DockerOk({"ps", "-a", "--format", "{{.Names}}"});
+  EXPECT_EQ(left, "running1\n");
+  // An image a container uses stays, also with -a.
+  DockerOk({"image", "prune", "-a", "-f"});
+  EXPECT_EQ(Docker({"image", "inspect", busybox_}).exit_code, 0);
+  DockerOk({"rm", "-f", "running1"});
+  std::string system = DockerOk({"system", "prune", "-a", "-f", "--volumes"});
+  EXPECT_THAT(system, HasSubstr("Total reclaimed space")) << system;
+  EXPECT_NE(Docker({"image", "inspect", busybox_}).exit_code, 0);
+  EXPECT_THAT(DockerOk({"network", "ls"}), Not(HasSubstr("unused-net")));
+  EXPECT_THAT(DockerOk({"volume", "ls"}), Not(HasSubstr("unused-volume")));
+}
+
+}  // namespace
+}  // namespace kapal::testing
