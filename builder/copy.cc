@@ -219,6 +219,7 @@ absl::StatusOr<std::string> SourcesChecksum(const std::string& source_root,
   absl::StatusOr<images::Hasher> hasher = images::Hasher::ForAlgorithm("sha256");
   if (!hasher.ok()) return hasher.status();
   absl::Status failed;
+  std::vector<char> buffer(256 * 1024);
   auto add = [&](const std::string& relative, const struct stat& st) {
     const std::string separator(1, '\0');
     std::string head =
@@ -226,12 +227,22 @@ absl::StatusOr<std::string> SourcesChecksum(const std::string& source_root,
     hasher->Update(head.data(), head.size());
     std::string path = Join(source_root, relative);
     if (S_ISREG(st.st_mode)) {
-      absl::StatusOr<std::string> content = base::ReadFile(path);
-      if (!content.ok()) {
-        failed = content.status();
+      // In pieces: a context may hold files of gigabytes.
+      base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      if (!fd) {
+        failed = base::ErrnoStatus(errno, "open " + path);
         return;
       }
-      hasher->Update(content->data(), content->size());
+      for (;;) {
+        ssize_t n = ::read(fd.Get(), buffer.data(), buffer.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          failed = base::ErrnoStatus(errno, "read " + path);
+          return;
+        }
+        if (n == 0) break;
+        hasher->Update(buffer.data(), static_cast<size_t>(n));
+      }
     } else if (S_ISLNK(st.st_mode)) {
       char link[4096];
       ssize_t n = ::readlink(path.c_str(), link, sizeof link);

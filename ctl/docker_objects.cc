@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -14,6 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "base/files.h"
 #include "base/unique_fd.h"
 #include "nlohmann/json.hpp"
@@ -65,6 +68,18 @@ absl::StatusOr<std::string> DockerSocketOf(CriClient& client) {
   return address;
 }
 
+std::string UrlEncode(absl::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  return out;
+}
+
 std::string ErrorMessage(const HttpAnswer& answer) {
   nlohmann::json error = nlohmann::json::parse(answer.body, nullptr, false);
   if (error.is_object() && error.contains("message")) return error.value("message", "");
@@ -99,7 +114,8 @@ std::string Subnets(const nlohmann::json& network) {
 }  // namespace
 
 absl::StatusOr<HttpAnswer> UnixHttpRequest(const std::string& socket, const std::string& method,
-                                           const std::string& path, const std::string& body) {
+                                           const std::string& path, const std::string& body,
+                                           const std::function<bool(absl::string_view)>& on_body) {
   sockaddr_un address{};
   if (socket.size() >= sizeof address.sun_path) {
     return absl::InvalidArgumentError("socket path too long: " + socket);
@@ -126,9 +142,11 @@ absl::StatusOr<HttpAnswer> UnixHttpRequest(const std::string& socket, const std:
   }
   std::string raw;
   char buffer[16 * 1024];
+  size_t handed = 0;  // bytes of the (chunked) body already given to ON_BODY
   for (;;) {
     pollfd polled{fd.Get(), POLLIN, 0};
-    int ready = ::poll(&polled, 1, kAnswerTimeoutMs);
+    // A streamed answer (events) may be quiet for as long as nothing happens.
+    int ready = ::poll(&polled, 1, on_body ? -1 : kAnswerTimeoutMs);
     if (ready == 0) return absl::DeadlineExceededError("no answer from " + socket);
     if (ready < 0 && errno == EINTR) continue;
     ssize_t n = ::read(fd.Get(), buffer, sizeof buffer);
@@ -136,6 +154,21 @@ absl::StatusOr<HttpAnswer> UnixHttpRequest(const std::string& socket, const std:
     if (n < 0) return base::ErrnoStatus(errno, "read from " + socket);
     if (n == 0) break;
     raw.append(buffer, static_cast<size_t>(n));
+    if (!on_body) continue;
+    // Whole chunks as they arrive (the head must be complete and say 200).
+    size_t head = raw.find("\r\n\r\n");
+    if (head == std::string::npos || !absl::StartsWith(raw, "HTTP/1.1 200")) continue;
+    size_t at = head + 4 + handed;
+    for (;;) {
+      size_t line_end = raw.find("\r\n", at);
+      if (line_end == std::string::npos) break;
+      size_t size = 0;
+      if (!absl::SimpleHexAtoi(raw.substr(at, line_end - at), &size)) break;
+      if (size == 0 || raw.size() < line_end + 2 + size + 2) break;
+      if (!on_body(absl::string_view(raw).substr(line_end + 2, size))) return HttpAnswer{200, ""};
+      at = line_end + 2 + size + 2;
+      handed = at - head - 4;
+    }
   }
   size_t head_end = raw.find("\r\n\r\n");
   if (head_end == std::string::npos) return absl::DataLossError("no HTTP answer from " + socket);
@@ -241,6 +274,65 @@ absl::Status RunDockerObject(CriClient& client, const DockerObjectCommand& comma
     return absl::OkStatus();
   }
   return absl::InvalidArgumentError("unknown action " + command.action);
+}
+
+absl::Status RunEvents(CriClient& client, const EventsCommand& command, std::ostream& out) {
+  absl::StatusOr<std::string> socket = DockerSocketOf(client);
+  if (!socket.ok()) return socket.status();
+  std::map<std::string, std::vector<std::string>> filters;
+  for (const std::string& filter : command.filters) {
+    size_t equals = filter.find('=');
+    if (equals == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bad filter \"", filter, "\": give KEY=VALUE (type, event, container, ...)"));
+    }
+    filters[filter.substr(0, equals)].push_back(filter.substr(equals + 1));
+  }
+  auto seconds = [](const std::string& text) -> absl::StatusOr<std::string> {
+    if (text.empty()) return text;
+    double value = 0;
+    if (absl::SimpleAtod(text, &value)) return text;  // Unix seconds
+    absl::Duration ago;
+    if (absl::ParseDuration(text, &ago)) {
+      return absl::StrCat(absl::ToUnixSeconds(absl::Now() - ago));  // "10m": that long ago
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad time \"", text, "\": give Unix seconds or a duration like 10m"));
+  };
+  absl::StatusOr<std::string> since = seconds(command.since);
+  absl::StatusOr<std::string> until = seconds(command.until);
+  if (!since.ok()) return since.status();
+  if (!until.ok()) return until.status();
+  std::string path = absl::StrCat("/events?filters=", UrlEncode(nlohmann::json(filters).dump()));
+  if (!since->empty()) absl::StrAppend(&path, "&since=", *since);
+  if (!until->empty()) absl::StrAppend(&path, "&until=", *until);
+  absl::StatusOr<HttpAnswer> answer =
+      UnixHttpRequest(*socket, "GET", path, "", [&](absl::string_view chunk) {
+        for (absl::string_view line : absl::StrSplit(chunk, '\n', absl::SkipEmpty())) {
+          nlohmann::json event = nlohmann::json::parse(line, nullptr, false);
+          if (!event.is_object()) continue;
+          if (command.format == OutputFormat::kJson) {
+            out << event.dump() << "\n";
+          } else {
+            // docker events' own line: TIME TYPE ACTION ID (ATTRIBUTES)
+            std::vector<std::string> attributes;
+            nlohmann::json actor = event.value("Actor", nlohmann::json::object());
+            nlohmann::json attribute_map = actor.value("Attributes", nlohmann::json::object());
+            for (const auto& [key, value] : attribute_map.items()) {
+              if (value.is_string()) attributes.push_back(key + "=" + value.get<std::string>());
+            }
+            absl::Time time = absl::FromUnixNanos(event.value("timeNano", int64_t{0}));
+            out << absl::FormatTime("%Y-%m-%dT%H:%M:%E9S%Ez", time, absl::LocalTimeZone()) << " "
+                << event.value("Type", "") << " " << event.value("Action", "") << " "
+                << actor.value("ID", "") << " (" << absl::StrJoin(attributes, ", ") << ")\n";
+          }
+          out.flush();
+        }
+        return static_cast<bool>(out);
+      });
+  if (!answer.ok()) return answer.status();
+  if (answer->status >= 300) return AnswerError("events", *answer);
+  return absl::OkStatus();
 }
 
 }  // namespace kapal::ctl

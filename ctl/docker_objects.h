@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <map>
 #include <ostream>
 #include <string>
@@ -27,12 +28,25 @@ struct DockerObjectCommand {
 absl::Status RunDockerObject(CriClient& client, const DockerObjectCommand& command,
                              std::ostream& out);
 
+// `kapalctl events`: the node's events (containers, images, volumes, networks) from kapald's
+// journal, as `docker events` shows them; follows until --until or Ctrl-C.
+struct EventsCommand {
+  std::string since;  // Unix seconds or a duration ago ("10m")
+  std::string until;
+  std::vector<std::string> filters;  // KEY=VALUE
+  OutputFormat format = OutputFormat::kTable;
+};
+absl::Status RunEvents(CriClient& client, const EventsCommand& command, std::ostream& out);
+
 // The response to one request on the unix socket SOCKET: status code and body (chunks joined).
 struct HttpAnswer {
   int status = 0;
   std::string body;
 };
-absl::StatusOr<HttpAnswer> UnixHttpRequest(const std::string& socket, const std::string& method,
-                                           const std::string& path, const std::string& body);
+// ON_BODY, when given, gets each chunk of a 200 answer as it arrives (the answer's body is then
+// not kept) and may end the transfer by returning false; there is no answer timeout then.
+absl::StatusOr<HttpAnswer> UnixHttpRequest(
+    const std::string& socket, const std::string& method, const std::string& path,
+    const std::string& body, const std::function<bool(absl::string_view)>& on_body = nullptr);
 
 }  // namespace kapal::ctl

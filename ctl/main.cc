@@ -191,11 +191,15 @@ int main(int argc, char** argv) {
   auto add_build = [&](CLI::App* parent, const char* name) {
     CLI::App* command = parent->add_subcommand(name, "Build an image from a Dockerfile");
     command->add_option("directory", build_command.directory, "The build context")->required();
-    command->add_option("-t,--tag", build_command.tags, "Name the image NAME[:TAG]");
+    // One value per flag (repeat the flag for more), so DIRECTORY is never taken as a tag.
+    command->add_option("-t,--tag", build_command.tags, "Name the image NAME[:TAG]")
+        ->allow_extra_args(false);
     command->add_option("-f,--file", build_command.dockerfile,
                         "The Dockerfile (default: DIRECTORY/Dockerfile)");
-    command->add_option("--build-arg", build_command.build_args, "A build argument NAME[=VALUE]");
-    command->add_option("--label", build_command.labels, "A label NAME=VALUE on the image");
+    command->add_option("--build-arg", build_command.build_args, "A build argument NAME[=VALUE]")
+        ->allow_extra_args(false);
+    command->add_option("--label", build_command.labels, "A label NAME=VALUE on the image")
+        ->allow_extra_args(false);
     command->add_option("--target", build_command.target, "Build up to this stage");
     command->add_flag("--no-cache", build_command.no_cache, "Build every step again");
     command->add_flag("--pull", build_command.pull, "Pull a newer version of FROM images");
@@ -246,6 +250,23 @@ int main(int argc, char** argv) {
     };
   });
   // Volumes and networks: objects of kapald's Docker API, as `docker volume/network` has them.
+  kapal::ctl::EventsCommand events_command;
+  CLI::App* events = app.add_subcommand(
+      "events", "The node's events (containers, images, volumes, networks), as docker events");
+  events->add_option("--since", events_command.since, "From this time (Unix seconds, or 10m ago)");
+  events->add_option("--until", events_command.until, "Up to this time, then end");
+  events
+      ->add_option("-f,--filter", events_command.filters,
+                   "KEY=VALUE (type, event, container, "
+                   "image, label, volume, network)")
+      ->allow_extra_args(false);
+  output_option(events, "table", "table (docker events' lines) or json (one object a line)");
+  events->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat format) {
+      events_command.format = format;
+      return kapal::ctl::RunEvents(client, events_command, std::cout);
+    };
+  });
   kapal::ctl::DockerObjectCommand docker_object;
   for (const char* kind : {"volume", "network"}) {
     bool is_volume = std::string(kind) == "volume";

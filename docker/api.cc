@@ -170,6 +170,7 @@ void Api::Impl::Route(const Request& request, Responder& responder) {
   if (path == "/build" && is("POST")) return BuildImage(request, responder);
   if (path == "/commit" && is("POST")) return CommitContainer(request, responder);
   if (path == "/system/df" && is("GET")) return SystemDf(responder);
+  if (path == "/events" && is("GET")) return Events(request, responder);
   if (path == "/build/prune" && is("POST")) return PruneBuildCache(responder);
   if (path == "/containers/prune" && is("POST")) return PruneContainers(responder);
   if (path == "/images/prune" && is("POST")) return PruneImages(request, responder);

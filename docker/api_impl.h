@@ -122,6 +122,19 @@ struct Api::Impl {
   void RemoveNetwork(const std::string& name, Responder& responder);
   void PruneNetworks(Responder& responder);
 
+  // events.cc
+  void Events(const Request& request, Responder& responder);
+  // Adds a volume or network event to the core's journal (the Docker door keeps those objects).
+  void Tell(const std::string& type, const std::string& action, const std::string& id,
+            std::map<std::string, std::string> attributes) {
+    runtime::JournalEvent event;
+    event.type = type;
+    event.action = action;
+    event.id = id;
+    event.attributes = std::move(attributes);
+    runtime.journal().Publish(std::move(event));
+  }
+
   // prune.cc
   void SystemDf(Responder& responder);
   void PruneContainers(Responder& responder);

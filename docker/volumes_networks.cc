@@ -156,6 +156,7 @@ void Api::Impl::CreateVolume(const Request& request, Responder& responder) {
   absl::StatusOr<Volume> made =
       volumes.Create(name, body.value("Driver", std::string()), labels, driver_options);
   if (!made.ok()) return ReplyError(responder, made.status());
+  Tell("volume", "create", made->name, {{"driver", made->driver}});
   responder.Json(201, VolumeJson(*made));
 }
 
@@ -198,7 +199,9 @@ void Api::Impl::RemoveVolume(const std::string& name, const Request& request,
     return responder.Error(409, absl::StrCat("remove ", name, ": volume is in use - [",
                                              absl::StrJoin(users, ", "), "]"));
   }
-  if (absl::Status removed = volumes.Remove(name); !removed.ok()) {
+  if (absl::Status removed = volumes.Remove(name); removed.ok()) {
+    Tell("volume", "destroy", name, {{"driver", "local"}});
+  } else {
     return ReplyError(responder, removed);
   }
   responder.Empty(204);
@@ -214,6 +217,7 @@ void Api::Impl::PruneVolumes(Responder& responder) {
     if (!VolumeUsers(containers, volume.name).empty()) continue;
     base::TreeUsage usage = base::MeasureTree(volume.mountpoint);
     if (!volumes.Remove(volume.name).ok()) continue;
+    Tell("volume", "destroy", volume.name, {{"driver", volume.driver}});
     reclaimed += usage.bytes;
     deleted.push_back(volume.name);
   }
@@ -431,6 +435,7 @@ void Api::Impl::CreateNetwork(const Request& request, Responder& responder) {
     return ReplyError(responder, written);
   }
   logger.Info("docker: network ", name, " created (", subnet->text, ", ", path, ")");
+  Tell("network", "create", name, {{"name", name}, {"type", "bridge"}});
   responder.Json(201, {{"Id", name}, {"Warning", ""}});
 }
 
@@ -478,6 +483,7 @@ void Api::Impl::RemoveNetwork(const std::string& name, Responder& responder) {
       return responder.Error(403, std::string(removed.message()));
     }
     if (!removed.ok()) return ReplyError(responder, removed);
+    Tell("network", "destroy", views[i].name, {{"name", views[i].name}, {"type", "bridge"}});
     return responder.Empty(204);
   }
   responder.Error(404, absl::StrCat("network ", name, " not found"));
@@ -488,7 +494,10 @@ void Api::Impl::PruneNetworks(Responder& responder) {
   std::vector<DockerContainer> containers = Containers();
   nlohmann::json deleted = nlohmann::json::array();
   for (size_t i = 0; i < views.size(); ++i) {
-    if (RemoveNetworkView(views[i], i == 0, containers).ok()) deleted.push_back(views[i].name);
+    if (RemoveNetworkView(views[i], i == 0, containers).ok()) {
+      deleted.push_back(views[i].name);
+      Tell("network", "destroy", views[i].name, {{"name", views[i].name}, {"type", "bridge"}});
+    }
   }
   responder.Json(200, {{"NetworksDeleted", deleted}});
 }

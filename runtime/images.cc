@@ -60,6 +60,7 @@ absl::StatusOr<images::ImageRecord> Images::Pull(const std::string& reference,
   logger_.Info("pulled ", reference, " as ", image->id.String(), " in ",
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
                "s: ", report.Summary());
+  Tell("pull", reference, reference);
   return image;
 }
 
@@ -96,6 +97,7 @@ absl::StatusOr<images::PushResult> Images::Push(const std::string& reference,
   logger_.Info("pushed ", target->String(), " (", pushed->manifest_digest.String(), ") in ",
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
                "s");
+  Tell("push", target->String(), target->String());
   return pushed;
 }
 
@@ -116,6 +118,7 @@ absl::StatusOr<images::ImageRecord> Images::Tag(const std::string& source,
     if (absl::Status put = images_.Put(*image); !put.ok()) return put;
   }
   logger_.Info("image ", image->id.String(), " tagged ", tag);
+  Tell("tag", image->id.String(), tag);
   return image;
 }
 
@@ -130,10 +133,13 @@ absl::Status Images::Remove(const std::string& text) {
     if (!remaining.ok()) return remaining.status();
     logger_.Info("untagged ", reference->Canonical(), "; ", image->id.String(), " keeps ",
                  *remaining, " tags");
+    Tell("untag", image->id.String(), reference->String());
     return absl::OkStatus();
   }
   if (absl::Status removed = images_.Remove(image->id); !removed.ok()) return removed;
   logger_.Info("removed image ", image->id.String());
+  for (const std::string& tag : image->repo_tags) Tell("untag", image->id.String(), tag);
+  Tell("delete", image->id.String(), image->repo_tags.empty() ? "" : image->repo_tags.front());
   return CollectGarbage(image->blobs);
 }
 
@@ -173,8 +179,21 @@ absl::StatusOr<std::vector<images::ImageRecord>> Images::Import(const std::strin
     logger_.Warn(imported.status().message());
     return imported.status();
   }
-  for (const images::ImageRecord& image : *imported) logger_.Info("imported ", image.id.String());
+  for (const images::ImageRecord& image : *imported) {
+    logger_.Info("imported ", image.id.String());
+    Tell("load", image.id.String(), image.repo_tags.empty() ? "" : image.repo_tags.front());
+  }
   return imported;
+}
+
+void Images::Tell(const std::string& action, const std::string& id, const std::string& name) {
+  if (journal_ == nullptr) return;
+  JournalEvent event;
+  event.type = "image";
+  event.action = action;
+  event.id = id;
+  if (!name.empty()) event.attributes["name"] = name;
+  journal_->Publish(std::move(event));
 }
 
 absl::Status Images::Export(const std::vector<images::ImageRecord>& images,

@@ -13,6 +13,7 @@
 #include "images/puller.h"
 #include "images/pusher.h"
 #include "metrics/metrics.h"
+#include "runtime/journal.h"
 #include "snapshotter/snapshotter.h"
 
 namespace kapal::runtime {
@@ -44,6 +45,9 @@ class Images {
          snapshotter::Snapshotter& snapshots, metrics::Registry& metrics, std::string root_dir,
          base::Logger& logger);
 
+  // Where pulls, tags, removals, imports and pushes are told (the runtime's journal).
+  void AttachJournal(Journal* journal) { journal_ = journal; }
+
   absl::StatusOr<images::ImageRecord> Pull(const std::string& reference,
                                            const images::Credentials& credentials,
                                            const images::ProgressCallback& progress = nullptr);
@@ -74,6 +78,7 @@ class Images {
 
  private:
   absl::Status CollectGarbage(const std::vector<images::Digest>& released_blobs);
+  void Tell(const std::string& action, const std::string& id, const std::string& name);
 
   images::Puller& puller_;
   images::ImageStore& images_;
@@ -83,6 +88,7 @@ class Images {
   base::Logger& logger_;
   prometheus::Family<prometheus::Counter>& pulls_;
   std::mutex removal_mutex_;
+  Journal* journal_ = nullptr;
 };
 
 }  // namespace kapal::runtime

@@ -30,9 +30,11 @@ struct NodeEvents::Hub {
   bool closed = false;
 };
 
-NodeEvents::NodeEvents(NodeState& state, metrics::Registry& registry, size_t queue_limit)
+NodeEvents::NodeEvents(NodeState& state, metrics::Registry& registry, size_t queue_limit,
+                       Journal* journal)
     : state_(state),
       queue_limit_(queue_limit),
+      journal_(journal),
       dropped_(prometheus::BuildCounter()
                    .Name(metrics::Registry::Name("events_dropped_total"))
                    .Help("Event subscribers dropped because they fell too far behind")
@@ -53,8 +55,44 @@ std::unique_ptr<NodeEvents::Subscription> NodeEvents::Subscribe() {
   return std::unique_ptr<Subscription>(new Subscription(hub_, std::move(queue)));
 }
 
+void NodeEvents::JournalLocked(LifecycleChange change, const std::string& container_id,
+                               const std::string& pod_id) {
+  bool is_pod = container_id == pod_id;
+  std::map<std::string, std::string>& attributes = attributes_[container_id];
+  if (!is_pod) {
+    if (auto c = state_.containers.find(container_id); c != state_.containers.end()) {
+      const runtime::v1::ContainerConfig& config = c->second.config;
+      for (const auto& [key, value] : config.labels()) attributes[key] = value;
+      attributes["name"] = config.metadata().name();
+      // The Docker door's containers carry their Docker name.
+      if (auto docker = config.annotations().find("io.kapal.docker.name");
+          docker != config.annotations().end()) {
+        attributes["name"] = docker->second;
+      }
+      attributes["image"] = c->second.image_ref;
+      attributes["io.kapal.pod"] = pod_id;
+      if (change == LifecycleChange::kStopped) {
+        attributes["exitCode"] = std::to_string(c->second.exit_code);
+      }
+    }
+  } else if (auto pod = state_.pods.find(pod_id); pod != state_.pods.end()) {
+    attributes["name"] = pod->second.config.metadata().name();
+    attributes["namespace"] = pod->second.config.metadata().namespace_();
+  }
+  static const char* kActions[] = {"create", "start", "die", "destroy"};
+  JournalEvent event;
+  event.type = is_pod ? "pod" : "container";
+  event.action = kActions[static_cast<int>(change)];
+  event.id = container_id;
+  event.attributes = attributes;
+  if (change != LifecycleChange::kStopped) event.attributes.erase("exitCode");
+  if (change == LifecycleChange::kDeleted) attributes_.erase(container_id);
+  journal_->Publish(std::move(event));
+}
+
 void NodeEvents::PublishLocked(LifecycleChange change, const std::string& container_id,
                                const std::string& pod_id) {
+  if (journal_ != nullptr) JournalLocked(change, container_id, pod_id);
   std::lock_guard lock(hub_->mutex);
   if (hub_->queues.empty()) return;
   auto event = std::make_shared<NodeEvent>();

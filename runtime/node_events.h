@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "metrics/metrics.h"
+#include "runtime/journal.h"
 #include "runtime/node_state.h"
 #include "runtime/records.h"
 
@@ -39,7 +41,9 @@ class NodeEvents {
   class Subscription;
 
   // QUEUE_LIMIT: the events a subscriber may have unread before it is dropped.
-  NodeEvents(NodeState& state, metrics::Registry& registry, size_t queue_limit = 4096);
+  // JOURNAL (may be null) gets each change too, as `docker events` shows them.
+  NodeEvents(NodeState& state, metrics::Registry& registry, size_t queue_limit = 4096,
+             Journal* journal = nullptr);
   ~NodeEvents();  // ends every subscription
   NodeEvents(const NodeEvents&) = delete;
   NodeEvents& operator=(const NodeEvents&) = delete;
@@ -59,8 +63,14 @@ class NodeEvents {
   // The subscribers; shared with the subscriptions, which may outlive this object.
   struct Hub;
 
+  // The journal's entry for a change (names and labels remembered while the container exists).
+  void JournalLocked(LifecycleChange change, const std::string& container_id,
+                     const std::string& pod_id);
+
   NodeState& state_;
   size_t queue_limit_;
+  Journal* journal_;
+  std::map<std::string, std::map<std::string, std::string>> attributes_;  // by container id
   prometheus::Counter& dropped_;
   std::shared_ptr<Hub> hub_;
 };

@@ -40,7 +40,7 @@ struct Runtime::Parts {
         handlers(options, host),
         phases(metrics),
         node_metrics(metrics, state),
-        events(state, metrics),
+        events(state, metrics, 4096, &journal),
         cgroups(ResolveCgroupDriver(options.cgroup_driver, host), host.cgroup_layout, host.cgroups),
         exits(state, records, handlers, node_metrics, events, logger, options.state_dir + "/exits"),
         containers(options, cgroups, state, records, handlers, exits, image_records, snapshots,
@@ -59,6 +59,7 @@ struct Runtime::Parts {
   Handlers handlers;
   PhaseMetrics phases;
   NodeMetrics node_metrics;
+  Journal journal;
   NodeEvents events;
   Cgroups cgroups;
   ExitMonitor exits;
@@ -83,6 +84,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options,
   auto parts = std::make_unique<Parts>(options, host, store, image_records, snapshots, images,
                                        metrics, logger);
   parts->cgroups.OpenUpSharedParent();
+  images.AttachJournal(&parts->journal);
   if (absl::Status recovered = parts->recovery.Run(); !recovered.ok()) return recovered;
   if (absl::Status watching = parts->exits.Start(); !watching.ok()) return watching;
   return std::unique_ptr<Runtime>(new Runtime(std::move(parts)));
@@ -242,6 +244,8 @@ absl::Status Runtime::CheckpointContainer(const std::string& id, const std::stri
   return absl::UnimplementedError(
       "CRIU works on this host, but kapald does not write checkpoint archives yet");
 }
+
+Journal& Runtime::journal() { return parts_->journal; }
 
 std::unique_ptr<NodeEvents::Subscription> Runtime::SubscribeEvents() {
   return parts_->events.Subscribe();

@@ -24,6 +24,7 @@
 #include "runtime/handlers.h"
 #include "runtime/host_facts.h"
 #include "runtime/images.h"
+#include "runtime/journal.h"
 #include "runtime/node_events.h"
 #include "runtime/options.h"
 #include "runtime/readiness.h"
@@ -115,6 +116,9 @@ class Runtime {
 
   Images& images();
 
+  // The node's recent events of every kind (containers, pods, images; the Docker door adds its
+  // volumes and networks), for `docker events`.
+  Journal& journal();
   // The node's lifecycle events, for as long as the subscription is held (see NodeEvents).
   std::unique_ptr<NodeEvents::Subscription> SubscribeEvents();
   // Ends every event subscription now (kapald stopping), so no stream holds the doors open.

@@ -1,5 +1,6 @@
 // The rest of the Docker workflow people type every day, with the real Docker CLI: commit,
 // save/load, pause/unpause, top, exec -u/-e/-w, system df and the prunes.
+#include <ctime>
 #include <fstream>
 #include <thread>
 
@@ -149,6 +150,46 @@ TEST_F(DockerWorkflowTest, SystemDfAndPrunes) {
   EXPECT_NE(Docker({"image", "inspect", busybox_}).exit_code, 0);
   EXPECT_THAT(DockerOk({"network", "ls"}), Not(HasSubstr("unused-net")));
   EXPECT_THAT(DockerOk({"volume", "ls"}), Not(HasSubstr("unused-volume")));
+}
+
+TEST_F(DockerWorkflowTest, EventsOfARunRmImagesAndVolumesSinceUntilAndFiltered) {
+  std::string since = std::to_string(std::time(nullptr) - 1);
+  DockerOk({"pull", "-q", busybox_});
+  DockerOk({"run", "--rm", "--name", "evented", busybox_, "true"});
+  DockerOk({"volume", "create", "evented-volume"});
+  DockerOk({"volume", "rm", "evented-volume"});
+  std::string until = std::to_string(std::time(nullptr) + 1);
+  std::string format = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}";
+  // --until ends the stream: the command returns with what happened.
+  std::string events = DockerOk({"events", "--since", since, "--until", until, "--format", format});
+  EXPECT_THAT(events, HasSubstr("image pull " + busybox_)) << events;
+  for (const char* action : {"create", "start", "die", "destroy"}) {
+    EXPECT_THAT(events, HasSubstr(absl::StrCat("container ", action, " evented"))) << events;
+  }
+  EXPECT_LT(events.find("container create evented"), events.find("container destroy evented"));
+  EXPECT_THAT(events, HasSubstr("volume create"));
+  EXPECT_THAT(events, HasSubstr("volume destroy"));
+  std::string died =
+      DockerOk({"events", "--since", since, "--until", until, "--filter", "event=die", "--filter",
+                "container=evented", "--format", "{{.Action}} {{.Actor.Attributes.exitCode}}"});
+  EXPECT_EQ(died, "die 0\n");
+  // kapalctl reads the same journal.
+  CommandResult volumes =
+      kapald_->Kapalctl({"events", "--since", since, "--until", until, "--filter", "type=volume"});
+  EXPECT_EQ(volumes.exit_code, 0) << volumes.err;
+  EXPECT_THAT(volumes.out, HasSubstr(" volume create evented-volume (driver=local)"))
+      << volumes.out;
+  EXPECT_THAT(volumes.out, HasSubstr(" volume destroy evented-volume")) << volumes.out;
+  EXPECT_THAT(volumes.out, Not(HasSubstr("container")));
+  CommandResult json = kapald_->Kapalctl(
+      {"events", "--since", since, "--until", until, "-o", "json", "--filter", "event=pull"});
+  EXPECT_EQ(json.exit_code, 0) << json.err;
+  // One object a line: the fixture's CRI pull, then docker pull.
+  nlohmann::json pulled =
+      nlohmann::json::parse(json.out.substr(0, json.out.find('\n')), nullptr, false);
+  ASSERT_TRUE(pulled.is_object()) << json.out;
+  EXPECT_EQ(pulled["Type"], "image");
+  EXPECT_THAT(json.out, HasSubstr("\"ID\":\"" + busybox_ + "\""));
 }
 
 }  // namespace
