@@ -8,37 +8,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rounds=${1:-20}
 containers=${2:-10}
-docker_cli=${KAPAL_DOCKER_CLI:-/usr/local/libexec/kapal/docker}
-[ -x "$docker_cli" ] || { echo "bench: $docker_cli missing (deploy/kapal.sh test installs it)" >&2; exit 1; }
-
-bench_bridge=kapbench3
-mkdir -p "$work/net.d"
-cat >"$work/net.d/10-bench.conflist" <<CONFIG
-{"cniVersion": "1.0.0", "name": "kapal-bench", "plugins": [
-  {"type": "bridge", "bridge": "$bench_bridge", "isGateway": true, "ipMasq": false,
-   "ipam": {"type": "host-local", "dataDir": "$work/ipam", "ranges": [[{"subnet": "10.88.253.0/24"}]]}},
-  {"type": "portmap", "capabilities": {"portMappings": true}},
-  {"type": "loopback"}]}
-CONFIG
-start_registry
-image="127.0.0.1:$port/bench/busybox:1"
-push_busybox_image "$image" "sh true sleep" --config.cmd /bin/sh
-start_kapald "$(printf '[cni]\nconf_dir = "%s"\n' "$work/net.d")"
-export DOCKER_HOST="unix://$work/kapal/docker.sock" DOCKER_CONFIG="$work/docker-config"
-kapalctl=("$build/ctl/kapalctl" --config /dev/null -r "unix://$work/kapal/kapal.sock")
-"$docker_cli" pull -q "$image" >/dev/null
-
-median_ms() {  # median_ms COMMAND...: runs it ROUNDS times, prints the median wall time in ms
-  local times=()
-  for _ in $(seq 1 "$rounds"); do
-    local start end
-    start=$(date +%s%N)
-    "$@" >/dev/null
-    end=$(date +%s%N)
-    times+=($(((end - start) / 1000)))
-  done
-  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]/1000}'
-}
+start_docker_door kapbench3 10.88.253.0/24 "sh true sleep"
 
 echo "kapald $("$build/daemon/kapald" --version | awk '{print $2}'), docker CLI $("$docker_cli" --version | awk '{print $3}' | tr -d ,), runc $(runc --version | awk 'NR==1 {print $3}'), $(nproc) cores, $rounds rounds"
 printf '| %-44s | %10s |\n' "figure" "median"

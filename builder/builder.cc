@@ -27,6 +27,7 @@
 #include "images/unpack.h"
 #include "nlohmann/json.hpp"
 #include "runtime/cni.h"
+#include "runtime/log_tail.h"
 #include "snapshotter/mount.h"
 
 namespace kapal::builder {
@@ -752,20 +753,10 @@ struct Builder::Run {
                                                         "' could not start: ", started.message()));
     }
     // RUN's output, as the container writes it.
-    int64_t consumed = 0;
-    std::string pending;
+    runtime::LogTail log(created->log_path);
     auto pump = [&] {
-      std::ifstream log(created->log_path, std::ios::binary);
-      log.seekg(static_cast<std::streamoff>(consumed));
-      std::string data((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-      consumed += static_cast<int64_t>(data.size());
-      pending += data;
       std::string text;
-      size_t newline;
-      while ((newline = pending.find('\n')) != std::string::npos) {
-        text += LogText(absl::string_view(pending).substr(0, newline));
-        pending.erase(0, newline + 1);
-      }
+      for (const std::string& line : log.NewLines()) text += LogText(line);
       if (!text.empty()) output(text);
     };
     std::optional<runtime::Container> ended;

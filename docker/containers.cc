@@ -24,6 +24,7 @@
 #include "docker/api_impl.h"
 #include "docker/hijack.h"
 #include "docker/translate.h"
+#include "runtime/log_tail.h"
 #include "runtime/signals.h"
 #include "shim/exit_file.h"
 #include "streaming/sessions.h"
@@ -684,24 +685,16 @@ void Api::Impl::ContainerLogs(const std::string& ref, const Request& request,
   for (size_t i = begin; i < first.size(); ++i) out += render(first[i]);
   if (!responder.WriteChunk(out)) return;
   if (follow) {
-    std::string pending;
+    runtime::LogTail follower(path, consumed);
     // Until the container has ended and its log holds nothing more, or the client goes.
     while (!responder.ClientGone()) {
-      std::ifstream more(path, std::ios::binary);
-      more.seekg(static_cast<std::streamoff>(consumed));
-      std::string data((std::istreambuf_iterator<char>(more)), std::istreambuf_iterator<char>());
-      consumed += static_cast<int64_t>(data.size());
-      pending += data;
+      std::vector<std::string> lines = follower.NewLines();
       std::string chunk;
-      size_t newline;
-      while ((newline = pending.find('\n')) != std::string::npos) {
-        if (std::optional<LogEntry> entry = ParseLogLine(pending.substr(0, newline))) {
-          chunk += render(*entry);
-        }
-        pending.erase(0, newline + 1);
+      for (const std::string& line : lines) {
+        if (std::optional<LogEntry> entry = ParseLogLine(line)) chunk += render(*entry);
       }
       if (!chunk.empty() && !responder.WriteChunk(chunk)) return;
-      if (data.empty()) {
+      if (lines.empty()) {
         absl::StatusOr<runtime::Container> now = runtime.GetContainer(id);
         if (!now.ok() || now->state == runtime::v1::CONTAINER_EXITED) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -28,7 +28,16 @@ absl::Status Containers::Pause(const std::string& id_or_prefix) {
   if (handler->runtime.State(id).value_or("") == "paused") {
     return absl::FailedPreconditionError(absl::StrCat("container ", id, " is already paused"));
   }
-  return handler->runtime.Pause(id);
+  if (absl::Status paused = handler->runtime.Pause(id); !paused.ok()) return paused;
+  MarkPaused(id, true);
+  return absl::OkStatus();
+}
+
+void Containers::MarkPaused(const std::string& id, bool paused) {
+  std::lock_guard lock(state_.mutex);
+  if (auto found = state_.containers.find(id); found != state_.containers.end()) {
+    found->second.paused = paused;
+  }
 }
 
 absl::Status Containers::Resume(const std::string& id_or_prefix) {
@@ -38,12 +47,17 @@ absl::Status Containers::Resume(const std::string& id_or_prefix) {
   if (handler->runtime.State(id).value_or("") != "paused") {
     return absl::FailedPreconditionError(absl::StrCat("container ", id, " is not paused"));
   }
-  return handler->runtime.Resume(id);
+  if (absl::Status resumed = handler->runtime.Resume(id); !resumed.ok()) return resumed;
+  MarkPaused(id, false);
+  return absl::OkStatus();
 }
 
+// From the record, not the runtime: `docker ps` asks for every container, and a runtime call is a
+// fork each.
 bool Containers::Paused(const std::string& id_or_prefix) {
-  absl::StatusOr<std::pair<std::string, const Handler*>> running = RunningHandler(id_or_prefix);
-  return running.ok() && running->second->runtime.State(running->first).value_or("") == "paused";
+  std::lock_guard lock(state_.mutex);
+  absl::StatusOr<Container*> found = FindLocked(id_or_prefix);
+  return found.ok() && (*found)->state == runtime::v1::CONTAINER_RUNNING && (*found)->paused;
 }
 
 absl::StatusOr<std::vector<int>> Containers::Processes(const std::string& id_or_prefix) {

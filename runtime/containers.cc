@@ -387,7 +387,10 @@ absl::Status Containers::Stop(const std::string& id_or_prefix, std::chrono::seco
     stop_signal = c.stop_signal;
   }
   // A paused (frozen) container cannot act on a signal: thaw it first, as Docker does.
-  if (handler->runtime.State(id).value_or("") == "paused") (void)handler->runtime.Resume(id);
+  if (Paused(id)) {
+    (void)handler->runtime.Resume(id);
+    MarkPaused(id, false);
+  }
   std::string exit_file = bundle + "/" + shim::kExitFile;
   bool created_only = false;
   {
@@ -505,8 +508,9 @@ absl::Status Containers::Signal(const std::string& id_or_prefix, int signal) {
   const auto& [id, handler] = *running;
   absl::Status signalled = handler->runtime.Kill(id, signal);
   // A frozen process gets its signal once thawed (docker kill of a paused container).
-  if (signalled.ok() && handler->runtime.State(id).value_or("") == "paused") {
+  if (signalled.ok() && Paused(id)) {
     (void)handler->runtime.Resume(id);
+    MarkPaused(id, false);
   }
   // It may have ended between the look and the signal.
   if (absl::IsNotFound(signalled)) {

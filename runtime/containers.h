@@ -75,7 +75,7 @@ class Containers {
   // container_control.cc: Docker's pause, unpause and top (CRI has none of them).
   absl::Status Pause(const std::string& id);
   absl::Status Resume(const std::string& id);
-  // Whether a running container is paused (the runtime's view).
+  // Whether a running container is paused.
   bool Paused(const std::string& id);
   absl::StatusOr<std::vector<int>> Processes(const std::string& id);
 
@@ -110,6 +110,7 @@ class Containers {
   // The container (running), its runtime and a process.json for CMD in a scratch dir.
   absl::StatusOr<PreparedExec> PrepareExec(const std::string& id_or_prefix,
                                            const ExecOptions& options);
+  void MarkPaused(const std::string& id, bool paused);
   // A running container's full id and handler, for a runtime command on it.
   absl::StatusOr<std::pair<std::string, const Handler*>> RunningHandler(
       const std::string& id_or_prefix);

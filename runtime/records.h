@@ -49,6 +49,9 @@ struct Container {
   std::string bundle;
   // The user the process runs as (from the spec), for ContainerStatus.user.
   std::optional<ProcessUser> user;
+  // Frozen by Docker's pause (in memory only: after a kapald restart a paused container shows
+  // as running until it is unpaused).
+  bool paused = false;
 };
 
 // A pod's containers as kubelet reads them from PodSandboxStatus and from events: newest first
