@@ -28,7 +28,8 @@ build_packages=(
 )
 # What kapald runs: OCI runtimes and CNI plugins.
 # criu: CheckpointContainer asks it whether this kernel can be checkpointed.
-runtime_packages=(runc crun containernetworking-plugins iproute2 iptables criu)
+# procps: `docker top` runs the host's ps, as dockerd does.
+runtime_packages=(runc crun containernetworking-plugins iproute2 iptables criu procps)
 # What the tests use: a real registry and images built from busybox; curl for host ports;
 # pgrep (procps) for the leftover check; a WebSocket client that is not ours (python3-websocket,
 # for Debian's /usr/bin/python3) for the streaming server.
