@@ -14,13 +14,13 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/files.h"
 #include "base/unique_fd.h"
 #include "images/digest.h"
+#include "runtime/users.h"
 
 namespace kapal::builder {
 
@@ -169,17 +169,6 @@ absl::Status CopyEntry(const std::string& from, const std::string& root,
   }
   // Sockets, fifos and devices in a build context are not image content.
   return absl::OkStatus();
-}
-
-std::optional<std::vector<std::string>> FindEntry(const std::string& file, const std::string& key,
-                                                  size_t key_field) {
-  absl::StatusOr<std::string> content = base::ReadFile(file);
-  if (!content.ok()) return std::nullopt;
-  for (absl::string_view line : absl::StrSplit(*content, '\n')) {
-    std::vector<std::string> fields = absl::StrSplit(line, ':');
-    if (fields.size() > key_field + 1 && fields[key_field] == key) return fields;
-  }
-  return std::nullopt;
 }
 
 }  // namespace
@@ -367,37 +356,16 @@ absl::Status CopyIntoRoot(const std::string& source_root, const std::vector<std:
 }
 
 absl::StatusOr<Owner> ResolveOwner(const std::string& root, const std::string& spec) {
-  std::pair<std::string, std::string> parts = absl::StrSplit(spec, absl::MaxSplits(':', 1));
-  Owner owner;
-  uint32_t number = 0;
-  if (absl::SimpleAtoi(parts.first, &number)) {
-    owner.uid = number;
-    owner.gid = number;
-  } else {
-    absl::StatusOr<std::string> passwd = ResolveInRoot(root, "/etc/passwd");
-    std::optional<std::vector<std::string>> entry =
-        passwd.ok() ? FindEntry(*passwd, parts.first, 0) : std::nullopt;
-    if (!entry.has_value() || entry->size() < 4 || !absl::SimpleAtoi((*entry)[2], &owner.uid)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unable to convert uid/gid chown string to host mapping: can't find uid for user ",
-          parts.first, ": no such user"));
-    }
-    owner.gid = owner.uid;
+  // Names are looked up as for a container's user (the core's resolution, never leaving ROOT);
+  // Docker's rule for --chown: without a group, the group id is the user id.
+  absl::StatusOr<runtime::ProcessUser> user =
+      runtime::ResolveUser(root, runtime::v1::ContainerConfig(), spec);
+  if (!user.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unable to convert uid/gid chown string to host mapping: ", user.status().message()));
   }
-  if (!parts.second.empty()) {
-    if (absl::SimpleAtoi(parts.second, &number)) {
-      owner.gid = number;
-    } else {
-      absl::StatusOr<std::string> group = ResolveInRoot(root, "/etc/group");
-      std::optional<std::vector<std::string>> entry =
-          group.ok() ? FindEntry(*group, parts.second, 0) : std::nullopt;
-      if (!entry.has_value() || entry->size() < 3 || !absl::SimpleAtoi((*entry)[2], &owner.gid)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "unable to convert uid/gid chown string to host mapping: can't find gid for group ",
-            parts.second, ": no such group"));
-      }
-    }
-  }
+  Owner owner{user->uid, user->gid};
+  if (spec.find(':') == std::string::npos) owner.gid = owner.uid;
   return owner;
 }
 

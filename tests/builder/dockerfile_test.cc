@@ -143,6 +143,30 @@ TEST(CopyTest, PathsNeverLeaveTheRoot) {
   EXPECT_TRUE(absl::IsNotFound(MatchSources(root->Path(), {"nothing*"}).status()));
 }
 
+TEST(CopyTest, ChownNamesAreTheImagesAndAGroupDefaultsToTheUserId) {
+  absl::StatusOr<base::TempDir> root = base::TempDir::Create("chown-root");
+  ASSERT_TRUE(root.ok());
+  ASSERT_EQ(::mkdir(root->Join("etc").c_str(), 0755), 0);
+  std::ofstream(root->Join("etc/passwd"))
+      << "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n";
+  std::ofstream(root->Join("etc/group")) << "root:x:0:\nstaff:x:50:\n";
+  absl::StatusOr<Owner> named = ResolveOwner(root->Path(), "app:staff");
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(named->uid, 1000u);
+  EXPECT_EQ(named->gid, 50u);
+  absl::StatusOr<Owner> alone = ResolveOwner(root->Path(), "app");  // Docker: gid = uid
+  ASSERT_TRUE(alone.ok());
+  EXPECT_EQ(alone->gid, 1000u);
+  absl::StatusOr<Owner> numbers = ResolveOwner(root->Path(), "7:8");
+  ASSERT_TRUE(numbers.ok());
+  EXPECT_EQ(numbers->uid, 7u);
+  EXPECT_EQ(numbers->gid, 8u);
+  absl::StatusOr<Owner> unknown = ResolveOwner(root->Path(), "nobody-here");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(unknown.status()));
+  EXPECT_THAT(unknown.status().message(), HasSubstr("nobody-here"));
+}
+
 // A tar's entries (name → type letter and link target / size) for the layer tests.
 std::map<std::string, std::string> TarEntries(const std::string& path) {
   std::map<std::string, std::string> entries;
