@@ -427,7 +427,6 @@ struct Builder::Run {
 
   absl::Status Dispatch(Stage& stage, const Instruction& in) {
     const std::string& keyword = in.keyword;
-    nlohmann::json& config = Config(stage);
     if (keyword == "ENV" || keyword == "LABEL") {
       absl::StatusOr<std::vector<Assignment>> pairs =
           ParseAssignments(in, StageLookup(stage), dockerfile.escape);
@@ -552,7 +551,6 @@ struct Builder::Run {
     if (keyword == "WORKDIR") return Workdir(stage, in);
     if (keyword == "RUN") return RunStep(stage, in);
     if (keyword == "COPY" || keyword == "ADD") return CopyStep(stage, in);
-    (void)config;
     return absl::InvalidArgumentError(absl::StrCat("unknown instruction: ", keyword));
   }
 
@@ -894,15 +892,13 @@ struct Builder::Run {
       if (!matched.ok()) return matched.status();
       absl::StatusOr<std::string> checksum = SourcesChecksum(source_root, *matched);
       if (!checksum.ok()) return checksum.status();
-      std::string kind =
-          matched->size() == 1 && !DirectoryEmpty(source_root + "/" + matched->front()) ? "dir"
-                                                                                        : "file";
+      // As Docker names them in history: dir:, file: or multi: before the checksum.
+      std::string kind = "multi";
       struct stat st {};
-      if (matched->size() == 1 &&
-          ::lstat((source_root + "/" + matched->front()).c_str(), &st) == 0) {
-        kind = S_ISDIR(st.st_mode) ? "dir" : "file";
-      } else if (matched->size() > 1) {
-        kind = "multi";
+      if (matched->size() == 1) {
+        bool is_dir = ::lstat((source_root + "/" + matched->front()).c_str(), &st) == 0 &&
+                      S_ISDIR(st.st_mode);
+        kind = is_dir ? "dir" : "file";
       }
       absl::string_view hex = *checksum;
       absl::ConsumePrefix(&hex, "sha256:");

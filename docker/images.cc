@@ -97,6 +97,14 @@ class ProgressStream {
   std::map<std::string, std::chrono::steady_clock::time_point> last_update_;
 };
 
+// Docker's answer for an image that cannot be found by NAME: 404 "No such image: NAME".
+void ReplyImageError(Responder& responder, const std::string& name, const absl::Status& status) {
+  if (absl::IsNotFound(status)) {
+    return responder.Error(404, absl::StrCat("No such image: ", name));
+  }
+  ReplyError(responder, status);
+}
+
 }  // namespace
 
 images::Credentials CredentialsFromJson(const nlohmann::json& auth) {
@@ -188,12 +196,7 @@ void Api::Impl::PullImage(const Request& request, Responder& responder) {
 
 void Api::Impl::InspectImage(const std::string& name, Responder& responder) {
   absl::StatusOr<images::ImageRecord> image = runtime.images().Find(name);
-  if (!image.ok()) {
-    if (absl::IsNotFound(image.status())) {
-      return responder.Error(404, absl::StrCat("No such image: ", name));
-    }
-    return ReplyError(responder, image.status());
-  }
+  if (!image.ok()) return ReplyImageError(responder, name, image.status());
   nlohmann::json document = nlohmann::json::parse(image->config_json, nullptr, false);
   if (!document.is_object()) document = nlohmann::json::object();
   nlohmann::json config = ImageConfigOf(image->config_json);
@@ -227,23 +230,13 @@ void Api::Impl::TagImage(const std::string& name, const Request& request, Respon
   if (repo.empty()) return responder.Error(400, "tag needs repo");
   absl::StatusOr<images::ImageRecord> tagged =
       runtime.images().Tag(name, absl::StrCat(repo, ":", tag.empty() ? "latest" : tag));
-  if (!tagged.ok()) {
-    if (absl::IsNotFound(tagged.status())) {
-      return responder.Error(404, absl::StrCat("No such image: ", name));
-    }
-    return ReplyError(responder, tagged.status());
-  }
+  if (!tagged.ok()) return ReplyImageError(responder, name, tagged.status());
   responder.Empty(201);
 }
 
 void Api::Impl::RemoveImage(const std::string& name, const Request& request, Responder& responder) {
   absl::StatusOr<images::ImageRecord> image = runtime.images().Find(name);
-  if (!image.ok()) {
-    if (absl::IsNotFound(image.status())) {
-      return responder.Error(404, absl::StrCat("No such image: ", name));
-    }
-    return ReplyError(responder, image.status());
-  }
+  if (!image.ok()) return ReplyImageError(responder, name, image.status());
   bool force = request.QueryFlag("force");
   absl::StatusOr<images::Reference> as_reference = images::ParseReference(name);
   bool by_tag = as_reference.ok() && std::find(image->repo_tags.begin(), image->repo_tags.end(),
@@ -325,12 +318,7 @@ void Api::Impl::PushImage(const std::string& name, const Request& request, Respo
 
 void Api::Impl::ImageHistory(const std::string& name, Responder& responder) {
   absl::StatusOr<images::ImageRecord> image = runtime.images().Find(name);
-  if (!image.ok()) {
-    if (absl::IsNotFound(image.status())) {
-      return responder.Error(404, absl::StrCat("No such image: ", name));
-    }
-    return ReplyError(responder, image.status());
-  }
+  if (!image.ok()) return ReplyImageError(responder, name, image.status());
   nlohmann::json list = nlohmann::json::array();
   bool top = true;
   for (const runtime::HistoryEntry& entry : runtime.images().History(*image)) {
@@ -355,12 +343,7 @@ void Api::Impl::SaveImages(const std::vector<std::string>& names, Responder& res
   std::vector<images::ImageRecord> found;
   for (const std::string& name : names) {
     absl::StatusOr<images::ImageRecord> image = runtime.images().Find(name);
-    if (!image.ok()) {
-      if (absl::IsNotFound(image.status())) {
-        return responder.Error(404, absl::StrCat("No such image: ", name));
-      }
-      return ReplyError(responder, image.status());
-    }
+    if (!image.ok()) return ReplyImageError(responder, name, image.status());
     // A name that is a tag saves that tag only, as docker save does.
     if (absl::StatusOr<images::Reference> reference = images::ParseReference(name);
         reference.ok() && !absl::StartsWith(image->id.Hex(), name) &&
