@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -107,9 +108,10 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>&
 
   // posix_spawn (glibc's clone with CLONE_VM | CLONE_VFORK) spares the copy of kapald's page
   // tables that fork makes for every runc and CNI plugin run, and its teardown at exec. A
-  // terminal session needs an ioctl between fork and exec, and a binary that cannot be run
-  // goes the fork way too, so that it ends as before: exit code 127, as a shell's would.
-  if (!options.controlling_terminal) {
+  // terminal session needs an ioctl between fork and exec (a umask a call), and a binary that
+  // cannot be run goes the fork way too, so that it ends as before: exit code 127, as a shell's
+  // would.
+  if (!options.controlling_terminal && !options.umask.has_value()) {
     std::optional<pid_t> spawned = SpawnWithoutFork(args, env, options, out_fd, err_fd);
     if (spawned.has_value()) {
       if (out_fd >= 0) ::close(out_fd);
@@ -140,6 +142,7 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>&
     if (options.stdout_fd >= 0) dup2(options.stdout_fd, STDOUT_FILENO);
     if (options.stderr_fd >= 0) dup2(options.stderr_fd, STDERR_FILENO);
     if (options.controlling_terminal) ioctl(STDIN_FILENO, TIOCSCTTY, 0);
+    if (options.umask.has_value()) ::umask(*options.umask);
     execve(args[0], args.data(), env.data());
     if (errno == ENOENT && argv[0].find('/') == std::string::npos) {
       execvpe(args[0], args.data(), env.data());

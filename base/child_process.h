@@ -29,6 +29,10 @@ struct ChildOptions {
   // A session of its own whose controlling terminal is STDIN_FD (a terminal's slave end): the
   // child then gets SIGWINCH when the terminal's size changes. Implies its own process group.
   bool controlling_terminal = false;
+  // The child's file mode creation mask, when it must not be the parent's (kapald runs with
+  // 077; a process exec'd into a container inherits the mask through the OCI runtime and
+  // expects 022, as under containerd).
+  std::optional<mode_t> umask;
 };
 
 // How a child ended: exited with a code, or was killed by a signal.

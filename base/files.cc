@@ -9,9 +9,12 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/unique_fd.h"
 
@@ -163,6 +166,47 @@ absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& path) 
   ::closedir(stream);
   std::sort(names.begin(), names.end());
   return names;
+}
+
+namespace {
+// As the kernel's limit on symlinks followed in one lookup.
+constexpr int kMaxSymlinksInPath = 40;
+}  // namespace
+
+absl::StatusOr<std::string> ResolveInRoot(const std::string& root, const std::string& path) {
+  std::deque<std::string> pending;
+  for (absl::string_view part : absl::StrSplit(path, '/', absl::SkipEmpty())) {
+    pending.emplace_back(part);
+  }
+  std::vector<std::string> resolved;
+  int links = 0;
+  while (!pending.empty()) {
+    std::string part = pending.front();
+    pending.pop_front();
+    if (part == ".") continue;
+    if (part == "..") {
+      if (!resolved.empty()) resolved.pop_back();
+      continue;
+    }
+    std::string candidate =
+        root + "/" + absl::StrJoin(resolved, "/") + (resolved.empty() ? "" : "/") + part;
+    struct stat st {};
+    if (::lstat(candidate.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      if (++links > kMaxSymlinksInPath) {
+        return absl::InvalidArgumentError(absl::StrCat("too many symlinks in ", path));
+      }
+      std::string target(static_cast<size_t>(st.st_size) + 1, '\0');
+      ssize_t n = ::readlink(candidate.c_str(), target.data(), target.size());
+      if (n < 0) return base::ErrnoStatus(errno, "readlink " + candidate);
+      target.resize(static_cast<size_t>(n));
+      if (absl::StartsWith(target, "/")) resolved.clear();
+      std::vector<std::string> parts = absl::StrSplit(target, '/', absl::SkipEmpty());
+      pending.insert(pending.begin(), parts.begin(), parts.end());
+      continue;
+    }
+    resolved.push_back(part);
+  }
+  return resolved.empty() ? root : root + "/" + absl::StrJoin(resolved, "/");
 }
 
 }  // namespace kapal::base

@@ -45,6 +45,10 @@ absl::StatusOr<std::string> FindExecutable(absl::string_view name);
 // The names in directory PATH (without "." and ".."), sorted.
 absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& path);
 
+// PATH inside the tree at ROOT, symlinks resolved as if ROOT were "/": never outside ROOT
+// (a container's or an image's root filesystem seen from the host).
+absl::StatusOr<std::string> ResolveInRoot(const std::string& root, const std::string& path);
+
 // Space a directory tree takes: allocated bytes (st_blocks) and inodes, the root included. It
 // stays on the root's filesystem, so a mount inside the tree is not counted.
 struct TreeUsage {

@@ -216,7 +216,7 @@ struct Builder::Run {
     std::string parent = ParentKey(stage);
     std::string now = NowText();
     stage.config["created"] = now;
-    if (!created_by.empty()) {
+    if (!created_by.empty() || !comment.empty()) {
       nlohmann::json entry = {{"created", now}, {"created_by", created_by}};
       if (!comment.empty()) entry["comment"] = comment;
       if (!layer.has_value()) entry["empty_layer"] = true;
@@ -935,7 +935,7 @@ struct Builder::Run {
                       MakeDirectoriesInRoot(root, destination, owner);
                   if (!directory.ok()) return directory.status();
                   absl::StatusOr<images::UnpackedLayer> unpacked =
-                      images::UnpackLayer(path, *directory, images::WhiteoutStyle::kApply);
+                      images::ExtractArchive(path, *directory);
                   if (!unpacked.ok()) {
                     return absl::InvalidArgumentError(
                         absl::StrCat("ADD ", source, ": ", unpacked.status().message()));
@@ -952,6 +952,57 @@ struct Builder::Run {
         });
     if (!layer.ok()) return layer.status();
     return Commit(stage, created_by, *layer, key);
+  }
+
+  // commit's and import's --change: Dockerfile instructions that change the config only.
+  absl::Status ApplyChanges(Stage& stage, const std::vector<std::string>& changes) {
+    commit_mode = true;
+    static const std::set<std::string> kAllowed = {"CMD",     "ENTRYPOINT", "ENV",  "EXPOSE",
+                                                   "LABEL",   "ONBUILD",    "USER", "VOLUME",
+                                                   "WORKDIR", "STOPSIGNAL"};
+    for (const std::string& change : changes) {
+      absl::StatusOr<Instruction> instruction = ParseInstructionLine(change, '\\');
+      if (!instruction.ok()) return instruction.status();
+      if (kAllowed.count(instruction->keyword) == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(instruction->keyword, " is not a valid change command"));
+      }
+      if (absl::Status applied = Dispatch(stage, *instruction); !applied.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--change \"", change, "\": ", applied.message()));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> ImportTar(const ImportOptions& import) {
+    if (!LooksLikeArchive(import.tar_path)) {
+      return absl::InvalidArgumentError(
+          "the file to import is not a tar archive (plain, gzip or zstd)");
+    }
+    Stage stage;
+    stage.config = EmptyConfig();
+    if (absl::Status applied = ApplyChanges(stage, import.changes); !applied.ok()) return applied;
+    absl::StatusOr<LayerBlob> layer = WriteLayerFromTar(import.tar_path, b.content_);
+    if (!layer.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the imported file is not a tar: ", layer.status().message()));
+    }
+    std::string comment = import.comment.empty() ? "Imported from -" : import.comment;
+    if (absl::Status committed = Commit(stage, "", *layer, "", comment); !committed.ok()) {
+      if (committed.code() == absl::StatusCode::kInvalidArgument ||
+          committed.code() == absl::StatusCode::kDataLoss) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("the imported file is not a usable tar: ", committed.message()));
+      }
+      return committed;
+    }
+    if (!import.reference.empty()) {
+      absl::StatusOr<images::ImageRecord> tagged =
+          b.runtime_.images().Tag(stage.image_id, import.reference);
+      if (!tagged.ok()) return tagged.status();
+    }
+    return stage.image_id;
   }
 
   absl::StatusOr<std::string> CommitContainer(const CommitOptions& commit) {
@@ -979,22 +1030,7 @@ struct Builder::Run {
       kept.push_back(env.key() + "=" + env.value());
       config["Env"] = kept;
     }
-    commit_mode = true;
-    static const std::set<std::string> kAllowed = {"CMD",     "ENTRYPOINT", "ENV",  "EXPOSE",
-                                                   "LABEL",   "ONBUILD",    "USER", "VOLUME",
-                                                   "WORKDIR", "STOPSIGNAL"};
-    for (const std::string& change : commit.changes) {
-      absl::StatusOr<Instruction> instruction = ParseInstructionLine(change, '\\');
-      if (!instruction.ok()) return instruction.status();
-      if (kAllowed.count(instruction->keyword) == 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(instruction->keyword, " is not a valid change command"));
-      }
-      if (absl::Status applied = Dispatch(stage, *instruction); !applied.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--change \"", change, "\": ", applied.message()));
-      }
-    }
+    if (absl::Status applied = ApplyChanges(stage, commit.changes); !applied.ok()) return applied;
     if (!commit.author.empty()) stage.config["author"] = commit.author;
     absl::StatusOr<std::string> upper = b.snapshots_.ContentDirectory(container->snapshot_key);
     if (!upper.ok()) return upper.status();
@@ -1157,13 +1193,29 @@ absl::StatusOr<std::string> Builder::Commit(const CommitOptions& options) {
   return id;
 }
 
+absl::StatusOr<std::string> Builder::Import(const ImportOptions& options) {
+  BuildOptions none;
+  BuildOutput quiet = [](const std::string&) {};
+  BuildCancelled never = nullptr;
+  Run run(*this, none, quiet, never);
+  absl::StatusOr<std::string> id = run.ImportTar(options);
+  if (!id.ok()) return id;
+  logger_.Info("imported ", options.tar_path, " as ", *id);
+  runtime::JournalEvent event;
+  event.type = "image";
+  event.action = "import";
+  event.id = *id;
+  runtime_.journal().Publish(std::move(event));
+  return id;
+}
+
 absl::StatusOr<base::TempDir> Builder::UnpackContext(const std::string& tar_path) {
   absl::StatusOr<base::TempDir> directory = base::TempDir::Create("build-context", scratch_dir_);
   if (!directory.ok()) return directory.status();
   struct stat st {};
   if (::stat(tar_path.c_str(), &st) == 0 && st.st_size == 0) return directory;  // no context
   absl::StatusOr<images::UnpackedLayer> unpacked =
-      images::UnpackLayer(tar_path, directory->Path(), images::WhiteoutStyle::kApply);
+      images::ExtractArchive(tar_path, directory->Path());
   if (!unpacked.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the build context is not a valid tar: ", unpacked.status().message()));

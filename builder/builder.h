@@ -56,6 +56,14 @@ struct CommitOptions {
   std::vector<std::string> changes;
 };
 
+// `docker import`: a root filesystem tar as a one-layer image.
+struct ImportOptions {
+  std::string tar_path;              // plain, gzip or zstd
+  std::string reference;             // NAME[:TAG]; "" leaves it untagged
+  std::string comment;               // the history entry's ("Imported from -" when empty)
+  std::vector<std::string> changes;  // as CommitOptions::changes
+};
+
 // Lines as Docker's classic builder prints them ("Step 2/5 : RUN make", " ---> Using cache",
 // RUN's own output); each ends with a newline.
 using BuildOutput = std::function<void(const std::string& text)>;
@@ -82,6 +90,9 @@ class Builder {
   // it writes during the commit may or may not be in the layer.
   absl::StatusOr<std::string> Commit(const CommitOptions& options);
 
+  // OPTIONS' tar as the only layer of a new image. Returns its id; INVALID_ARGUMENT for a
+  // file that is not a tar or a change that is not allowed.
+  absl::StatusOr<std::string> Import(const ImportOptions& options);
   // Unpacks a build context tar (plain or compressed) at TAR_PATH into a fresh directory.
   absl::StatusOr<base::TempDir> UnpackContext(const std::string& tar_path);
 

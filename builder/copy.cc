@@ -26,8 +26,6 @@ namespace kapal::builder {
 
 namespace {
 
-constexpr int kMaxSymlinks = 40;
-
 std::vector<std::string> SortedChildren(const std::string& path) {
   std::vector<std::string> names;
   std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(path.c_str()), ::closedir);
@@ -250,49 +248,13 @@ absl::StatusOr<std::string> SourcesChecksum(const std::string& source_root,
   return hasher->Finish().String();
 }
 
-absl::StatusOr<std::string> ResolveInRoot(const std::string& root, const std::string& path) {
-  std::deque<std::string> pending;
-  for (absl::string_view part : absl::StrSplit(path, '/', absl::SkipEmpty())) {
-    pending.emplace_back(part);
-  }
-  std::vector<std::string> resolved;
-  int links = 0;
-  while (!pending.empty()) {
-    std::string part = pending.front();
-    pending.pop_front();
-    if (part == ".") continue;
-    if (part == "..") {
-      if (!resolved.empty()) resolved.pop_back();
-      continue;
-    }
-    std::string candidate =
-        root + "/" + absl::StrJoin(resolved, "/") + (resolved.empty() ? "" : "/") + part;
-    struct stat st {};
-    if (::lstat(candidate.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
-      if (++links > kMaxSymlinks) {
-        return absl::InvalidArgumentError(absl::StrCat("too many symlinks in ", path));
-      }
-      std::string target(static_cast<size_t>(st.st_size) + 1, '\0');
-      ssize_t n = ::readlink(candidate.c_str(), target.data(), target.size());
-      if (n < 0) return base::ErrnoStatus(errno, "readlink " + candidate);
-      target.resize(static_cast<size_t>(n));
-      if (absl::StartsWith(target, "/")) resolved.clear();
-      std::vector<std::string> parts = absl::StrSplit(target, '/', absl::SkipEmpty());
-      pending.insert(pending.begin(), parts.begin(), parts.end());
-      continue;
-    }
-    resolved.push_back(part);
-  }
-  return resolved.empty() ? root : root + "/" + absl::StrJoin(resolved, "/");
-}
-
 absl::StatusOr<std::string> MakeDirectoriesInRoot(const std::string& root, const std::string& path,
                                                   const std::optional<Owner>& owner) {
   std::string prefix;
   std::string host = root;
   for (absl::string_view part : absl::StrSplit(path, '/', absl::SkipEmpty())) {
     prefix += "/" + std::string(part);
-    absl::StatusOr<std::string> resolved = ResolveInRoot(root, prefix);
+    absl::StatusOr<std::string> resolved = base::ResolveInRoot(root, prefix);
     if (!resolved.ok()) return resolved.status();
     host = *resolved;
     struct stat st {};
@@ -320,7 +282,7 @@ absl::Status CopyIntoRoot(const std::string& source_root, const std::vector<std:
   Owner effective = owner.value_or(Owner{});
   bool into_directory = absl::EndsWith(destination, "/") || sources.size() > 1;
   if (!into_directory) {
-    absl::StatusOr<std::string> resolved = ResolveInRoot(root, destination);
+    absl::StatusOr<std::string> resolved = base::ResolveInRoot(root, destination);
     struct stat st {};
     into_directory = resolved.ok() && ::stat(resolved->c_str(), &st) == 0 && S_ISDIR(st.st_mode);
   }

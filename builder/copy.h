@@ -30,9 +30,6 @@ absl::StatusOr<std::vector<std::string>> MatchSources(const std::string& source_
 absl::StatusOr<std::string> SourcesChecksum(const std::string& source_root,
                                             const std::vector<std::string>& sources);
 
-// PATH inside the tree at ROOT, symlinks resolved as if ROOT were "/": never outside ROOT.
-absl::StatusOr<std::string> ResolveInRoot(const std::string& root, const std::string& path);
-
 // Creates directory PATH (absolute in the tree) and its missing parents inside ROOT, owned by
 // OWNER (existing directories are left as they are). Returns its host path.
 absl::StatusOr<std::string> MakeDirectoriesInRoot(const std::string& root, const std::string& path,

@@ -28,6 +28,10 @@ absl::StatusOr<LayerBlob> WriteLayerFromUpperDir(const std::string& upper,
                                                  images::ContentStore& content,
                                                  const std::set<std::string>& mount_points = {});
 
+// A tar file (plain, gzip or zstd) as a gzip layer (ISA-L) in CONTENT: `docker import`.
+absl::StatusOr<LayerBlob> WriteLayerFromTar(const std::string& tar_path,
+                                            images::ContentStore& content);
+
 // The mount targets kapald's OCI spec creates in a container's root filesystem.
 const std::set<std::string>& RuntimeMountPoints();
 

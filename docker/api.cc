@@ -126,8 +126,12 @@ absl::StatusOr<std::unique_ptr<Api>> Api::Start(const ApiOptions& options,
   server_options.group = options.group;
   server_options.spool_dir = options.scratch_dir;
   server_options.spool_body = [](const streaming::HttpRequest& request) {
-    return request.method == "POST" &&
-           (absl::EndsWith(request.path, "/build") || absl::EndsWith(request.path, "/images/load"));
+    if (request.method == "PUT") return absl::EndsWith(request.path, "/archive");  // docker cp
+    return request.method == "POST" && (absl::EndsWith(request.path, "/build") ||
+                                        absl::EndsWith(request.path, "/images/load") ||
+                                        // docker import
+                                        (absl::EndsWith(request.path, "/images/create") &&
+                                         absl::StrContains(request.query, "fromSrc=")));
   };
   Impl* raw = impl.get();
   absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(
@@ -140,6 +144,7 @@ absl::StatusOr<std::unique_ptr<Api>> Api::Start(const ApiOptions& options,
     return server.status();
   }
   impl->server = std::move(*server);
+  impl->StartSupervisor();
   return std::unique_ptr<Api>(new Api(std::move(impl)));
 }
 
@@ -150,6 +155,9 @@ Api::~Api() {
   impl_->server.reset();
   impl_->removers.Stop();
   impl_->removers.JoinAll();
+  if (impl_->supervisor.joinable()) impl_->supervisor.join();
+  impl_->health_checks.Stop();
+  impl_->health_checks.JoinAll();
 }
 
 void Api::Impl::Route(const Request& request, Responder& responder) {
@@ -179,7 +187,10 @@ void Api::Impl::Route(const Request& request, Responder& responder) {
   if (parts[0] == "images" && parts.size() >= 2) {
     std::string rest = path.substr(std::strlen("/images/"));
     if (rest == "json" && is("GET")) return ListImages(request, responder);
-    if (rest == "create" && is("POST")) return PullImage(request, responder);
+    if (rest == "create" && is("POST")) {
+      if (!request.Query("fromSrc").empty()) return ImportImage(request, responder);
+      return PullImage(request, responder);
+    }
     if (rest == "get" && is("GET")) return SaveImages(request.QueryValues("names"), responder);
     if (rest == "load" && is("POST")) return LoadImages(request, responder);
     // Names hold slashes (127.0.0.1:5000/app): the action is the last part.
@@ -227,6 +238,11 @@ void Api::Impl::Route(const Request& request, Responder& responder) {
       if (action == "pause" && is("POST")) return PauseContainer(ref, true, responder);
       if (action == "unpause" && is("POST")) return PauseContainer(ref, false, responder);
       if (action == "top" && is("GET")) return TopContainer(ref, request, responder);
+      if (action == "archive" && (is("GET") || is("HEAD") || is("PUT"))) {
+        return ContainerArchive(ref, request, responder);
+      }
+      if (action == "export" && is("GET")) return ExportContainer(ref, responder);
+      if (action == "rename" && is("POST")) return RenameContainer(ref, request, responder);
     }
   }
 

@@ -4,12 +4,14 @@
 // exec.cc, volumes_networks.cc). Private to docker/.
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "base/thread_set.h"
@@ -27,6 +29,44 @@ struct DockerContainer {
   std::optional<runtime::Pod> pod;
   std::string name;
   nlohmann::json create;  // the create body (Config with HostConfig)
+};
+
+// Docker's restart policy (HostConfig.RestartPolicy).
+struct RestartPolicy {
+  enum Kind { kNo, kAlways, kUnlessStopped, kOnFailure } kind = kNo;
+  int maximum_retries = 0;  // on-failure's limit; 0 is none
+};
+RestartPolicy RestartPolicyOf(const nlohmann::json& create);
+
+// A pending restart: Docker's back-off starts at 100 ms, doubles per restart up to a minute,
+// and starts over after a run of 10 s or more.
+struct RestartPlan {
+  std::chrono::milliseconds backoff{0};
+  std::optional<std::chrono::steady_clock::time_point> due;
+};
+
+// A HEALTHCHECK as it applies to a container (the create body's over the image's).
+struct HealthConfig {
+  std::vector<std::string> command;  // argv run in the container
+  std::chrono::milliseconds interval{30000};
+  std::chrono::milliseconds timeout{30000};
+  std::chrono::milliseconds start_period{0};
+  int retries = 3;
+};
+// The check's config, nullopt when there is none or it is NONE.
+std::optional<HealthConfig> HealthConfigOf(const nlohmann::json& create,
+                                           const nlohmann::json& image_config);
+
+// A running container's health, as `docker inspect` shows it (State.Health).
+struct HealthState {
+  HealthConfig config;
+  std::string status = "starting";  // starting, healthy, unhealthy
+  int failing_streak = 0;
+  std::vector<nlohmann::json> log;  // the last five results
+  std::chrono::steady_clock::time_point started;
+  std::chrono::steady_clock::time_point next;
+  bool checking = false;
+  bool active = true;  // false once the container stopped (the last state stays for inspect)
 };
 
 // An exec instance (POST /containers/{id}/exec) until its container goes.
@@ -55,6 +95,13 @@ struct Api::Impl {
   // Exit codes of --rm containers removed after they ended, for a wait on "removed".
   std::map<std::string, int> removed_exit_codes;
   base::ThreadSet removers;  // one per --rm container, until it is gone
+  // supervisor.cc: restart policies and health checks (under MUTEX).
+  std::map<std::string, RestartPlan> restart_plans;
+  std::map<std::string, HealthState> health;
+  base::ThreadSet health_checks;  // one per check running
+  std::thread supervisor;
+  // Held while a name is checked and taken (create, rename).
+  std::mutex names_mutex;
 
   Impl(const ApiOptions& options_in, runtime::Runtime& runtime_in, builder::Builder& builder_in,
        store::Store& store, base::Logger& logger_in)
@@ -103,6 +150,32 @@ struct Api::Impl {
   void RemoveContainer(const std::string& ref, const Request& request, Responder& responder);
   void PauseContainer(const std::string& ref, bool pause, Responder& responder);
   void TopContainer(const std::string& ref, const Request& request, Responder& responder);
+  void RenameContainer(const std::string& ref, const Request& request, Responder& responder);
+  // ALREADY_EXISTS (Docker's 409 Conflict text) when a container has NAME; under names_mutex.
+  absl::Status NameIsFree(const std::string& name);
+
+  // files.cc: docker cp (HEAD, GET and PUT of the archive), export and import.
+  void ContainerArchive(const std::string& ref, const Request& request, Responder& responder);
+  void ExportContainer(const std::string& ref, Responder& responder);
+  void ImportImage(const Request& request, Responder& responder);
+
+  // supervisor.cc
+  // Watches the core's lifecycle events: exits restart by policy, starts begin health checks.
+  // At kapald start, exited containers whose policy says so are started again (Docker's rule:
+  // `always` even after a docker stop, `unless-stopped` not).
+  void StartSupervisor();
+  void Supervise();
+  void OnExited(const DockerContainer& found);
+  void RunDueWork();
+  void RestartNow(const std::string& id);
+  void WatchHealth(const DockerContainer& found);
+  void CheckHealth(const std::string& id, const HealthConfig& config);
+  // A docker stop/kill (BY_USER) or start/restart (!BY_USER) of ID: kept on the record, and a
+  // pending restart is called off.
+  absl::Status MarkStoppedByUser(const std::string& id, bool by_user);
+  // The Health object of inspect and the "(healthy)" of ps; nullopt without a check.
+  std::optional<HealthState> HealthOf(const std::string& id);
+  bool Restarting(const std::string& id);
 
   // exec.cc
   void CreateExec(const std::string& ref, const Request& request, Responder& responder);

@@ -222,6 +222,20 @@ nlohmann::json Api::Impl::ContainerSummary(const DockerContainer& found) {
   std::string image_name = found.create.value("Image", "");
   nlohmann::json labels = nlohmann::json::object();
   for (const auto& [key, value] : c.config.labels()) labels[key] = value;
+  std::string state = paused ? "paused" : StateName(c.state);
+  std::string status = StatusText(c);
+  if (paused) {
+    status += " (Paused)";
+  } else if (c.state == runtime::v1::CONTAINER_RUNNING) {
+    if (std::optional<HealthState> checked = HealthOf(c.id); checked.has_value()) {
+      status +=
+          checked->status == "starting" ? " (health: starting)" : " (" + checked->status + ")";
+    }
+  } else if (c.state == runtime::v1::CONTAINER_EXITED && Restarting(c.id)) {
+    state = "restarting";
+    status = absl::StrCat("Restarting (", c.exit_code, ") ",
+                          HumanDuration(NowSeconds() - c.finished_at / 1000000000), " ago");
+  }
   return {{"Id", c.id},
           {"Names", {"/" + found.name}},
           {"Image", image_name.empty() ? c.image_ref : image_name},
@@ -230,8 +244,8 @@ nlohmann::json Api::Impl::ContainerSummary(const DockerContainer& found) {
           {"Created", c.created_at / 1000000000},
           {"Ports", PortsOf(found)},
           {"Labels", labels},
-          {"State", paused ? "paused" : StateName(c.state)},
-          {"Status", paused ? StatusText(c) + " (Paused)" : StatusText(c)},
+          {"State", state},
+          {"Status", status},
           {"HostConfig", {{"NetworkMode", NetworkModeOf(found)}}},
           {"NetworkSettings", {{"Networks", NetworksOf(found)}}},
           {"Mounts", MountsJson(found.create, options.root_dir + "/volumes")}};
@@ -283,6 +297,32 @@ nlohmann::json Api::Impl::ContainerInspect(const DockerContainer& found) {
   nlohmann::json networks = NetworksOf(found);
   std::string ip;
   for (const auto& [name, network] : networks.items()) ip = network.value("IPAddress", "");
+  bool restarting = c.state == runtime::v1::CONTAINER_EXITED && Restarting(c.id);
+  nlohmann::json state = {{"Status", paused       ? "paused"
+                                     : restarting ? "restarting"
+                                                  : StateName(c.state)},
+                          {"Running", running},
+                          {"Paused", paused},
+                          {"Restarting", restarting},
+                          {"OOMKilled", c.reason == "OOMKilled"},
+                          {"Dead", false},
+                          {"Pid", pid},
+                          {"ExitCode", c.exit_code},
+                          {"Error", c.reason == "StartError" ? c.message : ""},
+                          {"StartedAt", DockerTime(c.started_at)},
+                          {"FinishedAt", DockerTime(c.finished_at)}};
+  if (std::optional<HealthState> checked = HealthOf(c.id); checked.has_value()) {
+    state["Health"] = {{"Status", checked->status},
+                       {"FailingStreak", checked->failing_streak},
+                       {"Log", checked->log}};
+  }
+  int restart_count = 0;
+  if (auto count = c.config.annotations().find(kRestartCountAnnotation);
+      count != c.config.annotations().end()) {
+    (void)absl::SimpleAtoi(count->second, &restart_count);
+  }
+  nlohmann::json healthcheck = found.create.value("Healthcheck", nlohmann::json());
+  if (!healthcheck.is_object()) healthcheck = image_config.value("Healthcheck", nlohmann::json());
   std::string working_dir = c.config.working_dir().empty()
                                 ? image_config.value("WorkingDir", std::string())
                                 : c.config.working_dir();
@@ -292,25 +332,14 @@ nlohmann::json Api::Impl::ContainerInspect(const DockerContainer& found) {
           {"Args", path_and_args.size() > 1 ? nlohmann::json(std::vector<std::string>(
                                                   path_and_args.begin() + 1, path_and_args.end()))
                                             : nlohmann::json::array()},
-          {"State",
-           {{"Status", paused ? "paused" : StateName(c.state)},
-            {"Running", running},
-            {"Paused", paused},
-            {"Restarting", false},
-            {"OOMKilled", c.reason == "OOMKilled"},
-            {"Dead", false},
-            {"Pid", pid},
-            {"ExitCode", c.exit_code},
-            {"Error", c.reason == "StartError" ? c.message : ""},
-            {"StartedAt", DockerTime(c.started_at)},
-            {"FinishedAt", DockerTime(c.finished_at)}}},
+          {"State", state},
           {"Image", c.image_id},
           {"ResolvConfPath", found.pod.has_value() ? found.pod->dir + "/resolv.conf" : ""},
           {"HostnamePath", found.pod.has_value() ? found.pod->dir + "/hostname" : ""},
           {"HostsPath", found.pod.has_value() ? found.pod->dir + "/hosts" : ""},
           {"LogPath", c.log_path},
           {"Name", "/" + found.name},
-          {"RestartCount", 0},
+          {"RestartCount", restart_count},
           {"Driver", options.storage_driver},
           {"Platform", "linux"},
           {"MountLabel", ""},
@@ -338,6 +367,7 @@ nlohmann::json Api::Impl::ContainerInspect(const DockerContainer& found) {
             {"WorkingDir", working_dir},
             {"Entrypoint", entrypoint},
             {"OnBuild", nullptr},
+            {"Healthcheck", healthcheck},
             {"Labels", labels}}},
           {"NetworkSettings",
            {{"Bridge", ""},
@@ -361,15 +391,10 @@ void Api::Impl::CreateContainer(const Request& request, Responder& responder) {
     if (!checked.ok()) return ReplyError(responder, checked.status());
     name = *checked;
   }
-  for (const DockerContainer& other : Containers()) {
-    if (other.name == name) {
-      return responder.Error(
-          409, absl::StrCat("Conflict. The container name \"/", name,
-                            "\" is already in use by container \"", other.container.id,
-                            "\". You have to remove (or rename) that container to be able to "
-                            "reuse that name."));
-    }
-  }
+  // The name is checked and taken under one lock: two creates (or a rename) of one name
+  // cannot both pass the check.
+  std::unique_lock name_guard(names_mutex);
+  if (absl::Status free = NameIsFree(name); !free.ok()) return ReplyError(responder, free);
   std::string image_name = body.value("Image", "");
   if (image_name.empty()) return responder.Error(400, "the create body names no Image");
   absl::StatusOr<images::ImageRecord> image = runtime.images().Find(image_name);
@@ -400,11 +425,51 @@ void Api::Impl::CreateContainer(const Request& request, Responder& responder) {
     (void)runtime.RemovePod(*pod_id);
     return ReplyError(responder, id.status());
   }
+  name_guard.unlock();
   if (body.value("HostConfig", nlohmann::json::object()).value("AutoRemove", false)) {
     WatchForRemoval(*id);
   }
   logger.Info("docker: container ", name, " created as ", *id);
   responder.Json(201, {{"Id", *id}, {"Warnings", translated->warnings}});
+}
+
+absl::Status Api::Impl::NameIsFree(const std::string& name) {
+  for (const DockerContainer& other : Containers()) {
+    if (other.name == name) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("Conflict. The container name \"/", name,
+                       "\" is already in use by container \"", other.container.id,
+                       "\". You have to remove (or rename) that container to be able to "
+                       "reuse that name."));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Api::Impl::RenameContainer(const std::string& ref, const Request& request,
+                                Responder& responder) {
+  absl::StatusOr<DockerContainer> found = FindContainer(ref);
+  if (!found.ok()) return ReplyError(responder, found.status());
+  absl::StatusOr<std::string> name = CheckContainerName(request.Query("name"));
+  if (!name.ok()) return ReplyError(responder, name.status());
+  if (*name == found->name) {
+    return responder.Error(400, "Renaming a container with the same name as its current name");
+  }
+  std::lock_guard name_guard(names_mutex);
+  if (absl::Status free = NameIsFree(*name); !free.ok()) return ReplyError(responder, free);
+  if (absl::Status renamed =
+          runtime.AnnotateContainer(found->container.id, {{kNameAnnotation, *name}});
+      !renamed.ok()) {
+    return ReplyError(responder, renamed);
+  }
+  runtime::JournalEvent event;
+  event.type = "container";
+  event.action = "rename";
+  event.id = found->container.id;
+  event.attributes = {{"name", *name}, {"oldName", "/" + found->name}};
+  runtime.journal().Publish(std::move(event));
+  logger.Info("docker: container ", found->name, " renamed to ", *name);
+  responder.Empty(204);
 }
 
 void Api::Impl::ListContainers(const Request& request, Responder& responder) {
@@ -478,6 +543,9 @@ void Api::Impl::StartContainer(const std::string& ref, Responder& responder) {
   if (!found.ok()) return ReplyError(responder, found.status());
   const runtime::Container& c = found->container;
   if (c.state == runtime::v1::CONTAINER_RUNNING) return responder.Empty(304);
+  if (absl::Status marked = MarkStoppedByUser(c.id, false); !marked.ok()) {
+    return ReplyError(responder, marked);
+  }
   if (c.state == runtime::v1::CONTAINER_EXITED) {
     if (absl::Status again = runtime.RecreateContainer(c.id); !again.ok()) {
       return ReplyError(responder, again);
@@ -493,6 +561,10 @@ void Api::Impl::StopContainer(const std::string& ref, const Request& request,
                               Responder& responder) {
   absl::StatusOr<DockerContainer> found = FindContainer(ref);
   if (!found.ok()) return ReplyError(responder, found.status());
+  // Also for an exited one: a restart it waits for is called off.
+  if (absl::Status marked = MarkStoppedByUser(found->container.id, true); !marked.ok()) {
+    return ReplyError(responder, marked);
+  }
   if (found->container.state != runtime::v1::CONTAINER_RUNNING) return responder.Empty(304);
   int timeout = std::atoi(request.Query("t", "10").c_str());
   if (timeout < 0) timeout = 0;
@@ -514,6 +586,9 @@ void Api::Impl::KillContainer(const std::string& ref, const Request& request,
   if (found->container.state != runtime::v1::CONTAINER_RUNNING) {
     return responder.Error(409, absl::StrCat("Container ", found->container.id, " is not running"));
   }
+  if (absl::Status marked = MarkStoppedByUser(found->container.id, true); !marked.ok()) {
+    return ReplyError(responder, marked);
+  }
   if (absl::Status sent = runtime.SignalContainer(found->container.id, signal); !sent.ok()) {
     return ReplyError(responder, sent);
   }
@@ -526,9 +601,16 @@ void Api::Impl::RestartContainer(const std::string& ref, const Request& request,
   if (!found.ok()) return ReplyError(responder, found.status());
   int timeout = std::atoi(request.Query("t", "10").c_str());
   const std::string& id = found->container.id;
+  // Stopped by hand (no policy restart in between), then started by hand.
+  if (absl::Status marked = MarkStoppedByUser(id, true); !marked.ok()) {
+    return ReplyError(responder, marked);
+  }
   if (absl::Status stopped = runtime.StopContainer(id, std::chrono::seconds(std::max(timeout, 0)));
       !stopped.ok()) {
     return ReplyError(responder, stopped);
+  }
+  if (absl::Status marked = MarkStoppedByUser(id, false); !marked.ok()) {
+    return ReplyError(responder, marked);
   }
   absl::StatusOr<runtime::Container> now = runtime.GetContainer(id);
   if (!now.ok()) return ReplyError(responder, now.status());

@@ -171,7 +171,7 @@ bool Responder::WriteHead(int code, const std::string& content_type, const std::
   std::string head =
       absl::StrCat("HTTP/1.1 ", code, " ", ReasonPhrase(code), "\r\n", CommonHeaders());
   if (!content_type.empty()) absl::StrAppend(&head, "Content-Type: ", content_type, "\r\n");
-  absl::StrAppend(&head, extra, "\r\n");
+  absl::StrAppend(&head, extra_headers_, extra, "\r\n");
   return streaming::WriteAll(fd_, head);
 }
 

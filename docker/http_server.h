@@ -35,6 +35,11 @@ class Responder {
  public:
   Responder(int fd, const std::atomic<bool>& stopping) : fd_(fd), stopping_(stopping) {}
 
+  // A header for the answer, before it is started (NAME and VALUE without line breaks).
+  void AddHeader(const std::string& name, const std::string& value) {
+    extra_headers_ += name + ": " + value + "\r\n";
+  }
+
   void Json(int code, const nlohmann::json& body);
   void Text(int code, const std::string& content_type, absl::string_view body);
   void Empty(int code);
@@ -64,6 +69,7 @@ class Responder {
   const std::atomic<bool>& stopping_;
   bool keep_alive_ = true;
   bool answered_ = false;
+  std::string extra_headers_;
 };
 
 using Handler = std::function<void(const Request&, Responder&)>;

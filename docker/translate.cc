@@ -152,10 +152,23 @@ absl::Status ApplyResources(const nlohmann::json& host_config,
 absl::Status RefuseUnsupported(const nlohmann::json& host_config) {
   const nlohmann::json& restart = ObjectField(host_config, "RestartPolicy");
   std::string policy = StringField(restart, "Name");
-  if (!policy.empty() && policy != "no") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("restart policy \"", policy,
-                     "\" is not supported by kapal's Docker API yet; use --restart no"));
+  if (!policy.empty() && policy != "no" && policy != "always" && policy != "unless-stopped" &&
+      policy != "on-failure") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid restart policy '", policy, "' (no, always, unless-stopped, on-failure[:N])"));
+  }
+  auto retries = restart.find("MaximumRetryCount");
+  if (retries != restart.end() && retries->is_number_integer() && retries->get<int64_t>() != 0) {
+    if (retries->get<int64_t>() < 0) {
+      return absl::InvalidArgumentError("maximum retry count cannot be negative");
+    }
+    if (policy != "on-failure") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("maximum retry count cannot be used with restart policy '", policy, "'"));
+    }
+  }
+  if (!policy.empty() && policy != "no" && host_config.value("AutoRemove", false)) {
+    return absl::InvalidArgumentError("can't create 'AutoRemove' container with restart policy");
   }
   for (const char* key : {"VolumesFrom", "Links", "Devices"}) {
     auto found = host_config.find(key);

@@ -21,6 +21,10 @@ inline constexpr char kDockerLabel[] = "io.kapal.docker";
 // On the container: its Docker name (without the leading '/') and the create body.
 inline constexpr char kNameAnnotation[] = "io.kapal.docker.name";
 inline constexpr char kCreateAnnotation[] = "io.kapal.docker.create";
+// How often the restart policy restarted it since it was last started by hand, and whether it
+// was stopped by hand (docker stop / kill): such a container is not restarted by its policy.
+inline constexpr char kRestartCountAnnotation[] = "io.kapal.docker.restart-count";
+inline constexpr char kStoppedByUserAnnotation[] = "io.kapal.docker.stopped-by-user";
 
 // What a translation needs from the node.
 struct TranslateContext {

@@ -172,10 +172,22 @@ absl::Status ClearLowerEntries(const std::string& directory, const std::string& 
   return absl::OkStatus();
 }
 
+// An existing ENTRY at TARGET of the other kind (directory / not) when that is refused.
+absl::Status CheckKindKept(const std::string& target, archive_entry* entry, absl::string_view raw) {
+  struct stat st {};
+  if (::lstat(target.c_str(), &st) != 0) return absl::OkStatus();
+  bool entry_is_dir = archive_entry_filetype(entry) == AE_IFDIR;
+  if (S_ISDIR(st.st_mode) == entry_is_dir) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("cannot overwrite ", S_ISDIR(st.st_mode) ? "directory" : "non-directory", " \"",
+                   raw, "\" with ", entry_is_dir ? "directory" : "non-directory"));
+}
+
 absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerStream>> stream,
                                            const std::string& blob_path, const std::string& root,
                                            WhiteoutStyle style, const Digest* expected_diff_id,
-                                           Clock::time_point started) {
+                                           Clock::time_point started,
+                                           const ExtractOptions& extract = {}) {
   if (!stream.ok()) return stream.status();
   absl::StatusOr<Hasher> hasher = Hasher::ForAlgorithm("sha256");
   if (!hasher.ok()) return hasher.status();
@@ -222,7 +234,7 @@ absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerS
     std::string parent = parent_relative.empty() ? root : absl::StrCat(root, "/", parent_relative);
     if (absl::Status checked = parents.Check(*parts, raw); !checked.ok()) return checked;
 
-    if (absl::StartsWith(base_name, kWhiteoutPrefix)) {
+    if (style != WhiteoutStyle::kNone && absl::StartsWith(base_name, kWhiteoutPrefix)) {
       if (absl::Status made = EnsureDirectory(parent); !made.ok()) return made;
       if (base_name == kOpaqueMarker) {
         absl::Status done = style == WhiteoutStyle::kOverlay
@@ -265,7 +277,17 @@ absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerS
       }
     }
     if (archive_entry_filetype(entry) != AE_IFDIR) parents.Changed(relative);
-    archive_entry_set_pathname(entry, absl::StrCat(root, "/", relative).c_str());
+    std::string target = absl::StrCat(root, "/", relative);
+    if (extract.no_overwrite_dir_non_dir) {
+      if (absl::Status kept = CheckKindKept(target, entry, raw); !kept.ok()) return kept;
+    }
+    if (extract.owner.has_value()) {
+      archive_entry_set_uid(entry, extract.owner->first);
+      archive_entry_set_gid(entry, extract.owner->second);
+      archive_entry_set_uname(entry, nullptr);
+      archive_entry_set_gname(entry, nullptr);
+    }
+    archive_entry_set_pathname(entry, target.c_str());
     if (archive_write_header(disk.handle, entry) != ARCHIVE_OK) {
       return absl::InvalidArgumentError(
           absl::StrCat("layer entry \"", raw, "\": ", archive_error_string(disk.handle)));
@@ -333,6 +355,13 @@ absl::StatusOr<UnpackedLayer> UnpackLayerFrom(base::UniqueFd fd, const std::stri
   auto started = Clock::now();
   return UnpackStream(LayerStream::FromFd(std::move(fd), name, engine), name, root, style,
                       expected_diff_id, started);
+}
+
+absl::StatusOr<UnpackedLayer> ExtractArchive(const std::string& path, const std::string& root,
+                                             const ExtractOptions& options) {
+  auto started = Clock::now();
+  return UnpackStream(LayerStream::Open(path, InflateEngine::kIsal), path, root,
+                      WhiteoutStyle::kNone, nullptr, started, options);
 }
 
 }  // namespace kapal::images

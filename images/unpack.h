@@ -1,7 +1,11 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "images/decompress.h"
@@ -17,6 +21,17 @@ enum class WhiteoutStyle {
   // For a directory that already holds the parent layers (native snapshots): the whiteout is
   // carried out, deleting NAME, or everything in the opaque directory from lower layers.
   kApply,
+  // A plain archive, not a layer (docker cp, ADD): `.wh.` names are ordinary files.
+  kNone,
+};
+
+// How a plain archive is extracted (ExtractArchive).
+struct ExtractOptions {
+  // Every entry is owned by this uid/gid rather than the archive's (docker cp -a).
+  std::optional<std::pair<uid_t, gid_t>> owner;
+  // An entry may not replace an existing directory with a non-directory or the other way
+  // round (INVALID_ARGUMENT), as Docker's noOverwriteDirNonDir.
+  bool no_overwrite_dir_non_dir = false;
 };
 
 struct UnpackedLayer {
@@ -45,5 +60,10 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
 absl::StatusOr<UnpackedLayer> UnpackLayerFrom(base::UniqueFd fd, const std::string& name,
                                               const std::string& root, WhiteoutStyle style,
                                               const Digest* expected_diff_id, InflateEngine engine);
+
+// The tar at PATH (plain, gzip or zstd) extracted into ROOT with the guards of UnpackLayer
+// (nothing is written outside ROOT or through a symlink) and no whiteouts.
+absl::StatusOr<UnpackedLayer> ExtractArchive(const std::string& path, const std::string& root,
+                                             const ExtractOptions& options = {});
 
 }  // namespace kapal::images

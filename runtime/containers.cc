@@ -612,6 +612,26 @@ std::vector<Container> Containers::List(const std::string& pod_id) {
   }
   return list;
 }
+absl::Status Containers::SetAnnotations(const std::string& id_or_prefix,
+                                        const std::map<std::string, std::string>& values) {
+  std::lock_guard lock(state_.mutex);
+  absl::StatusOr<Container*> found = FindLocked(id_or_prefix);
+  if (!found.ok()) return found.status();
+  Container changed = **found;
+  auto& annotations = *changed.config.mutable_annotations();
+  for (const auto& [key, value] : values) {
+    if (value.empty()) {
+      annotations.erase(key);
+    } else {
+      annotations[key] = value;
+    }
+  }
+  // Stored first: the record in memory changes only once it is on disk.
+  if (absl::Status saved = records_.SaveContainer(changed); !saved.ok()) return saved;
+  **found = std::move(changed);
+  return absl::OkStatus();
+}
+
 absl::Status Containers::UpdateResources(const std::string& id_or_prefix,
                                          const runtime::v1::LinuxContainerResources& update) {
   for (int64_t value : {update.cpu_period(), update.cpu_quota(), update.cpu_shares(),

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,6 +94,11 @@ class Containers {
   absl::Status ResizeTerminal(const std::string& id, uint16_t columns, uint16_t rows);
   absl::Status UpdateResources(const std::string& id,
                                const runtime::v1::LinuxContainerResources& resources);
+  // Sets (an empty value removes) annotations on the container's record: what a door keeps
+  // about it (Docker's name, restart count, whether it was stopped by hand). The OCI spec of a
+  // created container is not changed.
+  absl::Status SetAnnotations(const std::string& id,
+                              const std::map<std::string, std::string>& values);
 
   // Removes what a container has on the host: the runtime's state, the rootfs mount, the
   // snapshot, the bundle. The caller holds the state's mutex.

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "base/files.h"
+#include "runtime/oci_runtime.h"
 
 namespace kapal::runtime {
 
@@ -57,6 +58,7 @@ absl::StatusOr<std::unique_ptr<ExecProcess>> ExecProcess::Start(
   base::UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null_fd) return base::ErrnoStatus(errno, "open /dev/null");
   base::ChildOptions child;
+  child.umask = kContainerUmask;
   base::UniqueFd child_stdin, child_stdout, child_stderr;
   if (options.tty) {
     // The runtime's exec with a terminal copies between its own terminal (this one's slave) and

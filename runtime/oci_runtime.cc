@@ -279,9 +279,11 @@ absl::StatusOr<base::CommandResult> OciRuntime::Exec(const std::string& id,
       base::KillProcessTree(number);
     }
   };
+  base::ChildOptions options;
+  options.umask = kContainerUmask;
   return base::RunCommand(
       Command({"exec", "--process", process_json_path, "--pid-file", pid_file, id}), "", timeout,
-      {}, end_exec);
+      options, end_exec);
 }
 
 }  // namespace kapal::runtime

@@ -25,6 +25,10 @@ struct ShimLaunch {
   bool stdin_once = false;
 };
 
+// The file mode mask of the processes a container runs (its init through kapal-shim, and exec'd
+// ones), as containerd's shims give them.
+inline constexpr mode_t kContainerUmask = 022;
+
 // The container's init process and the shim that watches it.
 struct ShimProcess {
   pid_t container_pid = 0;

@@ -145,6 +145,15 @@ bool Runtime::ContainerPaused(const std::string& id) { return parts_->containers
 absl::StatusOr<std::vector<int>> Runtime::ContainerProcesses(const std::string& id) {
   return parts_->containers.Processes(id);
 }
+absl::Status Runtime::AnnotateContainer(const std::string& id,
+                                        const std::map<std::string, std::string>& values) {
+  return parts_->containers.SetAnnotations(id, values);
+}
+absl::StatusOr<ContainerFiles> Runtime::FilesOf(const std::string& id) {
+  absl::StatusOr<Container> container = parts_->containers.Get(id);
+  if (!container.ok()) return container.status();
+  return ContainerFiles(std::move(*container));
+}
 absl::StatusOr<ExecResult> Runtime::ExecSync(const std::string& id,
                                              const std::vector<std::string>& cmd,
                                              std::chrono::seconds timeout) {

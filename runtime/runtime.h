@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@
 #include "images/image_store.h"
 #include "metrics/metrics.h"
 #include "nlohmann/json.hpp"
+#include "runtime/container_files.h"
 #include "runtime/containers.h"
 #include "runtime/handlers.h"
 #include "runtime/host_facts.h"
@@ -80,6 +82,11 @@ class Runtime {
   absl::Status ResumeContainer(const std::string& id);
   bool ContainerPaused(const std::string& id);
   absl::StatusOr<std::vector<int>> ContainerProcesses(const std::string& id);
+  // A door's own facts about a container, kept on its record (see Containers::SetAnnotations).
+  absl::Status AnnotateContainer(const std::string& id,
+                                 const std::map<std::string, std::string>& values);
+  // Docker's cp and export: the container's files where it sees them (see ContainerFiles).
+  absl::StatusOr<ContainerFiles> FilesOf(const std::string& id);
   absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                       std::chrono::seconds timeout);
   absl::Status ReopenContainerLog(const std::string& id);

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 
+#include "base/files.h"
 #include "base/temp_dir.h"
 #include "builder/copy.h"
 #include "builder/layer_diff.h"
@@ -136,9 +137,9 @@ TEST(CopyTest, PathsNeverLeaveTheRoot) {
   ASSERT_EQ(::mkdir(root->Join("real").c_str(), 0755), 0);
   ASSERT_EQ(::symlink("/etc", root->Join("escape").c_str()), 0);
   ASSERT_EQ(::symlink("../../../../real", root->Join("up").c_str()), 0);
-  EXPECT_EQ(*ResolveInRoot(root->Path(), "/escape/passwd"), root->Join("etc/passwd"));
-  EXPECT_EQ(*ResolveInRoot(root->Path(), "/up/file"), root->Join("real/file"));
-  EXPECT_EQ(*ResolveInRoot(root->Path(), "/../../x"), root->Join("x"));
+  EXPECT_EQ(*base::ResolveInRoot(root->Path(), "/escape/passwd"), root->Join("etc/passwd"));
+  EXPECT_EQ(*base::ResolveInRoot(root->Path(), "/up/file"), root->Join("real/file"));
+  EXPECT_EQ(*base::ResolveInRoot(root->Path(), "/../../x"), root->Join("x"));
   EXPECT_FALSE(MatchSources(root->Path(), {"../outside"}).ok());
   EXPECT_TRUE(absl::IsNotFound(MatchSources(root->Path(), {"nothing*"}).status()));
 }

@@ -1,0 +1,239 @@
+// The Docker workflow around a container's life, with the real Docker CLI: cp both ways
+// (running and stopped), export/import, rename, restart policies (also across a kapald
+// restart) and HEALTHCHECK states.
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "base/files.h"
+#include "base/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/fixtures/docker_fixture.h"
+
+namespace kapal::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class DockerLifecycleTest : public DockerFixture {
+ protected:
+  void SetUp() override {
+    DockerFixture::SetUp();
+    if (HasFatalFailure() || IsSkipped()) return;
+    absl::StatusOr<base::TempDir> dir = base::TempDir::Create("docker-lifecycle", "/tmp");
+    ASSERT_TRUE(dir.ok());
+    local_.emplace(std::move(*dir));
+  }
+
+  std::string Trimmed(const std::vector<std::string>& args) {
+    return std::string(absl::StripAsciiWhitespace(DockerOk(args)));
+  }
+  // Polls CONDITION every 100 ms for at most LIMIT.
+  static bool WaitFor(const std::function<bool()>& condition, std::chrono::seconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (condition()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return condition();
+  }
+  std::string Field(const std::string& container, const std::string& format) {
+    CommandResult result = Docker({"inspect", "-f", format, container});
+    return std::string(absl::StripAsciiWhitespace(result.out));
+  }
+  std::string Local(const std::string& name) { return local_->Join(name); }
+
+  std::optional<base::TempDir> local_;
+};
+
+TEST_F(DockerLifecycleTest, CopyBothWaysIntoRunningAndStoppedContainers) {
+  DockerOk({"run", "-d", "--name", "box", busybox_, "sleep", "600"});
+  DockerOk({"exec", "box", "sh", "-c",
+            "mkdir -p /data/sub && echo inside > /data/sub/file && ln -s /data/sub/file "
+            "/data/link"});
+  // An exec'd process gets the usual umask 022, not kapald's own 077.
+  EXPECT_THAT(DockerOk({"exec", "box", "ls", "-l", "/data/sub/file"}), HasSubstr("-rw-r--r--"));
+
+  // Out: a file, a directory, a symlink as it is and followed (-L).
+  DockerOk({"cp", "box:/data/sub/file", Local("file")});
+  EXPECT_EQ(*base::ReadFile(Local("file")), "inside\n");
+  DockerOk({"cp", "box:/data", Local("data")});
+  EXPECT_EQ(*base::ReadFile(Local("data/sub/file")), "inside\n");
+  struct stat st {};
+  ASSERT_EQ(::lstat(Local("data/link").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  DockerOk({"cp", "-L", "box:/data/link", Local("followed")});
+  ASSERT_EQ(::lstat(Local("followed").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  // As a tar on stdout: the entries are named from the path's last part.
+  CommandResult tar = RunCommand(
+      {"/bin/sh", "-c",
+       absl::StrCat(absl::StrJoin(DockerArgv({"cp", "box:/data/sub", "-"}), " "), " | tar -t")});
+  EXPECT_THAT(tar.out, HasSubstr("sub/file")) << tar.err;
+
+  // In: a file into a directory, a directory under a new name, keeping the owner (no -a).
+  std::ofstream(Local("host.txt")) << "from the host\n";
+  ASSERT_EQ(::mkdir(Local("tree").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(Local("tree/deeper").c_str(), 0755), 0);
+  std::ofstream(Local("tree/deeper/leaf")) << "leaf\n";
+  ASSERT_EQ(::chown(Local("tree/deeper/leaf").c_str(), 1234, 1234), 0);
+  DockerOk({"cp", Local("host.txt"), "box:/data/"});
+  EXPECT_EQ(DockerOk({"exec", "box", "cat", "/data/host.txt"}), "from the host\n");
+  DockerOk({"cp", Local("tree"), "box:/data/copied"});
+  EXPECT_EQ(DockerOk({"exec", "box", "cat", "/data/copied/deeper/leaf"}), "leaf\n");
+  EXPECT_THAT(DockerOk({"exec", "box", "ls", "-ln", "/data/copied/deeper/leaf"}),
+              HasSubstr("1234     1234"));
+  // -a: the container's user owns what is copied (root here).
+  DockerOk({"cp", "-a", Local("tree"), "box:/data/archived"});
+  EXPECT_THAT(DockerOk({"exec", "box", "ls", "-ln", "/data/archived/deeper/leaf"}),
+              HasSubstr("0        0"));
+
+  // A path that climbs out stays inside the container's root.
+  DockerOk({"cp", Local("host.txt"), "box:/../../../escaped.txt"});
+  EXPECT_EQ(DockerOk({"exec", "box", "cat", "/escaped.txt"}), "from the host\n");
+  EXPECT_NE(::access("/escaped.txt", F_OK), 0);
+  CommandResult missing = Docker({"cp", "box:/no/such/file", Local("none")});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_THAT(missing.err, HasSubstr("No such container:path"));
+  CommandResult no_parent = Docker({"cp", Local("host.txt"), "box:/no/such/dir/x"});
+  EXPECT_NE(no_parent.exit_code, 0);
+
+  // Stopped: both ways still work, and the next start sees the file.
+  DockerOk({"stop", "-t", "0", "box"});
+  DockerOk({"cp", "box:/data/host.txt", Local("back.txt")});
+  EXPECT_EQ(*base::ReadFile(Local("back.txt")), "from the host\n");
+  DockerOk({"cp", Local("host.txt"), "box:/etc/while-stopped"});
+  DockerOk({"start", "box"});
+  EXPECT_EQ(DockerOk({"exec", "box", "cat", "/etc/while-stopped"}), "from the host\n");
+  DockerOk({"rm", "-f", "box"});
+}
+
+TEST_F(DockerLifecycleTest, ExportThenImportRunsTheSameFiles) {
+  DockerOk({"run", "--name", "source", busybox_, "sh", "-c", "echo exported > /marker"});
+  DockerOk({"export", "-o", Local("rootfs.tar"), "source"});
+  CommandResult listed = RunCommand({"/bin/tar", "-tf", Local("rootfs.tar")});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr("marker"));
+  EXPECT_THAT(listed.out, HasSubstr("bin/busybox"));
+  std::string id = Trimmed({"import", "-m", "from a test", "-c", "CMD [\"cat\", \"/marker\"]",
+                            Local("rootfs.tar"), "imported:1"});
+  EXPECT_TRUE(absl::StartsWith(id, "sha256:")) << id;
+  EXPECT_EQ(DockerOk({"run", "--rm", "imported:1"}), "exported\n");
+  EXPECT_THAT(DockerOk({"history", "imported:1"}), HasSubstr("from a test"));
+  // Not a tar: refused, and no image appears.
+  std::ofstream(Local("garbage.tar")) << "not a tar at all";
+  CommandResult garbage = Docker({"import", Local("garbage.tar"), "garbage:1"});
+  EXPECT_NE(garbage.exit_code, 0);
+  EXPECT_THAT(garbage.err, HasSubstr("not a tar archive"));
+  EXPECT_NE(Docker({"image", "inspect", "garbage:1"}).exit_code, 0);
+  DockerOk({"rm", "source"});
+}
+
+TEST_F(DockerLifecycleTest, RenameKeepsTheContainerAndRefusesATakenName) {
+  std::string id = Trimmed({"run", "-d", "--name", "before", busybox_, "sleep", "600"});
+  DockerOk({"run", "-d", "--name", "other", busybox_, "sleep", "600"});
+  DockerOk({"rename", "before", "after"});
+  EXPECT_EQ(Field("after", "{{.Id}} {{.Name}}"), id + " /after");
+  EXPECT_NE(Docker({"inspect", "before"}).exit_code, 0);
+  EXPECT_EQ(DockerOk({"exec", "after", "echo", "same"}), "same\n");
+  CommandResult taken = Docker({"rename", "after", "other"});
+  EXPECT_NE(taken.exit_code, 0);
+  EXPECT_THAT(taken.err, HasSubstr("is already in use"));
+  CommandResult bad = Docker({"rename", "after", "no/slash"});
+  EXPECT_NE(bad.exit_code, 0);
+  // The name is free again for a new container.
+  DockerOk({"run", "--rm", "--name", "before", busybox_, "true"});
+  DockerOk({"rm", "-f", "after", "other"});
+}
+
+TEST_F(DockerLifecycleTest, RestartPoliciesWithBackoffAndAcrossAKapaldRestart) {
+  DockerOk(
+      {"run", "-d", "--name", "always", "--restart", "always", busybox_, "sh", "-c", "exit 3"});
+  DockerOk({"run", "-d", "--name", "twice", "--restart", "on-failure:2", busybox_, "sh", "-c",
+            "exit 5"});
+  DockerOk({"run", "-d", "--name", "clean", "--restart", "on-failure", busybox_, "true"});
+  DockerOk(
+      {"run", "-d", "--name", "unless", "--restart", "unless-stopped", busybox_, "sleep", "600"});
+  auto restarts = [&](const std::string& name) {
+    return std::atoi(Field(name, "{{.RestartCount}}").c_str());
+  };
+  // Back-off: 100 ms, 200, 400, ... so a few restarts within seconds.
+  EXPECT_TRUE(WaitFor([&] { return restarts("always") >= 3; }, std::chrono::seconds(30)))
+      << restarts("always");
+  EXPECT_TRUE(WaitFor(
+      [&] { return restarts("twice") == 2 && Field("twice", "{{.State.Status}}") == "exited"; },
+      std::chrono::seconds(30)));
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(restarts("twice"), 2);  // on-failure:2 gives up
+  EXPECT_EQ(restarts("clean"), 0);  // exit 0 is no failure
+  EXPECT_EQ(Field("clean", "{{.State.Status}}"), "exited");
+  EXPECT_EQ(Field("always", "{{.HostConfig.RestartPolicy.Name}}"), "always");
+  EXPECT_EQ(Field("twice", "{{.HostConfig.RestartPolicy.MaximumRetryCount}}"), "2");
+
+  // Stopped by hand: no more restarts.
+  DockerOk({"stop", "-t", "0", "always"});
+  DockerOk({"stop", "-t", "0", "unless"});
+  EXPECT_TRUE(WaitFor([&] { return Field("always", "{{.State.Status}}") == "exited"; },
+                      std::chrono::seconds(10)));
+  int stopped_at = restarts("always");
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(restarts("always"), stopped_at);
+  EXPECT_EQ(Field("unless", "{{.State.Status}}"), "exited");
+
+  // kapald starts again: `always` comes back even after a stop by hand, `unless-stopped` not.
+  ASSERT_TRUE(kapald_->Terminate(std::chrono::seconds(60)).ok());
+  ASSERT_TRUE(kapald_->Restart().ok()) << kapald_->Log();
+  EXPECT_TRUE(WaitFor([&] { return restarts("always") > stopped_at; }, std::chrono::seconds(30)))
+      << kapald_->Log();
+  EXPECT_EQ(Field("unless", "{{.State.Status}}"), "exited");
+  // A start by hand resets the count.
+  DockerOk({"start", "unless"});
+  EXPECT_EQ(restarts("unless"), 0);
+  EXPECT_EQ(Field("unless", "{{.State.Running}}"), "true");
+  DockerOk({"rm", "-f", "always", "twice", "clean", "unless"});
+}
+
+TEST_F(DockerLifecycleTest, HealthcheckStatesFromTheCliAndFromADockerfile) {
+  DockerOk({"run", "-d", "--name", "checked", "--health-cmd", "test -e /ready", "--health-interval",
+            "1s", "--health-retries", "2", "--health-timeout", "2s", busybox_, "sleep", "600"});
+  auto health = [&](const std::string& name) { return Field(name, "{{.State.Health.Status}}"); };
+  EXPECT_EQ(health("checked"), "starting");
+  EXPECT_THAT(DockerOk({"ps", "--filter", "name=checked", "--format", "{{.Status}}"}),
+              HasSubstr("(health: starting)"));
+  EXPECT_TRUE(WaitFor([&] { return health("checked") == "unhealthy"; }, std::chrono::seconds(30)));
+  EXPECT_THAT(DockerOk({"ps", "--filter", "name=checked", "--format", "{{.Status}}"}),
+              HasSubstr("(unhealthy)"));
+  DockerOk({"exec", "checked", "sh", "-c", ": > /ready"});
+  EXPECT_TRUE(WaitFor([&] { return health("checked") == "healthy"; }, std::chrono::seconds(30)));
+  nlohmann::json state = Inspect("checked")["State"]["Health"];
+  EXPECT_EQ(state["FailingStreak"], 0);
+  ASSERT_TRUE(state["Log"].is_array() && !state["Log"].empty()) << state.dump();
+  EXPECT_EQ(state["Log"].back()["ExitCode"], 0);
+  EXPECT_LE(state["Log"].size(), 5u);
+
+  // A Dockerfile's HEALTHCHECK, as the image carries it.
+  std::ofstream(Local("Dockerfile")) << "FROM " << busybox_ << "\n"
+                                     << "HEALTHCHECK --interval=1s --retries=1 CMD [\"true\"]\n";
+  DockerOk({"build", "-q", "-t", "healthy:1", local_->Path()});
+  DockerOk({"run", "-d", "--name", "from-image", "healthy:1", "sleep", "600"});
+  EXPECT_TRUE(WaitFor([&] { return health("from-image") == "healthy"; }, std::chrono::seconds(30)));
+  EXPECT_THAT(Field("from-image", "{{json .Config.Healthcheck.Test}}"), HasSubstr("true"));
+  // --no-healthcheck turns the image's off.
+  DockerOk({"run", "-d", "--name", "unchecked", "--no-healthcheck", "healthy:1", "sleep", "600"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_THAT(DockerOk({"ps", "--filter", "name=unchecked", "--format", "{{.Status}}"}),
+              Not(HasSubstr("health")));
+  DockerOk({"rm", "-f", "checked", "from-image", "unchecked"});
+}
+
+}  // namespace
+}  // namespace kapal::testing
