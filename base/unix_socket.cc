@@ -1,5 +1,7 @@
 #include "base/unix_socket.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -79,6 +81,45 @@ absl::StatusOr<UniqueFd> ListenUnixSocket(const std::string& path, mode_t mode, 
     return status;
   }
   return fd;
+}
+
+absl::StatusOr<TcpListener> ListenTcp(const std::string& host, int port,
+                                      const std::string& purpose) {
+  bool v6 = host.find(':') != std::string::npos;
+  TcpListener listener;
+  listener.fd.Reset(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listener.fd) return ErrnoStatus(errno, "socket");
+  int yes = 1;
+  ::setsockopt(listener.fd.Get(), SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  if (v6) {
+    auto* address = reinterpret_cast<sockaddr_in6*>(&storage);
+    address->sin6_family = AF_INET6;
+    address->sin6_port = htons(static_cast<uint16_t>(port));
+    if (::inet_pton(AF_INET6, host.c_str(), &address->sin6_addr) != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(purpose, ": bad IPv6 host ", host));
+    }
+    length = sizeof *address;
+  } else {
+    auto* address = reinterpret_cast<sockaddr_in*>(&storage);
+    address->sin_family = AF_INET;
+    address->sin_port = htons(static_cast<uint16_t>(port));
+    if (::inet_pton(AF_INET, host.c_str(), &address->sin_addr) != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(purpose, ": \"", host, "\" is not an IP address"));
+    }
+    length = sizeof *address;
+  }
+  if (::bind(listener.fd.Get(), reinterpret_cast<sockaddr*>(&storage), length) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("bind ", purpose, " to ", host, ":", port));
+  }
+  if (::listen(listener.fd.Get(), 128) != 0) return ErrnoStatus(errno, "listen");
+  length = sizeof storage;
+  ::getsockname(listener.fd.Get(), reinterpret_cast<sockaddr*>(&storage), &length);
+  listener.port = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port
+                           : reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
+  return listener;
 }
 
 }  // namespace kapal::base

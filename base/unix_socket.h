@@ -19,4 +19,13 @@ absl::Status ClaimSocketPath(const std::string& path, const std::string& setting
 absl::StatusOr<UniqueFd> ListenUnixSocket(const std::string& path, mode_t mode, gid_t group,
                                           const std::string& setting);
 
+// A listening TCP socket on HOST (an IPv4 or IPv6 address, no name) and PORT (0: one the
+// kernel picks), and the port it got. PURPOSE names the server in messages.
+struct TcpListener {
+  UniqueFd fd;
+  int port = 0;
+};
+absl::StatusOr<TcpListener> ListenTcp(const std::string& host, int port,
+                                      const std::string& purpose);
+
 }  // namespace kapal::base

@@ -200,6 +200,50 @@ void CheckAbsolute(absl::string_view key, const std::string& path,
   }
 }
 
+// [docker] tcp_address: mutual TLS with all three files, or plain on loopback when allowed.
+void CheckDockerTcp(const Config& config, std::vector<std::string>& errors) {
+  int tls_files = !config.docker_tls_cert.empty() + !config.docker_tls_key.empty() +
+                  !config.docker_tls_ca.empty();
+  if (tls_files != 0 && tls_files != 3) {
+    errors.push_back(
+        "keys 'docker.tls_cert', 'docker.tls_key' and 'docker.tls_ca' go together (mutual TLS)");
+  }
+  if (config.docker_tcp_address.empty()) {
+    if (tls_files != 0 || config.docker_allow_plain_tcp) {
+      errors.push_back(
+          "keys 'docker.tls_*' and 'docker.allow_plain_tcp' need 'docker.tcp_address'");
+    }
+    return;
+  }
+  if (config.docker_address.empty()) {
+    errors.push_back("key 'docker.tcp_address' needs the Docker API on ('docker.address')");
+  }
+  absl::StatusOr<metrics::HostPort> where = metrics::ParseHostPort(config.docker_tcp_address);
+  if (!where.ok()) {
+    errors.push_back(absl::StrCat("key 'docker.tcp_address': ", where.status().message()));
+    return;
+  }
+  if (tls_files == 3) {
+    for (const std::string* file :
+         {&config.docker_tls_cert, &config.docker_tls_key, &config.docker_tls_ca}) {
+      CheckAbsolute("docker.tls_*", *file, errors);
+    }
+    return;
+  }
+  bool loopback = metrics::IsLoopbackHost(where->host);
+  if (!config.docker_allow_plain_tcp) {
+    errors.push_back(
+        "key 'docker.tcp_address': the Docker API on TCP needs mutual TLS ('docker.tls_cert', "
+        "'docker.tls_key', 'docker.tls_ca'): whoever reaches it runs anything as root. Plain TCP "
+        "only with 'docker.allow_plain_tcp = true' on a loopback address");
+  } else if (!loopback) {
+    errors.push_back(
+        absl::StrCat("key 'docker.tcp_address': plain TCP is allowed on loopback only, "
+                     "not on \"",
+                     where->host, "\"; use mutual TLS"));
+  }
+}
+
 // Checks the values as a whole once all keys are read (and also for a config built in code).
 void Validate(const Config& config, std::vector<std::string>& errors) {
   CheckAbsolute("root", config.root_dir, errors);
@@ -231,6 +275,7 @@ void Validate(const Config& config, std::vector<std::string>& errors) {
       errors.push_back("key 'docker.address' must differ from 'grpc.address'");
     }
   }
+  CheckDockerTcp(config, errors);
   if (config.streaming_tls_cert_file.empty() != config.streaming_tls_key_file.empty()) {
     errors.push_back(
         "keys 'streaming.tls_cert_file' and 'streaming.tls_key_file': give both, or neither "
@@ -345,6 +390,11 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
     TableReader reader(*docker, "docker.", errors);
     reader.String("address", config.docker_address);
     reader.String("group", config.docker_group);
+    reader.String("tcp_address", config.docker_tcp_address);
+    reader.String("tls_cert", config.docker_tls_cert);
+    reader.String("tls_key", config.docker_tls_key);
+    reader.String("tls_ca", config.docker_tls_ca);
+    reader.Bool("allow_plain_tcp", config.docker_allow_plain_tcp);
     reader.RejectUnknownKeys();
   }
   if (const toml::table* streaming = top.Table("streaming")) {
@@ -491,6 +541,17 @@ std::string RenderConfig(const Config& config) {
   line("address = ", Quoted(config.docker_address));
   line("# A group whose members may use the socket too (mode 0660); empty: root only.");
   line("group = ", Quoted(config.docker_group));
+  line(
+      "# The API on TCP too (HOST:PORT, e.g. \"0.0.0.0:2376\"); empty: unix socket only. It needs");
+  line(
+      "# mutual TLS (DOCKER_TLS_VERIFY=1 clients): this server's PEM certificate and key, and the");
+  line("# CA whose certificates clients must present. Plain TCP only with allow_plain_tcp = true");
+  line("# on a loopback address.");
+  line("tcp_address = ", Quoted(config.docker_tcp_address));
+  line("tls_cert = ", Quoted(config.docker_tls_cert));
+  line("tls_key = ", Quoted(config.docker_tls_key));
+  line("tls_ca = ", Quoted(config.docker_tls_ca));
+  line("allow_plain_tcp = ", config.docker_allow_plain_tcp ? "true" : "false");
   line();
   line("[cgroup]");
   line("# cgroupfs, systemd, or auto (systemd when systemd runs the host, else cgroupfs).");
@@ -596,7 +657,14 @@ nlohmann::json ConfigToJson(const Config& config) {
         {"tls", config.streaming_tls},
         {"tls_cert_file", config.streaming_tls_cert_file},
         {"tls_key_file", config.streaming_tls_key_file}}},
-      {"docker", {{"address", config.docker_address}, {"group", config.docker_group}}},
+      {"docker",
+       {{"address", config.docker_address},
+        {"group", config.docker_group},
+        {"tcp_address", config.docker_tcp_address},
+        {"tls_cert", config.docker_tls_cert},
+        {"tls_key", config.docker_tls_key},
+        {"tls_ca", config.docker_tls_ca},
+        {"allow_plain_tcp", config.docker_allow_plain_tcp}}},
       {"cgroup", {{"driver", CgroupDriverSettingName(config.cgroup_driver)}}},
       {"runtime",
        {{"default_handler", config.default_runtime},

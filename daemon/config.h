@@ -39,6 +39,14 @@ struct Config : runtime::Options {
   std::string docker_address = "/run/kapal/docker.sock";
   // A group (name) that may use the Docker socket besides root; empty: root only.
   std::string docker_group;
+  // The Docker API on TCP too (HOST:PORT, as dockerd's -H tcp://): only with mutual TLS (the
+  // server's key pair and the CA that signs clients' certificates, dockerd's --tlsverify), or
+  // plain when explicitly allowed and the host is a loopback address.
+  std::string docker_tcp_address;
+  std::string docker_tls_cert;
+  std::string docker_tls_key;
+  std::string docker_tls_ca;
+  bool docker_allow_plain_tcp = false;
   // auto: overlay where the kernel and root filesystem allow it, else native copies.
   SnapshotterSetting snapshotter = SnapshotterSetting::kAuto;
   // Where containers' writable layers live; empty: with the images under root. Another

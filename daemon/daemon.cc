@@ -224,6 +224,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
     docker_options.cni_conf_dir = config.cni_conf_dir;
     docker_options.default_runtime = config.default_runtime;
     docker_options.storage_driver = driver == snapshotter::Driver::kOverlay ? "overlay" : "native";
+    docker_options.tcp_address = config.docker_tcp_address;
+    docker_options.tls_cert = config.docker_tls_cert;
+    docker_options.tls_key = config.docker_tls_key;
+    docker_options.tls_ca = config.docker_tls_ca;
+    docker_options.allow_plain_tcp = config.docker_allow_plain_tcp;
     if (!config.docker_group.empty()) {
       group* entry = ::getgrnam(config.docker_group.c_str());
       if (entry == nullptr) {
@@ -241,6 +246,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
     if (!api.ok()) return api.status();
     parts->docker = std::move(*api);
     logger.Info("Docker Engine API 1.41 on unix://", config.docker_address);
+    if (!config.docker_tcp_address.empty()) {
+      absl::StatusOr<metrics::HostPort> where = metrics::ParseHostPort(config.docker_tcp_address);
+      logger.Info("Docker Engine API 1.41 on tcp://", where.ok() ? where->host : "?", ":",
+                  parts->docker->TcpPort(),
+                  config.docker_tls_ca.empty() ? " (plain, loopback)" : " (mutual TLS)");
+    }
   }
   parts->runtime_service =
       std::make_unique<cri::RuntimeService>(*parts->runtime, ConfigToJson(parts->config),

@@ -13,6 +13,7 @@
 #include "docker/api_impl.h"
 #include "docker/translate.h"
 #include "images/reference.h"
+#include "metrics/metrics.h"
 
 namespace kapal::docker {
 
@@ -133,6 +134,24 @@ absl::StatusOr<std::unique_ptr<Api>> Api::Start(const ApiOptions& options,
                                         (absl::EndsWith(request.path, "/images/create") &&
                                          absl::StrContains(request.query, "fromSrc=")));
   };
+  if (!options.tcp_address.empty()) {
+    absl::StatusOr<metrics::HostPort> where = metrics::ParseHostPort(options.tcp_address);
+    if (!where.ok()) return where.status();
+    server_options.tcp_host = where->host;
+    server_options.tcp_port = where->port;
+    if (!options.tls_ca.empty()) {
+      absl::StatusOr<std::unique_ptr<streaming::TlsContext>> tls = streaming::TlsContext::ForServer(
+          options.tls_cert, options.tls_key, where->host, options.tls_ca);
+      if (!tls.ok()) return tls.status();
+      server_options.tls = std::move(*tls);
+    } else {
+      bool loopback = metrics::IsLoopbackHost(where->host);
+      if (!options.allow_plain_tcp || !loopback) {
+        return absl::InvalidArgumentError(
+            "the Docker API on TCP needs mutual TLS (plain TCP only when allowed, on loopback)");
+      }
+    }
+  }
   Impl* raw = impl.get();
   absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(
       server_options,
@@ -149,6 +168,8 @@ absl::StatusOr<std::unique_ptr<Api>> Api::Start(const ApiOptions& options,
 }
 
 Api::Api(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+int Api::TcpPort() const { return impl_->server->TcpPort(); }
 
 Api::~Api() {
   impl_->stopping = true;

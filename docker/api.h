@@ -30,6 +30,11 @@ struct ApiOptions {
   std::string default_runtime = "runc";
   // Where uploaded build contexts wait while they are built.
   std::string scratch_dir = "/var/lib/kapal/tmp";
+  // The API on TCP too (HOST:PORT; port 0 picks one): with the three TLS files, clients must
+  // present a certificate TLS_CA signed; without them only when ALLOW_PLAIN_TCP on loopback.
+  std::string tcp_address;
+  std::string tls_cert, tls_key, tls_ca;
+  bool allow_plain_tcp = false;
 };
 
 class Api {
@@ -41,6 +46,8 @@ class Api {
                                                     builder::Builder& builder, store::Store& store,
                                                     base::Logger& logger);
   ~Api();  // closes the socket and every connection; waits for their handlers
+  // The TCP port served, 0 without TCP.
+  int TcpPort() const;
 
   struct Impl;
 

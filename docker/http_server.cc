@@ -240,9 +240,29 @@ struct HttpServer::Impl {
   base::Logger& logger;
   std::atomic<bool> stopping{false};
   std::unique_ptr<base::Acceptor> acceptor;
+  std::unique_ptr<base::Acceptor> tcp_acceptor;
+  int tcp_port = 0;
 
   Impl(ServerOptions options_in, Handler handler_in, base::Logger& logger_in)
       : options(std::move(options_in)), handler(std::move(handler_in)), logger(logger_in) {}
+
+  // A TCP connection: the TLS handshake (a client without the right certificate ends here),
+  // then the same HTTP on the pump's plain end.
+  void ServeTcp(int fd) {
+    if (!options.tls) return Serve(fd);
+    timeval handshake_timeout{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &handshake_timeout, sizeof handshake_timeout);
+    absl::StatusOr<std::unique_ptr<streaming::TlsPump>> pump =
+        streaming::TlsPump::Start(*options.tls, fd, /*server=*/true);
+    if (!pump.ok()) {
+      logger.Info("docker api: TLS connection refused: ", pump.status().message());
+      return;
+    }
+    timeval none{0, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+    Serve((*pump)->Plain());
+    (*pump)->ClosePlain();
+  }
 
   void Serve(int fd) {
     timeval send_timeout{kSendTimeoutSeconds, 0};
@@ -320,14 +340,27 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ServerOption
       base::Acceptor::Start(std::move(*listener), [raw](int fd) { raw->Serve(fd); });
   if (!acceptor.ok()) return acceptor.status();
   impl->acceptor = std::move(*acceptor);
+  if (!options.tcp_host.empty()) {
+    absl::StatusOr<base::TcpListener> tcp =
+        base::ListenTcp(options.tcp_host, options.tcp_port, "docker.tcp_address");
+    if (!tcp.ok()) return tcp.status();
+    impl->tcp_port = tcp->port;
+    absl::StatusOr<std::unique_ptr<base::Acceptor>> tcp_acceptor =
+        base::Acceptor::Start(std::move(tcp->fd), [raw](int fd) { raw->ServeTcp(fd); });
+    if (!tcp_acceptor.ok()) return tcp_acceptor.status();
+    impl->tcp_acceptor = std::move(*tcp_acceptor);
+  }
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
+
+int HttpServer::TcpPort() const { return impl_->tcp_port; }
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 HttpServer::~HttpServer() {
   // Handlers waiting on a client (wait, logs -f, attach) see it go and return.
   impl_->stopping = true;
+  impl_->tcp_acceptor.reset();
   impl_->acceptor.reset();
   ::unlink(impl_->options.socket_path.c_str());
 }

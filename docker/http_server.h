@@ -12,6 +12,7 @@
 #include "base/logger.h"
 #include "nlohmann/json.hpp"
 #include "streaming/http.h"
+#include "streaming/tls.h"
 
 // The HTTP/1.1 server under the Docker API: a unix socket, a thread per connection, kept-alive
 // connections, chunked streamed answers (pull progress, logs -f, stats, wait) and the connection
@@ -82,6 +83,11 @@ struct ServerOptions {
   // kept in memory (build contexts: gigabytes are not unusual).
   std::function<bool(const streaming::HttpRequest&)> spool_body;
   std::string spool_dir;
+  // Also on TCP (HOST:PORT), when set: over TLS when TLS is given (mutual TLS is the caller's
+  // choice of context), else plain (the caller allows that only on loopback).
+  std::string tcp_host;
+  int tcp_port = 0;
+  std::shared_ptr<streaming::TlsContext> tls;
 };
 
 class HttpServer {
@@ -91,6 +97,8 @@ class HttpServer {
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const ServerOptions& options,
                                                            Handler handler, base::Logger& logger);
   ~HttpServer();  // closes every connection, waits for the handlers, removes the socket
+  // The TCP port served (the one the kernel picked for port 0); 0 without TCP.
+  int TcpPort() const;
 
   struct Impl;
 

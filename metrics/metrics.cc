@@ -82,6 +82,15 @@ void RpcMetrics::Observe(const std::string& method, const std::string& code, dou
   latency_.Add({{"method", method}}, kBuckets).Observe(seconds);
 }
 
+bool IsLoopbackHost(absl::string_view host) {
+  in_addr v4{};
+  if (::inet_pton(AF_INET, std::string(host).c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6{};
+  return ::inet_pton(AF_INET6, std::string(host).c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view address) {
   HostPort result;
   absl::string_view port_text;

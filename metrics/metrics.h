@@ -83,5 +83,7 @@ struct HostPort {
   int port = 0;
 };
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view address);
+// Whether HOST (as ParseHostPort gives it) is a loopback address: 127.0.0.0/8 or ::1.
+bool IsLoopbackHost(absl::string_view host);
 
 }  // namespace kapal::metrics

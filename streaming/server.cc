@@ -25,6 +25,7 @@
 #include "base/files.h"
 #include "base/thread_set.h"
 #include "base/unique_fd.h"
+#include "base/unix_socket.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "streaming/http.h"
@@ -342,39 +343,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     if (!tls.ok()) return tls.status();
     impl->tls = std::move(*tls);
   }
+  absl::StatusOr<base::TcpListener> listener =
+      base::ListenTcp(where->host, where->port, "streaming server");
+  if (!listener.ok()) return listener.status();
+  impl->listener = std::move(listener->fd);
+  int port = listener->port;
   bool v6 = where->host.find(':') != std::string::npos;
-  impl->listener.Reset(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!impl->listener) return base::ErrnoStatus(errno, "socket");
-  int yes = 1;
-  ::setsockopt(impl->listener.Get(), SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-  if (v6) {
-    auto* address = reinterpret_cast<sockaddr_in6*>(&storage);
-    address->sin6_family = AF_INET6;
-    address->sin6_port = htons(static_cast<uint16_t>(where->port));
-    if (::inet_pton(AF_INET6, where->host.c_str(), &address->sin6_addr) != 1) {
-      return absl::InvalidArgumentError("streaming address: bad IPv6 host " + where->host);
-    }
-    length = sizeof *address;
-  } else {
-    auto* address = reinterpret_cast<sockaddr_in*>(&storage);
-    address->sin_family = AF_INET;
-    address->sin_port = htons(static_cast<uint16_t>(where->port));
-    if (::inet_pton(AF_INET, where->host.c_str(), &address->sin_addr) != 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("streaming address: \"", where->host, "\" is not an IP address"));
-    }
-    length = sizeof *address;
-  }
-  if (::bind(impl->listener.Get(), reinterpret_cast<sockaddr*>(&storage), length) != 0) {
-    return base::ErrnoStatus(errno, "bind streaming server to " + options.address);
-  }
-  if (::listen(impl->listener.Get(), 128) != 0) return base::ErrnoStatus(errno, "listen");
-  length = sizeof storage;
-  ::getsockname(impl->listener.Get(), reinterpret_cast<sockaddr*>(&storage), &length);
-  int port = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port
-                      : reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
   std::string host = v6 ? absl::StrCat("[", where->host, "]") : where->host;
   impl->address = absl::StrCat(host, ":", port);
   std::string url_host = options.advertised_host.empty() ? host : options.advertised_host;

@@ -74,15 +74,15 @@ struct TlsContext::Impl {
 TlsContext::TlsContext(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 TlsContext::~TlsContext() = default;
 
-absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::ForServer(const std::string& cert_file,
-                                                                  const std::string& key_file,
-                                                                  const std::string& host) {
+absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::ForServer(
+    const std::string& cert_file, const std::string& key_file, const std::string& host,
+    const std::string& client_ca_file) {
   auto impl = std::make_unique<Impl>();
   impl->context = SSL_CTX_new(TLS_server_method());
   if (impl->context == nullptr) return absl::InternalError(OpenSslError("TLS context"));
   SSL_CTX_set_min_proto_version(impl->context, TLS1_2_VERSION);
   if (cert_file.empty() != key_file.empty()) {
-    return absl::InvalidArgumentError("streaming TLS needs both a certificate and a key file");
+    return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
   }
   if (cert_file.empty()) {
     if (absl::Status made = UseSelfSigned(impl->context, host); !made.ok()) return made;
@@ -90,7 +90,18 @@ absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::ForServer(const std::str
              SSL_CTX_use_PrivateKey_file(impl->context, key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
              SSL_CTX_check_private_key(impl->context) != 1) {
     return absl::InvalidArgumentError(
-        OpenSslError(absl::StrCat("streaming TLS key pair ", cert_file, ", ", key_file)));
+        OpenSslError(absl::StrCat("TLS key pair ", cert_file, ", ", key_file)));
+  }
+  if (!client_ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(impl->context, client_ca_file.c_str(), nullptr) != 1) {
+      return absl::InvalidArgumentError(
+          OpenSslError(absl::StrCat("TLS client CA ", client_ca_file)));
+    }
+    // The CA's name goes into the certificate request, so a client picks the right certificate.
+    if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(client_ca_file.c_str())) {
+      SSL_CTX_set_client_CA_list(impl->context, names);
+    }
+    SSL_CTX_set_verify(impl->context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   }
   return std::unique_ptr<TlsContext>(new TlsContext(std::move(impl)));
 }
@@ -109,19 +120,25 @@ struct TlsPump::Connection {
   base::UniqueFd inner;  // the pump's end of the socketpair
   ~Connection() { SSL_free(ssl); }
 
-  // Moves bytes both ways until either side ends; the other side is then told.
+  // Moves bytes both ways until either side ends; the other side is then told. A remote
+  // close_notify is a half-close (Go's CloseWrite, as the docker CLI does once its stdin is
+  // done): what the local side still sends goes out until it ends too.
   void Run() {
     char buffer[32 * 1024];
+    bool remote_done = false;
     for (;;) {
-      pollfd fds[2] = {{tcp, POLLIN, 0}, {inner.Get(), POLLIN, 0}};
-      if (SSL_pending(ssl) == 0 && ::poll(fds, 2, -1) < 0 && errno != EINTR) break;
-      if (SSL_pending(ssl) > 0 || fds[0].revents != 0) {
+      pollfd fds[2] = {{remote_done ? -1 : tcp, POLLIN, 0}, {inner.Get(), POLLIN, 0}};
+      bool buffered = !remote_done && SSL_pending(ssl) > 0;
+      if (!buffered && ::poll(fds, 2, -1) < 0 && errno != EINTR) break;
+      if (buffered || fds[0].revents != 0) {
         int n = SSL_read(ssl, buffer, sizeof buffer);
         if (n <= 0) {
           int error = SSL_get_error(ssl, n);
           if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) continue;
-          ::shutdown(inner.Get(), SHUT_WR);  // the remote side is done
-          break;
+          ::shutdown(inner.Get(), SHUT_WR);           // the remote side is done sending
+          if (error != SSL_ERROR_ZERO_RETURN) break;  // ... or gone
+          remote_done = true;
+          continue;
         }
         if (!WriteAllFd(inner.Get(), buffer, static_cast<size_t>(n))) break;
       }

@@ -15,10 +15,12 @@ namespace kapal::streaming {
 class TlsContext {
  public:
   // A server's context: the certificate and key from files (PEM), or with both empty a
-  // self-signed certificate made now for HOST (as containerd does without a key pair).
-  static absl::StatusOr<std::unique_ptr<TlsContext>> ForServer(const std::string& cert_file,
-                                                               const std::string& key_file,
-                                                               const std::string& host);
+  // self-signed certificate made now for HOST (as containerd does without a key pair). With
+  // CLIENT_CA_FILE, a client must present a certificate that CA signed (mutual TLS, as dockerd's
+  // --tlsverify): the handshake fails without one.
+  static absl::StatusOr<std::unique_ptr<TlsContext>> ForServer(
+      const std::string& cert_file, const std::string& key_file, const std::string& host,
+      const std::string& client_ca_file = "");
   // A client's context that does not verify the server (as crictl and kubelet's proxy treat the
   // runtime's streaming server: the URL came over the CRI socket, which is trusted).
   static absl::StatusOr<std::unique_ptr<TlsContext>> ForInsecureClient();

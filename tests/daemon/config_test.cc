@@ -46,6 +46,10 @@ TEST(ConfigTest, RenderedNonDefaultConfigRoundTrips) {
   custom.parallel_ranges = false;
   custom.writable_layers_dir = "/srv/writable";
   custom.cdi_spec_dirs = {"/srv/cdi"};
+  custom.docker_tcp_address = "0.0.0.0:2376";
+  custom.docker_tls_cert = "/etc/kapal/server.pem";
+  custom.docker_tls_key = "/etc/kapal/server-key.pem";
+  custom.docker_tls_ca = "/etc/kapal/ca.pem";
   auto parsed = ParseConfig(RenderConfig(custom), "custom");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(*parsed, custom);
@@ -187,10 +191,29 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfigCase{"ProgressTimeoutANumber", "[images]\npull_progress_timeout = 300",
                       "key 'images.pull_progress_timeout': expected a duration"},
         BadConfigCase{"ParallelRangesNotABool", "[images]\nparallel_ranges = \"yes\"",
-                      "key 'images.parallel_ranges'"}),
+                      "key 'images.parallel_ranges'"},
+        BadConfigCase{"DockerTcpWithoutTls", "[docker]\ntcp_address = \"0.0.0.0:2376\"",
+                      "the Docker API on TCP needs mutual TLS"},
+        BadConfigCase{"DockerPlainTcpNotLoopback",
+                      "[docker]\ntcp_address = \"0.0.0.0:2375\"\nallow_plain_tcp = true",
+                      "plain TCP is allowed on loopback only"},
+        BadConfigCase{"DockerTlsHalfGiven",
+                      "[docker]\ntcp_address = \"0.0.0.0:2376\"\ntls_cert = \"/c.pem\"",
+                      "go together (mutual TLS)"},
+        BadConfigCase{"DockerTlsWithoutTcp", "[docker]\nallow_plain_tcp = true",
+                      "need 'docker.tcp_address'"}),
     [](const ::testing::TestParamInfo<BadConfigCase>& param_info) {
       return param_info.param.name;
     });
+
+TEST(ConfigTest, PlainDockerTcpOnlyOnLoopbackWhenAllowed) {
+  auto loopback =
+      ParseConfig("[docker]\ntcp_address = \"127.0.0.1:2375\"\nallow_plain_tcp = true\n", "t");
+  ASSERT_TRUE(loopback.ok()) << loopback.status();
+  EXPECT_TRUE(loopback->docker_allow_plain_tcp);
+  auto v6 = ParseConfig("[docker]\ntcp_address = \"[::1]:2375\"\nallow_plain_tcp = true\n", "t");
+  EXPECT_TRUE(v6.ok()) << v6.status();
+}
 
 TEST(ConfigTest, AllErrorsAreReportedTogetherWithLines) {
   absl::Status status = ParseError("root = 1\n[metrics]\nadress = \"\"\n");

@@ -235,5 +235,95 @@ TEST_F(DockerLifecycleTest, HealthcheckStatesFromTheCliAndFromADockerfile) {
   DockerOk({"rm", "-f", "checked", "from-image", "unchecked"});
 }
 
+// The Docker API on TCP with mutual TLS (dockerd's --tlsverify): a CA, a server certificate for
+// 127.0.0.1, a client certificate the CA signed, and one a stranger's CA signed.
+class DockerTlsTest : public DockerLifecycleTest {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<base::TempDir> dir = base::TempDir::Create("docker-tls", "/tmp");
+    ASSERT_TRUE(dir.ok());
+    pki_.emplace(std::move(*dir));
+    const std::string script = R"(set -e
+      key() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "$@" 2>/dev/null; }
+      sign() {  # sign CA CSR OUT EXTENSIONS
+        printf '%s\n' "$4" > "$3.ext"
+        openssl x509 -req -in "$2" -CA "$1.pem" -CAkey "$1-key.pem" -CAcreateserial -days 1 \
+          -out "$3" -extfile "$3.ext" 2>/dev/null
+      }
+      key -x509 -days 1 -keyout ca-key.pem -out ca.pem -subj /CN=kapal-test-ca
+      key -x509 -days 1 -keyout stranger-key.pem -out stranger.pem -subj /CN=stranger-ca
+      key -keyout server-key.pem -out server.csr -subj /CN=127.0.0.1
+      sign ca server.csr server.pem "subjectAltName=IP:127.0.0.1
+extendedKeyUsage=serverAuth"
+      mkdir client rogue
+      key -keyout client/key.pem -out client.csr -subj /CN=client
+      sign ca client.csr client/cert.pem "extendedKeyUsage=clientAuth"
+      key -keyout rogue/key.pem -out rogue.csr -subj /CN=rogue
+      sign stranger rogue.csr rogue/cert.pem "extendedKeyUsage=clientAuth"
+      cp ca.pem client/ca.pem; cp ca.pem rogue/ca.pem
+    )";
+    CommandResult made = RunCommand({"/bin/sh", "-c", "cd " + pki_->Path() + " && " + script});
+    ASSERT_EQ(made.exit_code, 0) << made.out << made.err;
+    DockerLifecycleTest::SetUp();
+    if (HasFatalFailure() || IsSkipped()) return;
+    // The port the kernel picked, from kapald's log.
+    std::string log = kapald_->Log();
+    const std::string marker = "on tcp://127.0.0.1:";
+    size_t at = log.find(marker);
+    ASSERT_NE(at, std::string::npos) << log;
+    port_ = std::atoi(log.c_str() + at + marker.size());
+    ASSERT_GT(port_, 0);
+  }
+
+  std::string ExtraToml() const override {
+    return absl::StrCat("[docker]\ntcp_address = \"127.0.0.1:0\"\ntls_cert = \"",
+                        pki_->Join("server.pem"), "\"\ntls_key = \"", pki_->Join("server-key.pem"),
+                        "\"\ntls_ca = \"", pki_->Join("ca.pem"), "\"\n");
+  }
+
+  // The docker CLI over TCP with the certificates in CERT_DIR (DOCKER_TLS_VERIFY=1).
+  CommandResult DockerOverTls(const std::string& cert_dir, const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"/usr/bin/env",
+                                     absl::StrCat("DOCKER_HOST=tcp://127.0.0.1:", port_),
+                                     "DOCKER_TLS_VERIFY=1",
+                                     "DOCKER_CERT_PATH=" + cert_dir,
+                                     "DOCKER_CONFIG=" + docker_config_->Path(),
+                                     DockerCli()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, std::chrono::seconds(60));
+  }
+
+  std::optional<base::TempDir> pki_;
+  int port_ = 0;
+};
+
+TEST_F(DockerTlsTest, ClientsWithTheCasCertificateGetInOthersDoNot) {
+  CommandResult version = DockerOverTls(pki_->Join("client"), {"version", "-f", "{{.Server.Os}}"});
+  EXPECT_EQ(version.exit_code, 0) << version.err;
+  EXPECT_EQ(version.out, "linux\n");
+  // A run streams its output over the hijacked TLS connection.
+  CommandResult run =
+      DockerOverTls(pki_->Join("client"), {"run", "--rm", busybox_, "echo", "over tls"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "over tls\n");
+  // A certificate from another CA, no certificate at all, plain HTTP: all refused.
+  CommandResult rogue = DockerOverTls(pki_->Join("rogue"), {"ps"});
+  EXPECT_NE(rogue.exit_code, 0);
+  CommandResult anonymous =
+      RunCommand({"curl", "-sS", "--max-time", "10", "--cacert", pki_->Join("ca.pem"),
+                  absl::StrCat("https://127.0.0.1:", port_, "/_ping")});
+  EXPECT_NE(anonymous.exit_code, 0) << anonymous.out;
+  CommandResult with_cert =
+      RunCommand({"curl", "-sS", "--max-time", "10", "--cacert", pki_->Join("ca.pem"), "--cert",
+                  pki_->Join("client/cert.pem"), "--key", pki_->Join("client/key.pem"),
+                  absl::StrCat("https://127.0.0.1:", port_, "/_ping")});
+  EXPECT_EQ(with_cert.exit_code, 0) << with_cert.err;
+  EXPECT_EQ(with_cert.out, "OK");
+  CommandResult plain =
+      RunCommand(DockerArgv({"-H", absl::StrCat("tcp://127.0.0.1:", port_), "--tls=false", "ps"}));
+  EXPECT_NE(plain.exit_code, 0);
+  EXPECT_THAT(kapald_->Log(), HasSubstr("TLS connection refused"));
+}
+
 }  // namespace
 }  // namespace kapal::testing
