@@ -199,6 +199,28 @@ int64_t TimeParameter(const std::string& text) {
 }
 
 // The host's CPU time in nanoseconds (/proc/stat), Docker's system_cpu_usage.
+// docker stats' PIDS column.
+nlohmann::json PidsJson(const runtime::CgroupSample& sample) {
+  nlohmann::json pids = nlohmann::json::object();
+  if (sample.processes.has_value()) pids["current"] = *sample.processes;
+  if (sample.processes_limit.has_value()) pids["limit"] = *sample.processes_limit;
+  return pids;
+}
+
+// docker stats' BLOCK I/O column: the CLI sums the "read" and "write" entries.
+nlohmann::json BlkioJson(const runtime::CgroupSample& sample) {
+  nlohmann::json entries = nlohmann::json::array();
+  if (sample.io_read_bytes.has_value()) {
+    entries.push_back(
+        {{"major", 0}, {"minor", 0}, {"op", "read"}, {"value", *sample.io_read_bytes}});
+  }
+  if (sample.io_write_bytes.has_value()) {
+    entries.push_back(
+        {{"major", 0}, {"minor", 0}, {"op", "write"}, {"value", *sample.io_write_bytes}});
+  }
+  return {{"io_service_bytes_recursive", entries}};
+}
+
 uint64_t SystemCpuNanos() {
   std::ifstream stat("/proc/stat");
   std::string label;
@@ -806,6 +828,7 @@ void Api::Impl::ContainerStats(const std::string& ref, const Request& request,
     uint64_t system = 0;
     uint64_t memory = 0;
     nlohmann::json networks = nlohmann::json::object();
+    runtime::CgroupSample cgroup;
   };
   auto sample = [&]() -> Sample {
     Sample s;
@@ -815,6 +838,10 @@ void Api::Impl::ContainerStats(const std::string& ref, const Request& request,
     if (stats.ok()) {
       s.cpu = stats->cpu().usage_core_nano_seconds().value();
       s.memory = stats->memory().working_set_bytes().value();
+    }
+    if (absl::StatusOr<runtime::CgroupSample> cgroup = runtime.ContainerCgroupSample(id);
+        cgroup.ok()) {
+      s.cgroup = *cgroup;
     }
     absl::StatusOr<runtime::v1::PodSandboxStats> pod = runtime.PodSandboxStats(pod_id);
     if (pod.ok() && pod->linux().network().has_default_interface()) {
@@ -843,8 +870,8 @@ void Api::Impl::ContainerStats(const std::string& ref, const Request& request,
     return nlohmann::json{
                {"read", now.read},
                {"preread", before.read.empty() ? DockerTime(0) : before.read},
-               {"pids_stats", nlohmann::json::object()},
-               {"blkio_stats", nlohmann::json::object()},
+               {"pids_stats", PidsJson(now.cgroup)},
+               {"blkio_stats", BlkioJson(now.cgroup)},
                {"num_procs", 0},
                {"storage_stats", nlohmann::json::object()},
                {"cpu_stats", cpu_json(now)},

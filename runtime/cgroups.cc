@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "base/files.h"
 #include "base/unique_fd.h"
 
@@ -211,6 +212,44 @@ void Cgroups::RemovePodParent(const Pod& pod) const {
   for (const std::string& root : roots) ::rmdir(absl::StrCat(root, "/kapal/", pod.id).c_str());
 }
 
+namespace {
+
+// v2 io.stat: "MAJ:MIN rbytes=N wbytes=N rios=N ..." per device; summed.
+void TakeIoStat(const std::string& path, CgroupSample& sample) {
+  absl::StatusOr<std::string> text = base::ReadFile(path);
+  if (!text.ok()) return;
+  uint64_t read = 0, written = 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    for (absl::string_view field : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
+      uint64_t value = 0;
+      if (absl::ConsumePrefix(&field, "rbytes=") && absl::SimpleAtoi(field, &value)) read += value;
+      if (absl::ConsumePrefix(&field, "wbytes=") && absl::SimpleAtoi(field, &value)) {
+        written += value;
+      }
+    }
+  }
+  sample.io_read_bytes = read;
+  sample.io_write_bytes = written;
+}
+
+// v1 blkio.throttle.io_service_bytes: "MAJ:MIN Read N", "MAJ:MIN Write N", ..., "Total N".
+void TakeBlkioServiceBytes(const std::string& path, CgroupSample& sample) {
+  absl::StatusOr<std::string> text = base::ReadFile(path);
+  if (!text.ok()) return;
+  uint64_t read = 0, written = 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    uint64_t value = 0;
+    if (words.size() != 3 || !absl::SimpleAtoi(words[2], &value)) continue;
+    if (words[1] == "Read") read += value;
+    if (words[1] == "Write") written += value;
+  }
+  sample.io_read_bytes = read;
+  sample.io_write_bytes = written;
+}
+
+}  // namespace
+
 absl::StatusOr<CgroupSample> ReadCgroup(CgroupLayout layout, const std::string& directory,
                                         const std::string& root) {
   CgroupSample sample;
@@ -243,6 +282,7 @@ absl::StatusOr<CgroupSample> ReadCgroup(CgroupLayout layout, const std::string& 
     sample.memory_limit = Limit(ReadNumber(dir + "/memory.max"));  // "max" does not parse
     sample.processes = ReadNumber(dir + "/pids.current");
     sample.processes_limit = ReadNumber(dir + "/pids.max");
+    TakeIoStat(dir + "/io.stat", sample);
     return sample;
   }
   // v1 and hybrid: the controllers' own hierarchies (runc puts containers there).
@@ -275,6 +315,9 @@ absl::StatusOr<CgroupSample> ReadCgroup(CgroupLayout layout, const std::string& 
   std::string pids_dir = absl::StrCat(V1Hierarchy(root, "pids"), directory);
   sample.processes = ReadNumber(pids_dir + "/pids.current");
   sample.processes_limit = ReadNumber(pids_dir + "/pids.max");
+  TakeBlkioServiceBytes(
+      absl::StrCat(V1Hierarchy(root, "blkio"), directory, "/blkio.throttle.io_service_bytes"),
+      sample);
   return sample;
 }
 

@@ -75,6 +75,9 @@ struct CgroupSample {
   std::optional<uint64_t> memory_max_usage;  // the peak
   std::optional<uint64_t> oom_kills;
   std::optional<uint64_t> processes_limit;  // unset when unlimited
+  // Bytes read from and written to block devices, all devices summed (docker stats' BLOCK I/O).
+  std::optional<uint64_t> io_read_bytes;
+  std::optional<uint64_t> io_write_bytes;
 };
 
 // Reads the cgroup at DIRECTORY (see Cgroups::Directory) below ROOT: v1 controllers (cpuacct,

@@ -216,6 +216,9 @@ absl::Status Runtime::UpdateContainerResources(
 absl::StatusOr<runtime::v1::ContainerStats> Runtime::ContainerStats(const std::string& id) {
   return parts_->stats.OfContainer(id);
 }
+absl::StatusOr<CgroupSample> Runtime::ContainerCgroupSample(const std::string& id) {
+  return parts_->stats.SampleOfContainer(id);
+}
 std::vector<runtime::v1::ContainerStats> Runtime::ListContainerStats(
     const runtime::v1::ContainerStatsFilter& filter) {
   return parts_->stats.OfContainers(filter);

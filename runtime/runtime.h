@@ -21,6 +21,7 @@
 #include "images/image_store.h"
 #include "metrics/metrics.h"
 #include "nlohmann/json.hpp"
+#include "runtime/cgroups.h"
 #include "runtime/container_files.h"
 #include "runtime/containers.h"
 #include "runtime/handlers.h"
@@ -111,6 +112,8 @@ class Runtime {
   // Resource usage, cheap enough for kubelet's polls. Lists cover created and running
   // containers; pods carry their containers' stats and their network counters.
   absl::StatusOr<runtime::v1::ContainerStats> ContainerStats(const std::string& id);
+  // Its cgroup's counters, for docker stats (block I/O and pids besides CPU and memory).
+  absl::StatusOr<CgroupSample> ContainerCgroupSample(const std::string& id);
   std::vector<runtime::v1::ContainerStats> ListContainerStats(
       const runtime::v1::ContainerStatsFilter& filter);
   absl::StatusOr<runtime::v1::PodSandboxStats> PodSandboxStats(const std::string& id);

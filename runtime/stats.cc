@@ -197,6 +197,23 @@ absl::StatusOr<runtime::v1::ContainerStats> Stats::OfContainer(const std::string
   return Measure(container, pod.has_value() ? &*pod : nullptr);
 }
 
+absl::StatusOr<CgroupSample> Stats::SampleOfContainer(const std::string& id) {
+  Container container;
+  Pod pod;
+  {
+    std::lock_guard lock(state_.mutex);
+    absl::StatusOr<std::string> resolved = state_.ResolveContainerIdLocked(id);
+    if (!resolved.ok()) return resolved.status();
+    container = state_.containers.at(*resolved);
+    auto found = state_.pods.find(container.pod_id);
+    if (found == state_.pods.end()) {
+      return absl::NotFoundError(absl::StrCat("the pod of container ", container.id, " is gone"));
+    }
+    pod = found->second;
+  }
+  return ReadCgroup(layout_, cgroups_.Directory(cgroups_.ContainerPath(pod, container.id)));
+}
+
 std::vector<runtime::v1::ContainerStats> Stats::OfContainers(
     const runtime::v1::ContainerStatsFilter& filter) {
   std::vector<std::pair<Container, std::optional<Pod>>> chosen;

@@ -31,6 +31,8 @@ class Stats {
         snapshots_root_(std::move(snapshots_root)) {}
 
   absl::StatusOr<runtime::v1::ContainerStats> OfContainer(const std::string& id);
+  // The container's cgroup counters as read (more than CRI's stats carry: block I/O, pids).
+  absl::StatusOr<CgroupSample> SampleOfContainer(const std::string& id);
   // Containers that are created or running (exited ones have no cgroup to read).
   std::vector<runtime::v1::ContainerStats> OfContainers(
       const runtime::v1::ContainerStatsFilter& filter);

@@ -104,6 +104,14 @@ TEST_F(DockerTest, DetachedServerWithPublishedPortLogsExecStatsStopRemove) {
   std::string stats = DockerOk({"stats", "--no-stream", "web"});
   EXPECT_THAT(stats, HasSubstr("web"));
   EXPECT_THAT(stats, HasSubstr("iB / "));  // memory usage / limit
+  // The PIDS column counts the container's processes (httpd); BLOCK I/O is
+  // read / written bytes from the blkio or io controller.
+  std::string columns =
+      DockerOk({"stats", "--no-stream", "--format", "{{.PIDs}}|{{.BlockIO}}", "web"});
+  std::vector<std::string> parts = absl::StrSplit(absl::StripAsciiWhitespace(columns), '|');
+  ASSERT_EQ(parts.size(), 2u) << columns;
+  EXPECT_GE(std::atoi(parts[0].c_str()), 1) << columns;
+  EXPECT_THAT(parts[1], ::testing::MatchesRegex("[0-9.]+k?M?G?B / [0-9.]+k?M?G?B")) << columns;
   nlohmann::json inspected = Inspect("web");
   EXPECT_EQ(inspected["State"]["Status"], "running");
   EXPECT_EQ(inspected["Name"], "/web");
