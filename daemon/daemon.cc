@@ -242,7 +242,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
       return made;
     }
     absl::StatusOr<std::unique_ptr<docker::Api>> api =
-        docker::Api::Start(docker_options, *parts->runtime, *parts->builder, *parts->store, logger);
+        docker::Api::Start(docker_options, *parts->runtime, *parts->builder, logger);
     if (!api.ok()) return api.status();
     parts->docker = std::move(*api);
     logger.Info("Docker Engine API 1.41 on unix://", config.docker_address);

@@ -113,9 +113,8 @@ nlohmann::json ImageConfigOf(const std::string& config_json) {
 
 absl::StatusOr<std::unique_ptr<Api>> Api::Start(const ApiOptions& options,
                                                 runtime::Runtime& runtime,
-                                                builder::Builder& builder, store::Store& store,
-                                                base::Logger& logger) {
-  auto impl = std::make_unique<Impl>(options, runtime, builder, store, logger);
+                                                builder::Builder& builder, base::Logger& logger) {
+  auto impl = std::make_unique<Impl>(options, runtime, builder, logger);
   // --rm containers that ended while kapald was down go now; running ones are watched.
   for (const DockerContainer& found : impl->Containers()) {
     if (found.create.value("HostConfig", nlohmann::json::object()).value("AutoRemove", false)) {

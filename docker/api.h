@@ -10,7 +10,6 @@
 #include "base/logger.h"
 #include "builder/builder.h"
 #include "runtime/runtime.h"
-#include "store/store.h"
 
 // The Docker front door: the Docker Engine API 1.41 (what the Docker 20.10 CLI speaks) on a unix
 // socket of its own, over the runtime core, so `docker run`, `ps`, `logs`, `exec`, `images`,
@@ -43,7 +42,7 @@ class Api {
   // removed, running ones watched.
   static absl::StatusOr<std::unique_ptr<Api>> Start(const ApiOptions& options,
                                                     runtime::Runtime& runtime,
-                                                    builder::Builder& builder, store::Store& store,
+                                                    builder::Builder& builder,
                                                     base::Logger& logger);
   ~Api();  // closes the socket and every connection; waits for their handlers
   // The TCP port served, 0 without TCP.

@@ -17,7 +17,6 @@
 #include "base/thread_set.h"
 #include "docker/api.h"
 #include "docker/http_server.h"
-#include "docker/volumes.h"
 #include "nlohmann/json.hpp"
 #include "runtime/runtime.h"
 
@@ -86,7 +85,6 @@ struct Api::Impl {
   runtime::Runtime& runtime;
   builder::Builder& builder;
   base::Logger& logger;
-  VolumeStore volumes;
   std::unique_ptr<HttpServer> server;
   std::atomic<bool> stopping{false};
 
@@ -104,12 +102,8 @@ struct Api::Impl {
   std::mutex names_mutex;
 
   Impl(const ApiOptions& options_in, runtime::Runtime& runtime_in, builder::Builder& builder_in,
-       store::Store& store, base::Logger& logger_in)
-      : options(options_in),
-        runtime(runtime_in),
-        builder(builder_in),
-        logger(logger_in),
-        volumes(store, options_in.root_dir + "/volumes") {}
+       base::Logger& logger_in)
+      : options(options_in), runtime(runtime_in), builder(builder_in), logger(logger_in) {}
 
   void Route(const Request& request, Responder& responder);
 
@@ -197,7 +191,7 @@ struct Api::Impl {
 
   // events.cc
   void Events(const Request& request, Responder& responder);
-  // Adds a volume or network event to the core's journal (the Docker door keeps those objects).
+  // Adds a network event to the core's journal (the Docker door keeps networks).
   void Tell(const std::string& type, const std::string& action, const std::string& id,
             std::map<std::string, std::string> attributes) {
     runtime::JournalEvent event;
@@ -227,10 +221,6 @@ struct Api::Impl {
   nlohmann::json ContainerSummary(const DockerContainer& found);
   nlohmann::json ContainerInspect(const DockerContainer& found);
 };
-
-// The containers (ids) whose create body mounts volume NAME.
-std::vector<std::string> VolumeUsers(const std::vector<DockerContainer>& containers,
-                                     const std::string& name);
 
 // The HTTP code and Docker error of STATUS (NOT_FOUND is 404, ALREADY_EXISTS and
 // FAILED_PRECONDITION 409, INVALID_ARGUMENT 400, ...).

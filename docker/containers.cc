@@ -430,7 +430,7 @@ void Api::Impl::CreateContainer(const Request& request, Responder& responder) {
   context.image_id = image->id.String();
   context.image_reference = image_name;
   context.volume_path = [this](const std::string& volume) -> absl::StatusOr<std::string> {
-    absl::StatusOr<Volume> made = volumes.Create(volume, "local", {}, {});
+    absl::StatusOr<runtime::Volume> made = runtime.volumes().Create(volume, "local", {}, {});
     if (!made.ok()) return made.status();
     return made->mountpoint;
   };

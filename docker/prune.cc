@@ -63,8 +63,8 @@ void Api::Impl::SystemDf(Responder& responder) {
     container_list.push_back(summary);
   }
   nlohmann::json volume_list = nlohmann::json::array();
-  if (absl::StatusOr<std::vector<Volume>> all = volumes.List(); all.ok()) {
-    for (const Volume& volume : *all) {
+  if (absl::StatusOr<std::vector<runtime::Volume>> all = runtime.volumes().List(); all.ok()) {
+    for (const runtime::Volume& volume : *all) {
       base::TreeUsage usage = base::MeasureTree(volume.mountpoint);
       volume_list.push_back(
           {{"Name", volume.name},
@@ -75,7 +75,7 @@ void Api::Impl::SystemDf(Responder& responder) {
            {"Options", volume.options},
            {"UsageData",
             {{"Size", usage.bytes},
-             {"RefCount", static_cast<int64_t>(VolumeUsers(containers, volume.name).size())}}}});
+             {"RefCount", static_cast<int64_t>(runtime.VolumeUsers(volume.name).size())}}}});
     }
   }
   responder.Json(200, {{"LayersSize", layers_size},

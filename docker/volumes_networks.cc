@@ -36,7 +36,7 @@ namespace {
 // ("10-...") so that the conf dir's first config stays the default network.
 constexpr char kNetworkFilePrefix[] = "zz-kapal-docker-";
 
-nlohmann::json VolumeJson(const Volume& volume) {
+nlohmann::json VolumeJson(const runtime::Volume& volume) {
   return {{"Name", volume.name},
           {"Driver", volume.driver},
           {"Mountpoint", volume.mountpoint},
@@ -132,10 +132,10 @@ void DeleteBridge(const std::string& name) {
 }  // namespace
 
 void Api::Impl::ListVolumes(Responder& responder) {
-  absl::StatusOr<std::vector<Volume>> all = volumes.List();
+  absl::StatusOr<std::vector<runtime::Volume>> all = runtime.volumes().List();
   if (!all.ok()) return ReplyError(responder, all.status());
   nlohmann::json list = nlohmann::json::array();
-  for (const Volume& volume : *all) list.push_back(VolumeJson(volume));
+  for (const runtime::Volume& volume : *all) list.push_back(VolumeJson(volume));
   responder.Json(200, {{"Volumes", list}, {"Warnings", nlohmann::json::array()}});
 }
 
@@ -153,15 +153,14 @@ void Api::Impl::CreateVolume(const Request& request, Responder& responder) {
       if (v.is_string()) (std::string(key) == "Labels" ? labels : driver_options)[k] = v;
     }
   }
-  absl::StatusOr<Volume> made =
-      volumes.Create(name, body.value("Driver", std::string()), labels, driver_options);
+  absl::StatusOr<runtime::Volume> made =
+      runtime.volumes().Create(name, body.value("Driver", std::string()), labels, driver_options);
   if (!made.ok()) return ReplyError(responder, made.status());
-  Tell("volume", "create", made->name, {{"driver", made->driver}});
   responder.Json(201, VolumeJson(*made));
 }
 
 void Api::Impl::InspectVolume(const std::string& name, Responder& responder) {
-  absl::StatusOr<Volume> volume = volumes.Get(name);
+  absl::StatusOr<runtime::Volume> volume = runtime.volumes().Get(name);
   if (!volume.ok()) {
     if (absl::IsNotFound(volume.status())) {
       return responder.Error(404, absl::StrCat("get ", name, ": no such volume"));
@@ -171,53 +170,25 @@ void Api::Impl::InspectVolume(const std::string& name, Responder& responder) {
   responder.Json(200, VolumeJson(*volume));
 }
 
-// The containers (ids) whose create body mounts volume NAME.
-std::vector<std::string> VolumeUsers(const std::vector<DockerContainer>& containers,
-                                     const std::string& name) {
-  std::vector<std::string> users;
-  for (const DockerContainer& found : containers) {
-    absl::StatusOr<std::vector<VolumeMount>> mounts = MountsOf(found.create);
-    if (!mounts.ok()) continue;
-    for (const VolumeMount& mount : *mounts) {
-      if (mount.kind == "volume" && mount.source == name) {
-        users.push_back(found.container.id);
-        break;
-      }
-    }
-  }
-  return users;
-}
-
 void Api::Impl::RemoveVolume(const std::string& name, const Request& request,
                              Responder& responder) {
-  if (!volumes.Get(name).ok()) {
+  absl::Status removed = runtime.RemoveVolume(name);
+  if (absl::IsNotFound(removed)) {
     if (request.QueryFlag("force")) return responder.Empty(204);
     return responder.Error(404, absl::StrCat("get ", name, ": no such volume"));
   }
-  std::vector<std::string> users = VolumeUsers(Containers(), name);
-  if (!users.empty()) {
-    return responder.Error(409, absl::StrCat("remove ", name, ": volume is in use - [",
-                                             absl::StrJoin(users, ", "), "]"));
-  }
-  if (absl::Status removed = volumes.Remove(name); removed.ok()) {
-    Tell("volume", "destroy", name, {{"driver", "local"}});
-  } else {
-    return ReplyError(responder, removed);
-  }
+  if (!removed.ok()) return ReplyError(responder, removed);
   responder.Empty(204);
 }
 
 void Api::Impl::PruneVolumes(Responder& responder) {
-  absl::StatusOr<std::vector<Volume>> all = volumes.List();
+  absl::StatusOr<std::vector<runtime::Volume>> all = runtime.volumes().List();
   if (!all.ok()) return ReplyError(responder, all.status());
-  std::vector<DockerContainer> containers = Containers();
   nlohmann::json deleted = nlohmann::json::array();
   int64_t reclaimed = 0;
-  for (const Volume& volume : *all) {
-    if (!VolumeUsers(containers, volume.name).empty()) continue;
+  for (const runtime::Volume& volume : *all) {
     base::TreeUsage usage = base::MeasureTree(volume.mountpoint);
-    if (!volumes.Remove(volume.name).ok()) continue;
-    Tell("volume", "destroy", volume.name, {{"driver", volume.driver}});
+    if (!runtime.RemoveVolume(volume.name).ok()) continue;  // in use
     reclaimed += usage.bytes;
     deleted.push_back(volume.name);
   }

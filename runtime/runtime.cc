@@ -6,7 +6,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/files.h"
 #include "runtime/checkpoint.h"
 #include "runtime/exit_monitor.h"
@@ -48,7 +50,8 @@ struct Runtime::Parts {
         sandboxes(options, cgroups, state, records, handlers, containers, phases, events, logger),
         stats(cgroups, host.cgroup_layout, state, snapshots, snapshots.WritableRoot()),
         recovery(options, state, records, handlers, containers, sandboxes, exits, snapshots,
-                 logger) {}
+                 logger),
+        volumes(store_in, options_in.root_dir + "/volumes", &journal) {}
 
   const Options options;
   const HostFacts& host;
@@ -68,6 +71,7 @@ struct Runtime::Parts {
   Stats stats;
   Recovery recovery;
   CheckpointSupport checkpoints;
+  Volumes volumes;
 };
 
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options,
@@ -216,6 +220,34 @@ absl::Status Runtime::UpdateContainerResources(
 absl::StatusOr<runtime::v1::ContainerStats> Runtime::ContainerStats(const std::string& id) {
   return parts_->stats.OfContainer(id);
 }
+Volumes& Runtime::volumes() { return parts_->volumes; }
+
+std::vector<std::string> Runtime::VolumeUsers(const std::string& name) {
+  std::string data = parts_->volumes.DataPath(name);
+  std::vector<std::string> users;
+  for (const Container& c : parts_->containers.List()) {
+    for (const runtime::v1::Mount& mount : c.config.mounts()) {
+      if (mount.host_path() == data || absl::StartsWith(mount.host_path(), data + "/")) {
+        users.push_back(c.id);
+        break;
+      }
+    }
+  }
+  return users;
+}
+
+absl::Status Runtime::RemoveVolume(const std::string& name) {
+  if (absl::StatusOr<Volume> known = parts_->volumes.Get(name); !known.ok()) {
+    return known.status();
+  }
+  std::vector<std::string> users = VolumeUsers(name);
+  if (!users.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("remove ", name, ": volume is in use - [", absl::StrJoin(users, ", "), "]"));
+  }
+  return parts_->volumes.Remove(name);
+}
+
 absl::StatusOr<CgroupSample> Runtime::ContainerCgroupSample(const std::string& id) {
   return parts_->stats.SampleOfContainer(id);
 }

@@ -32,6 +32,7 @@
 #include "runtime/options.h"
 #include "runtime/readiness.h"
 #include "runtime/records.h"
+#include "runtime/volumes.h"
 #include "snapshotter/snapshotter.h"
 #include "store/store.h"
 
@@ -125,6 +126,13 @@ class Runtime {
   std::vector<runtime::v1::PodSandboxMetrics> ListPodSandboxMetrics();
 
   Images& images();
+
+  // Named volumes (node objects: every door shows the same ones).
+  Volumes& volumes();
+  // The containers (ids) that mount volume NAME's directory.
+  std::vector<std::string> VolumeUsers(const std::string& name);
+  // Removes NAME unless a container mounts it (FAILED_PRECONDITION naming them).
+  absl::Status RemoveVolume(const std::string& name);
 
   // The node's recent events of every kind (containers, pods, images; the Docker door adds its
   // volumes and networks), for `docker events`.

@@ -1,4 +1,4 @@
-#include "docker/volumes.h"
+#include "runtime/volumes.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
@@ -11,7 +11,7 @@
 #include "base/temp_dir.h"
 #include "nlohmann/json.hpp"
 
-namespace kapal::docker {
+namespace kapal::runtime {
 
 namespace {
 
@@ -39,13 +39,13 @@ std::map<std::string, std::string> MapFromJson(const std::string& text) {
 
 }  // namespace
 
-std::string VolumeStore::DataPath(const std::string& name) const {
+std::string Volumes::DataPath(const std::string& name) const {
   return absl::StrCat(root_, "/", name, "/_data");
 }
 
-absl::StatusOr<Volume> VolumeStore::Create(const std::string& name, const std::string& driver,
-                                           const std::map<std::string, std::string>& labels,
-                                           const std::map<std::string, std::string>& options) {
+absl::StatusOr<Volume> Volumes::Create(const std::string& name, const std::string& driver,
+                                       const std::map<std::string, std::string>& labels,
+                                       const std::map<std::string, std::string>& options) {
   if (absl::Status checked = CheckName(name); !checked.ok()) return checked;
   if (!driver.empty() && driver != "local") {
     return absl::InvalidArgumentError(
@@ -77,10 +77,21 @@ absl::StatusOr<Volume> VolumeStore::Create(const std::string& name, const std::s
     insert.exec();
   });
   if (!saved.ok()) return saved;
+  Tell("create", name);
   return volume;
 }
 
-absl::StatusOr<Volume> VolumeStore::Get(const std::string& name) {
+void Volumes::Tell(const std::string& action, const std::string& name) {
+  if (journal_ == nullptr) return;
+  JournalEvent event;
+  event.type = "volume";
+  event.action = action;
+  event.id = name;
+  event.attributes = {{"driver", "local"}};
+  journal_->Publish(std::move(event));
+}
+
+absl::StatusOr<Volume> Volumes::Get(const std::string& name) {
   std::optional<Volume> found;
   absl::Status read = store_.WithDatabase([&](SQLite::Database& db) {
     SQLite::Statement query(
@@ -102,7 +113,7 @@ absl::StatusOr<Volume> VolumeStore::Get(const std::string& name) {
   return *found;
 }
 
-absl::StatusOr<std::vector<Volume>> VolumeStore::List() {
+absl::StatusOr<std::vector<Volume>> Volumes::List() {
   std::vector<Volume> volumes;
   absl::Status read = store_.WithDatabase([&](SQLite::Database& db) {
     SQLite::Statement query(
@@ -122,7 +133,7 @@ absl::StatusOr<std::vector<Volume>> VolumeStore::List() {
   return volumes;
 }
 
-absl::Status VolumeStore::Remove(const std::string& name) {
+absl::Status Volumes::Remove(const std::string& name) {
   if (absl::Status checked = CheckName(name); !checked.ok()) return checked;
   std::lock_guard lock(mutex_);
   absl::StatusOr<Volume> existing = Get(name);
@@ -135,7 +146,8 @@ absl::Status VolumeStore::Remove(const std::string& name) {
     remove.exec();
   });
   if (!deleted.ok()) return deleted;
+  Tell("destroy", name);
   return base::RemoveTree(absl::StrCat(root_, "/", name));
 }
 
-}  // namespace kapal::docker
+}  // namespace kapal::runtime
