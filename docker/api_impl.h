@@ -191,17 +191,6 @@ struct Api::Impl {
 
   // events.cc
   void Events(const Request& request, Responder& responder);
-  // Adds a network event to the core's journal (the Docker door keeps networks).
-  void Tell(const std::string& type, const std::string& action, const std::string& id,
-            std::map<std::string, std::string> attributes) {
-    runtime::JournalEvent event;
-    event.type = type;
-    event.action = action;
-    event.id = id;
-    event.attributes = std::move(attributes);
-    runtime.journal().Publish(std::move(event));
-  }
-
   // prune.cc
   void SystemDf(Responder& responder);
   void PruneContainers(Responder& responder);

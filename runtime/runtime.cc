@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "base/files.h"
 #include "runtime/checkpoint.h"
+#include "runtime/cni.h"
 #include "runtime/exit_monitor.h"
 #include "runtime/handlers.h"
 #include "runtime/namespaces.h"
@@ -51,7 +52,8 @@ struct Runtime::Parts {
         stats(cgroups, host.cgroup_layout, state, snapshots, snapshots.WritableRoot()),
         recovery(options, state, records, handlers, containers, sandboxes, exits, snapshots,
                  logger),
-        volumes(store_in, options_in.root_dir + "/volumes", &journal) {}
+        volumes(store_in, options_in.root_dir + "/volumes", &journal),
+        networks(options_in.cni_conf_dir, &journal, logger) {}
 
   const Options options;
   const HostFacts& host;
@@ -72,6 +74,7 @@ struct Runtime::Parts {
   Recovery recovery;
   CheckpointSupport checkpoints;
   Volumes volumes;
+  Networks networks;
 };
 
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Options& options,
@@ -246,6 +249,36 @@ absl::Status Runtime::RemoveVolume(const std::string& name) {
         absl::StrCat("remove ", name, ": volume is in use - [", absl::StrJoin(users, ", "), "]"));
   }
   return parts_->volumes.Remove(name);
+}
+
+Networks& Runtime::networks() { return parts_->networks; }
+
+std::vector<Pod> Runtime::NetworkUsers(const std::string& name) {
+  absl::StatusOr<Network> network = parts_->networks.Get(name);
+  std::vector<Pod> users;
+  for (Pod& pod : ListPods()) {
+    std::string wanted = NetworkNameOf(pod.config);
+    bool on_it = wanted == name || (wanted.empty() && network.ok() && network->is_default);
+    bool host_network =
+        pod.config.linux().security_context().namespace_options().network() == runtime::v1::NODE;
+    if (on_it && !host_network) {
+      users.push_back(std::move(pod));
+    }
+  }
+  return users;
+}
+
+absl::Status Runtime::RemoveNetwork(const std::string& name) {
+  absl::StatusOr<Network> network = parts_->networks.Get(name);
+  if (!network.ok()) return network.status();
+  std::vector<Pod> users = NetworkUsers(name);
+  if (!users.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("error while removing network: network ", name, " has active endpoints (pod ",
+                     users.front().config.metadata().namespace_(), "/",
+                     users.front().config.metadata().name(), ")"));
+  }
+  return parts_->networks.Remove(name);
 }
 
 absl::StatusOr<CgroupSample> Runtime::ContainerCgroupSample(const std::string& id) {

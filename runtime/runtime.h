@@ -28,6 +28,7 @@
 #include "runtime/host_facts.h"
 #include "runtime/images.h"
 #include "runtime/journal.h"
+#include "runtime/networks.h"
 #include "runtime/node_events.h"
 #include "runtime/options.h"
 #include "runtime/readiness.h"
@@ -133,6 +134,12 @@ class Runtime {
   std::vector<std::string> VolumeUsers(const std::string& name);
   // Removes NAME unless a container mounts it (FAILED_PRECONDITION naming them).
   absl::Status RemoveVolume(const std::string& name);
+  // Pod networks (the CNI configs; node objects too).
+  Networks& networks();
+  // The pods attached to network NAME (host-network pods are on none).
+  std::vector<Pod> NetworkUsers(const std::string& name);
+  // Removes a network kapal created unless a pod is on it (FAILED_PRECONDITION naming one).
+  absl::Status RemoveNetwork(const std::string& name);
 
   // The node's recent events of every kind (containers, pods, images; the Docker door adds its
   // volumes and networks), for `docker events`.
