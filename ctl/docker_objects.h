@@ -10,9 +10,10 @@
 #include "ctl/commands.h"
 #include "ctl/output.h"
 
-// kapalctl's volume and network verbs. Volumes and networks are objects of kapald's Docker API,
-// so these speak that API on its unix socket (whose address kapald reports in Status verbose),
-// with a small HTTP/1.1 client of their own (cpp-httplib 0.11 has no unix sockets).
+// kapalctl's volume and network verbs. Volumes and networks are node objects of kapald's core
+// (runtime::Volumes, runtime::Networks); kapalctl reaches them through the Docker API's unix
+// socket (whose address kapald reports in Status verbose; kapal.v1 has no service for them yet),
+// with a small HTTP/1.1 client of its own (cpp-httplib 0.11 has no unix sockets).
 namespace kapal::ctl {
 
 struct DockerObjectCommand {
