@@ -1201,11 +1201,7 @@ absl::StatusOr<std::string> Builder::Import(const ImportOptions& options) {
   absl::StatusOr<std::string> id = run.ImportTar(options);
   if (!id.ok()) return id;
   logger_.Info("imported ", options.tar_path, " as ", *id);
-  runtime::JournalEvent event;
-  event.type = "image";
-  event.action = "import";
-  event.id = *id;
-  runtime_.journal().Publish(std::move(event));
+  runtime_.journal().Publish("image", "import", *id);
   return id;
 }
 

@@ -75,6 +75,22 @@ class GzipBlobSink {
   int64_t uncompressed_ = 0;
 };
 
+// The gzip stream ended and the blob committed: the layer's descriptor and digests.
+absl::StatusOr<LayerBlob> FinishLayer(GzipBlobSink& sink, images::BlobWriter& writer,
+                                      int64_t entries) {
+  if (absl::Status finished = sink.Finish(); !finished.ok()) return finished;
+  absl::StatusOr<int64_t> size = writer.Commit();
+  if (!size.ok()) return size.status();
+  LayerBlob layer;
+  layer.descriptor.media_type = kLayerMediaType;
+  layer.descriptor.digest = writer.BlobDigest();
+  layer.descriptor.size = *size;
+  layer.uncompressed_bytes = sink.Uncompressed();
+  layer.diff_id = sink.DiffId();
+  layer.entries = entries;
+  return layer;
+}
+
 }  // namespace
 
 const std::set<std::string>& RuntimeMountPoints() {
@@ -97,17 +113,7 @@ absl::StatusOr<LayerBlob> WriteLayerFromUpperDir(const std::string& upper,
   absl::StatusOr<int64_t> entries = images::WriteTreeArchive(
       upper, options, [&sink](const void* data, size_t size) { return sink.Write(data, size); });
   if (!entries.ok()) return entries.status();
-  if (absl::Status finished = sink.Finish(); !finished.ok()) return finished;
-  absl::StatusOr<int64_t> size = (*writer)->Commit();
-  if (!size.ok()) return size.status();
-  LayerBlob layer;
-  layer.descriptor.media_type = kLayerMediaType;
-  layer.descriptor.digest = (*writer)->BlobDigest();
-  layer.descriptor.size = *size;
-  layer.uncompressed_bytes = sink.Uncompressed();
-  layer.diff_id = sink.DiffId();
-  layer.entries = *entries;
-  return layer;
+  return FinishLayer(sink, **writer, *entries);
 }
 
 absl::StatusOr<LayerBlob> WriteLayerFromTar(const std::string& tar_path,
@@ -126,16 +132,7 @@ absl::StatusOr<LayerBlob> WriteLayerFromTar(const std::string& tar_path,
     if (*n == 0) break;
     if (absl::Status written = sink.Write(buffer.data(), *n); !written.ok()) return written;
   }
-  if (absl::Status finished = sink.Finish(); !finished.ok()) return finished;
-  absl::StatusOr<int64_t> size = (*writer)->Commit();
-  if (!size.ok()) return size.status();
-  LayerBlob layer;
-  layer.descriptor.media_type = kLayerMediaType;
-  layer.descriptor.digest = (*writer)->BlobDigest();
-  layer.descriptor.size = *size;
-  layer.uncompressed_bytes = sink.Uncompressed();
-  layer.diff_id = sink.DiffId();
-  return layer;
+  return FinishLayer(sink, **writer, /*entries=*/0);
 }
 
 }  // namespace kapal::builder

@@ -484,12 +484,8 @@ void Api::Impl::RenameContainer(const std::string& ref, const Request& request,
       !renamed.ok()) {
     return ReplyError(responder, renamed);
   }
-  runtime::JournalEvent event;
-  event.type = "container";
-  event.action = "rename";
-  event.id = found->container.id;
-  event.attributes = {{"name", *name}, {"oldName", "/" + found->name}};
-  runtime.journal().Publish(std::move(event));
+  runtime.journal().Publish("container", "rename", found->container.id,
+                            {{"name", *name}, {"oldName", "/" + found->name}});
   logger.Info("docker: container ", found->name, " renamed to ", *name);
   responder.Empty(204);
 }

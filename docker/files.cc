@@ -54,6 +54,16 @@ std::string PathStatHeader(const runtime::ContainerPathStat& stat) {
 
 constexpr char kPathStatHeader[] = "X-Docker-Container-Path-Stat";
 
+// A tar written straight into the answer's chunks; CANCELLED once the client is gone.
+images::ArchiveSink ChunksTo(Responder& responder) {
+  return [&responder](const void* data, size_t size) {
+    if (!responder.WriteChunk(absl::string_view(static_cast<const char*>(data), size))) {
+      return absl::CancelledError("the client went away");
+    }
+    return absl::OkStatus();
+  };
+}
+
 }  // namespace
 
 void Api::Impl::ContainerArchive(const std::string& ref, const Request& request,
@@ -89,12 +99,7 @@ void Api::Impl::ContainerArchive(const std::string& ref, const Request& request,
   responder.AddHeader(kPathStatHeader, PathStatHeader(*stat));
   if (head) return responder.Empty(200);
   if (!responder.StartStream(200, "application/x-tar")) return;
-  absl::Status archived = files->Archive(path, [&](const void* data, size_t size) {
-    if (!responder.WriteChunk(absl::string_view(static_cast<const char*>(data), size))) {
-      return absl::CancelledError("the client went away");
-    }
-    return absl::OkStatus();
-  });
+  absl::Status archived = files->Archive(path, ChunksTo(responder));
   if (!archived.ok()) {
     // Too late for an error answer: the tar is cut short, which the client reports.
     logger.Warn("docker cp from ", found->name, ":", path, ": ", archived.message());
@@ -109,12 +114,7 @@ void Api::Impl::ExportContainer(const std::string& ref, Responder& responder) {
   absl::StatusOr<runtime::ContainerFiles> files = runtime.FilesOf(found->container.id);
   if (!files.ok()) return ReplyError(responder, files.status());
   if (!responder.StartStream(200, "application/x-tar")) return;
-  absl::Status exported = files->Export([&](const void* data, size_t size) {
-    if (!responder.WriteChunk(absl::string_view(static_cast<const char*>(data), size))) {
-      return absl::CancelledError("the client went away");
-    }
-    return absl::OkStatus();
-  });
+  absl::Status exported = files->Export(ChunksTo(responder));
   if (!exported.ok()) {
     logger.Warn("docker export of ", found->name, ": ", exported.message());
     return;

@@ -250,16 +250,12 @@ struct HttpServer::Impl {
   // then the same HTTP on the pump's plain end.
   void ServeTcp(int fd) {
     if (!options.tls) return Serve(fd);
-    timeval handshake_timeout{10, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &handshake_timeout, sizeof handshake_timeout);
     absl::StatusOr<std::unique_ptr<streaming::TlsPump>> pump =
-        streaming::TlsPump::Start(*options.tls, fd, /*server=*/true);
+        streaming::TlsPump::Accept(*options.tls, fd);
     if (!pump.ok()) {
       logger.Info("docker api: TLS connection refused: ", pump.status().message());
       return;
     }
-    timeval none{0, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
     Serve((*pump)->Plain());
     (*pump)->ClosePlain();
   }

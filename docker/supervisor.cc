@@ -333,11 +333,7 @@ void Api::Impl::CheckHealth(const std::string& id, const HealthConfig& config) {
     if (state.status != before) changed_to = state.status;
   }
   if (!changed_to.empty()) {
-    runtime::JournalEvent event;
-    event.type = "container";
-    event.action = "health_status: " + changed_to;
-    event.id = id;
-    runtime.journal().Publish(std::move(event));
+    runtime.journal().Publish("container", "health_status: " + changed_to, id);
   }
 }
 

@@ -4,6 +4,16 @@
 
 namespace kapal::runtime {
 
+void Journal::Publish(std::string type, std::string action, std::string id,
+                      std::map<std::string, std::string> attributes) {
+  JournalEvent event;
+  event.type = std::move(type);
+  event.action = std::move(action);
+  event.id = std::move(id);
+  event.attributes = std::move(attributes);
+  Publish(std::move(event));
+}
+
 void Journal::Publish(JournalEvent event) {
   {
     std::lock_guard lock(mutex_);

@@ -31,6 +31,9 @@ class Journal {
   explicit Journal(size_t keep = 2048) : keep_(keep) {}
 
   void Publish(JournalEvent event);
+  // The same, from its parts.
+  void Publish(std::string type, std::string action, std::string id,
+               std::map<std::string, std::string> attributes = {});
 
   // The events with a sequence above AFTER, at most waiting TIMEOUT for the first one to come.
   std::vector<JournalEvent> After(uint64_t after, std::chrono::milliseconds timeout);

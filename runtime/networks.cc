@@ -260,12 +260,7 @@ absl::Status Networks::Remove(const std::string& name) {
 
 void Networks::Tell(const std::string& action, const std::string& name) {
   if (journal_ == nullptr) return;
-  JournalEvent event;
-  event.type = "network";
-  event.action = action;
-  event.id = name;
-  event.attributes = {{"name", name}, {"type", "bridge"}};
-  journal_->Publish(std::move(event));
+  journal_->Publish("network", action, name, {{"name", name}, {"type", "bridge"}});
 }
 
 }  // namespace kapal::runtime

@@ -83,12 +83,7 @@ absl::StatusOr<Volume> Volumes::Create(const std::string& name, const std::strin
 
 void Volumes::Tell(const std::string& action, const std::string& name) {
   if (journal_ == nullptr) return;
-  JournalEvent event;
-  event.type = "volume";
-  event.action = action;
-  event.id = name;
-  event.attributes = {{"driver", "local"}};
-  journal_->Publish(std::move(event));
+  journal_->Publish("volume", action, name, {{"driver", "local"}});
 }
 
 absl::StatusOr<Volume> Volumes::Get(const std::string& name) {

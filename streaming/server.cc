@@ -143,15 +143,11 @@ struct Server::Impl {
 
   // The session runs on the plain end of a TLS pump; shutting FD down ends both.
   void ServeTls(int fd) {
-    timeval handshake_timeout{10, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &handshake_timeout, sizeof handshake_timeout);
-    absl::StatusOr<std::unique_ptr<TlsPump>> pump = TlsPump::Start(*tls, fd, /*server=*/true);
+    absl::StatusOr<std::unique_ptr<TlsPump>> pump = TlsPump::Accept(*tls, fd);
     if (!pump.ok()) {
       logger.Debug("streaming: ", pump.status().message());
       return;
     }
-    timeval none{0, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
     Serve((*pump)->Plain());
     (*pump)->ClosePlain();
   }

@@ -184,6 +184,15 @@ struct TlsPump::Connection {
   }
 };
 
+absl::StatusOr<std::unique_ptr<TlsPump>> TlsPump::Accept(TlsContext& context, int tcp) {
+  timeval handshake_timeout{10, 0};
+  ::setsockopt(tcp, SOL_SOCKET, SO_RCVTIMEO, &handshake_timeout, sizeof handshake_timeout);
+  absl::StatusOr<std::unique_ptr<TlsPump>> pump = Start(context, tcp, /*server=*/true);
+  timeval none{0, 0};
+  ::setsockopt(tcp, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+  return pump;
+}
+
 absl::StatusOr<std::unique_ptr<TlsPump>> TlsPump::Start(TlsContext& context, int tcp, bool server) {
   auto connection = std::make_unique<Connection>();
   connection->tcp = tcp;

@@ -43,6 +43,9 @@ class TlsContext {
 class TlsPump {
  public:
   static absl::StatusOr<std::unique_ptr<TlsPump>> Start(TlsContext& context, int tcp, bool server);
+  // A server's side of an accepted connection: the handshake may take at most 10 s (a client
+  // that connects and says nothing does not hold a thread), then Start's pump.
+  static absl::StatusOr<std::unique_ptr<TlsPump>> Accept(TlsContext& context, int tcp);
   ~TlsPump();
   TlsPump(const TlsPump&) = delete;
   TlsPump& operator=(const TlsPump&) = delete;
