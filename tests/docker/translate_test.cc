@@ -104,9 +104,20 @@ TEST(TranslateTest, WhatKapalCannotDoIsRefusedByName) {
     nlohmann::json body = {{"Image", "b"}, {"HostConfig", host_config}};
     return TranslateCreate(body, "x", Context()).status();
   };
-  absl::Status always = refused({{"RestartPolicy", {{"Name", "always"}}}});
-  EXPECT_TRUE(absl::IsInvalidArgument(always));
-  EXPECT_THAT(always.message(), HasSubstr("--restart no"));
+  absl::Status sometimes = refused({{"RestartPolicy", {{"Name", "sometimes"}}}});
+  EXPECT_TRUE(absl::IsInvalidArgument(sometimes));
+  EXPECT_THAT(sometimes.message(), HasSubstr("invalid restart policy 'sometimes'"));
+  EXPECT_TRUE(refused({{"RestartPolicy", {{"Name", "always"}}}}).ok());
+  EXPECT_TRUE(
+      refused({{"RestartPolicy", {{"Name", "on-failure"}, {"MaximumRetryCount", 3}}}}).ok());
+  EXPECT_THAT(refused({{"RestartPolicy", {{"Name", "always"}}}, {"AutoRemove", true}}).message(),
+              HasSubstr("can't create 'AutoRemove' container with restart policy"));
+  EXPECT_THAT(
+      refused({{"RestartPolicy", {{"Name", "always"}, {"MaximumRetryCount", 2}}}}).message(),
+      HasSubstr("maximum retry count cannot be used"));
+  EXPECT_THAT(
+      refused({{"RestartPolicy", {{"Name", "on-failure"}, {"MaximumRetryCount", -1}}}}).message(),
+      HasSubstr("cannot be negative"));
   EXPECT_TRUE(absl::IsInvalidArgument(refused({{"Devices", {{{"PathOnHost", "/dev/x"}}}}})));
   EXPECT_TRUE(absl::IsInvalidArgument(refused({{"Binds", {"data:relative"}}})));
   EXPECT_TRUE(absl::IsInvalidArgument(refused({{"Binds", {"../x:/x"}}})));
