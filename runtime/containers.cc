@@ -34,6 +34,9 @@ using runtime::v1::ContainerConfig;
 // After the stop signal's grace period, SIGKILL; this long more for the exit to be recorded.
 constexpr std::chrono::seconds kKillWait(10);
 
+// Reserved while a container is started, recreated or removed: each of them excludes the others.
+std::string LifecycleKey(const std::string& id) { return "lifecycle:" + id; }
+
 }  // namespace
 
 Containers::Containers(const Options& options, const Cgroups& cgroups, NodeState& state,
@@ -321,7 +324,8 @@ absl::Status Containers::Start(const std::string& id_or_prefix) {
     handler = *found;
     id = c.id;
     absl::StatusOr<NameReservation> taken = NameReservation::TakeLocked(
-        state_, "start/" + id, absl::StrCat("container ", id, " is being started already"));
+        state_, LifecycleKey(id),
+        absl::StrCat("container ", id, " is being started, restarted or removed already"));
     if (!taken.ok()) return absl::FailedPreconditionError(taken.status().message());
     starting.emplace(std::move(*taken));
   }
@@ -460,6 +464,22 @@ absl::Status Containers::Remove(const std::string& id_or_prefix) {
     if (!resolved.ok()) return resolved.status();
     id = *resolved;
   }
+  // A restart in progress (Recreate, e.g. a Docker restart policy reacting to the stop below)
+  // would write a new shim's files into the bundle this removes: the two exclude each other.
+  // A remove waits for a start or recreate to finish; they refuse while a remove runs.
+  std::optional<NameReservation> lifecycle;
+  for (auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);;) {
+    absl::StatusOr<NameReservation> taken = NameReservation::Take(state_, LifecycleKey(id), "");
+    if (taken.ok()) {
+      lifecycle.emplace(std::move(*taken));
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= give_up) {
+      return absl::UnavailableError(
+          absl::StrCat("container ", id, " is being restarted or removed; try again"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   if (absl::Status stopped = Stop(id, std::chrono::seconds(0)); !stopped.ok()) {
     return stopped;
   }
@@ -568,9 +588,9 @@ absl::Status Containers::Recreate(const std::string& id_or_prefix) {
     if (!of.ok()) return of.status();
     handler = *of;
     absl::StatusOr<NameReservation> taken = NameReservation::TakeLocked(
-        state_, "recreate:" + c.id,
-        absl::StrCat("container ", c.id, " is being made to run again already"));
-    if (!taken.ok()) return taken.status();
+        state_, LifecycleKey(c.id),
+        absl::StrCat("container ", c.id, " is being started, restarted or removed already"));
+    if (!taken.ok()) return absl::FailedPreconditionError(taken.status().message());
     reservation.emplace(std::move(*taken));
   }
   // The runtime's record of the ended process and the old shim's exit record go first.

@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "base/files.h"
 #include "base/temp_dir.h"
@@ -199,7 +200,12 @@ TEST_F(DockerLifecycleTest, RestartPoliciesWithBackoffAndAcrossAKapaldRestart) {
   DockerOk({"start", "unless"});
   EXPECT_EQ(restarts("unless"), 0);
   EXPECT_EQ(Field("unless", "{{.State.Running}}"), "true");
+  // `always` is removed while its policy restarts it: the remove and the restart exclude each
+  // other, so the remove succeeds and nothing of the container stays.
   DockerOk({"rm", "-f", "always", "twice", "clean", "unless"});
+  absl::StatusOr<std::vector<std::string>> bundles =
+      base::ListDirectory(kapald_->StateDir() + "/containers");
+  EXPECT_TRUE(!bundles.ok() || bundles->empty()) << absl::StrJoin(*bundles, " ");
 }
 
 TEST_F(DockerLifecycleTest, HealthcheckStatesFromTheCliAndFromADockerfile) {
