@@ -64,4 +64,19 @@ grpc::Status KapalBuildsService::Build(
   return grpc::Status::OK;
 }
 
+grpc::Status KapalBuildsService::Commit(grpc::ServerContext*,
+                                        const kapal::v1::CommitRequest* request,
+                                        kapal::v1::CommitResponse* response) {
+  builder::CommitOptions options;
+  options.container_id = request->container_id();
+  options.reference = request->reference();
+  options.comment = request->comment();
+  options.author = request->author();
+  options.changes.assign(request->changes().begin(), request->changes().end());
+  absl::StatusOr<std::string> id = builder_.Commit(options);
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  response->set_image_id(*id);
+  return grpc::Status::OK;
+}
+
 }  // namespace kapal::cri

@@ -5,7 +5,8 @@
 
 namespace kapal::cri {
 
-// kapal.v1.Builds: `kapalctl build`, on the same builder as the Docker API's POST /build.
+// kapal.v1.Builds: `kapalctl build` and `commit`, on the same builder as the Docker API's POST
+// /build.
 class KapalBuildsService final : public kapal::v1::Builds::Service {
  public:
   KapalBuildsService(builder::Builder& builder, std::string scratch_dir)
@@ -14,6 +15,8 @@ class KapalBuildsService final : public kapal::v1::Builds::Service {
   grpc::Status Build(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<kapal::v1::BuildEvent, kapal::v1::BuildInput>* stream) override;
+  grpc::Status Commit(grpc::ServerContext* context, const kapal::v1::CommitRequest* request,
+                      kapal::v1::CommitResponse* response) override;
 
  private:
   builder::Builder& builder_;

@@ -59,6 +59,7 @@ absl::StatusOr<std::unique_ptr<CriClient>> CriClient::Connect(const ClientConfig
   client->images_ = runtime::v1::ImageService::NewStub(image_channel);
   client->kapal_images_ = kapal::v1::Images::NewStub(image_channel);
   client->kapal_builds_ = kapal::v1::Builds::NewStub(image_channel);
+  client->kapal_containers_ = kapal::v1::Containers::NewStub(*runtime_channel);
   return client;
 }
 

@@ -26,6 +26,8 @@ class CriClient {
   // kapal's own API on the image endpoint; other runtimes answer UNIMPLEMENTED.
   kapal::v1::Images::Stub& KapalImages() { return *kapal_images_; }
   kapal::v1::Builds::Stub& KapalBuilds() { return *kapal_builds_; }
+  // kapal's own container verbs (pause, top, cp, export) on the runtime endpoint.
+  kapal::v1::Containers::Stub& KapalContainers() { return *kapal_containers_; }
   // A context whose deadline is the configured timeout from now.
   std::unique_ptr<grpc::ClientContext> NewContext() const;
   // A context without the short --timeout, for work that takes long (pulls).
@@ -39,6 +41,7 @@ class CriClient {
   std::unique_ptr<runtime::v1::ImageService::Stub> images_;
   std::unique_ptr<kapal::v1::Images::Stub> kapal_images_;
   std::unique_ptr<kapal::v1::Builds::Stub> kapal_builds_;
+  std::unique_ptr<kapal::v1::Containers::Stub> kapal_containers_;
 };
 
 // A failed call as the user should see it: "Version: NOT_FOUND: message".

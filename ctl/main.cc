@@ -13,6 +13,7 @@
 #include "ctl/build_commands.h"
 #include "ctl/client_config.h"
 #include "ctl/commands.h"
+#include "ctl/container_commands.h"
 #include "ctl/docker_objects.h"
 #include "ctl/image_commands.h"
 #include "ctl/output.h"
@@ -365,6 +366,68 @@ int main(int argc, char** argv) {
   start->callback([&] {
     action.run = [&](CriClient& client, OutputFormat) {
       return kapal::ctl::RunStartContainers(client, ids, std::cout);
+    };
+  });
+  // Docker-style container verbs over kapal.v1.Containers (any container of the node).
+  for (bool freeze : {true, false}) {
+    CLI::App* verb = app.add_subcommand(
+        freeze ? "pause" : "unpause",
+        freeze ? "Freeze running containers' processes" : "Thaw paused containers");
+    verb->add_option("ids", ids, "Container ids (or unique prefixes)")->required();
+    verb->callback([&ids, &action, freeze] {
+      action.run = [&ids, freeze](CriClient& client, OutputFormat) {
+        return kapal::ctl::RunPause(client, ids, freeze, std::cout);
+      };
+    });
+  }
+  std::string top_id;
+  CLI::App* top = app.add_subcommand("top", "List a running container's processes");
+  top->add_option("id", top_id, "Container id (or unique prefix)")->required();
+  top->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunTop(client, top_id, std::cout);
+    };
+  });
+  std::string copy_source, copy_destination;
+  bool copy_archive = false;
+  CLI::App* copy = app.add_subcommand(
+      "cp", "Copy files between a container and a local directory or a tar on stdin/stdout");
+  copy->add_option("source", copy_source, "CONTAINER:PATH, a local path, or -")->required();
+  copy->add_option("destination", copy_destination, "CONTAINER:DIR, a local directory, or -")
+      ->required();
+  copy->add_flag("-a,--archive", copy_archive, "The container's user owns what is copied in");
+  copy->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunCopy(client, copy_source, copy_destination, copy_archive, std::cout);
+    };
+  });
+  std::string commit_container, commit_reference, commit_message, commit_author;
+  std::vector<std::string> commit_changes;
+  CLI::App* commit =
+      app.add_subcommand("commit", "Create an image from a container's changes (docker commit)");
+  commit->add_option("id", commit_container, "Container id (or unique prefix)")->required();
+  commit->add_option("reference", commit_reference, "NAME[:TAG] for the image (default: none)");
+  commit->add_option("-m,--message", commit_message, "The history entry's comment");
+  commit->add_option("-a,--author", commit_author, "The image's author");
+  commit
+      ->add_option("-c,--change", commit_changes,
+                   "A Dockerfile instruction for the config (CMD, ENV, LABEL, ...)")
+      ->allow_extra_args(false);
+  commit->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunCommit(client, commit_container, commit_reference, commit_message,
+                                   commit_author, commit_changes, std::cout);
+    };
+  });
+  std::string export_container, export_file = "-";
+  CLI::App* export_root =
+      app.add_subcommand("export", "Write a container's root filesystem as a tar");
+  export_root->add_option("id", export_container, "Container id (or unique prefix)")->required();
+  export_root->add_option("-o,--output", export_file, "The tar file (default: stdout)");
+  export_root->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunExportContainer(client, export_container, export_file,
+                                            export_file == "-" ? std::cerr : std::cout);
     };
   });
   int64_t stop_timeout = 0;

@@ -20,6 +20,7 @@
 #include "base/unix_socket.h"
 #include "builder/builder.h"
 #include "cri/build_service.h"
+#include "cri/containers_service.h"
 #include "cri/image_service.h"
 #include "cri/kapal_service.h"
 #include "cri/rpc_observer.h"
@@ -92,6 +93,7 @@ struct Daemon::Parts {
   std::unique_ptr<cri::RuntimeService> runtime_service;
   std::unique_ptr<cri::ImageService> image_service;
   std::unique_ptr<cri::KapalImagesService> kapal_images_service;
+  std::unique_ptr<cri::KapalContainersService> kapal_containers_service;
   std::unique_ptr<cri::KapalBuildsService> kapal_builds_service;
   std::unique_ptr<grpc::Server> server;
   bool socket_owned = false;
@@ -259,6 +261,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   parts->image_service = std::make_unique<cri::ImageService>(*parts->node_images);
   parts->kapal_images_service =
       std::make_unique<cri::KapalImagesService>(*parts->node_images, scratch);
+  parts->kapal_containers_service =
+      std::make_unique<cri::KapalContainersService>(*parts->runtime, scratch);
   parts->kapal_builds_service = std::make_unique<cri::KapalBuildsService>(*parts->builder, scratch);
 
   grpc::ServerBuilder builder;
@@ -267,6 +271,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   builder.RegisterService(parts->runtime_service.get());
   builder.RegisterService(parts->image_service.get());
   builder.RegisterService(parts->kapal_images_service.get());
+  builder.RegisterService(parts->kapal_containers_service.get());
   builder.RegisterService(parts->kapal_builds_service.get());
   // Kubelet's default limit; ListImages and ListContainers on a busy node need more than gRPC's
   // 4 MiB.

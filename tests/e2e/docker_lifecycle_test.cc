@@ -118,6 +118,58 @@ TEST_F(DockerLifecycleTest, CopyBothWaysIntoRunningAndStoppedContainers) {
   DockerOk({"rm", "-f", "box"});
 }
 
+// The same core calls through kapal.v1.Containers and Builds.Commit: kapalctl works on any
+// container's id.
+TEST_F(DockerLifecycleTest, KapalctlPausesTopsCopiesCommitsAndExportsByContainerId) {
+  std::string id = Trimmed({"run", "-d", "--name", "viactl", busybox_, "sleep", "600"});
+  CommandResult paused = kapald_->Kapalctl({"pause", id});
+  EXPECT_EQ(paused.exit_code, 0) << paused.err;
+  EXPECT_EQ(Field("viactl", "{{.State.Paused}}"), "true");
+  EXPECT_EQ(kapald_->Kapalctl({"unpause", id.substr(0, 12)}).exit_code, 0);
+  EXPECT_EQ(Field("viactl", "{{.State.Paused}}"), "false");
+  CommandResult top = kapald_->Kapalctl({"top", id});
+  EXPECT_EQ(top.exit_code, 0) << top.err;
+  EXPECT_THAT(top.out, HasSubstr("sleep 600"));
+
+  std::ofstream(Local("to-container.txt")) << "via kapalctl\n";
+  CommandResult in = kapald_->Kapalctl({"cp", Local("to-container.txt"), id + ":/"});
+  EXPECT_EQ(in.exit_code, 0) << in.err;
+  EXPECT_EQ(DockerOk({"exec", "viactl", "cat", "/to-container.txt"}), "via kapalctl\n");
+  ASSERT_EQ(::mkdir(Local("tree").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(Local("tree/sub").c_str(), 0700), 0);
+  std::ofstream(Local("tree/sub/deep.txt")) << "deep\n";
+  CommandResult tree_in = kapald_->Kapalctl({"cp", Local("tree"), id.substr(0, 12) + ":/tmp"});
+  EXPECT_EQ(tree_in.exit_code, 0) << tree_in.err;
+  EXPECT_EQ(DockerOk({"exec", "viactl", "sh", "-c",
+                      "cat /tmp/tree/sub/deep.txt; stat -c %a "
+                      "/tmp/tree/sub"}),
+            "deep\n700\n");
+  ASSERT_EQ(::mkdir(Local("out").c_str(), 0755), 0);
+  CommandResult back = kapald_->Kapalctl({"cp", id + ":/to-container.txt", Local("out")});
+  EXPECT_EQ(back.exit_code, 0) << back.err;
+  EXPECT_EQ(*base::ReadFile(Local("out/to-container.txt")), "via kapalctl\n");
+  CommandResult missing = kapald_->Kapalctl({"cp", id + ":/no/such", Local("out")});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+
+  CommandResult committed = kapald_->Kapalctl(
+      {"commit", "-c", "ENV FROM_COMMIT=1", "-m", "via kapalctl", id, "committed:ctl"});
+  EXPECT_EQ(committed.exit_code, 0) << committed.err;
+  EXPECT_THAT(committed.out, HasSubstr("sha256:"));
+  EXPECT_EQ(DockerOk({"run", "--rm", "committed:ctl", "sh", "-c",
+                      "cat /to-container.txt; echo $FROM_COMMIT"}),
+            "via kapalctl\n1\n");
+  EXPECT_THAT(DockerOk({"history", "--no-trunc", "--format", "{{.Comment}}", "committed:ctl"}),
+              HasSubstr("via kapalctl"));
+
+  CommandResult exported = kapald_->Kapalctl({"export", id, "-o", Local("root.tar")});
+  EXPECT_EQ(exported.exit_code, 0) << exported.err;
+  CommandResult listed = RunCommand({"/bin/tar", "-tf", Local("root.tar")});
+  EXPECT_THAT(listed.out, HasSubstr("to-container.txt"));
+  EXPECT_THAT(listed.out, HasSubstr("bin/busybox"));
+  DockerOk({"rm", "-f", "viactl"});
+}
+
 TEST_F(DockerLifecycleTest, ExportThenImportRunsTheSameFiles) {
   DockerOk({"run", "--name", "source", busybox_, "sh", "-c", "echo exported > /marker"});
   DockerOk({"export", "-o", Local("rootfs.tar"), "source"});

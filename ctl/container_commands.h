@@ -1,0 +1,33 @@
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "ctl/commands.h"
+
+// kapalctl's Docker-style container verbs over kapal.v1.Containers, for every container of the
+// node (kubelet's and crictl's too): pause, unpause, top, cp, export, commit.
+namespace kapal::ctl {
+
+absl::Status RunPause(CriClient& client, const std::vector<std::string>& ids, bool pause,
+                      std::ostream& out);
+// The container's processes: host pid and command line.
+absl::Status RunTop(CriClient& client, const std::string& id, std::ostream& out);
+// SOURCE and DESTINATION as docker cp takes them: CONTAINER:PATH on one side, and on the other
+// "-" (a tar on stdin or stdout) or a local path (an existing directory to copy into, or a file
+// or directory to copy from). ARCHIVE_OWNERS: the container user owns what is copied in.
+absl::Status RunCopy(CriClient& client, const std::string& source, const std::string& destination,
+                     bool archive_owners, std::ostream& out);
+// The container's root filesystem as a tar into FILE ("-": stdout).
+absl::Status RunExportContainer(CriClient& client, const std::string& id, const std::string& file,
+                                std::ostream& out);
+
+// docker commit: the container's changes as an image (REFERENCE "" leaves it untagged); prints
+// the image id.
+absl::Status RunCommit(CriClient& client, const std::string& id, const std::string& reference,
+                       const std::string& message, const std::string& author,
+                       const std::vector<std::string>& changes, std::ostream& out);
+
+}  // namespace kapal::ctl
