@@ -10,6 +10,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -39,6 +40,7 @@ constexpr char kBuildNamespace[] = "kapal-build";
 constexpr char kBuildLabel[] = "io.kapal.build";
 constexpr char kNop[] = "/bin/sh -c #(nop) ";
 constexpr auto kWaitSlice = std::chrono::milliseconds(200);
+constexpr char kRunExitCodePayload[] = "type.kapal.dev/builder.run-exit-code";
 
 std::string ShortId(const std::string& id) {
   absl::string_view hex = id;
@@ -90,6 +92,13 @@ bool DirectoryEmpty(const std::string& path) {
 }
 
 }  // namespace
+
+std::optional<int> RunExitCodeOf(const absl::Status& status) {
+  auto payload = status.GetPayload(kRunExitCodePayload);
+  int code = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &code)) return std::nullopt;
+  return code;
+}
 
 // One build: the Dockerfile, its stages as they are built, the step counter.
 struct Builder::Run {
@@ -397,8 +406,13 @@ struct Builder::Run {
 
   static absl::Status LineError(const Instruction& instruction, const absl::Status& status) {
     if (absl::StartsWith(status.message(), "Dockerfile line")) return status;
-    return absl::Status(status.code(), absl::StrCat("Dockerfile line ", instruction.line, " (",
-                                                    instruction.keyword, "): ", status.message()));
+    absl::Status located(status.code(), absl::StrCat("Dockerfile line ", instruction.line, " (",
+                                                     instruction.keyword, "): ", status.message()));
+    // Facts on the status (a RUN's exit code) stay.
+    status.ForEachPayload([&located](absl::string_view type, const absl::Cord& payload) {
+      located.SetPayload(type, payload);
+    });
+    return located;
   }
 
   absl::StatusOr<std::string> Expand(Stage& stage, const std::string& text) {
@@ -771,9 +785,11 @@ struct Builder::Run {
     }
     pump();
     if (ended->exit_code != 0) {
-      return absl::FailedPreconditionError(
+      absl::Status failed = absl::FailedPreconditionError(
           absl::StrCat("The command '", absl::StrJoin(argv, " "),
                        "' returned a non-zero code: ", ended->exit_code));
+      failed.SetPayload(kRunExitCodePayload, absl::Cord(absl::StrCat(ended->exit_code)));
+      return failed;
     }
     absl::StatusOr<std::string> upper = b.snapshots_.ContentDirectory(ended->snapshot_key);
     if (!upper.ok()) return upper.status();

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,10 @@ struct ImportOptions {
 using BuildOutput = std::function<void(const std::string& text)>;
 // Polled during the build: true ends it (the client went away) with CANCELLED, leaving nothing.
 using BuildCancelled = std::function<bool()>;
+
+// The exit code of the RUN that failed a build, on the status Build returned (nullopt for any
+// other failure): Docker sends it as errorDetail.code and its CLI exits with it.
+std::optional<int> RunExitCodeOf(const absl::Status& status);
 
 class Builder {
  public:

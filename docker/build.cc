@@ -98,7 +98,10 @@ void Api::Impl::BuildImage(const Request& request, Responder& responder) {
   absl::StatusOr<builder::BuildResult> built = builder.Build(build, output, cancelled);
   if (!built.ok()) {
     std::string message(built.status().message());
-    send({{"errorDetail", {{"message", message}}}, {"error", message}});
+    nlohmann::json detail = {{"message", message}};
+    // The CLI exits with this code, as with dockerd's classic builder.
+    if (std::optional<int> code = builder::RunExitCodeOf(built.status())) detail["code"] = *code;
+    send({{"errorDetail", detail}, {"error", message}});
   } else {
     send({{"aux", {{"ID", built->image_id}}}});
     if (quiet) send({{"stream", built->image_id + "\n"}});

@@ -155,6 +155,9 @@ void Api::Impl::Supervise() {
         // Only full container ids: a pod's own events carry its id, which is no container's.
         for (const runtime::Container& c : event.containers) {
           if (c.id != event.container_id) continue;
+          // Kubelet's and crictl's containers are not this door's: no list of every container
+          // for their events.
+          if (!c.config.annotations().contains(kNameAnnotation)) break;
           absl::StatusOr<DockerContainer> found = FindContainer(c.id);
           if (!found.ok() || found->container.id != c.id) break;
           if (event.change == runtime::LifecycleChange::kStarted) {
