@@ -1203,8 +1203,31 @@ absl::StatusOr<std::string> Builder::Commit(const CommitOptions& options) {
   BuildOptions none;
   BuildOutput quiet = [](const std::string&) {};
   BuildCancelled never = nullptr;
+  // Frozen while its layer is read, as Docker does by default: what the container writes meanwhile
+  // waits instead of landing half in the layer. Thawed again whatever the commit's outcome.
+  std::string paused_here;
+  if (options.pause) {
+    absl::StatusOr<runtime::Container> container = runtime_.GetContainer(options.container_id);
+    if (!container.ok()) return container.status();
+    if (container->state == runtime::v1::CONTAINER_RUNNING &&
+        !runtime_.ContainerPaused(container->id)) {
+      if (absl::Status paused = runtime_.PauseContainer(container->id); !paused.ok()) {
+        return absl::Status(paused.code(),
+                            absl::StrCat("pause the container for the commit (--pause=false "
+                                         "skips it): ",
+                                         paused.message()));
+      }
+      paused_here = container->id;
+    }
+  }
   Run run(*this, none, quiet, never);
   absl::StatusOr<std::string> id = run.CommitContainer(options);
+  if (!paused_here.empty()) {
+    if (absl::Status resumed = runtime_.ResumeContainer(paused_here); !resumed.ok()) {
+      logger_.Warn("cannot unpause container ", paused_here,
+                   " after its commit: ", resumed.message());
+    }
+  }
   if (id.ok()) logger_.Info("committed container ", options.container_id, " as ", *id);
   return id;
 }

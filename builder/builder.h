@@ -55,6 +55,9 @@ struct CommitOptions {
   // Dockerfile instructions applied to the image's config, as --change gives them: CMD,
   // ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL.
   std::vector<std::string> changes;
+  // A running container is frozen while its changes are read (docker commit --pause, the
+  // default).
+  bool pause = true;
 };
 
 // `docker import`: a root filesystem tar as a one-layer image.
@@ -91,8 +94,8 @@ class Builder {
   // The container's writable layer (files it changed, added or deleted) as a layer on its
   // image, with the container's command, environment and working directory in the config and
   // OPTIONS' changes applied. Returns the new image id. NOT_FOUND for an unknown container;
-  // INVALID_ARGUMENT for a change that is not allowed. A running container is not paused: what
-  // it writes during the commit may or may not be in the layer.
+  // INVALID_ARGUMENT for a change that is not allowed. A running container is paused meanwhile
+  // unless OPTIONS.pause is false.
   absl::StatusOr<std::string> Commit(const CommitOptions& options);
 
   // OPTIONS' tar as the only layer of a new image. Returns its id; INVALID_ARGUMENT for a

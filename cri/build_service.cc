@@ -73,6 +73,7 @@ grpc::Status KapalBuildsService::Commit(grpc::ServerContext*,
   options.comment = request->comment();
   options.author = request->author();
   options.changes.assign(request->changes().begin(), request->changes().end());
+  options.pause = !request->no_pause();
   absl::StatusOr<std::string> id = builder_.Commit(options);
   if (!id.ok()) return ToGrpcStatus(id.status());
   response->set_image_id(*id);

@@ -312,13 +312,14 @@ absl::Status RunExportContainer(CriClient& client, const std::string& id, const 
 
 absl::Status RunCommit(CriClient& client, const std::string& id, const std::string& reference,
                        const std::string& message, const std::string& author,
-                       const std::vector<std::string>& changes, std::ostream& out) {
+                       const std::vector<std::string>& changes, bool pause, std::ostream& out) {
   kapal::v1::CommitRequest request;
   request.set_container_id(id);
   request.set_reference(reference);
   request.set_comment(message);
   request.set_author(author);
   for (const std::string& change : changes) request.add_changes(change);
+  request.set_no_pause(!pause);
   kapal::v1::CommitResponse response;
   auto context = client.LongContext();
   grpc::Status status = client.KapalBuilds().Commit(context.get(), request, &response);

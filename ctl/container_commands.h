@@ -28,6 +28,6 @@ absl::Status RunExportContainer(CriClient& client, const std::string& id, const 
 // the image id.
 absl::Status RunCommit(CriClient& client, const std::string& id, const std::string& reference,
                        const std::string& message, const std::string& author,
-                       const std::vector<std::string>& changes, std::ostream& out);
+                       const std::vector<std::string>& changes, bool pause, std::ostream& out);
 
 }  // namespace kapal::ctl

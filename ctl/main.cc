@@ -403,12 +403,15 @@ int main(int argc, char** argv) {
   });
   std::string commit_container, commit_reference, commit_message, commit_author;
   std::vector<std::string> commit_changes;
+  bool commit_pause = true;
   CLI::App* commit =
       app.add_subcommand("commit", "Create an image from a container's changes (docker commit)");
   commit->add_option("id", commit_container, "Container id (or unique prefix)")->required();
   commit->add_option("reference", commit_reference, "NAME[:TAG] for the image (default: none)");
   commit->add_option("-m,--message", commit_message, "The history entry's comment");
   commit->add_option("-a,--author", commit_author, "The image's author");
+  commit->add_option("-p,--pause", commit_pause,
+                     "Freeze the container during the commit (default true)");
   commit
       ->add_option("-c,--change", commit_changes,
                    "A Dockerfile instruction for the config (CMD, ENV, LABEL, ...)")
@@ -416,7 +419,7 @@ int main(int argc, char** argv) {
   commit->callback([&] {
     action.run = [&](CriClient& client, OutputFormat) {
       return kapal::ctl::RunCommit(client, commit_container, commit_reference, commit_message,
-                                   commit_author, commit_changes, std::cout);
+                                   commit_author, commit_changes, commit_pause, std::cout);
     };
   });
   std::string export_container, export_file = "-";

@@ -122,6 +122,9 @@ void Api::Impl::CommitContainer(const Request& request, Responder& responder) {
   commit.comment = request.Query("comment");
   commit.author = request.Query("author");
   commit.changes = request.QueryValues("changes");
+  // The CLI sends pause=0 for --pause=false; absent means pause.
+  std::string pause = request.Query("pause");
+  commit.pause = pause != "0" && pause != "false";
   absl::StatusOr<std::string> id = builder.Commit(commit);
   if (!id.ok()) return ReplyError(responder, id.status());
   responder.Json(201, {{"Id", *id}});

@@ -35,22 +35,6 @@ class DockerLifecycleTest : public DockerFixture {
     local_.emplace(std::move(*dir));
   }
 
-  std::string Trimmed(const std::vector<std::string>& args) {
-    return std::string(absl::StripAsciiWhitespace(DockerOk(args)));
-  }
-  // Polls CONDITION every 100 ms for at most LIMIT.
-  static bool WaitFor(const std::function<bool()>& condition, std::chrono::seconds limit) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (condition()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return condition();
-  }
-  std::string Field(const std::string& container, const std::string& format) {
-    CommandResult result = Docker({"inspect", "-f", format, container});
-    return std::string(absl::StripAsciiWhitespace(result.out));
-  }
   std::string Local(const std::string& name) { return local_->Join(name); }
 
   std::optional<base::TempDir> local_;

@@ -20,12 +20,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-class DockerWorkflowTest : public DockerFixture {
- protected:
-  std::string Trimmed(const std::vector<std::string>& args) {
-    return std::string(absl::StripAsciiWhitespace(DockerOk(args)));
-  }
-};
+class DockerWorkflowTest : public DockerFixture {};
 
 TEST_F(DockerWorkflowTest, CommitKeepsTheContainersChangesAndAppliesChanges) {
   DockerOk({"run", "--name", "changed", "-e", "MODE=committed", busybox_, "sh", "-c",
@@ -45,6 +40,23 @@ TEST_F(DockerWorkflowTest, CommitKeepsTheContainersChangesAndAppliesChanges) {
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_THAT(bad.err, HasSubstr("RUN is not a valid change command"));
   DockerOk({"rm", "changed"});
+
+  // A running container is frozen during the commit and thawed after it; one paused by hand
+  // stays paused.
+  DockerOk({"run", "-d", "--name", "busy", busybox_, "sh", "-c", "echo live > /live; sleep 600"});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Docker({"exec", "busy", "cat", "/live"}).out == "live\n";
+      },
+      std::chrono::seconds(10)));
+  DockerOk({"commit", "busy", "from-running:1"});
+  EXPECT_EQ(Field("busy", "{{.State.Status}} {{.State.Paused}}"), "running false");
+  EXPECT_EQ(DockerOk({"run", "--rm", "from-running:1", "cat", "/live"}), "live\n");
+  DockerOk({"pause", "busy"});
+  DockerOk({"commit", "--pause=false", "busy", "from-paused:1"});
+  DockerOk({"commit", "busy", "from-paused:2"});
+  EXPECT_EQ(Field("busy", "{{.State.Paused}}"), "true");
+  DockerOk({"rm", "-f", "busy"});
 }
 
 TEST_F(DockerWorkflowTest, SaveAndLoadRoundTripTheImages) {
