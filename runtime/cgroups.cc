@@ -122,6 +122,19 @@ std::string Cgroups::OomFile(const std::string& cgroups_path) const {
   return absl::StrCat(kCgroupRoot, "/memory", directory, "/memory.oom_control");
 }
 
+bool Cgroups::Frozen(const std::string& cgroups_path) const {
+  std::string directory = Directory(cgroups_path);
+  if (directory.empty() || directory[0] != '/') return false;
+  if (V2()) {
+    absl::StatusOr<std::string> freeze =
+        base::ReadFile(absl::StrCat(kCgroupRoot, directory, "/cgroup.freeze"));
+    return freeze.ok() && absl::StripAsciiWhitespace(*freeze) == "1";
+  }
+  absl::StatusOr<std::string> state =
+      base::ReadFile(absl::StrCat(kCgroupRoot, "/freezer", directory, "/freezer.state"));
+  return state.ok() && absl::StripAsciiWhitespace(*state) == "FROZEN";
+}
+
 void Cgroups::OpenUpSharedParent() const {
   if (driver_ == CgroupDriver::kSystemd) return;
   std::vector<std::string> roots = {kCgroupRoot};

@@ -27,6 +27,8 @@ class Cgroups {
   std::string Directory(const std::string& cgroups_path) const;
   // The file counting OOM kills of a container's cgroup ("" when unknown).
   std::string OomFile(const std::string& cgroups_path) const;
+  // Whether the freezer holds a cgroupsPath frozen (v1 freezer.state FROZEN, v2 cgroup.freeze 1).
+  bool Frozen(const std::string& cgroups_path) const;
   // Removes the parent kapal made up for the pod, /kapal/POD_ID (never kubelet's own, never
   // the shared /kapal, which other pods may be starting in).
   void RemovePodParent(const Pod& pod) const;

@@ -33,6 +33,12 @@ absl::Status Containers::Pause(const std::string& id_or_prefix) {
   return absl::OkStatus();
 }
 
+bool Containers::FrozenLocked(const Container& container) const {
+  auto pod = state_.pods.find(container.pod_id);
+  if (pod == state_.pods.end()) return false;
+  return cgroups_.Frozen(cgroups_.ContainerPath(pod->second, container.id));
+}
+
 void Containers::MarkPaused(const std::string& id, bool paused) {
   std::lock_guard lock(state_.mutex);
   if (auto found = state_.containers.find(id); found != state_.containers.end()) {

@@ -103,6 +103,9 @@ class Containers {
   // Removes what a container has on the host: the runtime's state, the rootfs mount, the
   // snapshot, the bundle. The caller holds the state's mutex.
   absl::Status CleanUpLocked(const Container& container);
+  // Whether the container's cgroup is frozen (a Docker pause that outlived kapald), read from the
+  // freezer; for recovery.
+  bool FrozenLocked(const Container& container) const;
 
  private:
   // CleanUpLocked's work, without the lock: HANDLER (null when the pod's handler is unknown)

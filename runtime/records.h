@@ -49,8 +49,7 @@ struct Container {
   std::string bundle;
   // The user the process runs as (from the spec), for ContainerStatus.user.
   std::optional<ProcessUser> user;
-  // Frozen by Docker's pause (in memory only: after a kapald restart a paused container shows
-  // as running until it is unpaused).
+  // Frozen by Docker's pause (not stored: recovery reads it back from the cgroup freezer).
   bool paused = false;
 };
 

@@ -62,6 +62,8 @@ absl::Status Recovery::Run() {
     }
     c.user = SpecUser(c.bundle);
     exits_.RefreshLocked(c);
+    // Docker's pause lives in the freezer, not in the record: read it back.
+    if (c.state == runtime::v1::CONTAINER_RUNNING) c.paused = containers_.FrozenLocked(c);
     state_.containers[c.id] = std::move(c);
   }
   // A crash between creating a pod's or container's files and recording it leaves files no

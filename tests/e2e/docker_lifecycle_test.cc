@@ -226,9 +226,16 @@ TEST_F(DockerLifecycleTest, RestartPoliciesWithBackoffAndAcrossAKapaldRestart) {
   EXPECT_EQ(restarts("always"), stopped_at);
   EXPECT_EQ(Field("unless", "{{.State.Status}}"), "exited");
 
+  // A paused container stays paused across the restart (read back from the freezer).
+  DockerOk({"run", "-d", "--name", "frozen", busybox_, "sleep", "600"});
+  DockerOk({"pause", "frozen"});
+
   // kapald starts again: `always` comes back even after a stop by hand, `unless-stopped` not.
   ASSERT_TRUE(kapald_->Terminate(std::chrono::seconds(60)).ok());
   ASSERT_TRUE(kapald_->Restart().ok()) << kapald_->Log();
+  EXPECT_EQ(Field("frozen", "{{.State.Status}} {{.State.Paused}}"), "paused true");
+  DockerOk({"unpause", "frozen"});
+  EXPECT_EQ(Field("frozen", "{{.State.Status}} {{.State.Paused}}"), "running false");
   EXPECT_TRUE(WaitFor([&] { return restarts("always") > stopped_at; }, std::chrono::seconds(30)))
       << kapald_->Log();
   EXPECT_EQ(Field("unless", "{{.State.Status}}"), "exited");
@@ -238,7 +245,7 @@ TEST_F(DockerLifecycleTest, RestartPoliciesWithBackoffAndAcrossAKapaldRestart) {
   EXPECT_EQ(Field("unless", "{{.State.Running}}"), "true");
   // `always` is removed while its policy restarts it: the remove and the restart exclude each
   // other, so the remove succeeds and nothing of the container stays.
-  DockerOk({"rm", "-f", "always", "twice", "clean", "unless"});
+  DockerOk({"rm", "-f", "always", "twice", "clean", "unless", "frozen"});
   absl::StatusOr<std::vector<std::string>> bundles =
       base::ListDirectory(kapald_->StateDir() + "/containers");
   EXPECT_TRUE(!bundles.ok() || bundles->empty()) << absl::StrJoin(*bundles, " ");
