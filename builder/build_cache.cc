@@ -41,13 +41,24 @@ std::set<std::string> BuildCache::Parents() {
   return parents;
 }
 
-absl::Status BuildCache::Forget(const std::string& image_id) {
-  return store_.WithDatabase([&](SQLite::Database& db) {
-    SQLite::Statement remove(db, "DELETE FROM build_cache WHERE image_id = ? OR parent = ?");
-    remove.bind(1, image_id);
-    remove.bind(2, image_id);
-    remove.exec();
+std::optional<std::string> BuildCache::ParentOf(const std::string& image_id) {
+  std::optional<std::string> parent;
+  (void)store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement query(db, "SELECT parent FROM build_cache WHERE image_id = ? LIMIT 1");
+    query.bind(1, image_id);
+    if (query.executeStep()) parent = query.getColumn(0).getString();
   });
+  return parent;
+}
+
+std::set<std::string> BuildCache::ChildrenOf(const std::string& image_id) {
+  std::set<std::string> children;
+  (void)store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement query(db, "SELECT DISTINCT image_id FROM build_cache WHERE parent = ?");
+    query.bind(1, image_id);
+    while (query.executeStep()) children.insert(query.getColumn(0).getString());
+  });
+  return children;
 }
 
 }  // namespace kapal::builder

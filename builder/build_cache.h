@@ -22,8 +22,11 @@ class BuildCache {
   // Images that other cached steps were built on: Docker's "intermediate" images, which
   // `docker images` leaves out unless asked for all.
   std::set<std::string> Parents();
-  // Forgets the steps that made IMAGE_ID or were built on it (the image was removed).
-  absl::Status Forget(const std::string& image_id);
+  // The image the cached step that made IMAGE_ID was built on; nullopt when no cached step
+  // made it (a pulled or imported image, a build's FROM).
+  std::optional<std::string> ParentOf(const std::string& image_id);
+  // The images cached steps made on top of IMAGE_ID.
+  std::set<std::string> ChildrenOf(const std::string& image_id);
 
  private:
   store::Store& store_;

@@ -106,6 +106,14 @@ class Builder {
 
   // Docker's intermediate images: those cached steps were built on.
   std::set<std::string> IntermediateImages() { return cache_.Parents(); }
+  // The image a cached step that made IMAGE_ID was built on (nullopt: no build step made it),
+  // and the images cached steps made on IMAGE_ID.
+  std::optional<std::string> BuiltOn(const std::string& image_id) {
+    return cache_.ParentOf(image_id);
+  }
+  std::set<std::string> BuiltFrom(const std::string& image_id) {
+    return cache_.ChildrenOf(image_id);
+  }
 
   // The key prefix of the snapshots a build mounts; kapald removes leftovers at start.
   static constexpr const char kSnapshotPrefix[] = "build-";

@@ -127,6 +127,9 @@ struct Api::Impl {
   // build.cc
   void BuildImage(const Request& request, Responder& responder);
   void CommitContainer(const Request& request, Responder& responder);
+  // After an image's removal, docker rmi's pruning: the untagged intermediate images of its
+  // build that nothing else (no container, no other image) uses, child first. Their ids.
+  std::vector<std::string> PruneUntaggedParents(const std::string& removed);
 
   // containers.cc
   void CreateContainer(const Request& request, Responder& responder);

@@ -270,8 +270,41 @@ void Api::Impl::RemoveImage(const std::string& name, const Request& request, Res
       !removed.ok()) {
     return ReplyError(responder, removed);
   }
-  if (!untag_only) report.push_back({{"Deleted", image->id.String()}});
+  if (!untag_only) {
+    report.push_back({{"Deleted", image->id.String()}});
+    std::string noprune = request.Query("noprune");
+    if (noprune != "1" && noprune != "true") {
+      for (const std::string& parent : PruneUntaggedParents(image->id.String())) {
+        report.push_back({{"Deleted", parent}});
+      }
+    }
+  }
   responder.Json(200, report);
+}
+
+std::vector<std::string> Api::Impl::PruneUntaggedParents(const std::string& removed) {
+  std::vector<std::string> deleted;
+  std::set<std::string> in_use;
+  for (const runtime::Container& c : runtime.ListContainers()) in_use.insert(c.image_id);
+  for (std::string child = removed;;) {
+    std::optional<std::string> parent = builder.BuiltOn(child);
+    // The chain ends at the build's FROM image, which no step made: that one stays.
+    if (!parent.has_value() || !builder.BuiltOn(*parent).has_value()) break;
+    absl::StatusOr<images::ImageRecord> record = runtime.images().Find(*parent);
+    if (!record.ok() || !record->repo_tags.empty() || in_use.count(*parent) > 0) break;
+    bool other_child = false;
+    for (const std::string& sibling : builder.BuiltFrom(*parent)) {
+      if (sibling != child && runtime.images().Find(sibling).ok()) other_child = true;
+    }
+    if (other_child) break;
+    if (absl::Status gone = runtime.images().Remove(*parent); !gone.ok()) {
+      logger.Warn("docker: cannot remove intermediate image ", *parent, ": ", gone.message());
+      break;
+    }
+    deleted.push_back(*parent);
+    child = *parent;
+  }
+  return deleted;
 }
 
 void Api::Impl::PushImage(const std::string& name, const Request& request, Responder& responder) {

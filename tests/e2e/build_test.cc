@@ -260,8 +260,18 @@ TEST_F(BuildTest, BuiltImagePushesAndRunsThroughCri) {
   ASSERT_EQ(built.exit_code, 0) << built.out << built.err;
   CommandResult pushed = Docker({"push", tag}, std::chrono::seconds(60));
   ASSERT_EQ(pushed.exit_code, 0) << pushed.out << pushed.err;
-  // Gone from the node, pulled back from the registry by CRI, and run in a pod.
-  DockerOk({"rmi", tag});
+  // Gone from the node with its untagged intermediate image (the RUN step's), as docker rmi
+  // prunes them; the FROM image stays. Then pulled back from the registry by CRI, run in a pod.
+  auto lines = [](const std::string& text) {
+    return std::vector<std::string>(absl::StrSplit(text, '\n', absl::SkipEmpty())).size();
+  };
+  std::string before = DockerOk({"images", "-a", "-q", "--no-trunc"});
+  std::string removed = DockerOk({"rmi", tag});
+  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(removed, "Deleted: ")).size() - 1, 2u)
+      << removed;
+  std::string after = DockerOk({"images", "-a", "-q", "--no-trunc"});
+  EXPECT_EQ(lines(before) - 2, lines(after)) << before << "\n" << after;
+  EXPECT_THAT(after, HasSubstr(Inspect(busybox_, "image")["Id"].get<std::string>()));
   PullImageRequest pull;
   pull.mutable_image()->set_image(tag);
   PullImageResponse pulled;
