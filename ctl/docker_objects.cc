@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include "absl/time/time.h"
 #include "base/files.h"
 #include "base/unique_fd.h"
+#include "ctl/image_commands.h"
 #include "nlohmann/json.hpp"
 
 namespace kapal::ctl {
@@ -111,6 +113,18 @@ std::string Subnets(const nlohmann::json& network) {
   return absl::StrJoin(subnets, ",");
 }
 
+// One request to kapald's Docker API: its JSON answer (null for an empty body), or the error
+// the status says, naming WHAT.
+absl::StatusOr<nlohmann::json> CallDocker(const std::string& socket, const std::string& what,
+                                          const std::string& method, const std::string& path,
+                                          const std::string& body = "") {
+  absl::StatusOr<HttpAnswer> answer = UnixHttpRequest(socket, method, path, body);
+  if (!answer.ok()) return answer.status();
+  if (answer->status >= 300) return AnswerError(what, *answer);
+  if (answer->body.empty()) return nlohmann::json();
+  return nlohmann::json::parse(answer->body, nullptr, false);
+}
+
 }  // namespace
 
 absl::StatusOr<HttpAnswer> UnixHttpRequest(const std::string& socket, const std::string& method,
@@ -200,15 +214,8 @@ absl::Status RunDockerObject(CriClient& client, const DockerObjectCommand& comma
   if (!socket.ok()) return socket.status();
   const bool volume = command.kind == "volume";
   const std::string collection = volume ? "/volumes" : "/networks";
-  auto call = [&](const std::string& method, const std::string& path,
-                  const std::string& body) -> absl::StatusOr<nlohmann::json> {
-    absl::StatusOr<HttpAnswer> answer = UnixHttpRequest(*socket, method, path, body);
-    if (!answer.ok()) return answer.status();
-    if (answer->status >= 300) {
-      return AnswerError(absl::StrCat(command.kind, " ", command.action), *answer);
-    }
-    if (answer->body.empty()) return nlohmann::json();
-    return nlohmann::json::parse(answer->body, nullptr, false);
+  auto call = [&](const std::string& method, const std::string& path, const std::string& body) {
+    return CallDocker(*socket, absl::StrCat(command.kind, " ", command.action), method, path, body);
   };
 
   if (command.action == "create") {
@@ -332,6 +339,129 @@ absl::Status RunEvents(CriClient& client, const EventsCommand& command, std::ost
       });
   if (!answer.ok()) return answer.status();
   if (answer->status >= 300) return AnswerError("events", *answer);
+  return absl::OkStatus();
+}
+
+absl::Status RunRename(CriClient& client, const std::string& container, const std::string& new_name,
+                       std::ostream& out) {
+  absl::StatusOr<std::string> socket = DockerSocketOf(client);
+  if (!socket.ok()) return socket.status();
+  absl::StatusOr<nlohmann::json> renamed = CallDocker(
+      *socket, "rename", "POST",
+      absl::StrCat("/containers/", UrlEncode(container), "/rename?name=", UrlEncode(new_name)));
+  if (!renamed.ok()) return renamed.status();
+  out << new_name << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunPrune(CriClient& client, const std::string& what, bool all, std::ostream& out) {
+  absl::StatusOr<std::string> socket = DockerSocketOf(client);
+  if (!socket.ok()) return socket.status();
+  // docker system prune's parts: stopped containers, unused networks, dangling (or, with
+  // --all, unused) images. Volumes only when named: their data is not rebuilt from anything.
+  std::vector<std::string> kinds;
+  if (what == "system") {
+    kinds = {"containers", "networks", "images"};
+  } else if (what == "containers" || what == "images" || what == "volumes" || what == "networks") {
+    kinds = {what};
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot prune \"", what, "\": give containers, images, volumes, networks or system"));
+  }
+  int64_t reclaimed = 0;
+  for (const std::string& kind : kinds) {
+    std::string path = absl::StrCat("/", kind, "/prune");
+    if (kind == "images" && all) {
+      absl::StrAppend(&path, "?filters=", UrlEncode(R"({"dangling":["false"]})"));
+    }
+    absl::StatusOr<nlohmann::json> pruned = CallDocker(*socket, kind + " prune", "POST", path);
+    if (!pruned.ok()) return pruned.status();
+    if (!pruned->is_object()) continue;
+    for (const auto& [key, value] : pruned->items()) {
+      if (!value.is_array()) continue;
+      for (const nlohmann::json& item : value) {
+        if (item.is_string()) {
+          out << "Deleted " << kind.substr(0, kind.size() - 1) << ": " << item.get<std::string>()
+              << "\n";
+        } else if (item.is_object()) {  // images: {"Untagged": ...} or {"Deleted": ...}
+          for (const auto& [verb, id] : item.items()) {
+            if (id.is_string()) out << verb << ": " << id.get<std::string>() << "\n";
+          }
+        }
+      }
+    }
+    reclaimed += pruned->value("SpaceReclaimed", int64_t{0});
+  }
+  out << "Total reclaimed space: " << HumanSize(static_cast<double>(reclaimed)) << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunSystemDf(CriClient& client, OutputFormat format, std::ostream& out) {
+  absl::StatusOr<std::string> socket = DockerSocketOf(client);
+  if (!socket.ok()) return socket.status();
+  absl::StatusOr<nlohmann::json> usage = CallDocker(*socket, "system df", "GET", "/system/df");
+  if (!usage.ok()) return usage.status();
+  if (!usage->is_object()) return absl::InternalError("system df: kapald's answer is no object");
+  if (format != OutputFormat::kTable) {
+    PrintDocument(*usage, format, out);
+    return absl::OkStatus();
+  }
+  auto list = [&](const char* key) {
+    nlohmann::json items = usage->value(key, nlohmann::json::array());
+    return items.is_array() ? items : nlohmann::json::array();
+  };
+  auto number = [](const nlohmann::json& item, const char* key) {
+    const nlohmann::json& value = item.contains(key) ? item[key] : nlohmann::json();
+    return value.is_number() ? value.get<int64_t>() : int64_t{0};
+  };
+  Table table({"TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"});
+  auto row = [&](const char* type, size_t total, size_t active, int64_t size, int64_t free) {
+    std::string reclaimable = HumanSize(static_cast<double>(free));
+    if (size > 0) absl::StrAppend(&reclaimable, " (", free * 100 / size, "%)");
+    table.AddRow({type, std::to_string(total), std::to_string(active),
+                  HumanSize(static_cast<double>(size)), reclaimable});
+  };
+  // As the docker CLI sums them: an image is active while a container uses it, and only what
+  // it does not share with others is reclaimable.
+  size_t active = 0;
+  int64_t unused_size = 0;
+  for (const nlohmann::json& image : list("Images")) {
+    if (number(image, "Containers") > 0) {
+      ++active;
+    } else {
+      unused_size += number(image, "Size") - number(image, "SharedSize");
+    }
+  }
+  row("Images", list("Images").size(), active, number(*usage, "LayersSize"), unused_size);
+  active = 0;
+  int64_t size = 0, unused = 0;
+  for (const nlohmann::json& container : list("Containers")) {
+    bool running = container.value("State", "") == "running";
+    active += running ? 1 : 0;
+    size += number(container, "SizeRw");
+    if (!running) unused += number(container, "SizeRw");
+  }
+  row("Containers", list("Containers").size(), active, size, unused);
+  active = 0;
+  size = unused = 0;
+  for (const nlohmann::json& volume : list("Volumes")) {
+    nlohmann::json data = volume.value("UsageData", nlohmann::json::object());
+    bool used = number(data, "RefCount") > 0;
+    active += used ? 1 : 0;
+    size += std::max<int64_t>(number(data, "Size"), 0);
+    if (!used) unused += std::max<int64_t>(number(data, "Size"), 0);
+  }
+  row("Local Volumes", list("Volumes").size(), active, size, unused);
+  active = 0;
+  size = unused = 0;
+  for (const nlohmann::json& record : list("BuildCache")) {
+    bool in_use = record.value("InUse", false);
+    active += in_use ? 1 : 0;
+    size += number(record, "Size");
+    if (!in_use) unused += number(record, "Size");
+  }
+  row("Build Cache", list("BuildCache").size(), active, size, unused);
+  table.Print(out);
   return absl::OkStatus();
 }
 

@@ -10,10 +10,10 @@
 #include "ctl/commands.h"
 #include "ctl/output.h"
 
-// kapalctl's volume and network verbs. Volumes and networks are node objects of kapald's core
-// (runtime::Volumes, runtime::Networks); kapalctl reaches them through the Docker API's unix
-// socket (whose address kapald reports in Status verbose; kapal.v1 has no service for them yet),
-// with a small HTTP/1.1 client of its own (cpp-httplib 0.11 has no unix sockets).
+// kapalctl's volume and network verbs, and the Docker verbs below. Volumes and networks are node
+// objects of kapald's core (runtime::Volumes, runtime::Networks); kapalctl reaches them through the
+// Docker API's unix socket (whose address kapald reports in Status verbose; kapal.v1 has no service
+// for them yet), with a small HTTP/1.1 client of its own (cpp-httplib 0.11 has no unix sockets).
 namespace kapal::ctl {
 
 struct DockerObjectCommand {
@@ -38,6 +38,14 @@ struct EventsCommand {
   OutputFormat format = OutputFormat::kTable;
 };
 absl::Status RunEvents(CriClient& client, const EventsCommand& command, std::ostream& out);
+
+// Docker's node-wide verbs through the same socket: `rename CONTAINER NAME`, `prune
+// containers|images|volumes|networks|system [--all]` (system: stopped containers, unused
+// networks, dangling images, or unused ones with ALL) and `system df`.
+absl::Status RunRename(CriClient& client, const std::string& container, const std::string& new_name,
+                       std::ostream& out);
+absl::Status RunPrune(CriClient& client, const std::string& what, bool all, std::ostream& out);
+absl::Status RunSystemDf(CriClient& client, OutputFormat format, std::ostream& out);
 
 // The response to one request on the unix socket SOCKET: status code and body (chunks joined).
 struct HttpAnswer {

@@ -306,6 +306,40 @@ int main(int argc, char** argv) {
     add("rm", "Remove them (refused while a container uses one)");
   }
 
+  // Docker's node-wide verbs, through kapald's Docker API socket as volume and network.
+  std::string rename_container, rename_to;
+  CLI::App* rename = app.add_subcommand("rename", "Rename a Docker API container");
+  rename->add_option("container", rename_container, "Its name or id")->required();
+  rename->add_option("name", rename_to, "The new name")->required();
+  rename->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunRename(client, rename_container, rename_to, std::cout);
+    };
+  });
+  std::string prune_what;
+  bool prune_all = false;
+  CLI::App* prune = app.add_subcommand(
+      "prune", "Remove stopped Docker API containers, unused networks or volumes, dangling images");
+  prune->add_option("what", prune_what, "containers, images, volumes, networks or system")
+      ->required();
+  prune->add_flag("-a,--all", prune_all, "Images: every unused one, not only dangling ones");
+  prune->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunPrune(client, prune_what, prune_all, std::cout);
+    };
+  });
+  CLI::App* system = app.add_subcommand("system", "Node-wide: df");
+  system->require_subcommand(1);
+  CLI::App* df = system->add_subcommand("df",
+                                        "Show the space images, containers, volumes and "
+                                        "the build cache use");
+  output_option(df, "table", "table, json or yaml");
+  df->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat format) {
+      return kapal::ctl::RunSystemDf(client, format, std::cout);
+    };
+  });
+
   CLI::App* fsinfo = app.add_subcommand("imagefsinfo", "Show the space images and containers use");
   output_option(fsinfo, "json", "json, yaml or table");
 

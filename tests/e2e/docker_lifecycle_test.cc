@@ -104,7 +104,7 @@ TEST_F(DockerLifecycleTest, CopyBothWaysIntoRunningAndStoppedContainers) {
 
 // The same core calls through kapal.v1.Containers and Builds.Commit: kapalctl works on any
 // container's id.
-TEST_F(DockerLifecycleTest, KapalctlPausesTopsCopiesCommitsAndExportsByContainerId) {
+TEST_F(DockerLifecycleTest, KapalctlContainerVerbsRenameDfAndPrune) {
   std::string id = Trimmed({"run", "-d", "--name", "viactl", busybox_, "sleep", "600"});
   CommandResult paused = kapald_->Kapalctl({"pause", id});
   EXPECT_EQ(paused.exit_code, 0) << paused.err;
@@ -151,7 +151,28 @@ TEST_F(DockerLifecycleTest, KapalctlPausesTopsCopiesCommitsAndExportsByContainer
   CommandResult listed = RunCommand({"/bin/tar", "-tf", Local("root.tar")});
   EXPECT_THAT(listed.out, HasSubstr("to-container.txt"));
   EXPECT_THAT(listed.out, HasSubstr("bin/busybox"));
-  DockerOk({"rm", "-f", "viactl"});
+  // Docker's node-wide verbs: rename, system df, prune.
+  CommandResult renamed = kapald_->Kapalctl({"rename", "viactl", "ctl-renamed"});
+  EXPECT_EQ(renamed.exit_code, 0) << renamed.err;
+  EXPECT_EQ(Field("ctl-renamed", "{{.Id}}"), id);
+  CommandResult df = kapald_->Kapalctl({"system", "df"});
+  EXPECT_EQ(df.exit_code, 0) << df.err;
+  EXPECT_THAT(df.out, HasSubstr("TYPE"));
+  EXPECT_THAT(df.out, HasSubstr("Local Volumes"));
+  CommandResult df_json = kapald_->Kapalctl({"system", "df", "-o", "json"});
+  EXPECT_TRUE(nlohmann::json::parse(df_json.out, nullptr, false).contains("LayersSize"))
+      << df_json.out;
+  DockerOk({"stop", "-t", "0", "ctl-renamed"});
+  CommandResult pruned = kapald_->Kapalctl({"prune", "containers"});
+  EXPECT_EQ(pruned.exit_code, 0) << pruned.err;
+  EXPECT_THAT(pruned.out, HasSubstr("Deleted container: " + id));
+  EXPECT_THAT(pruned.out, HasSubstr("Total reclaimed space"));
+  EXPECT_NE(Docker({"inspect", "ctl-renamed"}).exit_code, 0);
+  CommandResult images_pruned = kapald_->Kapalctl({"prune", "images", "--all"});
+  EXPECT_EQ(images_pruned.exit_code, 0) << images_pruned.err;
+  EXPECT_THAT(images_pruned.out, HasSubstr("committed:ctl"));
+  EXPECT_NE(Docker({"image", "inspect", "committed:ctl"}).exit_code, 0);
+  EXPECT_NE(kapald_->Kapalctl({"prune", "everything"}).exit_code, 0);
 }
 
 TEST_F(DockerLifecycleTest, ExportThenImportRunsTheSameFiles) {
