@@ -8,6 +8,7 @@
 #include "base/temp_dir.h"
 #include "base/unique_fd.h"
 #include "cri/grpc_status.h"
+#include "cri/upload_spool.h"
 
 namespace kapal::cri {
 
@@ -30,23 +31,17 @@ grpc::Status KapalBuildsService::Build(
   options.pull = given.pull();
   options.network_mode = given.network_mode();
 
-  absl::StatusOr<base::TempDir> upload = base::TempDir::Create("build-upload", scratch_dir_);
+  absl::StatusOr<SpooledUpload> upload = SpoolUpload(
+      scratch_dir_, "build-upload", "context.tar",
+      [&]() -> absl::StatusOr<std::optional<std::string>> {
+        if (!stream->Read(&input)) return std::nullopt;
+        if (!input.has_context()) {
+          return absl::InvalidArgumentError("after the options, a build takes only context pieces");
+        }
+        return std::move(*input.mutable_context());
+      });
   if (!upload.ok()) return ToGrpcStatus(upload.status());
-  std::string path = upload->Join("context.tar");
-  {
-    base::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!fd) return ToGrpcStatus(base::ErrnoStatus(errno, "create " + path));
-    while (stream->Read(&input)) {
-      if (!input.has_context()) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "after the options, a build takes only context pieces");
-      }
-      if (absl::Status written = base::WriteAll(fd.Get(), input.context(), path); !written.ok()) {
-        return ToGrpcStatus(written);
-      }
-    }
-  }
-  absl::StatusOr<base::TempDir> unpacked = builder_.UnpackContext(path);
+  absl::StatusOr<base::TempDir> unpacked = builder_.UnpackContext(upload->path);
   if (!unpacked.ok()) return ToGrpcStatus(unpacked.status());
   options.context_dir = unpacked->Path();
 

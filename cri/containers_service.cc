@@ -6,6 +6,7 @@
 #include "base/temp_dir.h"
 #include "base/unique_fd.h"
 #include "cri/grpc_status.h"
+#include "cri/upload_spool.h"
 
 namespace kapal::cri {
 
@@ -61,20 +62,19 @@ grpc::Status KapalContainersService::CopyTo(grpc::ServerContext*,
   kapal::v1::CopyToTarget target = input.target();
   absl::StatusOr<runtime::ContainerFiles> files = runtime_.FilesOf(target.container_id());
   if (!files.ok()) return ToGrpcStatus(files.status());
-  absl::StatusOr<base::TempDir> scratch = base::TempDir::Create("copy-to", scratch_dir_);
-  if (!scratch.ok()) return ToGrpcStatus(scratch.status());
-  std::string path = scratch->Join("archive.tar");
-  base::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd) return ToGrpcStatus(base::ErrnoStatus(errno, "create " + path));
-  while (reader->Read(&input)) {
-    if (absl::Status written = base::WriteAll(fd.Get(), input.data(), path); !written.ok()) {
-      return ToGrpcStatus(written);
-    }
-  }
-  fd.Reset();
+  absl::StatusOr<SpooledUpload> upload = SpoolUpload(
+      scratch_dir_, "copy-to", "archive.tar", [&]() -> absl::StatusOr<std::optional<std::string>> {
+        if (!reader->Read(&input)) return std::nullopt;
+        if (!input.has_data()) {
+          return absl::InvalidArgumentError(
+              "after the target, a copy takes only pieces of the tar");
+        }
+        return std::move(*input.mutable_data());
+      });
+  if (!upload.ok()) return ToGrpcStatus(upload.status());
   runtime::CopyInOptions options;
   options.owner_from_container = target.owner_from_container();
-  return ToGrpcStatus(files->Extract(target.directory(), path, options));
+  return ToGrpcStatus(files->Extract(target.directory(), upload->path, options));
 }
 
 }  // namespace kapal::cri

@@ -10,6 +10,7 @@
 #include "base/temp_dir.h"
 #include "base/unique_fd.h"
 #include "cri/grpc_status.h"
+#include "cri/upload_spool.h"
 
 namespace kapal::cri {
 
@@ -105,19 +106,14 @@ grpc::Status KapalImagesService::Import(grpc::ServerContext*,
                                         kapal::v1::ImportResponse* response) {
   // The archive is read twice over (entries, then images), so it lands in a file first; the
   // directory goes with everything in it when this call ends.
-  absl::StatusOr<base::TempDir> scratch = base::TempDir::Create("import", scratch_dir_);
-  if (!scratch.ok()) return ToGrpcStatus(scratch.status());
-  std::string path = scratch->Join("archive.tar");
-  base::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd) return ToGrpcStatus(base::ErrnoStatus(errno, "create " + path));
   kapal::v1::ArchiveChunk chunk;
-  while (reader->Read(&chunk)) {
-    if (absl::Status written = base::WriteAll(fd.Get(), chunk.data(), path); !written.ok()) {
-      return ToGrpcStatus(written);
-    }
-  }
-  fd.Reset();
-  absl::StatusOr<std::vector<images::ImageRecord>> imported = images_.Import(path);
+  absl::StatusOr<SpooledUpload> upload = SpoolUpload(
+      scratch_dir_, "import", "archive.tar", [&]() -> absl::StatusOr<std::optional<std::string>> {
+        if (!reader->Read(&chunk)) return std::nullopt;
+        return std::move(*chunk.mutable_data());
+      });
+  if (!upload.ok()) return ToGrpcStatus(upload.status());
+  absl::StatusOr<std::vector<images::ImageRecord>> imported = images_.Import(upload->path);
   if (!imported.ok()) return ToGrpcStatus(imported.status());
   for (const images::ImageRecord& image : *imported) {
     kapal::v1::ImportedImage* out = response->add_images();
