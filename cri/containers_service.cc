@@ -77,4 +77,38 @@ grpc::Status KapalContainersService::CopyTo(grpc::ServerContext*,
   return ToGrpcStatus(files->Extract(target.directory(), upload->path, options));
 }
 
+grpc::Status KapalContainersService::Exec(grpc::ServerContext*,
+                                          const kapal::v1::ExecRequest* request,
+                                          kapal::v1::ExecResponse* response) {
+  if (request->cmd().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("exec needs a command"));
+  }
+  if (request->timeout_seconds() < 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError("the timeout must not be negative"));
+  }
+  runtime::ExecOptions options;
+  options.cmd.assign(request->cmd().begin(), request->cmd().end());
+  options.env.assign(request->env().begin(), request->env().end());
+  for (const std::string& item : options.env) {
+    if (item.find('=') == std::string::npos || item.front() == '=') {
+      return ToGrpcStatus(
+          absl::InvalidArgumentError("environment entries are NAME=VALUE, not \"" + item + "\""));
+    }
+  }
+  if (!request->working_dir().empty() && request->working_dir().front() != '/') {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        "the working dir must be an absolute path, not \"" + request->working_dir() + "\""));
+  }
+  options.working_dir = request->working_dir();
+  options.user = request->user();
+  options.privileged = request->privileged();
+  absl::StatusOr<runtime::ExecResult> result = runtime_.ExecSync(
+      request->container_id(), options, std::chrono::seconds(request->timeout_seconds()));
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  response->set_stdout(result->output);
+  response->set_stderr(result->errors);
+  response->set_exit_code(result->exit_code);
+  return grpc::Status::OK;
+}
+
 }  // namespace kapal::cri

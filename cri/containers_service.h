@@ -25,6 +25,8 @@ class KapalContainersService final : public kapal::v1::Containers::Service {
   grpc::Status CopyTo(grpc::ServerContext* context,
                       grpc::ServerReader<kapal::v1::CopyToInput>* reader,
                       kapal::v1::ContainerResponse* response) override;
+  grpc::Status Exec(grpc::ServerContext* context, const kapal::v1::ExecRequest* request,
+                    kapal::v1::ExecResponse* response) override;
 
  private:
   runtime::Runtime& runtime_;

@@ -328,4 +328,26 @@ absl::Status RunCommit(CriClient& client, const std::string& id, const std::stri
   return absl::OkStatus();
 }
 
+absl::Status RunExecWithExtras(CriClient& client, const std::string& id,
+                               const std::vector<std::string>& cmd, const ExecExtras& extras,
+                               int64_t timeout_seconds, std::ostream& out, std::ostream& err,
+                               int* exit_code) {
+  kapal::v1::ExecRequest request;
+  request.set_container_id(id);
+  for (const std::string& word : cmd) request.add_cmd(word);
+  for (const std::string& item : extras.env) request.add_env(item);
+  request.set_working_dir(extras.working_dir);
+  request.set_user(extras.user);
+  request.set_privileged(extras.privileged);
+  request.set_timeout_seconds(timeout_seconds);
+  kapal::v1::ExecResponse response;
+  auto context = client.LongContext();
+  grpc::Status status = client.KapalContainers().Exec(context.get(), request, &response);
+  if (!status.ok()) return RpcError("Exec", status);
+  out << response.stdout();
+  err << response.stderr();
+  *exit_code = response.exit_code();
+  return absl::OkStatus();
+}
+
 }  // namespace kapal::ctl

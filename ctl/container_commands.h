@@ -30,4 +30,19 @@ absl::Status RunCommit(CriClient& client, const std::string& id, const std::stri
                        const std::string& message, const std::string& author,
                        const std::vector<std::string>& changes, bool pause, std::ostream& out);
 
+// docker exec's options that CRI's ExecSync lacks, for `kapalctl exec -u/-e/-w/--privileged`.
+struct ExecExtras {
+  std::string user;  // USER[:GROUP]
+  std::vector<std::string> env;
+  std::string working_dir;
+  bool privileged = false;
+  bool Any() const { return !user.empty() || !env.empty() || !working_dir.empty() || privileged; }
+};
+// Runs CMD to its end through kapal.v1.Containers/Exec; its output to OUT and ERR, its exit
+// code into EXIT_CODE.
+absl::Status RunExecWithExtras(CriClient& client, const std::string& id,
+                               const std::vector<std::string>& cmd, const ExecExtras& extras,
+                               int64_t timeout_seconds, std::ostream& out, std::ostream& err,
+                               int* exit_code);
+
 }  // namespace kapal::ctl

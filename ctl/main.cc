@@ -56,7 +56,7 @@ std::vector<std::string> CutTrailingCommand(std::vector<std::string>& args) {
   if (i >= args.size()) return {};
   std::set<std::string> with_value;
   if (args[i] == "exec") {
-    with_value = {"--timeout"};
+    with_value = {"--timeout", "-u", "--user", "-e", "--env", "-w", "--workdir"};
   } else if (args[i] == "run") {
     with_value = {"-e", "--env", "-v", "--volume", "-p", "--publish", "--name", "--runtime"};
   } else {
@@ -551,9 +551,25 @@ int main(int argc, char** argv) {
   exec->add_flag("-i,--interactive", exec_stream.stdin,
                  "Send stdin (through the streaming server)");
   exec->add_flag("-t,--tty", exec_stream.tty, "Allocate a terminal (through the streaming server)");
+  kapal::ctl::ExecExtras exec_extras;
+  exec->add_option("-u,--user", exec_extras.user, "USER[:GROUP] to run as (docker exec's)");
+  exec->add_option("-e,--env", exec_extras.env, "NAME=VALUE for the command (docker exec's)")
+      ->allow_extra_args(false);
+  exec->add_option("-w,--workdir", exec_extras.working_dir, "Working dir (docker exec's)");
+  exec->add_flag("--privileged", exec_extras.privileged,
+                 "Every capability kapald holds (docker exec's)");
   exec->callback([&] {
     action.run = [&](CriClient& client, OutputFormat) {
       if (trailing.empty()) return absl::InvalidArgumentError("exec needs a command");
+      if (exec_extras.Any()) {
+        if (exec_stream.stdin || exec_stream.tty) {
+          return absl::InvalidArgumentError(
+              "-u, -e, -w and --privileged run the command to its end; without -i/-t (CRI's "
+              "streaming exec has no such options)");
+        }
+        return kapal::ctl::RunExecWithExtras(client, exec_id, trailing, exec_extras, exec_timeout,
+                                             std::cout, std::cerr, &action.exit_code);
+      }
       if (exec_stream.stdin || exec_stream.tty) {
         return kapal::ctl::RunStreamingExec(client, exec_id, trailing, exec_stream,
                                             &action.exit_code);

@@ -108,10 +108,9 @@ absl::StatusOr<Containers::PreparedExec> Containers::PrepareExec(const std::stri
 }
 
 absl::StatusOr<ExecResult> Containers::ExecSync(const std::string& id_or_prefix,
-                                                const std::vector<std::string>& cmd,
+                                                const ExecOptions& options,
                                                 std::chrono::seconds timeout) {
-  ExecOptions options;
-  options.cmd = cmd;
+  const std::vector<std::string>& cmd = options.cmd;
   absl::StatusOr<PreparedExec> prepared = PrepareExec(id_or_prefix, options);
   if (!prepared.ok()) return prepared.status();
   std::chrono::milliseconds limit =

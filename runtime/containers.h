@@ -81,7 +81,7 @@ class Containers {
   absl::StatusOr<std::vector<int>> Processes(const std::string& id);
 
   // container_exec.cc
-  absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
+  absl::StatusOr<ExecResult> ExecSync(const std::string& id, const ExecOptions& options,
                                       std::chrono::seconds timeout);
   absl::Status ReopenLog(const std::string& id);
   // For the streaming server: a process with its stdio in the caller's hands, the container's

@@ -164,7 +164,13 @@ absl::StatusOr<ContainerFiles> Runtime::FilesOf(const std::string& id) {
 absl::StatusOr<ExecResult> Runtime::ExecSync(const std::string& id,
                                              const std::vector<std::string>& cmd,
                                              std::chrono::seconds timeout) {
-  return parts_->containers.ExecSync(id, cmd, timeout);
+  ExecOptions options;
+  options.cmd = cmd;
+  return parts_->containers.ExecSync(id, options, timeout);
+}
+absl::StatusOr<ExecResult> Runtime::ExecSync(const std::string& id, const ExecOptions& options,
+                                             std::chrono::seconds timeout) {
+  return parts_->containers.ExecSync(id, options, timeout);
 }
 absl::Status Runtime::ReopenContainerLog(const std::string& id) {
   return parts_->containers.ReopenLog(id);

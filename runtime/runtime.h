@@ -92,6 +92,10 @@ class Runtime {
   absl::StatusOr<ContainerFiles> FilesOf(const std::string& id);
   absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                       std::chrono::seconds timeout);
+  // With Docker's exec options (user, environment, working dir, privileged); stdio and terminal
+  // are ignored: the output comes back whole.
+  absl::StatusOr<ExecResult> ExecSync(const std::string& id, const ExecOptions& options,
+                                      std::chrono::seconds timeout);
   absl::Status ReopenContainerLog(const std::string& id);
   // Interactive sessions (the streaming server): a process whose stdio the caller pumps, a
   // connection to the container's attach socket, its terminal's size.

@@ -111,6 +111,24 @@ TEST_F(DockerLifecycleTest, KapalctlContainerVerbsRenameDfAndPrune) {
   EXPECT_EQ(Field("viactl", "{{.State.Paused}}"), "true");
   EXPECT_EQ(kapald_->Kapalctl({"unpause", id.substr(0, 12)}).exit_code, 0);
   EXPECT_EQ(Field("viactl", "{{.State.Paused}}"), "false");
+  // docker exec's options, which CRI's ExecSync lacks.
+  CommandResult as_user = kapald_->Kapalctl({"exec", "-u", "1000:1000", "-e", "GREETING=hi", "-w",
+                                             "/tmp", id.substr(0, 12), "sh", "-c",
+                                             "id -u; id -g; echo $GREETING; pwd; exit 4"});
+  EXPECT_EQ(as_user.exit_code, 4) << as_user.err;
+  EXPECT_EQ(as_user.out, "1000\n1000\nhi\n/tmp\n");
+  auto effective_caps = [&](const std::vector<std::string>& flags) {
+    std::vector<std::string> argv = {"exec"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    argv.insert(argv.end(), {id, "cat", "/proc/self/status"});
+    std::string status = kapald_->Kapalctl(argv).out;
+    size_t at = status.find("CapEff:");
+    return at == std::string::npos ? std::string() : status.substr(at, status.find('\n', at) - at);
+  };
+  std::string caps = effective_caps({"-e", "X=1"});
+  EXPECT_THAT(caps, HasSubstr("CapEff"));
+  EXPECT_NE(caps, effective_caps({"--privileged"}));
+  EXPECT_NE(kapald_->Kapalctl({"exec", "-w", "relative", id, "true"}).exit_code, 0);
   CommandResult top = kapald_->Kapalctl({"top", id});
   EXPECT_EQ(top.exit_code, 0) << top.err;
   EXPECT_THAT(top.out, HasSubstr("sleep 600"));
