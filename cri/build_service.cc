@@ -75,4 +75,33 @@ grpc::Status KapalBuildsService::Commit(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status KapalBuildsService::Import(grpc::ServerContext*,
+                                        grpc::ServerReader<kapal::v1::RootfsImportInput>* reader,
+                                        kapal::v1::CommitResponse* response) {
+  kapal::v1::RootfsImportInput input;
+  if (!reader->Read(&input) || !input.has_options()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("the first message must carry the options"));
+  }
+  builder::ImportOptions options;
+  options.reference = input.options().reference();
+  options.comment = input.options().comment();
+  options.changes.assign(input.options().changes().begin(), input.options().changes().end());
+  absl::StatusOr<SpooledUpload> upload =
+      SpoolUpload(scratch_dir_, "rootfs-import", "rootfs.tar",
+                  [&]() -> absl::StatusOr<std::optional<std::string>> {
+                    if (!reader->Read(&input)) return std::nullopt;
+                    if (!input.has_data()) {
+                      return absl::InvalidArgumentError(
+                          "after the options, an import takes only pieces of the tar");
+                    }
+                    return std::move(*input.mutable_data());
+                  });
+  if (!upload.ok()) return ToGrpcStatus(upload.status());
+  options.tar_path = upload->path;
+  absl::StatusOr<std::string> id = builder_.Import(options);
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  response->set_image_id(*id);
+  return grpc::Status::OK;
+}
+
 }  // namespace kapal::cri

@@ -17,6 +17,9 @@ class KapalBuildsService final : public kapal::v1::Builds::Service {
       grpc::ServerReaderWriter<kapal::v1::BuildEvent, kapal::v1::BuildInput>* stream) override;
   grpc::Status Commit(grpc::ServerContext* context, const kapal::v1::CommitRequest* request,
                       kapal::v1::CommitResponse* response) override;
+  grpc::Status Import(grpc::ServerContext* context,
+                      grpc::ServerReader<kapal::v1::RootfsImportInput>* reader,
+                      kapal::v1::CommitResponse* response) override;
 
  private:
   builder::Builder& builder_;

@@ -350,4 +350,35 @@ absl::Status RunExecWithExtras(CriClient& client, const std::string& id,
   return absl::OkStatus();
 }
 
+absl::Status RunImportRootfs(CriClient& client, const std::string& file,
+                             const std::string& reference, const std::string& message,
+                             const std::vector<std::string>& changes, std::ostream& out) {
+  std::ifstream from_file;
+  if (file != "-") {
+    from_file.open(file, std::ios::binary);
+    if (!from_file) return absl::NotFoundError("cannot read " + file);
+  }
+  std::istream& in = file == "-" ? std::cin : from_file;
+  kapal::v1::CommitResponse response;
+  auto context = client.LongContext();
+  auto writer = client.KapalBuilds().Import(context.get(), &response);
+  kapal::v1::RootfsImportInput first;
+  first.mutable_options()->set_reference(reference);
+  first.mutable_options()->set_comment(message);
+  for (const std::string& change : changes) first.mutable_options()->add_changes(change);
+  bool open = writer->Write(first);
+  std::vector<char> buffer(1 << 20);
+  while (open &&
+         (in.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) || in.gcount() > 0)) {
+    kapal::v1::RootfsImportInput piece;
+    piece.set_data(buffer.data(), static_cast<size_t>(in.gcount()));
+    open = writer->Write(piece);
+  }
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  if (!status.ok()) return RpcError("Import", status);
+  out << response.image_id() << "\n";
+  return absl::OkStatus();
+}
+
 }  // namespace kapal::ctl

@@ -30,6 +30,11 @@ absl::Status RunCommit(CriClient& client, const std::string& id, const std::stri
                        const std::string& message, const std::string& author,
                        const std::vector<std::string>& changes, bool pause, std::ostream& out);
 
+// docker import: the root filesystem tar FILE ("-": stdin) as a one-layer image; prints its id.
+absl::Status RunImportRootfs(CriClient& client, const std::string& file,
+                             const std::string& reference, const std::string& message,
+                             const std::vector<std::string>& changes, std::ostream& out);
+
 // docker exec's options that CRI's ExecSync lacks, for `kapalctl exec -u/-e/-w/--privileged`.
 struct ExecExtras {
   std::string user;  // USER[:GROUP]

@@ -456,6 +456,24 @@ int main(int argc, char** argv) {
                                    commit_author, commit_changes, commit_pause, std::cout);
     };
   });
+  std::string import_file, import_reference, import_message;
+  std::vector<std::string> import_changes;
+  CLI::App* import_rootfs = app.add_subcommand(
+      "import",
+      "Create an image from a root filesystem tar (docker import; see also image import)");
+  import_rootfs->add_option("file", import_file, "The tar (plain, gzip or zstd), or -")->required();
+  import_rootfs->add_option("reference", import_reference, "NAME[:TAG] (default: none)");
+  import_rootfs->add_option("-m,--message", import_message, "The history entry's comment");
+  import_rootfs
+      ->add_option("-c,--change", import_changes,
+                   "A Dockerfile instruction for the config (CMD, ENV, LABEL, ...)")
+      ->allow_extra_args(false);
+  import_rootfs->callback([&] {
+    action.run = [&](CriClient& client, OutputFormat) {
+      return kapal::ctl::RunImportRootfs(client, import_file, import_reference, import_message,
+                                         import_changes, std::cout);
+    };
+  });
   std::string export_container, export_file = "-";
   CLI::App* export_root =
       app.add_subcommand("export", "Write a container's root filesystem as a tar");

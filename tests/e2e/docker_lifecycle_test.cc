@@ -169,6 +169,17 @@ TEST_F(DockerLifecycleTest, KapalctlContainerVerbsRenameDfAndPrune) {
   CommandResult listed = RunCommand({"/bin/tar", "-tf", Local("root.tar")});
   EXPECT_THAT(listed.out, HasSubstr("to-container.txt"));
   EXPECT_THAT(listed.out, HasSubstr("bin/busybox"));
+  // And back as an image (docker import).
+  CommandResult imported =
+      kapald_->Kapalctl({"import", "-c", "CMD [\"cat\", \"/to-container.txt\"]", "-m",
+                         "from kapalctl", Local("root.tar"), "imported:ctl"});
+  EXPECT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_EQ(DockerOk({"run", "--rm", "imported:ctl"}), "via kapalctl\n");
+  std::ofstream(Local("not-a.tar")) << "plain text\n";
+  CommandResult not_tar = kapald_->Kapalctl({"import", Local("not-a.tar")});
+  EXPECT_NE(not_tar.exit_code, 0);
+  EXPECT_THAT(not_tar.err, HasSubstr("INVALID_ARGUMENT"));
+
   // Docker's node-wide verbs: rename, system df, prune.
   CommandResult renamed = kapald_->Kapalctl({"rename", "viactl", "ctl-renamed"});
   EXPECT_EQ(renamed.exit_code, 0) << renamed.err;
