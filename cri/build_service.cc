@@ -52,7 +52,13 @@ grpc::Status KapalBuildsService::Build(
   };
   builder::BuildCancelled cancelled = [context] { return context->IsCancelled(); };
   absl::StatusOr<builder::BuildResult> built = builder_.Build(options, output, cancelled);
-  if (!built.ok()) return ToGrpcStatus(built.status());
+  if (!built.ok()) {
+    // The failing RUN's exit code, for a client that exits with it (as docker build does).
+    if (std::optional<int> code = builder::RunExitCodeOf(built.status())) {
+      context->AddTrailingMetadata(std::string(kRunExitCodeMetadata), std::to_string(*code));
+    }
+    return ToGrpcStatus(built.status());
+  }
   kapal::v1::BuildEvent done;
   done.set_image_id(built->image_id);
   stream->Write(done);

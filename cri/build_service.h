@@ -5,6 +5,9 @@
 
 namespace kapal::cri {
 
+// Trailing metadata of a Build that a RUN failed: that command's exit code.
+inline constexpr char kRunExitCodeMetadata[] = "kapal-run-exit-code";
+
 // kapal.v1.Builds: `kapalctl build` and `commit`, on the same builder as the Docker API's POST
 // /build.
 class KapalBuildsService final : public kapal::v1::Builds::Service {

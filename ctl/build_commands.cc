@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -212,7 +213,8 @@ bool Ignored(const std::vector<std::string>& patterns, const std::string& relati
   return ignored;
 }
 
-absl::Status RunBuild(CriClient& client, const BuildCommand& command, std::ostream& out) {
+absl::Status RunBuild(CriClient& client, const BuildCommand& command, std::ostream& out,
+                      int* exit_code) {
   absl::StatusOr<std::string> root = RealPath(command.directory);
   if (!root.ok()) {
     return absl::NotFoundError(
@@ -288,7 +290,18 @@ absl::Status RunBuild(CriClient& client, const BuildCommand& command, std::ostre
     }
   }
   grpc::Status status = stream->Finish();
-  if (!status.ok()) return RpcError("Build", status);
+  if (!status.ok()) {
+    // A failing RUN's exit code becomes kapalctl's, as with docker build.
+    const auto& trailers = context->GetServerTrailingMetadata();
+    if (auto found = trailers.find("kapal-run-exit-code"); found != trailers.end()) {
+      int code = 0;
+      if (absl::SimpleAtoi(absl::string_view(found->second.data(), found->second.size()), &code) &&
+          code > 0 && code < 256) {
+        *exit_code = code;
+      }
+    }
+    return RpcError("Build", status);
+  }
   if (command.quiet) out << image_id << "\n";
   return absl::OkStatus();
 }

@@ -24,7 +24,9 @@ struct BuildCommand {
 
 // `kapalctl build`: sends DIRECTORY as a tar (without what its .dockerignore excludes, as the
 // docker CLI does) and prints the build's output as it comes.
-absl::Status RunBuild(CriClient& client, const BuildCommand& command, std::ostream& out);
+// A failing RUN's exit code goes into EXIT_CODE (kapalctl exits with it, as docker build does).
+absl::Status RunBuild(CriClient& client, const BuildCommand& command, std::ostream& out,
+                      int* exit_code);
 
 // Whether RELATIVE (a path in the context) is excluded by the .dockerignore PATTERNS: the last
 // pattern that matches it or one of its parents decides; "!" patterns re-include.

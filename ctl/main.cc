@@ -39,7 +39,9 @@ using kapal::ctl::OutputFormat;
 struct Action {
   std::string output_format = "table";
   std::function<absl::Status(CriClient&, OutputFormat)> run;
-  int exit_code = 0;  // what kapalctl exits with after a successful run (exec, run)
+  // What kapalctl exits with after a successful run (exec, run), or after a failed build (its
+  // RUN's code).
+  int exit_code = 0;
 };
 
 // `exec ID CMD...` and `run IMAGE CMD...` end with a command of their own whose flags ("sh -c")
@@ -208,7 +210,7 @@ int main(int argc, char** argv) {
     command->add_flag("-q,--quiet", build_command.quiet, "Print only the image id");
     command->callback([&] {
       action.run = [&](CriClient& client, OutputFormat) {
-        return kapal::ctl::RunBuild(client, build_command, std::cout);
+        return kapal::ctl::RunBuild(client, build_command, std::cout, &action.exit_code);
       };
     });
   };
@@ -711,5 +713,8 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<CriClient>> client = CriClient::Connect(*config);
   if (!client.ok()) return Fail(client.status());
   absl::Status result = action.run(**client, *format);
-  return result.ok() ? action.exit_code : Fail(result);
+  if (result.ok()) return action.exit_code;
+  int failed = Fail(result);
+  // A command that knows a better exit code for its failure (build: the failing RUN's) set it.
+  return action.exit_code != 0 ? action.exit_code : failed;
 }
