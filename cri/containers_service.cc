@@ -1,10 +1,5 @@
 #include "cri/containers_service.h"
 
-#include <fcntl.h>
-
-#include "base/files.h"
-#include "base/temp_dir.h"
-#include "base/unique_fd.h"
 #include "cri/grpc_status.h"
 #include "cri/upload_spool.h"
 

@@ -1,14 +1,8 @@
 #include "cri/kapal_service.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
-#include "base/files.h"
-#include "base/temp_dir.h"
-#include "base/unique_fd.h"
 #include "cri/grpc_status.h"
 #include "cri/upload_spool.h"
 
