@@ -183,7 +183,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   images::PullOptions pull_options;
   pull_options.max_concurrent_downloads = config.max_concurrent_downloads;
   pull_options.progress_timeout = config.pull_progress_timeout;
-  pull_options.stream_min_bytes = config.unpack_while_downloading ? int64_t{64} << 20 : 0;
+  pull_options.stream_min_bytes = config.unpack_while_downloading ? 1 : 0;
   if (!config.parallel_ranges) pull_options.range_parts = 1;
   pull_options.hosts = images::RegistryHosts(config.registries);
   parts->puller = std::make_unique<images::Puller>(*parts->content, *parts->snapshots,

@@ -9,7 +9,10 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -41,6 +44,88 @@ absl::Status WriteAll(int fd, const char* data, size_t size, const std::string& 
   }
   return absl::OkStatus();
 }
+
+}  // namespace
+
+// How much of a blob being written can be read from its start: pieces written out of order
+// (parallel ranges) join the prefix once the bytes before them are there.
+class WrittenPrefix {
+ public:
+  void Add(int64_t offset, int64_t length) {
+    std::lock_guard lock(mutex_);
+    int64_t before = prefix_;
+    if (offset <= prefix_) {
+      prefix_ = std::max(prefix_, offset + length);
+    } else {
+      int64_t& end = pieces_[offset];
+      end = std::max(end, offset + length);
+    }
+    while (!pieces_.empty() && pieces_.begin()->first <= prefix_) {
+      prefix_ = std::max(prefix_, pieces_.begin()->second);
+      pieces_.erase(pieces_.begin());
+    }
+    if (prefix_ != before) changed_.notify_all();
+  }
+  void Finish(int64_t total) {
+    std::lock_guard lock(mutex_);
+    prefix_ = total;
+    finished_ = true;
+    changed_.notify_all();
+  }
+  void Abandon(const absl::Status& why) {
+    std::lock_guard lock(mutex_);
+    if (finished_ || !abandoned_.ok()) return;
+    abandoned_ = why;
+    changed_.notify_all();
+  }
+  // The end of the readable prefix once it is beyond OFFSET; OFFSET itself at the end of the
+  // blob; the reason when the writing was abandoned.
+  absl::StatusOr<int64_t> WaitBeyond(int64_t offset) {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return prefix_ > offset || finished_ || !abandoned_.ok(); });
+    if (!abandoned_.ok()) return abandoned_;
+    return std::max(prefix_, offset);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int64_t prefix_ = 0;
+  std::map<int64_t, int64_t> pieces_;  // start -> end, beyond the prefix
+  bool finished_ = false;
+  absl::Status abandoned_;
+};
+
+namespace {
+
+// Reads a blob file while its writer is still writing it, never past what WrittenPrefix says
+// is there.
+class FollowingReader : public ByteSource {
+ public:
+  FollowingReader(base::UniqueFd fd, std::string path, std::shared_ptr<WrittenPrefix> written)
+      : fd_(std::move(fd)), path_(std::move(path)), written_(std::move(written)) {}
+
+  absl::StatusOr<size_t> Read(uint8_t* buffer, size_t size) override {
+    absl::StatusOr<int64_t> end = written_->WaitBeyond(offset_);
+    if (!end.ok()) return end.status();
+    size_t wanted = std::min(size, static_cast<size_t>(*end - offset_));
+    if (wanted == 0) return 0;
+    ssize_t n;
+    do {
+      n = ::pread(fd_.Get(), buffer, wanted, static_cast<off_t>(offset_));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return base::ErrnoStatus(errno, "read " + path_);
+    if (n == 0) return absl::InternalError(absl::StrCat("read ", path_, ": ended early"));
+    offset_ += n;
+    return static_cast<size_t>(n);
+  }
+
+ private:
+  base::UniqueFd fd_;
+  std::string path_;
+  std::shared_ptr<WrittenPrefix> written_;
+  int64_t offset_ = 0;
+};
 
 }  // namespace
 
@@ -86,6 +171,8 @@ BlobWriter::BlobWriter(ContentStore& content, Digest expected, bool verify, int6
 }
 
 BlobWriter::~BlobWriter() {
+  Abandon(
+      absl::AbortedError(absl::StrCat("the download of blob ", expected_.String(), " stopped")));
   if (fd_ >= 0) ::close(fd_);
   if (!committed_) ::unlink(temp_path_.c_str());
 }
@@ -114,12 +201,28 @@ absl::Status BlobWriter::WriteAt(int64_t offset, const char* data, size_t size) 
     ssize_t n = ::pwrite(fd_, data, size, static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return base::ErrnoStatus(errno, "write " + temp_path_);
+    if (followed_ != nullptr) followed_->Add(offset, n);
     data += n;
     size -= static_cast<size_t>(n);
     offset += n;
     positional_bytes_ += n;
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<ByteSource>> BlobWriter::Follow() {
+  if (followed_ != nullptr || Written() > 0) {
+    return absl::FailedPreconditionError("a blob is followed once, before it is written");
+  }
+  base::UniqueFd fd(::open(temp_path_.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return base::ErrnoStatus(errno, "open " + temp_path_);
+  followed_ = std::make_shared<WrittenPrefix>();
+  return std::unique_ptr<ByteSource>(
+      std::make_unique<FollowingReader>(std::move(fd), temp_path_, followed_));
+}
+
+void BlobWriter::Abandon(const absl::Status& why) {
+  if (followed_ != nullptr) followed_->Abandon(why);
 }
 
 absl::Status BlobWriter::HashFile() {
@@ -143,6 +246,7 @@ absl::Status BlobWriter::Flush() {
   // Commit finds little left to wait for (it was a tenth of a pull's time). Only a hint: an
   // error here changes nothing, the fsync still decides.
   if (status.ok() && !pending_.empty()) {
+    if (followed_ != nullptr) followed_->Add(flushed_, static_cast<int64_t>(pending_.size()));
     (void)::sync_file_range(fd_, static_cast<off_t>(flushed_), static_cast<off_t>(pending_.size()),
                             SYNC_FILE_RANGE_WRITE);
     flushed_ += static_cast<int64_t>(pending_.size());
@@ -153,7 +257,13 @@ absl::Status BlobWriter::Flush() {
 
 absl::StatusOr<int64_t> BlobWriter::Commit() {
   if (committed_ || fd_ < 0) return absl::FailedPreconditionError("blob writer is closed");
-  if (absl::Status flushed = Flush(); !flushed.ok()) return flushed;
+  if (absl::Status flushed = Flush(); !flushed.ok()) {
+    Abandon(flushed);
+    return flushed;
+  }
+  // Everything is in the file: a follower reads to its end while the digest is checked and the
+  // file synced.
+  if (followed_ != nullptr) followed_->Finish(written_ + positional_bytes_);
   // Pieces written out of order (parallel ranges): the digest is taken over the whole file.
   if (positional_) {
     if (written_ > 0 || positional_bytes_ != expected_size_) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "images/byte_source.h"
 #include "images/digest.h"
 #include "store/store.h"
 
@@ -18,6 +19,8 @@ class ContentStore;
 // Receives one blob's bytes as they arrive (from a registry, an archive, a test). Commit checks
 // size and digest and only then makes the blob visible; a writer destroyed without a successful
 // Commit removes what it wrote, so every failure path keeps nothing.
+class WrittenPrefix;
+
 class BlobWriter {
  public:
   ~BlobWriter();
@@ -31,6 +34,14 @@ class BlobWriter {
   absl::Status WriteAt(int64_t offset, const char* data, size_t size);
   // Verifies, fsyncs, renames into place and records the blob; returns its size.
   absl::StatusOr<int64_t> Commit();
+  // A reader of this blob while it is being written, so that a layer can be unpacked as it
+  // downloads without a second copy of its bytes: it reads what was written from the start,
+  // waits for more, and ends once Commit has written everything, before Commit checks the
+  // digest (whatever the reader made must be kept only when Commit succeeds). It fails when
+  // the writer is abandoned or dropped first. One per writer, taken before writing.
+  absl::StatusOr<std::unique_ptr<ByteSource>> Follow();
+  // Ends a follower's wait with WHY (the download failed).
+  void Abandon(const absl::Status& why);
   // The blob's digest: the expected one, or for a writer of unknown content, what was written
   // (valid after Commit).
   const Digest& BlobDigest() const { return expected_; }
@@ -50,7 +61,8 @@ class BlobWriter {
   int fd_;
   absl::Status Flush();
   absl::Status HashFile();
-  int64_t flushed_ = 0;  // bytes written to the file so far
+  std::shared_ptr<WrittenPrefix> followed_;  // set by Follow
+  int64_t flushed_ = 0;                      // bytes written to the file so far
   std::atomic<bool> positional_{false};
   std::atomic<int64_t> positional_bytes_{0};
 

@@ -30,25 +30,23 @@ bool IsZstd(const uint8_t* head, size_t size) {
   return size >= 4 && head[0] == 0x28 && head[1] == 0xb5 && head[2] == 0x2f && head[3] == 0xfd;
 }
 
-// The blob file, read forwards in large pieces; what the first read saw is the format's magic.
+// The blob's bytes, read forwards in large pieces; what the first read saw is the format's magic.
 class BlobInput {
  public:
-  BlobInput(base::UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  BlobInput(std::unique_ptr<ByteSource> source, std::string path)
+      : source_(std::move(source)), path_(std::move(path)) {}
 
-  // More bytes when all given out were used; false at the end of the file.
+  // More bytes when all given out were used; false at the end of the blob.
   absl::StatusOr<bool> Refill() {
     if (at_end_) return false;
-    ssize_t n;
-    do {
-      n = ::read(fd_.Get(), buffer_.data(), buffer_.size());
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) return base::ErrnoStatus(errno, "read " + path_);
-    if (n == 0) {
+    absl::StatusOr<size_t> n = source_->Read(buffer_.data(), buffer_.size());
+    if (!n.ok()) return n.status();
+    if (*n == 0) {
       at_end_ = true;
       return false;
     }
     next_ = buffer_.data();
-    available_ = static_cast<size_t>(n);
+    available_ = *n;
     return true;
   }
 
@@ -56,6 +54,25 @@ class BlobInput {
   uint8_t* next_ = nullptr;
   size_t available_ = 0;
   bool at_end_ = false;
+  std::unique_ptr<ByteSource> source_;
+  std::string path_;
+};
+
+// A file, socket or pipe read with read(2).
+class FdSource : public ByteSource {
+ public:
+  FdSource(base::UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+
+  absl::StatusOr<size_t> Read(uint8_t* buffer, size_t size) override {
+    ssize_t n;
+    do {
+      n = ::read(fd_.Get(), buffer, size);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return base::ErrnoStatus(errno, "read " + path_);
+    return static_cast<size_t>(n);
+  }
+
+ private:
   base::UniqueFd fd_;
   std::string path_;
 };
@@ -248,7 +265,12 @@ absl::StatusOr<std::unique_ptr<LayerStream>> LayerStream::Open(const std::string
 absl::StatusOr<std::unique_ptr<LayerStream>> LayerStream::FromFd(base::UniqueFd fd,
                                                                  const std::string& name,
                                                                  InflateEngine engine) {
-  auto input = std::make_unique<BlobInput>(std::move(fd), name);
+  return FromSource(ReadFromFd(std::move(fd), name), name, engine);
+}
+
+absl::StatusOr<std::unique_ptr<LayerStream>> LayerStream::FromSource(
+    std::unique_ptr<ByteSource> source, const std::string& name, InflateEngine engine) {
+  auto input = std::make_unique<BlobInput>(std::move(source), name);
   if (absl::StatusOr<bool> read = input->Refill(); !read.ok()) return read.status();
   if (IsZstd(input->next_, input->available_)) {
     return std::unique_ptr<LayerStream>(new ZstdStream(std::move(input)));
@@ -260,6 +282,10 @@ absl::StatusOr<std::unique_ptr<LayerStream>> LayerStream::FromFd(base::UniqueFd 
   auto stream = std::make_unique<LibarchiveStream>(std::move(input));
   if (absl::Status opened = stream->Open(); !opened.ok()) return opened;
   return std::unique_ptr<LayerStream>(std::move(stream));
+}
+
+std::unique_ptr<ByteSource> ReadFromFd(base::UniqueFd fd, std::string path) {
+  return std::make_unique<FdSource>(std::move(fd), std::move(path));
 }
 
 }  // namespace kapal::images

@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/unique_fd.h"
+#include "images/byte_source.h"
 
 namespace kapal::images {
 
@@ -28,6 +29,10 @@ class LayerStream {
   static absl::StatusOr<std::unique_ptr<LayerStream>> FromFd(base::UniqueFd fd,
                                                              const std::string& name,
                                                              InflateEngine engine);
+  // The same over any source (a blob still being downloaded).
+  static absl::StatusOr<std::unique_ptr<LayerStream>> FromSource(std::unique_ptr<ByteSource> source,
+                                                                 const std::string& name,
+                                                                 InflateEngine engine);
   virtual ~LayerStream() = default;
   // Up to SIZE bytes into BUFFER; 0 at the end of the stream.
   virtual absl::StatusOr<size_t> Read(char* buffer, size_t size) = 0;

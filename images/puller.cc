@@ -1,7 +1,6 @@
 #include "images/puller.h"
 
 #include <fcntl.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -93,9 +92,8 @@ class BackgroundSync {
 std::string PullReport::Summary() const {
   return absl::StrFormat(
       "%d layers fetched (%.1f MB, %s, %d in parallel ranges, %d unpacked while downloading); "
-      "summed over layers: download+sha256 "
-      "%.2fs, inflate "
-      "%.2fs, diff-id sha256 %.2fs, write %.2fs, commit (syncfs) %.2fs",
+      "summed over layers: download+sha256 %.2fs (wall), unpack CPU: inflate %.2fs, diff-id "
+      "sha256 %.2fs, files %.2fs; commit (syncfs) %.2fs",
       layers_fetched, bytes_fetched / 1e6, formats.empty() ? "none" : formats, ranged_layers,
       streamed_layers, download_seconds, inflate_seconds, hash_seconds, write_seconds,
       commit_seconds);
@@ -149,35 +147,16 @@ absl::Status Puller::Download(RegistryClient& client, const std::string& reposit
       absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
           content_.Writer(blob.digest, blob.size, blob.media_type);
       if (!writer.ok()) return writer.status();
-      std::mutex report_mutex;
-      auto last_report = std::chrono::steady_clock::now();
-      auto report_progress = [&] {
-        if (!progress) return;
-        std::lock_guard lock(report_mutex);
-        auto now = std::chrono::steady_clock::now();
-        if (now - last_report > std::chrono::milliseconds(100)) {
-          last_report = now;
-          progress({blob.digest.String(), (*writer)->Written(), blob.size, false});
-        }
-      };
-      if (ranges) {
-        last = FetchInRanges(client, repository, blob, **writer, report_progress);
-        // A registry that does not serve ranges gets one ordinary request instead.
-        if (absl::IsFailedPrecondition(last)) {
-          ranges = false;
-          --attempt;
-          continue;
-        }
-        if (last.ok() && report != nullptr) {
-          std::lock_guard lock(report_mutex_);
-          report->ranged_layers += 1;
-        }
-      } else {
-        last = client.FetchBlob(repository, blob.digest, [&](const char* data, size_t size) {
-          absl::Status written = (*writer)->Write(data, size);
-          report_progress();
-          return written;
-        });
+      last = FetchInto(client, repository, blob, ranges, **writer, progress);
+      // A registry that does not serve ranges gets one ordinary request instead.
+      if (ranges && absl::IsFailedPrecondition(last)) {
+        ranges = false;
+        --attempt;
+        continue;
+      }
+      if (ranges && last.ok() && report != nullptr) {
+        std::lock_guard lock(report_mutex_);
+        report->ranged_layers += 1;
       }
       if (last.ok()) {
         absl::StatusOr<int64_t> committed = (*writer)->Commit();
@@ -197,81 +176,95 @@ absl::StatusOr<std::string> Puller::DownloadAndStage(RegistryClient& client,
                                                      const Descriptor& layer, const Digest& diff_id,
                                                      const Digest& chain_id,
                                                      const ProgressCallback& progress,
-                                                     UnpackedLayer& unpacked) {
+                                                     PullReport* report, UnpackedLayer& unpacked) {
   if (snapshots_.GetDriver() != snapshotter::Driver::kOverlay) return std::string();
   if (absl::StatusOr<snapshotter::Info> existing = snapshots_.Stat(chain_id.String());
       existing.ok() && existing->kind == snapshotter::Kind::kCommitted) {
     return std::string();
   }
   std::string staged;
-  absl::Status result = Shared("blob:" + layer.digest.String(), [&]() -> absl::Status {
-    if (content_.Has(layer.digest)) return absl::OkStatus();  // another pull fetched it
+  // One try (the ordinary download retries); in ranges first when the blob is large, and again
+  // in one request when the registry does not serve ranges.
+  auto attempt = [&](bool ranges) -> absl::Status {
+    auto download_started = std::chrono::steady_clock::now();
     absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
         content_.Writer(layer.digest, layer.size, layer.media_type);
     if (!writer.ok()) return writer.status();
+    absl::StatusOr<std::unique_ptr<ByteSource>> follower = (*writer)->Follow();
+    if (!follower.ok()) return follower.status();
     absl::StatusOr<std::string> directory = snapshots_.NewStagingDirectory();
     if (!directory.ok()) return directory.status();
-    // The bytes go to the content store and, through a socket pair (large buffers, and
-    // MSG_NOSIGNAL: an unpack that gave up does not kill the download), to the unpack.
-    int pair[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
-      (void)base::RemoveTree(*directory);
-      return base::ErrnoStatus(errno, "socketpair");
-    }
-    base::UniqueFd feed(pair[0]);
-    base::UniqueFd drain(pair[1]);
-    int buffer_bytes = 4 << 20;
-    ::setsockopt(feed.Get(), SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof(buffer_bytes));
-    ::setsockopt(drain.Get(), SOL_SOCKET, SO_RCVBUF, &buffer_bytes, sizeof(buffer_bytes));
+    // The unpack reads the blob's file behind the download: the bytes are copied once from the
+    // network and read back from the page cache, as when the unpack follows the download, but
+    // inflate and writing the files overlap the transfer and the blob's fsync.
     absl::StatusOr<UnpackedLayer> unpack_result = absl::UnknownError("not run");
     std::thread unpacker([&] {
-      unpack_result = images::UnpackLayerFrom(std::move(drain), layer.digest.String(), *directory,
-                                              WhiteoutStyle::kOverlay, &diff_id, options_.inflate);
+      unpack_result =
+          images::UnpackLayerFrom(std::move(*follower), layer.digest.String(), *directory,
+                                  WhiteoutStyle::kOverlay, &diff_id, options_.inflate);
     });
-    bool feeding = true;
-    auto last_report = std::chrono::steady_clock::now();
-    absl::Status fetched =
-        client.FetchBlob(repository, layer.digest, [&](const char* data, size_t size) {
-          absl::Status written = (*writer)->Write(data, size);
-          for (size_t sent = 0; feeding && sent < size;) {
-            ssize_t n = ::send(feed.Get(), data + sent, size - sent, MSG_NOSIGNAL);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-              feeding = false;  // the unpack stopped; its error is reported below
-              break;
-            }
-            sent += static_cast<size_t>(n);
-          }
-          auto now = std::chrono::steady_clock::now();
-          if (progress && now - last_report > std::chrono::milliseconds(100)) {
-            last_report = now;
-            progress({layer.digest.String(), (*writer)->Written(), layer.size, false});
-          }
-          return written;
-        });
-    feed.Reset();  // the end of the stream for the unpack
-    unpacker.join();
-    absl::Status status = fetched;
+    absl::Status status = FetchInto(client, repository, layer, ranges, **writer, progress);
     if (status.ok()) {
       // Only a blob whose digest matches makes its unpacked tree worth keeping.
       absl::StatusOr<int64_t> committed = (*writer)->Commit();
       status = committed.status();
-      if (committed.ok() && progress)
+      if (committed.ok() && progress) {
         progress({layer.digest.String(), *committed, layer.size, false});
+      }
+      if (committed.ok() && report != nullptr) {
+        std::lock_guard lock(report_mutex_);
+        report->download_seconds += SecondsSince(download_started);
+      }
+    } else {
+      (*writer)->Abandon(status);
     }
+    unpacker.join();
     if (status.ok() && !unpack_result.ok()) status = unpack_result.status();
     if (!status.ok()) {
       (void)base::RemoveTree(*directory);
       return status;
     }
+    if (ranges && report != nullptr) {
+      std::lock_guard lock(report_mutex_);
+      report->ranged_layers += 1;
+    }
     unpacked = *unpack_result;
     staged = *directory;
     return absl::OkStatus();
+  };
+  absl::Status result = Shared("blob:" + layer.digest.String(), [&]() -> absl::Status {
+    if (content_.Has(layer.digest)) return absl::OkStatus();  // another pull fetched it
+    bool ranges = options_.range_parts > 1 && layer.size >= options_.range_min_bytes;
+    absl::Status tried = attempt(ranges);
+    if (ranges && absl::IsFailedPrecondition(tried)) tried = attempt(false);
+    return tried;
   });
-  // A network fault while streaming: the ordinary download (with its retries) follows.
+  // A network fault: the ordinary download (with its retries) follows.
   if (absl::IsUnavailable(result)) return std::string();
   if (!result.ok()) return result;
   return staged;
+}
+
+absl::Status Puller::FetchInto(RegistryClient& client, const std::string& repository,
+                               const Descriptor& blob, bool ranges, BlobWriter& writer,
+                               const ProgressCallback& progress) {
+  std::mutex progress_mutex;
+  auto last_report = std::chrono::steady_clock::now();
+  auto report_progress = [&] {
+    if (!progress) return;
+    std::lock_guard lock(progress_mutex);
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_report > std::chrono::milliseconds(100)) {
+      last_report = now;
+      progress({blob.digest.String(), writer.Written(), blob.size, false});
+    }
+  };
+  if (ranges) return FetchInRanges(client, repository, blob, writer, report_progress);
+  return client.FetchBlob(repository, blob.digest, [&](const char* data, size_t size) {
+    absl::Status written = writer.Write(data, size);
+    report_progress();
+    return written;
+  });
 }
 
 absl::Status Puller::FetchInRanges(RegistryClient& client, const std::string& repository,
@@ -511,7 +504,7 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
       if (!present && !diff_ids.empty() && options_.stream_min_bytes > 0 &&
           layer.size >= options_.stream_min_bytes) {
         streamed = DownloadAndStage(client, repository, layer, diff_ids[i], chain_ids[i], progress,
-                                    unpacked);
+                                    report, unpacked);
       }
       absl::Status done = streamed.status();
       if (done.ok() && streamed->empty()) {
@@ -522,7 +515,10 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
         report->layers_fetched += 1;
         report->streamed_layers += streamed.ok() && !streamed->empty() ? 1 : 0;
         report->bytes_fetched += layer.size;
-        report->download_seconds += SecondsSince(download_started);
+        // A streamed layer's download is counted by DownloadAndStage, without its unpack.
+        if (!streamed.ok() || streamed->empty()) {
+          report->download_seconds += SecondsSince(download_started);
+        }
       }
       if (done.ok() && !diff_ids.empty()) {
         absl::StatusOr<std::string> directory =

@@ -38,11 +38,12 @@ struct PullReport {
   int streamed_layers = 0;  // of those, unpacked while they downloaded
   int64_t bytes_fetched = 0;
   double download_seconds = 0;  // from the registry into the content store, sha256 included
-  double inflate_seconds = 0;   // reading the blob and inflating it
-  double hash_seconds = 0;      // the uncompressed tar's sha256 (its diff id)
-  double write_seconds = 0;     // tar parsing, creating and writing files
-  double commit_seconds = 0;    // syncfs and recording the snapshots
-  std::string formats;          // the layers' compressions, e.g. "gzip (isa-l)"
+  // The unpacks' CPU (user and system seconds of their threads):
+  double inflate_seconds = 0;  // reading the blob and inflating it
+  double hash_seconds = 0;     // the uncompressed tar's sha256 (its diff id)
+  double write_seconds = 0;    // tar parsing, creating and writing files
+  double commit_seconds = 0;   // syncfs and recording the snapshots
+  std::string formats;         // the layers' compressions, e.g. "gzip (isa-l)"
   std::string Summary() const;
 };
 
@@ -60,10 +61,10 @@ struct PullOptions {
   int64_t range_min_bytes = 64 << 20;
   int range_parts = 4;
   // With overlay, a layer of at least STREAM_MIN_BYTES (0: none) is unpacked while it
-  // downloads (its bytes go to the content store and to the unpack at once; the tree is kept
-  // only if the blob's digest matches). Takes precedence over ranges, which arrive out of
-  // order. A gain when the registry is slower than inflate; on loopback it measured slower.
-  int64_t stream_min_bytes = 0;
+  // downloads: the unpack reads the blob's file behind the download (the tree is kept only if
+  // the blob's digest matches), so inflating and writing files overlap the transfer and the
+  // blob's fsync. Off, each layer is unpacked after its blob is committed.
+  int64_t stream_min_bytes = 1;
   RegistryHosts hosts;  // mirrors, TLS settings and credentials per registry
 };
 
@@ -111,15 +112,20 @@ class Puller {
   absl::Status Download(RegistryClient& client, const std::string& repository,
                         const Descriptor& blob, const ProgressCallback& progress,
                         PullReport* report);
-  // Downloads LAYER and unpacks it into a staging directory at once; the directory, or "" when
-  // streaming does not apply (not overlay, already there, a network fault: the caller then
-  // downloads it the ordinary way).
+  // Downloads LAYER and unpacks it into a staging directory at once (the unpack follows the
+  // blob's file as it is written); the directory, or "" when that does not apply (not overlay,
+  // already there, a network fault: the caller then downloads it the ordinary way).
   absl::StatusOr<std::string> DownloadAndStage(RegistryClient& client,
                                                const std::string& repository,
                                                const Descriptor& layer, const Digest& diff_id,
                                                const Digest& chain_id,
-                                               const ProgressCallback& progress,
+                                               const ProgressCallback& progress, PullReport* report,
                                                UnpackedLayer& unpacked);
+  // BLOB's bytes into WRITER, as ranges (FetchInRanges) or in one request, PROGRESS told at
+  // most every 100 ms.
+  absl::Status FetchInto(RegistryClient& client, const std::string& repository,
+                         const Descriptor& blob, bool ranges, BlobWriter& writer,
+                         const ProgressCallback& progress);
   // BLOB's bytes as options_.range_parts ranges fetched at once into WRITER. FAILED_PRECONDITION
   // when the registry does not serve ranges.
   absl::Status FetchInRanges(RegistryClient& client, const std::string& repository,

@@ -3,11 +3,13 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "images/byte_source.h"
 #include "images/decompress.h"
 #include "images/digest.h"
 
@@ -39,8 +41,8 @@ struct UnpackedLayer {
   int64_t uncompressed_bytes = 0;
   int64_t entries = 0;
   std::string format;  // the blob's compression, as LayerStream names it
-  // Where the time went: reading and inflating the blob, hashing the tar, and the rest (tar
-  // parsing, creating and writing files).
+  // Where the CPU went (the unpacking thread's user and system seconds): reading and
+  // inflating the blob, hashing the tar, and the rest (tar parsing, creating and writing files).
   double inflate_seconds = 0;
   double hash_seconds = 0;
   double write_seconds = 0;
@@ -55,11 +57,12 @@ absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const st
                                           WhiteoutStyle style,
                                           const Digest* expected_diff_id = nullptr,
                                           InflateEngine engine = InflateEngine::kIsal);
-// The same, reading the blob's bytes from FD as they arrive (a download streamed into the
+// The same, reading the blob's bytes from SOURCE as they arrive (a download followed by its
 // unpack); NAME is for errors.
-absl::StatusOr<UnpackedLayer> UnpackLayerFrom(base::UniqueFd fd, const std::string& name,
-                                              const std::string& root, WhiteoutStyle style,
-                                              const Digest* expected_diff_id, InflateEngine engine);
+absl::StatusOr<UnpackedLayer> UnpackLayerFrom(std::unique_ptr<ByteSource> source,
+                                              const std::string& name, const std::string& root,
+                                              WhiteoutStyle style, const Digest* expected_diff_id,
+                                              InflateEngine engine);
 
 // The tar at PATH (plain, gzip or zstd) extracted into ROOT with the guards of UnpackLayer
 // (nothing is written outside ROOT or through a symlink) and no whiteouts.

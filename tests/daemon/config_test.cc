@@ -42,7 +42,7 @@ TEST(ConfigTest, RenderedNonDefaultConfigRoundTrips) {
   custom.registries["127.0.0.1:5001"] = {};
   custom.max_concurrent_downloads = 8;
   custom.pull_progress_timeout = std::chrono::seconds(90);
-  custom.unpack_while_downloading = true;
+  custom.unpack_while_downloading = false;
   custom.parallel_ranges = false;
   custom.writable_layers_dir = "/srv/writable";
   custom.cdi_spec_dirs = {"/srv/cdi"};
@@ -257,7 +257,7 @@ TEST(ConfigTest, JsonShowsEveryKey) {
   EXPECT_EQ(json["runtime"]["handlers"]["runc"]["binary"], "runc");
   EXPECT_EQ(json["cni"]["bin_dirs"].size(), 2u);
   EXPECT_EQ(json["images"]["pull_progress_timeout"], "5m");
-  EXPECT_EQ(json["images"]["unpack_while_downloading"], false);
+  EXPECT_EQ(json["images"]["unpack_while_downloading"], true);
   EXPECT_EQ(json["images"]["parallel_ranges"], true);
 }
 

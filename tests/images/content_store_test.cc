@@ -3,6 +3,9 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <dirent.h>
 
+#include <thread>
+#include <vector>
+
 #include "base/files.h"
 #include "base/temp_dir.h"
 #include "gmock/gmock.h"
@@ -108,6 +111,86 @@ TEST_F(ContentStoreTest, AbandonedWriterKeepsNothing) {
   EXPECT_FALSE(content_->Has(digest));
   EXPECT_EQ(IngestEntries(), 0);
   EXPECT_EQ(ContentRows(), 0);
+}
+
+// Everything a follower reads, in order, until its end or error.
+absl::StatusOr<std::string> ReadAllFrom(ByteSource& source) {
+  std::string all;
+  std::vector<uint8_t> buffer(1000);
+  for (;;) {
+    absl::StatusOr<size_t> n = source.Read(buffer.data(), buffer.size());
+    if (!n.ok()) return n.status();
+    if (*n == 0) return all;
+    all.append(reinterpret_cast<const char*>(buffer.data()), *n);
+  }
+}
+
+// A follower reads a blob while it is written, in order even when the pieces arrive out of
+// order (parallel ranges), and ends once Commit has everything.
+TEST_F(ContentStoreTest, FollowerReadsTheBlobWhileItIsWritten) {
+  std::string data;
+  for (int i = 0; i < 3 << 20; ++i) data += static_cast<char>('a' + i % 23);
+  Digest digest = Digest::Sha256Of(data);
+  for (bool out_of_order : {false, true}) {
+    SCOPED_TRACE(out_of_order ? "positional, out of order" : "in order");
+    ASSERT_TRUE(content_->Remove(digest).ok());
+    auto writer = content_->Writer(digest, static_cast<int64_t>(data.size()));
+    ASSERT_TRUE(writer.ok());
+    auto follower = (*writer)->Follow();
+    ASSERT_TRUE(follower.ok()) << follower.status();
+    EXPECT_EQ((*writer)->Follow().status().code(), absl::StatusCode::kFailedPrecondition);
+    absl::StatusOr<std::string> read = absl::UnknownError("not run");
+    std::thread reader([&] { read = ReadAllFrom(**follower); });
+    size_t third = data.size() / 3;
+    if (out_of_order) {
+      // The last piece first: nothing can be read until the first is there.
+      ASSERT_TRUE(
+          (*writer)->WriteAt(2 * third, data.data() + 2 * third, data.size() - 2 * third).ok());
+      ASSERT_TRUE((*writer)->WriteAt(0, data.data(), third).ok());
+      ASSERT_TRUE((*writer)->WriteAt(third, data.data() + third, third).ok());
+    } else {
+      for (size_t at = 0; at < data.size(); at += 4096) {
+        ASSERT_TRUE(
+            (*writer)->Write(data.data() + at, std::min<size_t>(4096, data.size() - at)).ok());
+      }
+    }
+    auto committed = (*writer)->Commit();
+    ASSERT_TRUE(committed.ok()) << committed.status();
+    reader.join();
+    ASSERT_TRUE(read.ok()) << read.status();
+    EXPECT_TRUE(*read == data);
+  }
+}
+
+// A download that fails ends the follower's wait with the download's error; a writer dropped
+// without Commit ends it too.
+TEST_F(ContentStoreTest, FollowerFailsWhenTheDownloadIsAbandoned) {
+  Digest digest = Digest::Sha256Of("never complete");
+  {
+    auto writer = content_->Writer(digest, 14);
+    ASSERT_TRUE(writer.ok());
+    auto follower = (*writer)->Follow();
+    ASSERT_TRUE(follower.ok());
+    ASSERT_TRUE((*writer)->Write("never", 5).ok());
+    absl::StatusOr<std::string> read = absl::UnknownError("not run");
+    std::thread reader([&] { read = ReadAllFrom(**follower); });
+    (*writer)->Abandon(absl::UnavailableError("connection reset"));
+    reader.join();
+    EXPECT_EQ(read.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(std::string(read.status().message()), HasSubstr("connection reset"));
+  }
+  std::unique_ptr<ByteSource> orphan;
+  {
+    auto writer = content_->Writer(digest, 14);
+    ASSERT_TRUE(writer.ok());
+    auto follower = (*writer)->Follow();
+    ASSERT_TRUE(follower.ok());
+    orphan = std::move(*follower);
+  }
+  auto read = ReadAllFrom(*orphan);
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kAborted) << read.status();
+  EXPECT_FALSE(content_->Has(digest));
+  EXPECT_EQ(IngestEntries(), 0);
 }
 
 TEST_F(ContentStoreTest, TwoWritersOfOneBlobBothSucceed) {
