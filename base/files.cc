@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -207,6 +209,15 @@ absl::StatusOr<std::string> ResolveInRoot(const std::string& root, const std::st
     resolved.push_back(part);
   }
   return resolved.empty() ? root : root + "/" + absl::StrJoin(resolved, "/");
+}
+
+void MarkAsTopOfTrees(const std::string& directory) {
+  UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return;
+  int flags = 0;
+  if (::ioctl(fd.Get(), FS_IOC_GETFLAGS, &flags) != 0 || (flags & FS_TOPDIR_FL) != 0) return;
+  flags |= FS_TOPDIR_FL;
+  (void)::ioctl(fd.Get(), FS_IOC_SETFLAGS, &flags);
 }
 
 }  // namespace kapal::base

@@ -37,6 +37,10 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
 // mkdir -p, with exactly MODE (whatever the umask) for the directories it creates. Existing
 // directories are left as they are.
 absl::Status MakeDirectories(const std::string& path, mode_t mode);
+// Tells ext4 that DIRECTORY holds unrelated trees (chattr +T, "top of directory hierarchies"):
+// its allocator then spreads the trees made in it over the block groups, as it does top-level
+// directories. A hint; filesystems without the flag refuse it and nothing changes.
+void MarkAsTopOfTrees(const std::string& directory);
 
 // Finds an executable the way execvp would: an absolute or relative path is checked as it is,
 // a bare name is looked up in $PATH (or in /usr/sbin:/usr/bin:/sbin:/bin when PATH is unset).

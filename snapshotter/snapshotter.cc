@@ -362,6 +362,11 @@ absl::StatusOr<std::string> Snapshotter::ContentDirectory(const std::string& key
 absl::StatusOr<std::string> Snapshotter::NewStagingDirectory() {
   std::string staging = root_ + "/staging";
   if (absl::Status made = base::MakeDirectories(staging, 0700); !made.ok()) return made;
+  // Every layer is a tree of its own. Spread over the block groups, a new layer is not packed
+  // next to the trees a removal just freed: without a journal, ext4 skips inodes freed in the
+  // last minute, and allocating beside a removed tree scanned past all of them (a third of a
+  // re-pull's CPU in bench/pull-bench.sh).
+  base::MarkAsTopOfTrees(staging);
   std::string pattern = staging + "/layer.XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) return base::ErrnoStatus(errno, "mkdtemp " + pattern);
   // The root of a layer is the image's "/": 0755 unless the layer says otherwise.
