@@ -74,7 +74,7 @@ registry_cpu_before=$(cpu_seconds "$registry_pid")
   "${endpoints[@]}" | tee "$work/result-usr"
 ratios "$work/result-usr"
 python3 -c "print(f'CPU per realistic pull: kapald {($(cpu_seconds "$kapald_pid") - $kapald_cpu_before) / $rounds:.2f} core-s (removal included), the registry {($(cpu_seconds "$registry_pid") - $registry_cpu_before) / ($rounds * ${#endpoints[@]}):.2f} core-s, on $(nproc) cores')"
-echo "kapald's split of its last realistic pull (per-layer seconds summed over parallel layers):"
+echo "kapald's split of its last realistic pull (download: wall seconds summed over parallel layers; unpack: CPU seconds of the unpack threads):"
 grep -o 'pulled 127.0.0.1:[0-9]*/bench/usr:1.*' "$work/kapald.log" | tail -1 | sed 's/^/  /'
 
 echo "kapald's peak resident memory so far (VmHWM, all pulls included): $(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$kapald_pid/status")"
