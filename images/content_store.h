@@ -15,12 +15,11 @@
 namespace kapal::images {
 
 class ContentStore;
+class WrittenPrefix;  // what a follower of a blob being written may read (content_store.cc)
 
 // Receives one blob's bytes as they arrive (from a registry, an archive, a test). Commit checks
 // size and digest and only then makes the blob visible; a writer destroyed without a successful
 // Commit removes what it wrote, so every failure path keeps nothing.
-class WrittenPrefix;
-
 class BlobWriter {
  public:
   ~BlobWriter();
