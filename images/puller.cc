@@ -99,6 +99,20 @@ std::string PullReport::Summary() const {
       commit_seconds);
 }
 
+std::string PullReport::Timeline() const {
+  std::vector<LayerTimes> by_start = layers;
+  std::stable_sort(by_start.begin(), by_start.end(),
+                   [](const LayerTimes& a, const LayerTimes& b) { return a.started < b.started; });
+  std::vector<std::string> parts;
+  for (const LayerTimes& layer : by_start) {
+    std::string staged =
+        layer.staged > 0 ? absl::StrFormat(", staged %.2fs", layer.staged) : std::string();
+    parts.push_back(absl::StrFormat("%s (%.1f MB) downloaded %.2f-%.2fs%s", layer.digest,
+                                    layer.bytes / 1e6, layer.started, layer.downloaded, staged));
+  }
+  return parts.empty() ? "no layer fetched" : absl::StrJoin(parts, "; ");
+}
+
 void Puller::Account(const UnpackedLayer& unpacked, PullReport* report) {
   if (report == nullptr) return;
   std::lock_guard lock(report_mutex_);
@@ -171,12 +185,11 @@ absl::Status Puller::Download(RegistryClient& client, const std::string& reposit
   });
 }
 
-absl::StatusOr<std::string> Puller::DownloadAndStage(RegistryClient& client,
-                                                     const std::string& repository,
-                                                     const Descriptor& layer, const Digest& diff_id,
-                                                     const Digest& chain_id,
-                                                     const ProgressCallback& progress,
-                                                     PullReport* report, UnpackedLayer& unpacked) {
+absl::StatusOr<std::string> Puller::DownloadAndStage(
+    RegistryClient& client, const std::string& repository, const Descriptor& layer,
+    const Digest& diff_id, const Digest& chain_id, const ProgressCallback& progress,
+    PullReport* report, UnpackedLayer& unpacked,
+    std::chrono::steady_clock::time_point& downloaded) {
   if (snapshots_.GetDriver() != snapshotter::Driver::kOverlay) return std::string();
   if (absl::StatusOr<snapshotter::Info> existing = snapshots_.Stat(chain_id.String());
       existing.ok() && existing->kind == snapshotter::Kind::kCommitted) {
@@ -211,6 +224,7 @@ absl::StatusOr<std::string> Puller::DownloadAndStage(RegistryClient& client,
       if (committed.ok() && progress) {
         progress({layer.digest.String(), *committed, layer.size, false});
       }
+      if (committed.ok()) downloaded = std::chrono::steady_clock::now();
       if (committed.ok() && report != nullptr) {
         std::lock_guard lock(report_mutex_);
         report->download_seconds += SecondsSince(download_started);
@@ -390,6 +404,7 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
                                          const Credentials& credentials,
                                          const ProgressCallback& progress, PullReport* report) {
   std::shared_lock pulling(images_.CollectionLock());
+  if (report != nullptr) report->began = std::chrono::steady_clock::now();
   absl::StatusOr<Reference> reference = ParseReference(reference_text);
   if (!reference.ok()) return reference.status();
   std::string context = absl::StrCat("pull ", reference->String());
@@ -497,6 +512,7 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
       const Descriptor& layer = manifest->layers[i];
       bool present = content_.Has(layer.digest);
       auto download_started = std::chrono::steady_clock::now();
+      auto downloaded = download_started;
       UnpackedLayer unpacked;
       // A large layer is unpacked while it downloads (overlay); else, or when that did not
       // happen, downloaded and then unpacked from the content store.
@@ -504,11 +520,12 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
       if (!present && !diff_ids.empty() && options_.stream_min_bytes > 0 &&
           layer.size >= options_.stream_min_bytes) {
         streamed = DownloadAndStage(client, repository, layer, diff_ids[i], chain_ids[i], progress,
-                                    report, unpacked);
+                                    report, unpacked, downloaded);
       }
       absl::Status done = streamed.status();
       if (done.ok() && streamed->empty()) {
         done = Download(client, repository, layer, progress, report);
+        downloaded = std::chrono::steady_clock::now();
       }
       if (done.ok() && !present && report != nullptr) {
         std::lock_guard lock(report_mutex_);
@@ -526,6 +543,16 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
         if (directory.ok() && !directory->empty()) {
           Account(unpacked, report);
           background_sync->Request();
+        }
+        if (directory.ok() && !present && report != nullptr) {
+          auto since_began = [&](std::chrono::steady_clock::time_point moment) {
+            return std::chrono::duration<double>(moment - report->began).count();
+          };
+          std::lock_guard lock(report_mutex_);
+          report->layers.push_back(
+              {layer.digest.Short(), layer.size, since_began(download_started),
+               since_began(downloaded),
+               directory->empty() ? 0.0 : since_began(std::chrono::steady_clock::now())});
         }
         if (directory.ok() && !directory->empty()) {
           std::lock_guard lock(failure_mutex);

@@ -3,12 +3,14 @@
 // images: references, the registry client, the content store, layer unpack, the puller and
 // image records. It knows nothing of pods, containers or any front door's API.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <future>
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "images/content_store.h"
@@ -30,9 +32,20 @@ struct LayerProgress {
 };
 using ProgressCallback = std::function<void(const LayerProgress&)>;
 
+// When one fetched layer's work happened, in seconds since its pull began.
+struct LayerTimes {
+  std::string digest;     // short form
+  int64_t bytes = 0;      // compressed
+  double started = 0;     // its download began
+  double downloaded = 0;  // its blob was complete, its digest checked
+  double staged = 0;      // its tree was unpacked in staging (0: unpacked at commit instead)
+};
+
 // Where one pull's time went, each part summed over its layers (layers overlap, so the parts
 // add up to more than the pull's own time). For the log and the benchmark.
 struct PullReport {
+  std::chrono::steady_clock::time_point began = std::chrono::steady_clock::now();
+  std::vector<LayerTimes> layers;  // the fetched ones, in the order they were done
   int layers_fetched = 0;
   int ranged_layers = 0;    // of those, fetched in parallel byte ranges
   int streamed_layers = 0;  // of those, unpacked while they downloaded
@@ -45,6 +58,8 @@ struct PullReport {
   double commit_seconds = 0;   // syncfs and recording the snapshots
   std::string formats;         // the layers' compressions, e.g. "gzip (isa-l)"
   std::string Summary() const;
+  // The layers' times, by start: which one set the pull's length, which waited.
+  std::string Timeline() const;
 };
 
 struct PullOptions {
@@ -120,7 +135,8 @@ class Puller {
                                                const Descriptor& layer, const Digest& diff_id,
                                                const Digest& chain_id,
                                                const ProgressCallback& progress, PullReport* report,
-                                               UnpackedLayer& unpacked);
+                                               UnpackedLayer& unpacked,
+                                               std::chrono::steady_clock::time_point& downloaded);
   // BLOB's bytes into WRITER, as ranges (FetchInRanges) or in one request, PROGRESS told at
   // most every 100 ms.
   absl::Status FetchInto(RegistryClient& client, const std::string& repository,

@@ -60,6 +60,7 @@ absl::StatusOr<images::ImageRecord> Images::Pull(const std::string& reference,
   logger_.Info("pulled ", reference, " as ", image->id.String(), " in ",
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
                "s: ", report.Summary());
+  logger_.Debug("pull ", reference, ", layers by start: ", report.Timeline());
   Tell("pull", reference, reference);
   return image;
 }

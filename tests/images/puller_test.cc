@@ -614,6 +614,19 @@ TEST_P(PullTest, LayersAreUnpackedWhileTheyDownload) {
   auto pulled = puller.Pull(Ref("kapal/streamed:1"), {}, nullptr, &report);
   ASSERT_TRUE(pulled.ok()) << pulled.status();
   EXPECT_EQ(report.streamed_layers, overlay ? 2 : 0);
+  // The timeline has each fetched layer once, its moments in order; staged only with overlay.
+  ASSERT_EQ(report.layers.size(), 2u);
+  for (const LayerTimes& layer : report.layers) {
+    EXPECT_LE(0, layer.started);
+    EXPECT_LE(layer.started, layer.downloaded);
+    if (overlay) {
+      EXPECT_LE(layer.downloaded, layer.staged);
+    } else {
+      EXPECT_EQ(layer.staged, 0);
+    }
+    EXPECT_THAT(report.Timeline(), HasSubstr(layer.digest + " ("));
+  }
+  EXPECT_NE(report.layers[0].digest, report.layers[1].digest);
   InRootfs(*pulled, [](const std::string& root) {
     struct stat info {};
     ASSERT_EQ(::stat((root + "/big").c_str(), &info), 0);
