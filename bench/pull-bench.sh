@@ -7,8 +7,9 @@
 #     inflate is most of the work;
 #   - random: 3 gzip layers of random bytes (gzip stores them), where hashing and copying are.
 # Prints each one's median seconds, range and MB/s, the ratios, kapald's own split of its time
-# (from its log) and the machine's floor for the realistic image: its 7 layers inflated with
-# igzip and unpacked with GNU tar, all at once, from local disk.
+# (from its log, with its last realistic pull's layer timeline), the machine's floor for the
+# realistic image (its 7 layers inflated with igzip and unpacked with GNU tar, all at once,
+# from local disk) and the disk floor for the random one (each blob written twice and synced).
 #
 #   bench/pull-bench.sh [ROUNDS]        (as root, after deploy/kapal.sh build)
 #
@@ -19,7 +20,7 @@ rounds=${1:-3}
 
 containerd21=$(sid_containerd)
 start_registry
-KAPALD_LOG_LEVEL=info start_kapald
+KAPALD_LOG_LEVEL=debug start_kapald  # debug: each pull's layer timeline
 endpoints=("unix://$work/kapal/kapal.sock")
 if [ -n "${KAPALD_BEFORE:-}" ]; then
   start_kapald_before "$KAPALD_BEFORE"
@@ -47,6 +48,40 @@ import json; d='$usr_image'; idx=json.load(open(d+'/index.json'))
 m=json.load(open(d+'/blobs/'+idx['manifests'][0]['digest'].replace(':','/')))
 s=sorted((l['size'] for l in m['layers']), reverse=True)
 print(f\"{len(s)} gzip -6 layers of /usr files (largest {s[0]/1e6:.0f} MB)\")")
+
+# The random image's disk floor: the bytes kapald must have on disk when its pull returns, each
+# blob twice (the content store's copy and the unpacked file), written at once from memory (the
+# registry's files, in the page cache) by dd, then one sync; no network, no hashing, no
+# inflate. Median of ROUNDS, in seconds.
+disk_floor() {  # disk_floor REPOSITORY TAG ROUNDS
+  local repository=$1 tag=$2 rounds=$3 round digest copy times=() jobs=()
+  local digests
+  digests=$(curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
+    "http://127.0.0.1:$port/v2/$repository/manifests/$tag" |
+    python3 -c 'import json,sys; print(" ".join(l["digest"] for l in json.load(sys.stdin)["layers"]))')
+  for round in $(seq 1 "$rounds"); do
+    rm -rf "$work/floor"
+    mkdir -p "$work/floor"
+    sync
+    local start
+    start=$(date +%s.%N)
+    jobs=()
+    for digest in $digests; do
+      local hex=${digest#sha256:}
+      for copy in blob file; do
+        dd if="$work/registry/docker/registry/v2/blobs/sha256/${hex:0:2}/$hex/data" \
+          of="$work/floor/$hex.$copy" bs=1M status=none &
+        jobs+=($!)
+      done
+    done
+    wait "${jobs[@]}"  # not a bare wait: the daemons are this shell's children too
+    sync -f "$work/floor"
+    times+=("$(python3 -c "print($(date +%s.%N) - $start)")")
+  done
+  rm -rf "$work/floor"
+  printf '%s\n' "${times[@]}" | sort -n |
+    awk '{a[NR]=$1} END {printf "%.2f s (%.2f-%.2f)", a[int((NR+1)/2)], a[1], a[NR]}'
+}
 
 echo "kapald $("$build/daemon/kapald" --version | awk '{print $2}'), containerd $(containerd --version | awk '{print $3}') (bookworm) and $("$containerd21/containerd" --version | awk '{print $3}') (sid), $(nproc) cores"
 
@@ -76,6 +111,9 @@ ratios "$work/result-usr"
 python3 -c "print(f'CPU per realistic pull: kapald {($(cpu_seconds "$kapald_pid") - $kapald_cpu_before) / $rounds:.2f} core-s (removal included), the registry {($(cpu_seconds "$registry_pid") - $registry_cpu_before) / ($rounds * ${#endpoints[@]}):.2f} core-s, on $(nproc) cores')"
 echo "kapald's split of its last realistic pull (download: wall seconds summed over parallel layers; unpack: CPU seconds of the unpack threads):"
 grep -o 'pulled 127.0.0.1:[0-9]*/bench/usr:1.*' "$work/kapald.log" | tail -1 | sed 's/^/  /'
+echo "and when each of its layers downloaded and was staged (seconds since the pull began):"
+grep -o 'pull 127.0.0.1:[0-9]*/bench/usr:1, layers by start: .*' "$work/kapald.log" | tail -1 |
+  sed 's/^.*layers by start: //; s/; /\n/g' | sed 's/^/  /'
 
 echo "kapald's peak resident memory so far (VmHWM, all pulls included): $(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$kapald_pid/status")"
 
@@ -106,3 +144,4 @@ echo
 "$build/bench/kapal-pull-bench" --registry-port "$port" --rounds "$rounds" "${endpoints[@]}" |
   tee "$work/result-random"
 ratios "$work/result-random"
+echo "disk floor (each blob written twice, as blob and as file, all at once from memory, then sync): $(disk_floor bench/pull 3x50mb "$rounds")"
