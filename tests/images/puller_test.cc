@@ -258,6 +258,9 @@ TEST_P(PullTest, SingleLayerBusybox) {
   EXPECT_TRUE(images_->Find(Ref("kapal/busybox@") + *manifest_digest).ok());
   EXPECT_TRUE(images_->Find(pulled->id.String()).ok());
   EXPECT_TRUE(images_->Find(pulled->id.Hex().substr(0, 12)).ok());
+  // The image's manifest and config are in the content store with it.
+  EXPECT_TRUE(content_->Has(pulled->id));
+  EXPECT_TRUE(content_->Has(*Digest::Parse(*manifest_digest)));
 }
 
 TEST_P(PullTest, LayersWithDeletionsAndOpaqueDirectories) {
@@ -318,6 +321,28 @@ TEST_P(PullTest, CorruptBlobFailsAndKeepsNothing) {
   ASSERT_FALSE(pulled.ok());
   EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(pulled.status().message()), HasSubstr(image.layers[0].digest));
+  EXPECT_FALSE(content_->Has(*Digest::Parse(image.layers[0].digest)));
+  EXPECT_TRUE(images_->List().empty());
+  EXPECT_EQ(CommittedSnapshots(), 0);
+}
+
+// The config is read before any layer starts (its diff ids name the layers' snapshots): one
+// that does not match its digest ends the pull with DATA_LOSS before a layer is fetched, and
+// neither it nor an image is kept.
+TEST_P(PullTest, CorruptConfigFailsAndKeepsNothing) {
+  TestImage image = Busybox();
+  ASSERT_TRUE(registry_->Push("kapal/corrupt-config", "1", image).ok());
+  std::string config = image.ConfigJson();
+  Digest config_digest = Digest::Sha256Of(config);
+  config[config.size() / 2] ^= 0x01;
+  ASSERT_TRUE(
+      base::WriteFileAtomically(registry_->BlobDataPath(config_digest.String()), config).ok());
+  auto pulled = puller_->Pull(Ref("kapal/corrupt-config:1"), {});
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDataLoss) << pulled.status();
+  EXPECT_THAT(std::string(pulled.status().message()), HasSubstr("config"));
+  EXPECT_THAT(std::string(pulled.status().message()), HasSubstr("digest mismatch"));
+  EXPECT_FALSE(content_->Has(config_digest));
   EXPECT_FALSE(content_->Has(*Digest::Parse(image.layers[0].digest)));
   EXPECT_TRUE(images_->List().empty());
   EXPECT_EQ(CommittedSnapshots(), 0);
