@@ -6,10 +6,14 @@
 #   - realistic: 7 gzip -6 layers of this machine's /usr files (bench/usr_image.py), where
 #     inflate is most of the work;
 #   - random: 3 gzip layers of random bytes (gzip stores them), where hashing and copying are.
+# kapald pulls twice: as configured by default (a layer's files are synced in the background
+# after its commit; its blob is fsynced before) and with `sync_layers_at_commit = true` (one
+# syncfs before each layer's commit), each on its own root.
 # Prints each one's median seconds, range and MB/s, the ratios, kapald's own split of its time
 # (from its log, with its last realistic pull's layer timeline), the machine's floor for the
 # realistic image (its 7 layers inflated with igzip and unpacked with GNU tar, all at once,
-# from local disk) and the disk floor for the random one (each blob written twice and synced).
+# from local disk) and the disk floor for the random one (each blob written and synced, once
+# and twice).
 #
 #   bench/pull-bench.sh [ROUNDS]        (as root, after deploy/kapal.sh build)
 #
@@ -22,6 +26,9 @@ containerd21=$(sid_containerd)
 start_registry
 KAPALD_LOG_LEVEL=debug start_kapald  # debug: each pull's layer timeline
 endpoints=("unix://$work/kapal/kapal.sock")
+launch_kapald kapal-synced "$build/daemon" \
+  "$(printf '[metrics]\naddress = ""\n[docker]\naddress = ""\n[images]\nsync_layers_at_commit = true')"
+endpoints+=("unix://$work/kapal-synced/kapal.sock")
 if [ -n "${KAPALD_BEFORE:-}" ]; then
   start_kapald_before "$KAPALD_BEFORE"
   endpoints+=("unix://$work/kapal-before/kapal.sock")
@@ -49,12 +56,13 @@ m=json.load(open(d+'/blobs/'+idx['manifests'][0]['digest'].replace(':','/')))
 s=sorted((l['size'] for l in m['layers']), reverse=True)
 print(f\"{len(s)} gzip -6 layers of /usr files (largest {s[0]/1e6:.0f} MB)\")")
 
-# The random image's disk floor: the bytes kapald must have on disk when its pull returns, each
-# blob twice (the content store's copy and the unpacked file), written at once from memory (the
-# registry's files, in the page cache) by dd, then one sync; no network, no hashing, no
-# inflate. Median of ROUNDS, in seconds.
-disk_floor() {  # disk_floor REPOSITORY TAG ROUNDS
-  local repository=$1 tag=$2 rounds=$3 round digest copy times=() jobs=()
+# The random image's disk floor: the bytes kapald must have on disk when its pull returns, written
+# at once from memory (the registry's files, in the page cache) by dd, then one sync; no network,
+# no hashing, no inflate. COPIES "blob": each blob once (the content store's copy: kapald's
+# default, whose unpacked files are synced after the pull); "blob file": twice, the unpacked
+# file too (layers synced at commit). Median of ROUNDS, in seconds.
+disk_floor() {  # disk_floor REPOSITORY TAG ROUNDS COPIES
+  local repository=$1 tag=$2 rounds=$3 copies=$4 round digest copy times=() jobs=()
   local digests
   digests=$(curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
     "http://127.0.0.1:$port/v2/$repository/manifests/$tag" |
@@ -68,7 +76,7 @@ disk_floor() {  # disk_floor REPOSITORY TAG ROUNDS
     jobs=()
     for digest in $digests; do
       local hex=${digest#sha256:}
-      for copy in blob file; do
+      for copy in $copies; do
         dd if="$work/registry/docker/registry/v2/blobs/sha256/${hex:0:2}/$hex/data" \
           of="$work/floor/$hex.$copy" bs=1M status=none &
         jobs+=($!)
@@ -98,6 +106,9 @@ for name, label in (("containerd", "containerd 1.6"), ("containerd21", "containe
                     ("kapal-before", "kapald (before)")):
     if name in rows:
         print(f"  {label} / kapald time: {rows[name] / kapal:.2f}x")
+if "kapal-synced" in rows and "containerd21" in rows:
+    print(f"  containerd 2.1 / kapald with layers synced at commit: "
+          f"{rows['containerd21'] / rows['kapal-synced']:.2f}x")
 PY
 }
 
@@ -144,4 +155,4 @@ echo
 "$build/bench/kapal-pull-bench" --registry-port "$port" --rounds "$rounds" "${endpoints[@]}" |
   tee "$work/result-random"
 ratios "$work/result-random"
-echo "disk floor (each blob written twice, as blob and as file, all at once from memory, then sync): $(disk_floor bench/pull 3x50mb "$rounds")"
+echo "disk floor (all at once from memory, then sync), each blob written once: $(disk_floor bench/pull 3x50mb "$rounds" blob); twice, as blob and as file: $(disk_floor bench/pull 3x50mb "$rounds" "blob file")"

@@ -443,6 +443,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view toml_text, absl::string_vie
     reader.Duration("pull_progress_timeout", config.pull_progress_timeout);
     reader.Bool("unpack_while_downloading", config.unpack_while_downloading);
     reader.Bool("parallel_ranges", config.parallel_ranges);
+    reader.Bool("sync_layers_at_commit", config.sync_layers_at_commit);
     reader.RejectUnknownKeys();
   }
   if (const toml::table* registries = top.Table("registries")) {
@@ -590,6 +591,10 @@ std::string RenderConfig(const Config& config) {
   line("# registry serves ranges.");
   line("unpack_while_downloading = ", config.unpack_while_downloading ? "true" : "false");
   line("parallel_ranges = ", config.parallel_ranges ? "true" : "false");
+  line("# true: each layer's files are synced before its commit. false: a pull does not wait for");
+  line("# them (the layer's blob is synced; after a crash of the machine, layers not yet synced");
+  line("# are unpacked again from their blobs at start); they are synced within 10 s.");
+  line("sync_layers_at_commit = ", config.sync_layers_at_commit ? "true" : "false");
   line();
   line("# Per-registry settings, one table per registry host. Registries on loopback speak plain");
   line(
@@ -679,7 +684,8 @@ nlohmann::json ConfigToJson(const Config& config) {
         {"pull_progress_timeout",
          absl::FormatDuration(absl::Seconds(config.pull_progress_timeout.count()))},
         {"unpack_while_downloading", config.unpack_while_downloading},
-        {"parallel_ranges", config.parallel_ranges}}},
+        {"parallel_ranges", config.parallel_ranges},
+        {"sync_layers_at_commit", config.sync_layers_at_commit}}},
   };
 }
 

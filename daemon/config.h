@@ -61,6 +61,10 @@ struct Config : runtime::Options {
   bool unpack_while_downloading = true;
   // Fetch layers of 64 MiB and more as 4 parallel byte ranges where the registry serves them.
   bool parallel_ranges = true;
+  // Sync each layer's unpacked tree before its commit (one syncfs per layer). Off: the commit
+  // does not wait for the tree's writeback (its blob is fsynced and unpacks it again should
+  // the machine crash first); a background syncfs follows within 10 s.
+  bool sync_layers_at_commit = false;
   // Per registry host ("registry.k8s.io", "127.0.0.1:5000"): mirrors, TLS, credentials.
   std::map<std::string, images::RegistryHostSettings> registries;
 

@@ -185,9 +185,22 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config, base
   pull_options.progress_timeout = config.pull_progress_timeout;
   pull_options.stream_min_bytes = config.unpack_while_downloading ? 1 : 0;
   if (!config.parallel_ranges) pull_options.range_parts = 1;
+  pull_options.layer_sync =
+      config.sync_layers_at_commit ? snapshotter::Sync::kAtCommit : snapshotter::Sync::kDeferred;
   pull_options.hosts = images::RegistryHosts(config.registries);
   parts->puller = std::make_unique<images::Puller>(*parts->content, *parts->snapshots,
                                                    *parts->images, pull_options);
+  // Layers committed without waiting for their files, in a boot that ended before the sync
+  // that followed: unpacked again before any container mounts them.
+  images::Puller::Rebuilt rebuilt = parts->puller->RebuildUnsyncedLayers();
+  if (rebuilt.layers > 0) {
+    logger.Info("unpacked ", rebuilt.layers,
+                " layers again from their blobs: the machine went down before their files were "
+                "synced");
+  }
+  for (const std::string& failure : rebuilt.failures) {
+    logger.Error("could not unpack a layer again after the machine went down: ", failure);
+  }
 
   parts->node_images =
       std::make_unique<runtime::Images>(*parts->puller, *parts->images, *parts->content,
@@ -320,6 +333,9 @@ void Daemon::Shutdown(std::chrono::milliseconds grace) {
   parts_->streaming.reset();
   // The runtime's exit watcher writes to the store: it stops first.
   parts_->runtime.reset();
+  // Layers committed in the last seconds get their sync now, while the store is there to
+  // record it (should it fail, the next start in this boot syncs them).
+  if (parts_->snapshots != nullptr) (void)parts_->snapshots->SyncDeferred();
   parts_->store.reset();
   parts_.reset();
 }

@@ -6,8 +6,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <optional>
 #include <shared_mutex>
 #include <thread>
 #include <vector>
@@ -39,61 +37,13 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Starts the disk on staged layers while the others are still downloading and inflating: one
-// thread calls syncfs for the snapshots' filesystem whenever a layer was staged, so the syncfs
-// that each commit must do (nothing is committed before it is on disk) finds little left.
-class BackgroundSync {
- public:
-  explicit BackgroundSync(const std::string& directory)
-      : fd_(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)),
-        thread_([this] { Run(); }) {}
-  ~BackgroundSync() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_one();
-    thread_.join();
-  }
-  BackgroundSync(const BackgroundSync&) = delete;
-  BackgroundSync& operator=(const BackgroundSync&) = delete;
-
-  void Request() {
-    {
-      std::lock_guard lock(mutex_);
-      requested_ = true;
-    }
-    wake_.notify_one();
-  }
-
- private:
-  void Run() {
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      wake_.wait(lock, [&] { return requested_ || stopping_; });
-      if (stopping_) return;
-      requested_ = false;
-      lock.unlock();
-      if (fd_) ::syncfs(fd_.Get());  // a hint: the commit's own syncfs decides
-      lock.lock();
-    }
-  }
-
-  base::UniqueFd fd_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool requested_ = false;
-  bool stopping_ = false;
-  std::thread thread_;
-};
-
 }  // namespace
 
 std::string PullReport::Summary() const {
   return absl::StrFormat(
       "%d layers fetched (%.1f MB, %s, %d in parallel ranges, %d unpacked while downloading); "
       "summed over layers: download+sha256 %.2fs (wall), unpack CPU: inflate %.2fs, diff-id "
-      "sha256 %.2fs, files %.2fs; commit (syncfs) %.2fs",
+      "sha256 %.2fs, files %.2fs; commit %.2fs",
       layers_fetched, bytes_fetched / 1e6, formats.empty() ? "none" : formats, ranged_layers,
       streamed_layers, download_seconds, inflate_seconds, hash_seconds, write_seconds,
       commit_seconds);
@@ -375,7 +325,7 @@ absl::Status Puller::UnpackLayer(const Descriptor& layer, const Digest& diff_id,
       Account(*unpacked, report);
     }
     auto commit_started = std::chrono::steady_clock::now();
-    absl::Status committed = snapshots_.Commit(chain_id.String(), key);
+    absl::Status committed = snapshots_.Commit(chain_id.String(), key, options_.layer_sync);
     if (report != nullptr) {
       std::lock_guard lock(report_mutex_);
       report->commit_seconds += SecondsSince(commit_started);
@@ -496,10 +446,6 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
     return manifest->layers[a].size > manifest->layers[b].size;
   });
   std::atomic<size_t> next{0};
-  std::optional<BackgroundSync> background_sync;
-  if (!diff_ids.empty() && snapshots_.GetDriver() == snapshotter::Driver::kOverlay) {
-    background_sync.emplace(snapshots_.Root());
-  }
   std::mutex failure_mutex;
   absl::Status failure;
   std::map<std::string, std::string> staged;  // layer digest -> staging directory
@@ -540,10 +486,7 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
       if (done.ok() && !diff_ids.empty()) {
         absl::StatusOr<std::string> directory =
             !streamed->empty() ? *streamed : StageLayer(layer, diff_ids[i], chain_ids[i], unpacked);
-        if (directory.ok() && !directory->empty()) {
-          Account(unpacked, report);
-          background_sync->Request();
-        }
+        if (directory.ok() && !directory->empty()) Account(unpacked, report);
         if (directory.ok() && !present && report != nullptr) {
           auto since_began = [&](std::chrono::steady_clock::time_point moment) {
             return std::chrono::duration<double>(moment - report->began).count();
@@ -575,7 +518,6 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
                                         static_cast<int>(manifest->layers.size())));
   for (int i = 0; i < count; ++i) workers.emplace_back(worker);
   for (std::thread& thread : workers) thread.join();
-  background_sync.reset();
   if (!failure.ok()) {
     remove_staged();
     return Annotate(failure, context);
@@ -594,6 +536,61 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
     return Annotate(image.status(), context);
   }
   return image;
+}
+
+Puller::Rebuilt Puller::RebuildUnsyncedLayers() {
+  Rebuilt rebuilt;
+  std::vector<snapshotter::Info> unsynced = snapshots_.UnsyncedFromEarlierBoots();
+  if (unsynced.empty()) return rebuilt;
+  // Where each chain id's layer is: its blob and diff id, from any image that has it.
+  struct Source {
+    Descriptor layer;
+    Digest diff_id;
+  };
+  std::map<std::string, Source> sources;
+  for (const ImageRecord& image : images_.List()) {
+    absl::StatusOr<std::string> manifest_json = content_.ReadAll(image.manifest_digest);
+    if (!manifest_json.ok()) continue;
+    absl::StatusOr<ImageManifest> manifest = ParseManifest(*manifest_json);
+    absl::StatusOr<ImageConfig> config = ParseImageConfig(image.config_json);
+    if (!manifest.ok() || !config.ok() || config->diff_ids.size() != manifest->layers.size()) {
+      continue;
+    }
+    std::vector<Digest> chain_ids = ChainIds(config->diff_ids);
+    for (size_t i = 0; i < chain_ids.size(); ++i) {
+      if (content_.Has(manifest->layers[i].digest)) {
+        sources.try_emplace(chain_ids[i].String(),
+                            Source{manifest->layers[i], config->diff_ids[i]});
+      }
+    }
+  }
+  for (const snapshotter::Info& info : unsynced) {
+    auto found = sources.find(info.key);
+    if (found == sources.end()) {
+      rebuilt.failures.push_back(
+          absl::StrCat("layer ", info.key,
+                       ": no image holds its blob any more; remove the images built on it "
+                       "and pull them again"));
+      continue;
+    }
+    const Source& source = found->second;
+    absl::StatusOr<std::string> staged = snapshots_.NewStagingDirectory();
+    absl::Status status = staged.status();
+    if (staged.ok()) {
+      absl::StatusOr<UnpackedLayer> unpacked =
+          images::UnpackLayer(content_.PathOf(source.layer.digest), *staged,
+                              WhiteoutStyle::kOverlay, &source.diff_id, options_.inflate);
+      status = unpacked.ok() ? snapshots_.ReplaceTree(info.key, *staged) : unpacked.status();
+      if (!status.ok()) (void)base::RemoveTree(*staged);
+    }
+    if (status.ok()) {
+      rebuilt.layers += 1;
+    } else {
+      rebuilt.failures.push_back(absl::StrCat(
+          "layer ", info.key, " from blob ", source.layer.digest.String(), ": ", status.message()));
+    }
+  }
+  return rebuilt;
 }
 
 absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(

@@ -80,6 +80,10 @@ struct PullOptions {
   // the blob's digest matches), so inflating and writing files overlap the transfer and the
   // blob's fsync. Off, each layer is unpacked after its blob is committed.
   int64_t stream_min_bytes = 1;
+  // When a layer's unpacked tree reaches the disk. Deferred (overlay): the commit does not wait
+  // for it, since the layer's blob is fsynced before and can unpack it again; after a crash of
+  // the machine, RebuildUnsyncedLayers does. At commit: one syncfs per committed layer.
+  snapshotter::Sync layer_sync = snapshotter::Sync::kDeferred;
   RegistryHosts hosts;  // mirrors, TLS settings and credentials per registry
 };
 
@@ -111,6 +115,17 @@ class Puller {
                                               const std::vector<Digest>& extra_blobs,
                                               const std::map<std::string, std::string>& staged = {},
                                               PullReport* report = nullptr);
+
+  // What RebuildUnsyncedLayers did.
+  struct Rebuilt {
+    int layers = 0;                     // unpacked again from their blobs
+    std::vector<std::string> failures;  // one line per layer that could not be
+  };
+  // The layers whose deferred sync an earlier boot did not live to see (a power loss or a
+  // crash of the machine may have left their files incomplete), unpacked again from their
+  // blobs, each diff id checked, and put in place of the old trees. At start, before anything
+  // mounts them.
+  Rebuilt RebuildUnsyncedLayers();
 
   // The key prefix of snapshots being unpacked; kapald removes leftovers at start.
   static constexpr const char kExtractPrefix[] = "extract-";

@@ -276,45 +276,6 @@ absl::Status CheckKindKept(const std::string& target, archive_entry* entry, absl
                    raw, "\" with ", entry_is_dir ? "directory" : "non-directory"));
 }
 
-// Starts the disk on a large file while the rest of it (and of the layer) is still being
-// written, so that the layer's syncfs before its commit finds little left: every few MiB the
-// written range is handed to writeback (sync_file_range, a hint that waits for nothing).
-// libarchive keeps its descriptor to itself; the file is opened once more for this, only when
-// it grows that large.
-class WritebackStarter {
- public:
-  explicit WritebackStarter(const std::string& path) : path_(path) {}
-  ~WritebackStarter() {
-    if (fd_) Start(written_);
-  }
-  WritebackStarter(const WritebackStarter&) = delete;
-  WritebackStarter& operator=(const WritebackStarter&) = delete;
-
-  void Written(int64_t end) {
-    written_ = std::max(written_, end);
-    if (written_ - started_ < kPiece) return;
-    if (!fd_ && !failed_) {
-      fd_ = base::UniqueFd(::open(path_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-      failed_ = !fd_;
-    }
-    if (fd_) Start(written_);
-  }
-
- private:
-  static constexpr int64_t kPiece = 8 << 20;
-  void Start(int64_t end) {
-    if (end > started_) {
-      (void)::sync_file_range(fd_.Get(), started_, end - started_, SYNC_FILE_RANGE_WRITE);
-    }
-    started_ = end;
-  }
-  const std::string& path_;
-  base::UniqueFd fd_;
-  bool failed_ = false;
-  int64_t written_ = 0;
-  int64_t started_ = 0;
-};
-
 absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerStream>> stream,
                                            const std::string& blob_path, const std::string& root,
                                            WhiteoutStyle style, const Digest* expected_diff_id,
@@ -427,7 +388,6 @@ absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerS
     const void* block = nullptr;
     size_t size = 0;
     la_int64_t offset = 0;
-    WritebackStarter writeback(target);
     for (;;) {
       int data = archive_read_data_block(tar.handle, &block, &size, &offset);
       if (data == ARCHIVE_EOF) break;
@@ -440,7 +400,6 @@ absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerS
         return absl::InternalError(
             absl::StrCat("write \"", raw, "\": ", archive_error_string(disk.handle)));
       }
-      writeback.Written(static_cast<int64_t>(offset) + static_cast<int64_t>(size));
     }
     if (archive_write_finish_entry(disk.handle) != ARCHIVE_OK) {
       return absl::InternalError(

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,9 +12,11 @@
 #include <chrono>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "base/child_process.h"
 #include "base/files.h"
 #include "base/temp_dir.h"
@@ -56,15 +59,160 @@ bool IsUniqueViolation(const SQLite::Exception& e) {
 
 absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(std::string root, Driver driver,
                                                                store::Store& store,
-                                                               std::string writable_root) {
+                                                               std::string writable_root,
+                                                               std::string boot_id) {
   if (writable_root.empty()) writable_root = root;
   for (const std::string& dir : {root, writable_root}) {
     if (absl::Status made = base::MakeDirectories(dir + "/snapshots", 0700); !made.ok()) {
       return made;
     }
   }
-  return std::unique_ptr<Snapshotter>(
-      new Snapshotter(std::move(root), std::move(writable_root), driver, store));
+  if (boot_id.empty()) {
+    // Without it a deferred commit could not be told from one of an earlier boot: every commit
+    // then syncs at once.
+    if (absl::StatusOr<std::string> read = base::ReadFile("/proc/sys/kernel/random/boot_id");
+        read.ok()) {
+      boot_id = std::string(absl::StripAsciiWhitespace(*read));
+    }
+  }
+  std::unique_ptr<Snapshotter> snapshots(new Snapshotter(std::move(root), std::move(writable_root),
+                                                         driver, store, std::move(boot_id)));
+  // Deferred commits of this boot that an earlier kapald did not live to sync: their trees are
+  // in the page cache, and get the sync they were promised.
+  if (!snapshots->boot_id_.empty()) {
+    absl::Status listed = store.WithDatabase([&](SQLite::Database& db) {
+      SQLite::Statement query(db,
+                              "SELECT key, rowid FROM snapshots WHERE kind = 'committed' AND "
+                              "unsynced_boot = ?");
+      query.bind(1, snapshots->boot_id_);
+      while (query.executeStep()) {
+        snapshots->unsynced_.emplace(query.getColumn(0).getString(), query.getColumn(1).getInt64());
+      }
+    });
+    if (!listed.ok()) return listed;
+    if (!snapshots->unsynced_.empty()) {
+      snapshots->sync_due_ = std::chrono::steady_clock::now();
+    }
+  }
+  snapshots->syncer_ = std::thread([raw = snapshots.get()] { raw->RunSyncer(); });
+  return snapshots;
+}
+
+Snapshotter::~Snapshotter() {
+  {
+    std::lock_guard lock(sync_mutex_);
+    stopping_ = true;
+  }
+  sync_wake_.notify_one();
+  if (syncer_.joinable()) syncer_.join();
+}
+
+void Snapshotter::RunSyncer() {
+  std::unique_lock lock(sync_mutex_);
+  for (;;) {
+    sync_wake_.wait(lock, [&] { return stopping_ || sync_due_.has_value(); });
+    if (stopping_) return;
+    if (sync_wake_.wait_until(lock, *sync_due_, [&] { return stopping_; })) return;
+    lock.unlock();
+    (void)SyncDeferred();  // a failure puts them back, due again later
+    lock.lock();
+  }
+}
+
+absl::Status Snapshotter::SyncDeferred() {
+  std::lock_guard one_at_a_time(syncing_);
+  std::set<std::pair<std::string, int64_t>> synced;
+  {
+    std::lock_guard lock(sync_mutex_);
+    synced.swap(unsynced_);
+    sync_due_.reset();
+  }
+  if (synced.empty()) return absl::OkStatus();
+  auto put_back = [&](absl::Status status) {
+    std::lock_guard lock(sync_mutex_);
+    unsynced_.insert(synced.begin(), synced.end());
+    sync_due_ = std::chrono::steady_clock::now() + kDeferredSyncDelay;
+    return status;
+  };
+  // Deferred commits are image layers, which live under root_.
+  if (base::UniqueFd fd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      !fd || ::syncfs(fd.Get()) != 0) {
+    return put_back(base::ErrnoStatus(errno, "sync " + root_));
+  }
+  absl::Status recorded = store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Transaction transaction(db);
+    SQLite::Statement update(db,
+                             "UPDATE snapshots SET unsynced_boot = '' WHERE key = ? AND rowid = ?");
+    for (const auto& [name, rowid] : synced) {
+      update.bind(1, name);
+      update.bind(2, rowid);
+      update.exec();
+      update.reset();
+    }
+    transaction.commit();
+  });
+  if (!recorded.ok()) return put_back(recorded);
+  return absl::OkStatus();
+}
+
+std::vector<Info> Snapshotter::UnsyncedFromEarlierBoots() {
+  std::vector<Info> found;
+  (void)store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement query(db,
+                            "SELECT key, COALESCE(parent, ''), kind, directory, created_at FROM "
+                            "snapshots WHERE kind = 'committed' AND unsynced_boot != '' AND "
+                            "unsynced_boot != ? ORDER BY rowid");
+    query.bind(1, boot_id_);
+    while (query.executeStep()) {
+      found.push_back(Info{query.getColumn(0).getString(), query.getColumn(1).getString(),
+                           KindFrom(query.getColumn(2).getString()), query.getColumn(3).getString(),
+                           query.getColumn(4).getInt64()});
+    }
+  });
+  return found;
+}
+
+absl::StatusOr<bool> Snapshotter::Unsynced(const std::string& key) {
+  std::optional<bool> unsynced;
+  absl::Status status = store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement query(db, "SELECT unsynced_boot != '' FROM snapshots WHERE key = ?");
+    query.bind(1, key);
+    if (query.executeStep()) unsynced = query.getColumn(0).getInt() != 0;
+  });
+  if (!status.ok()) return status;
+  if (!unsynced) return absl::NotFoundError(absl::StrCat("snapshot \"", key, "\" does not exist"));
+  return *unsynced;
+}
+
+absl::Status Snapshotter::ReplaceTree(const std::string& key, const std::string& staged) {
+  absl::StatusOr<Info> info = Stat(key);
+  if (!info.ok()) return info.status();
+  if (info->kind != Kind::kCommitted) {
+    return absl::FailedPreconditionError(absl::StrCat("snapshot \"", key, "\" is not committed"));
+  }
+  std::string tree = info->directory + "/fs";
+  struct stat root {};
+  if (::stat(tree.c_str(), &root) != 0) return base::ErrnoStatus(errno, "stat " + tree);
+  if (::chown(staged.c_str(), root.st_uid, root.st_gid) != 0 ||
+      ::chmod(staged.c_str(), root.st_mode & 07777) != 0) {
+    return base::ErrnoStatus(errno, "set the mode of " + staged);
+  }
+  // One step: the snapshot has a whole tree, old or new, at any moment; the old one ends up at
+  // STAGED, which the start-up clean-up removes if the removal below does not happen.
+  if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, tree.c_str(), RENAME_EXCHANGE) != 0) {
+    return base::ErrnoStatus(errno, absl::StrCat("exchange ", staged, " and ", tree));
+  }
+  if (base::UniqueFd fd(::open(tree.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      !fd || ::syncfs(fd.Get()) != 0) {
+    return base::ErrnoStatus(errno, "sync " + tree);
+  }
+  absl::Status recorded = store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement update(db, "UPDATE snapshots SET unsynced_boot = '' WHERE key = ?");
+    update.bind(1, key);
+    update.exec();
+  });
+  if (!recorded.ok()) return recorded;
+  return base::RemoveTree(staged);
 }
 
 absl::StatusOr<Info> Snapshotter::Stat(const std::string& key) {
@@ -233,7 +381,7 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::Mounts(const std::string& key) {
   return MountsFor(*info);
 }
 
-absl::Status Snapshotter::Commit(const std::string& name, const std::string& key) {
+absl::Status Snapshotter::Commit(const std::string& name, const std::string& key, Sync sync) {
   absl::StatusOr<Info> info = Stat(key);
   if (!info.ok()) return info.status();
   if (info->kind != Kind::kActive) {
@@ -241,25 +389,31 @@ absl::Status Snapshotter::Commit(const std::string& name, const std::string& key
   }
   absl::StatusOr<Usage> usage = GetUsage(key);
   if (!usage.ok()) return usage.status();
+  bool deferred = sync == Sync::kDeferred && driver_ == Driver::kOverlay && !boot_id_.empty();
   // The content reaches the disk before the record says committed: a crash never leaves a
   // committed snapshot with half its files. One syncfs for the filesystem, not an fsync per
-  // file (a layer has thousands); it also covers layers staged beside this one.
-  if (base::UniqueFd fd(::open(info->directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      !fd || ::syncfs(fd.Get()) != 0) {
-    return base::ErrnoStatus(errno, "sync " + info->directory);
+  // file (a layer has thousands); it also covers layers staged beside this one. Deferred: the
+  // record names this boot until the background sync, so that a later boot knows.
+  if (!deferred) {
+    if (base::UniqueFd fd(::open(info->directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        !fd || ::syncfs(fd.Get()) != 0) {
+      return base::ErrnoStatus(errno, "sync " + info->directory);
+    }
   }
   bool exists = false;
+  int64_t rowid = 0;
   absl::Status updated = store_.WithDatabase([&](SQLite::Database& db) {
     try {
       SQLite::Statement update(
           db,
-          "UPDATE snapshots SET key = ?, kind = 'committed', size = ?, inodes = ? "
-          "WHERE key = ? AND kind = 'active'");
+          "UPDATE snapshots SET key = ?, kind = 'committed', size = ?, inodes = ?, "
+          "unsynced_boot = ? WHERE key = ? AND kind = 'active' RETURNING rowid");
       update.bind(1, name);
       update.bind(2, usage->bytes);
       update.bind(3, usage->inodes);
-      update.bind(4, key);
-      update.exec();
+      update.bind(4, deferred ? boot_id_ : std::string());
+      update.bind(5, key);
+      if (update.executeStep()) rowid = update.getColumn(0).getInt64();
     } catch (const SQLite::Exception& e) {
       if (!IsUniqueViolation(e)) throw;
       exists = true;
@@ -270,6 +424,14 @@ absl::Status Snapshotter::Commit(const std::string& name, const std::string& key
     return absl::AlreadyExistsError(absl::StrCat("snapshot \"", name, "\" already exists"));
   // The work directory is only for overlay upper layers; a committed layer never needs it.
   (void)base::RemoveTree(info->directory + "/work");
+  if (deferred) {
+    std::lock_guard lock(sync_mutex_);
+    unsynced_.emplace(name, rowid);
+    if (!sync_due_) {
+      sync_due_ = std::chrono::steady_clock::now() + kDeferredSyncDelay;
+      sync_wake_.notify_one();
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -4,10 +4,17 @@
 // containerd's model (prepare, commit, view, remove), and the mounts that make them. It knows
 // nothing of images' formats or of containers.
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -49,6 +56,20 @@ enum class Driver {
   kNative,   // each snapshot is a full copy of its parent (when overlay is not available)
 };
 
+// When a committed snapshot's tree is made durable.
+enum class Sync {
+  // One syncfs before the record says committed: a crash never leaves a committed snapshot
+  // with half its files.
+  kAtCommit,
+  // Overlay only (the native driver syncs at commit): for a tree that can be made again from a
+  // durable source (an image layer from its fsynced blob). The commit does not wait for the
+  // disk; a background syncfs follows within kDeferredSyncDelay (the kernel's own writeback
+  // starts within 30 s anyway), and until then the record names this boot. After a crash of
+  // the machine, UnsyncedFromEarlierBoots lists such snapshots for their owner to rebuild
+  // (ReplaceTree); after a crash of kapald alone the page cache still holds them.
+  kDeferred,
+};
+
 // Snapshots of filesystem trees, as containerd's snapshotters have them. An active snapshot is
 // writable (a layer being unpacked, a container's root); committing it makes it an immutable
 // parent for others; a view is a read-only snapshot of a parent. Metadata lives in the store;
@@ -57,9 +78,18 @@ enum class Driver {
 class Snapshotter {
  public:
   // WRITABLE_ROOT: where kWritable snapshots go; empty means ROOT.
+  // BOOT_ID names this boot of the machine (default: the kernel's random boot id).
   static absl::StatusOr<std::unique_ptr<Snapshotter>> Open(std::string root, Driver driver,
                                                            store::Store& store,
-                                                           std::string writable_root = "");
+                                                           std::string writable_root = "",
+                                                           std::string boot_id = "");
+  // Stops the background sync; what it had not synced yet is synced by the next Open in this
+  // boot (the owner calls SyncDeferred first at a clean stop).
+  ~Snapshotter();
+  Snapshotter(const Snapshotter&) = delete;
+  Snapshotter& operator=(const Snapshotter&) = delete;
+
+  static constexpr std::chrono::seconds kDeferredSyncDelay{10};
 
   // A new active snapshot KEY on top of PARENT (a committed snapshot, or "" for none).
   // ALREADY_EXISTS when KEY is taken; NOT_FOUND when PARENT is unknown or not committed.
@@ -70,7 +100,18 @@ class Snapshotter {
   absl::StatusOr<std::vector<Mount>> Mounts(const std::string& key);
   // Makes active snapshot KEY the committed snapshot NAME. ALREADY_EXISTS when NAME exists
   // (the caller removes KEY and uses NAME: another pull committed the same layer first).
-  absl::Status Commit(const std::string& name, const std::string& key);
+  absl::Status Commit(const std::string& name, const std::string& key, Sync sync = Sync::kAtCommit);
+  // Syncs the trees of deferred commits now and records them as on disk (at shutdown, and for
+  // tests; otherwise a background thread does within kDeferredSyncDelay).
+  absl::Status SyncDeferred();
+  // Committed snapshots whose tree was not known to be on disk when an earlier boot ended:
+  // their files may be incomplete after a power loss.
+  std::vector<Info> UnsyncedFromEarlierBoots();
+  // Whether KEY's tree still waits for its deferred sync (in this boot or an earlier one).
+  absl::StatusOr<bool> Unsynced(const std::string& key);
+  // Replaces committed snapshot KEY's tree with STAGED (from NewStagingDirectory: the same
+  // content made again), syncs it and records KEY as on disk. Nothing may have KEY mounted.
+  absl::Status ReplaceTree(const std::string& key, const std::string& staged);
   // Removes KEY and its tree. FAILED_PRECONDITION when other snapshots have it as parent;
   // removing an unknown key succeeds.
   absl::Status Remove(const std::string& key);
@@ -100,11 +141,16 @@ class Snapshotter {
   absl::Status CleanUp(const std::string& prefix);
 
  private:
-  Snapshotter(std::string root, std::string writable_root, Driver driver, store::Store& store)
+  Snapshotter(std::string root, std::string writable_root, Driver driver, store::Store& store,
+              std::string boot_id)
       : root_(std::move(root)),
         writable_root_(std::move(writable_root)),
         driver_(driver),
-        store_(store) {}
+        store_(store),
+        boot_id_(std::move(boot_id)) {}
+  // The background thread: a SyncDeferred once the oldest pending commit is kDeferredSyncDelay
+  // old, until stopping_.
+  void RunSyncer();
   absl::StatusOr<std::vector<Mount>> Create(const std::string& key, const std::string& parent,
                                             Kind kind, Placement placement);
   absl::StatusOr<std::vector<Mount>> MountsFor(const Info& info);
@@ -114,6 +160,17 @@ class Snapshotter {
   std::string writable_root_;
   Driver driver_;
   store::Store& store_;
+  std::string boot_id_;
+
+  // Deferred commits not yet synced: (name, rowid), the rowid telling a snapshot from a later
+  // one of the same name.
+  std::mutex sync_mutex_;
+  std::condition_variable sync_wake_;
+  std::set<std::pair<std::string, int64_t>> unsynced_;
+  std::optional<std::chrono::steady_clock::time_point> sync_due_;
+  bool stopping_ = false;
+  std::mutex syncing_;  // one SyncDeferred at a time
+  std::thread syncer_;
 };
 
 // Whether overlayfs can be mounted under DIRECTORY (tried with a throwaway mount).

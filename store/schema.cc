@@ -119,6 +119,10 @@ CREATE TABLE build_cache (
   PRIMARY KEY (parent, key)
 );
 )sql"},
+      {6, "snapshots: the boot during which a committed tree was not yet known to be on disk",
+       R"sql(
+ALTER TABLE snapshots ADD COLUMN unsynced_boot TEXT NOT NULL DEFAULT '';
+)sql"},
   };
   return kMigrations;
 }

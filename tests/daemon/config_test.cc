@@ -44,6 +44,7 @@ TEST(ConfigTest, RenderedNonDefaultConfigRoundTrips) {
   custom.pull_progress_timeout = std::chrono::seconds(90);
   custom.unpack_while_downloading = false;
   custom.parallel_ranges = false;
+  custom.sync_layers_at_commit = true;
   custom.writable_layers_dir = "/srv/writable";
   custom.cdi_spec_dirs = {"/srv/cdi"};
   custom.docker_tcp_address = "0.0.0.0:2376";
@@ -192,6 +193,8 @@ INSTANTIATE_TEST_SUITE_P(
                       "key 'images.pull_progress_timeout': expected a duration"},
         BadConfigCase{"ParallelRangesNotABool", "[images]\nparallel_ranges = \"yes\"",
                       "key 'images.parallel_ranges'"},
+        BadConfigCase{"SyncLayersNotABool", "[images]\nsync_layers_at_commit = 1",
+                      "key 'images.sync_layers_at_commit'"},
         BadConfigCase{"DockerTcpWithoutTls", "[docker]\ntcp_address = \"0.0.0.0:2376\"",
                       "the Docker API on TCP needs mutual TLS"},
         BadConfigCase{"DockerPlainTcpNotLoopback",
@@ -259,6 +262,7 @@ TEST(ConfigTest, JsonShowsEveryKey) {
   EXPECT_EQ(json["images"]["pull_progress_timeout"], "5m");
   EXPECT_EQ(json["images"]["unpack_while_downloading"], true);
   EXPECT_EQ(json["images"]["parallel_ranges"], true);
+  EXPECT_EQ(json["images"]["sync_layers_at_commit"], false);
 }
 
 TEST(ConfigTest, ProgressTimeoutTakesGoDurations) {

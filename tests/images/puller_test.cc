@@ -289,6 +289,97 @@ TEST_P(PullTest, LayersWithDeletionsAndOpaqueDirectories) {
   });
 }
 
+// Layers whose sync the pull did not wait for (overlay: the native driver syncs at commit).
+using OverlayPullTest = PullTest;
+
+TEST_P(OverlayPullTest, LayersNotSyncedWhenTheMachineWentDownAreUnpackedAgainFromTheirBlobs) {
+  TestImage image = Busybox();
+  auto second = BuildLayer({{Kind::kDirectory, "data", "", 0755},
+                            {Kind::kFile, "data/new", "second"},
+                            {Kind::kDirectory, "etc", "", 0755},
+                            {Kind::kFile, "etc/.wh.group", ""}},
+                           Compression::kGzip);
+  ASSERT_TRUE(second.ok());
+  image.layers.push_back(*second);
+  ASSERT_TRUE(registry_->Push("kapal/unsynced", "v1", image).ok());
+  auto pulled = puller_->Pull(Ref("kapal/unsynced:v1"), {});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  std::string top = pulled->top_chain_id.String();
+  auto top_info = snapshots_->Stat(top);
+  ASSERT_TRUE(top_info.ok());
+  std::string base = top_info->parent;
+  // The pull did not wait for the layers' files; the background sync has not come yet.
+  EXPECT_TRUE(snapshots_->Unsynced(base).value_or(false));
+  EXPECT_TRUE(snapshots_->Unsynced(top).value_or(false));
+
+  // The machine goes down before that sync and comes up with another boot id; the files it
+  // had not written are gone or half written.
+  puller_.reset();
+  stack_->snapshots.reset();
+  auto rebooted = snapshotter::Snapshotter::Open(dir_->Join("snap"), snapshotter::Driver::kOverlay,
+                                                 *stack_->store, "", "the-next-boot");
+  ASSERT_TRUE(rebooted.ok()) << rebooted.status();
+  stack_->snapshots = std::move(*rebooted);
+  snapshots_ = stack_->snapshots.get();
+  puller_ = std::make_unique<Puller>(*content_, *snapshots_, *images_, PullOptions{});
+  auto base_tree = snapshots_->ContentDirectory(base);
+  auto top_tree = snapshots_->ContentDirectory(top);
+  ASSERT_TRUE(base_tree.ok() && top_tree.ok());
+  ASSERT_EQ(::truncate((*base_tree + "/bin/busybox").c_str(), 100), 0);
+  ASSERT_EQ(::unlink((*top_tree + "/data/new").c_str()), 0);
+
+  Puller::Rebuilt rebuilt = puller_->RebuildUnsyncedLayers();
+  EXPECT_EQ(rebuilt.layers, 2);
+  EXPECT_THAT(rebuilt.failures, ::testing::IsEmpty());
+  EXPECT_FALSE(snapshots_->Unsynced(base).value_or(true));
+  EXPECT_FALSE(snapshots_->Unsynced(top).value_or(true));
+  InRootfs(*pulled, [&](const std::string& root) {
+    struct stat st {};
+    ASSERT_EQ(::stat((root + "/bin/busybox").c_str(), &st), 0);
+    struct stat original {};
+    ASSERT_EQ(::stat("/bin/busybox", &original), 0);
+    EXPECT_EQ(st.st_size, original.st_size);
+    EXPECT_EQ(st.st_mode & 0777, 0755u);
+    EXPECT_EQ(base::ReadFile(root + "/data/new").value_or(""), "second");
+    EXPECT_FALSE(Exists(root + "/etc/group")) << "the whiteout is made again too";
+  });
+  // Nothing left to do at the next start.
+  EXPECT_EQ(puller_->RebuildUnsyncedLayers().layers, 0);
+}
+
+TEST_P(OverlayPullTest, ALayerWhoseBlobIsGoneCannotBeUnpackedAgainAndIsNamed) {
+  TestImage image = Busybox();
+  ASSERT_TRUE(registry_->Push("kapal/unsynced", "v1", image).ok());
+  auto pulled = puller_->Pull(Ref("kapal/unsynced:v1"), {});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  ASSERT_TRUE(content_->Remove(*Digest::Parse(image.layers[0].digest)).ok());
+  puller_.reset();
+  stack_->snapshots.reset();
+  auto rebooted = snapshotter::Snapshotter::Open(dir_->Join("snap"), snapshotter::Driver::kOverlay,
+                                                 *stack_->store, "", "the-next-boot");
+  ASSERT_TRUE(rebooted.ok()) << rebooted.status();
+  stack_->snapshots = std::move(*rebooted);
+  snapshots_ = stack_->snapshots.get();
+  puller_ = std::make_unique<Puller>(*content_, *snapshots_, *images_, PullOptions{});
+  Puller::Rebuilt rebuilt = puller_->RebuildUnsyncedLayers();
+  EXPECT_EQ(rebuilt.layers, 0);
+  ASSERT_EQ(rebuilt.failures.size(), 1u);
+  EXPECT_THAT(rebuilt.failures[0], HasSubstr(pulled->top_chain_id.String()));
+  EXPECT_THAT(rebuilt.failures[0], HasSubstr("pull them again"));
+  // Still named at the next start: nothing vouches for its files.
+  EXPECT_TRUE(snapshots_->Unsynced(pulled->top_chain_id.String()).value_or(false));
+}
+
+TEST_P(PullTest, LayersSyncedAtCommitWhenConfigured) {
+  PullOptions options;
+  options.layer_sync = snapshotter::Sync::kAtCommit;
+  puller_ = std::make_unique<Puller>(*content_, *snapshots_, *images_, options);
+  ASSERT_TRUE(registry_->Push("kapal/synced", "v1", Busybox()).ok());
+  auto pulled = puller_->Pull(Ref("kapal/synced:v1"), {});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_FALSE(snapshots_->Unsynced(pulled->top_chain_id.String()).value_or(true));
+}
+
 TEST_P(PullTest, MultiPlatformIndexPicksThisNode) {
   std::vector<TestImage> images = {Busybox(), Busybox()};
   images[0].architecture = HostPlatform().architecture;
@@ -789,6 +880,10 @@ INSTANTIATE_TEST_SUITE_P(Drivers, PullTest,
                          [](const ::testing::TestParamInfo<snapshotter::Driver>& param_info) {
                            return param_info.param == snapshotter::Driver::kOverlay ? "Overlay"
                                                                                     : "Native";
+                         });
+INSTANTIATE_TEST_SUITE_P(Drivers, OverlayPullTest, ::testing::Values(snapshotter::Driver::kOverlay),
+                         [](const ::testing::TestParamInfo<snapshotter::Driver>&) {
+                           return "Overlay";
                          });
 
 }  // namespace

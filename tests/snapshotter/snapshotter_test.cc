@@ -267,6 +267,117 @@ TEST_P(OverlaySnapshotterTest, ImageWithManyLayersMountsDespiteTheOptionLimit) {
 INSTANTIATE_TEST_SUITE_P(Drivers, OverlaySnapshotterTest, ::testing::Values(Driver::kOverlay),
                          [](const ::testing::TestParamInfo<Driver>&) { return "Overlay"; });
 
+// A machine's boot as the snapshotter tells it: tests name their own.
+class DeferredSyncTest : public ::testing::TestWithParam<Driver> {
+ protected:
+  void SetUp() override {
+    auto dir = base::TempDir::Create("kapal-sync");
+    ASSERT_TRUE(dir.ok());
+    dir_.emplace(std::move(*dir));
+    auto store = store::Store::Open(dir_->Join("kapal.db"));
+    ASSERT_TRUE(store.ok());
+    store_ = std::move(*store);
+    Boot("boot-1");
+  }
+  void Boot(const std::string& boot_id) {
+    snapshotter_.reset();
+    auto snapshotter = Snapshotter::Open(dir_->Join("root"), GetParam(), *store_, "", boot_id);
+    ASSERT_TRUE(snapshotter.ok()) << snapshotter.status();
+    snapshotter_ = std::move(*snapshotter);
+  }
+  void Layer(const std::string& name, const std::string& parent, const std::string& file,
+             Sync sync) {
+    std::string key = "extract-" + name;
+    ASSERT_TRUE(snapshotter_->Prepare(key, parent).ok());
+    auto content = snapshotter_->ContentDirectory(key);
+    ASSERT_TRUE(content.ok());
+    ASSERT_TRUE(base::WriteFileAtomically(*content + "/" + file, "from " + name).ok());
+    ASSERT_TRUE(snapshotter_->Commit(name, key, sync).ok());
+  }
+  std::vector<std::string> UnsyncedKeys() {
+    std::vector<std::string> keys;
+    for (const Info& info : snapshotter_->UnsyncedFromEarlierBoots()) keys.push_back(info.key);
+    return keys;
+  }
+
+  std::optional<base::TempDir> dir_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Snapshotter> snapshotter_;
+};
+
+TEST_P(DeferredSyncTest, ADeferredCommitWaitsForItsSyncAndOnlyOverlayDefers) {
+  Layer("synced", "", "a", Sync::kAtCommit);
+  Layer("deferred", "synced", "b", Sync::kDeferred);
+  EXPECT_FALSE(snapshotter_->Unsynced("synced").value_or(true));
+  // The native driver's trees hold their parents' files too: only overlay can unpack a layer
+  // again on its own, so only overlay defers.
+  EXPECT_EQ(snapshotter_->Unsynced("deferred").value_or(false), GetParam() == Driver::kOverlay);
+  ASSERT_TRUE(snapshotter_->SyncDeferred().ok());
+  EXPECT_FALSE(snapshotter_->Unsynced("deferred").value_or(true));
+  EXPECT_EQ(snapshotter_->Unsynced("absent").status().code(), absl::StatusCode::kNotFound);
+}
+
+// Only overlay defers.
+using OverlayDeferredSyncTest = DeferredSyncTest;
+
+TEST_P(OverlayDeferredSyncTest, AnotherBootListsWhatWasNotSyncedAndTheSameBootSyncsIt) {
+  Layer("base", "", "a", Sync::kDeferred);
+  Layer("top", "base", "b", Sync::kDeferred);
+  // kapald stops without its sync (killed): a new kapald in the same boot syncs them, since
+  // the page cache still has their files.
+  Boot("boot-1");
+  EXPECT_THAT(UnsyncedKeys(), ::testing::IsEmpty());
+  ASSERT_TRUE(snapshotter_->SyncDeferred().ok());
+  EXPECT_FALSE(snapshotter_->Unsynced("base").value_or(true));
+  EXPECT_FALSE(snapshotter_->Unsynced("top").value_or(true));
+
+  // The machine went down before the sync: the next boot names the layer, nothing else.
+  Layer("later", "top", "c", Sync::kDeferred);
+  Boot("boot-2");
+  EXPECT_THAT(UnsyncedKeys(), ::testing::ElementsAre("later"));
+  // Its sync of this boot does not vouch for files an earlier boot may have lost.
+  ASSERT_TRUE(snapshotter_->SyncDeferred().ok());
+  EXPECT_THAT(UnsyncedKeys(), ::testing::ElementsAre("later"));
+}
+
+TEST_P(OverlayDeferredSyncTest, ASnapshotOfTheSameNameLaterIsNotMarkedByAnEarlierSync) {
+  Layer("layer", "", "a", Sync::kDeferred);
+  ASSERT_TRUE(snapshotter_->Remove("layer").ok());
+  Layer("layer", "", "a", Sync::kDeferred);
+  ASSERT_TRUE(snapshotter_->SyncDeferred().ok());
+  EXPECT_FALSE(snapshotter_->Unsynced("layer").value_or(true));
+}
+
+TEST_P(OverlayDeferredSyncTest, ReplaceTreePutsTheRebuiltTreeInPlaceWithTheRootsModeAndSyncsIt) {
+  Layer("base", "", "kept", Sync::kDeferred);
+  Layer("top", "base", "file", Sync::kDeferred);
+  Boot("boot-2");
+  auto tree = snapshotter_->ContentDirectory("top");
+  ASSERT_TRUE(tree.ok());
+  ASSERT_EQ(::chmod(tree->c_str(), 0751), 0);
+  ASSERT_TRUE(base::WriteFileAtomically(*tree + "/file", "half").ok());  // what a crash left
+
+  auto staged = snapshotter_->NewStagingDirectory();
+  ASSERT_TRUE(staged.ok());
+  ASSERT_TRUE(base::WriteFileAtomically(*staged + "/file", "from top").ok());
+  ASSERT_TRUE(snapshotter_->ReplaceTree("top", *staged).ok());
+  EXPECT_EQ(base::ReadFile(*tree + "/file").value_or(""), "from top");
+  struct stat st {};
+  ASSERT_EQ(::stat(tree->c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0751u);
+  EXPECT_NE(::stat(staged->c_str(), &st), 0) << "the old tree is removed";
+  EXPECT_THAT(UnsyncedKeys(), ::testing::ElementsAre("base"));
+  EXPECT_EQ(snapshotter_->ReplaceTree("absent", *staged).code(), absl::StatusCode::kNotFound);
+}
+
+INSTANTIATE_TEST_SUITE_P(Drivers, DeferredSyncTest,
+                         ::testing::Values(Driver::kOverlay, Driver::kNative),
+                         [](const ::testing::TestParamInfo<Driver>& param_info) {
+                           return param_info.param == Driver::kOverlay ? "Overlay" : "Native";
+                         });
+INSTANTIATE_TEST_SUITE_P(Drivers, OverlayDeferredSyncTest, ::testing::Values(Driver::kOverlay),
+                         [](const ::testing::TestParamInfo<Driver>&) { return "Overlay"; });
+
 TEST(OverlayTest, SupportedOnThisHost) {
   auto dir = base::TempDir::Create("kapal-overlay");
   ASSERT_TRUE(dir.ok());
