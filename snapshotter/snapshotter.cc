@@ -192,15 +192,25 @@ absl::Status Snapshotter::ReplaceTree(const std::string& key, const std::string&
   }
   std::string tree = info->directory + "/fs";
   struct stat root {};
-  if (::stat(tree.c_str(), &root) != 0) return base::ErrnoStatus(errno, "stat " + tree);
-  if (::chown(staged.c_str(), root.st_uid, root.st_gid) != 0 ||
-      ::chmod(staged.c_str(), root.st_mode & 07777) != 0) {
-    return base::ErrnoStatus(errno, "set the mode of " + staged);
-  }
-  // One step: the snapshot has a whole tree, old or new, at any moment; the old one ends up at
-  // STAGED, which the start-up clean-up removes if the removal below does not happen.
-  if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, tree.c_str(), RENAME_EXCHANGE) != 0) {
-    return base::ErrnoStatus(errno, absl::StrCat("exchange ", staged, " and ", tree));
+  if (::stat(tree.c_str(), &root) == 0) {
+    if (::chown(staged.c_str(), root.st_uid, root.st_gid) != 0 ||
+        ::chmod(staged.c_str(), root.st_mode & 07777) != 0) {
+      return base::ErrnoStatus(errno, "set the mode of " + staged);
+    }
+    // One step: the snapshot has a whole tree, old or new, at any moment; the old one ends up
+    // at STAGED, which the start-up clean-up removes if the removal below does not happen.
+    if (::renameat2(AT_FDCWD, staged.c_str(), AT_FDCWD, tree.c_str(), RENAME_EXCHANGE) != 0) {
+      return base::ErrnoStatus(errno, absl::StrCat("exchange ", staged, " and ", tree));
+    }
+  } else if (errno == ENOENT) {
+    // The crash took the tree's own directory entry too (its move into place was not yet in
+    // the journal): the rebuilt tree takes its place, with the mode the layer gave its root.
+    if (absl::Status made = base::MakeDirectories(info->directory, 0700); !made.ok()) return made;
+    if (::rename(staged.c_str(), tree.c_str()) != 0) {
+      return base::ErrnoStatus(errno, absl::StrCat("move ", staged, " to ", tree));
+    }
+  } else {
+    return base::ErrnoStatus(errno, "stat " + tree);
   }
   if (base::UniqueFd fd(::open(tree.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       !fd || ::syncfs(fd.Get()) != 0) {

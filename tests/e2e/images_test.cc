@@ -1,6 +1,8 @@
 // kapald's ImageService end to end: the real daemon pulling from the real registry.
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <random>
 #include <thread>
@@ -208,6 +210,68 @@ TEST_F(ImageServiceTest, KilledPullLeavesNothingHalfDoneAndTheNextPullSucceeds) 
   grpc::Status again = Pull(Ref("kapal/big:1"));
   ASSERT_TRUE(again.ok()) << again.error_message();
   EXPECT_EQ(List().size(), 1u);
+}
+
+// Layers whose files kapald did not wait for (their background sync had not come yet).
+int UnsyncedLayers(const std::string& root_dir) {
+  SQLite::Database db(root_dir + "/kapal.db", SQLite::OPEN_READONLY);
+  return db.execAndGet("SELECT COUNT(*) FROM snapshots WHERE unsynced_boot != ''").getInt();
+}
+
+int Occurrences(const std::string& text, const std::string& needle) {
+  int count = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+TEST_F(ImageServiceTest, LayersNotSyncedWhenTheMachineWentDownAreUnpackedAgainAtStart) {
+  ASSERT_TRUE(registry_->Push("kapal/busybox", "1", busybox_).ok());
+  ASSERT_TRUE(Pull(Ref("kapal/busybox:1")).ok());
+  // The pull returned before the layer's files were synced (within 10 s they will be).
+  ASSERT_EQ(UnsyncedLayers(kapald_->RootDir()), 1);
+
+  // The machine goes down first: kapald dies with it, and the record of the layer names a boot
+  // that is not this one when kapald starts again. The file the disk had not received is cut.
+  kapald_->Process().Kill();
+  std::string busybox_in_layer;
+  {
+    SQLite::Database db(kapald_->RootDir() + "/kapal.db", SQLite::OPEN_READWRITE);
+    db.exec("UPDATE snapshots SET unsynced_boot = 'an-earlier-boot' WHERE unsynced_boot != ''");
+    busybox_in_layer =
+        db.execAndGet("SELECT directory FROM snapshots WHERE kind = 'committed'").getString() +
+        "/fs/bin/busybox";
+  }
+  ASSERT_EQ(::truncate(busybox_in_layer.c_str(), 4096), 0);
+  ASSERT_TRUE(kapald_->Restart().ok()) << kapald_->Log();
+  EXPECT_THAT(kapald_->Log(),
+              HasSubstr("unpacked 1 layers again from their blobs: the machine went down"));
+  struct stat unpacked {};
+  struct stat original {};
+  ASSERT_EQ(::stat(busybox_in_layer.c_str(), &unpacked), 0);
+  ASSERT_EQ(::stat("/bin/busybox", &original), 0);
+  EXPECT_EQ(unpacked.st_size, original.st_size);
+  EXPECT_EQ(UnsyncedLayers(kapald_->RootDir()), 0);
+
+  // kapald alone dies, the machine stays up: the page cache has the files, the next start
+  // syncs them without unpacking anything again.
+  TestImage other = busybox_;
+  auto layer =
+      BuildLayer({{LayerEntry::Kind::kFile, "other", "another layer"}}, Compression::kGzip);
+  ASSERT_TRUE(layer.ok());
+  other.layers.push_back(*layer);
+  ASSERT_TRUE(registry_->Push("kapal/other", "1", other).ok());
+  ASSERT_TRUE(Pull(Ref("kapal/other:1")).ok());
+  ASSERT_EQ(UnsyncedLayers(kapald_->RootDir()), 1);
+  kapald_->Process().Kill();
+  ASSERT_TRUE(kapald_->Restart().ok()) << kapald_->Log();
+  for (int i = 0; i < 100 && UnsyncedLayers(kapald_->RootDir()) > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(UnsyncedLayers(kapald_->RootDir()), 0);
+  EXPECT_EQ(Occurrences(kapald_->Log(), "layers again from their blobs"), 1);
+  EXPECT_EQ(List().size(), 2u);
 }
 
 TEST_F(ImageServiceTest, PullMetricsCountResults) {

@@ -368,6 +368,17 @@ TEST_P(OverlayDeferredSyncTest, ReplaceTreePutsTheRebuiltTreeInPlaceWithTheRoots
   EXPECT_NE(::stat(staged->c_str(), &st), 0) << "the old tree is removed";
   EXPECT_THAT(UnsyncedKeys(), ::testing::ElementsAre("base"));
   EXPECT_EQ(snapshotter_->ReplaceTree("absent", *staged).code(), absl::StatusCode::kNotFound);
+
+  // The crash lost the tree's directory entry altogether: the rebuilt tree takes its place.
+  auto base_tree = snapshotter_->ContentDirectory("base");
+  ASSERT_TRUE(base_tree.ok());
+  ASSERT_TRUE(base::RemoveTree(*base_tree).ok());
+  auto rebuilt = snapshotter_->NewStagingDirectory();
+  ASSERT_TRUE(rebuilt.ok());
+  ASSERT_TRUE(base::WriteFileAtomically(*rebuilt + "/kept", "from base").ok());
+  ASSERT_TRUE(snapshotter_->ReplaceTree("base", *rebuilt).ok());
+  EXPECT_EQ(base::ReadFile(*base_tree + "/kept").value_or(""), "from base");
+  EXPECT_THAT(UnsyncedKeys(), ::testing::IsEmpty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, DeferredSyncTest,
