@@ -290,7 +290,20 @@ TEST_P(PullTest, LayersWithDeletionsAndOpaqueDirectories) {
 }
 
 // Layers whose sync the pull did not wait for (overlay: the native driver syncs at commit).
-using OverlayPullTest = PullTest;
+class OverlayPullTest : public PullTest {
+ protected:
+  // The machine went down: the snapshotter and the puller start again, in another boot.
+  void StartInTheNextBoot() {
+    puller_.reset();
+    stack_->snapshots.reset();
+    auto rebooted = snapshotter::Snapshotter::Open(
+        dir_->Join("snap"), snapshotter::Driver::kOverlay, *stack_->store, "", "the-next-boot");
+    ASSERT_TRUE(rebooted.ok()) << rebooted.status();
+    stack_->snapshots = std::move(*rebooted);
+    snapshots_ = stack_->snapshots.get();
+    puller_ = std::make_unique<Puller>(*content_, *snapshots_, *images_, PullOptions{});
+  }
+};
 
 TEST_P(OverlayPullTest, LayersNotSyncedWhenTheMachineWentDownAreUnpackedAgainFromTheirBlobs) {
   TestImage image = Busybox();
@@ -314,14 +327,7 @@ TEST_P(OverlayPullTest, LayersNotSyncedWhenTheMachineWentDownAreUnpackedAgainFro
 
   // The machine goes down before that sync and comes up with another boot id; the files it
   // had not written are gone or half written.
-  puller_.reset();
-  stack_->snapshots.reset();
-  auto rebooted = snapshotter::Snapshotter::Open(dir_->Join("snap"), snapshotter::Driver::kOverlay,
-                                                 *stack_->store, "", "the-next-boot");
-  ASSERT_TRUE(rebooted.ok()) << rebooted.status();
-  stack_->snapshots = std::move(*rebooted);
-  snapshots_ = stack_->snapshots.get();
-  puller_ = std::make_unique<Puller>(*content_, *snapshots_, *images_, PullOptions{});
+  ASSERT_NO_FATAL_FAILURE(StartInTheNextBoot());
   auto base_tree = snapshots_->ContentDirectory(base);
   auto top_tree = snapshots_->ContentDirectory(top);
   ASSERT_TRUE(base_tree.ok() && top_tree.ok());
@@ -353,14 +359,7 @@ TEST_P(OverlayPullTest, ALayerWhoseBlobIsGoneCannotBeUnpackedAgainAndIsNamed) {
   auto pulled = puller_->Pull(Ref("kapal/unsynced:v1"), {});
   ASSERT_TRUE(pulled.ok()) << pulled.status();
   ASSERT_TRUE(content_->Remove(*Digest::Parse(image.layers[0].digest)).ok());
-  puller_.reset();
-  stack_->snapshots.reset();
-  auto rebooted = snapshotter::Snapshotter::Open(dir_->Join("snap"), snapshotter::Driver::kOverlay,
-                                                 *stack_->store, "", "the-next-boot");
-  ASSERT_TRUE(rebooted.ok()) << rebooted.status();
-  stack_->snapshots = std::move(*rebooted);
-  snapshots_ = stack_->snapshots.get();
-  puller_ = std::make_unique<Puller>(*content_, *snapshots_, *images_, PullOptions{});
+  ASSERT_NO_FATAL_FAILURE(StartInTheNextBoot());
   Puller::Rebuilt rebuilt = puller_->RebuildUnsyncedLayers();
   EXPECT_EQ(rebuilt.layers, 0);
   ASSERT_EQ(rebuilt.failures.size(), 1u);

@@ -268,15 +268,10 @@ INSTANTIATE_TEST_SUITE_P(Drivers, OverlaySnapshotterTest, ::testing::Values(Driv
                          [](const ::testing::TestParamInfo<Driver>&) { return "Overlay"; });
 
 // A machine's boot as the snapshotter tells it: tests name their own.
-class DeferredSyncTest : public ::testing::TestWithParam<Driver> {
+class DeferredSyncTest : public SnapshotterTest {
  protected:
   void SetUp() override {
-    auto dir = base::TempDir::Create("kapal-sync");
-    ASSERT_TRUE(dir.ok());
-    dir_.emplace(std::move(*dir));
-    auto store = store::Store::Open(dir_->Join("kapal.db"));
-    ASSERT_TRUE(store.ok());
-    store_ = std::move(*store);
+    SnapshotterTest::SetUp();
     Boot("boot-1");
   }
   void Boot(const std::string& boot_id) {
@@ -285,8 +280,8 @@ class DeferredSyncTest : public ::testing::TestWithParam<Driver> {
     ASSERT_TRUE(snapshotter.ok()) << snapshotter.status();
     snapshotter_ = std::move(*snapshotter);
   }
-  void Layer(const std::string& name, const std::string& parent, const std::string& file,
-             Sync sync) {
+  void CommitLayer(const std::string& name, const std::string& parent, const std::string& file,
+                   Sync sync) {
     std::string key = "extract-" + name;
     ASSERT_TRUE(snapshotter_->Prepare(key, parent).ok());
     auto content = snapshotter_->ContentDirectory(key);
@@ -299,15 +294,11 @@ class DeferredSyncTest : public ::testing::TestWithParam<Driver> {
     for (const Info& info : snapshotter_->UnsyncedFromEarlierBoots()) keys.push_back(info.key);
     return keys;
   }
-
-  std::optional<base::TempDir> dir_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<Snapshotter> snapshotter_;
 };
 
 TEST_P(DeferredSyncTest, ADeferredCommitWaitsForItsSyncAndOnlyOverlayDefers) {
-  Layer("synced", "", "a", Sync::kAtCommit);
-  Layer("deferred", "synced", "b", Sync::kDeferred);
+  CommitLayer("synced", "", "a", Sync::kAtCommit);
+  CommitLayer("deferred", "synced", "b", Sync::kDeferred);
   EXPECT_FALSE(snapshotter_->Unsynced("synced").value_or(true));
   // The native driver's trees hold their parents' files too: only overlay can unpack a layer
   // again on its own, so only overlay defers.
@@ -321,8 +312,8 @@ TEST_P(DeferredSyncTest, ADeferredCommitWaitsForItsSyncAndOnlyOverlayDefers) {
 using OverlayDeferredSyncTest = DeferredSyncTest;
 
 TEST_P(OverlayDeferredSyncTest, AnotherBootListsWhatWasNotSyncedAndTheSameBootSyncsIt) {
-  Layer("base", "", "a", Sync::kDeferred);
-  Layer("top", "base", "b", Sync::kDeferred);
+  CommitLayer("base", "", "a", Sync::kDeferred);
+  CommitLayer("top", "base", "b", Sync::kDeferred);
   // kapald stops without its sync (killed): a new kapald in the same boot syncs them, since
   // the page cache still has their files.
   Boot("boot-1");
@@ -332,7 +323,7 @@ TEST_P(OverlayDeferredSyncTest, AnotherBootListsWhatWasNotSyncedAndTheSameBootSy
   EXPECT_FALSE(snapshotter_->Unsynced("top").value_or(true));
 
   // The machine went down before the sync: the next boot names the layer, nothing else.
-  Layer("later", "top", "c", Sync::kDeferred);
+  CommitLayer("later", "top", "c", Sync::kDeferred);
   Boot("boot-2");
   EXPECT_THAT(UnsyncedKeys(), ::testing::ElementsAre("later"));
   // Its sync of this boot does not vouch for files an earlier boot may have lost.
@@ -341,16 +332,16 @@ TEST_P(OverlayDeferredSyncTest, AnotherBootListsWhatWasNotSyncedAndTheSameBootSy
 }
 
 TEST_P(OverlayDeferredSyncTest, ASnapshotOfTheSameNameLaterIsNotMarkedByAnEarlierSync) {
-  Layer("layer", "", "a", Sync::kDeferred);
+  CommitLayer("layer", "", "a", Sync::kDeferred);
   ASSERT_TRUE(snapshotter_->Remove("layer").ok());
-  Layer("layer", "", "a", Sync::kDeferred);
+  CommitLayer("layer", "", "a", Sync::kDeferred);
   ASSERT_TRUE(snapshotter_->SyncDeferred().ok());
   EXPECT_FALSE(snapshotter_->Unsynced("layer").value_or(true));
 }
 
 TEST_P(OverlayDeferredSyncTest, ReplaceTreePutsTheRebuiltTreeInPlaceWithTheRootsModeAndSyncsIt) {
-  Layer("base", "", "kept", Sync::kDeferred);
-  Layer("top", "base", "file", Sync::kDeferred);
+  CommitLayer("base", "", "kept", Sync::kDeferred);
+  CommitLayer("top", "base", "file", Sync::kDeferred);
   Boot("boot-2");
   auto tree = snapshotter_->ContentDirectory("top");
   ASSERT_TRUE(tree.ok());
