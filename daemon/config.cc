@@ -593,7 +593,8 @@ std::string RenderConfig(const Config& config) {
   line("parallel_ranges = ", config.parallel_ranges ? "true" : "false");
   line("# true: each layer's files are synced before its commit. false: a pull does not wait for");
   line("# them (the layer's blob is synced; after a crash of the machine, layers not yet synced");
-  line("# are unpacked again from their blobs at start); they are synced within 10 s.");
+  line("# are unpacked again from their blobs at start); they are synced 10 s after, once no");
+  line("# pull is writing (at most 60 s later).");
   line("sync_layers_at_commit = ", config.sync_layers_at_commit ? "true" : "false");
   line();
   line("# Per-registry settings, one table per registry host. Registries on loopback speak plain");

@@ -63,7 +63,7 @@ struct Config : runtime::Options {
   bool parallel_ranges = true;
   // Sync each layer's unpacked tree before its commit (one syncfs per layer). Off: the commit
   // does not wait for the tree's writeback (its blob is fsynced and unpacks it again should
-  // the machine crash first); a background syncfs follows within 10 s.
+  // the machine crash first); a background syncfs follows 10 s after, once no pull writes.
   bool sync_layers_at_commit = false;
   // Per registry host ("registry.k8s.io", "127.0.0.1:5000"): mirrors, TLS, credentials.
   std::map<std::string, images::RegistryHostSettings> registries;

@@ -354,6 +354,7 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
                                          const Credentials& credentials,
                                          const ProgressCallback& progress, PullReport* report) {
   std::shared_lock pulling(images_.CollectionLock());
+  snapshotter::Snapshotter::SyncHold writing_layers(snapshots_);
   if (report != nullptr) report->began = std::chrono::steady_clock::now();
   absl::StatusOr<Reference> reference = ParseReference(reference_text);
   if (!reference.ok()) return reference.status();
@@ -599,6 +600,7 @@ absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(
     const std::vector<Digest>& extra_blobs, const std::map<std::string, std::string>& staged,
     PullReport* report) {
   std::shared_lock unpacking(images_.CollectionLock());
+  snapshotter::Snapshotter::SyncHold writing_layers(snapshots_);
   return UnpackAndRecordHeld(manifest_digest, manifest_media_type, repo_tags, repo_digests,
                              extra_blobs, staged, report);
 }

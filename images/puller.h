@@ -83,6 +83,7 @@ struct PullOptions {
   // When a layer's unpacked tree reaches the disk. Deferred (overlay): the commit does not wait
   // for it, since the layer's blob is fsynced before and can unpack it again; after a crash of
   // the machine, RebuildUnsyncedLayers does. At commit: one syncfs per committed layer.
+  // Pulls hold the background sync off while they run (Snapshotter::SyncHold).
   snapshotter::Sync layer_sync = snapshotter::Sync::kDeferred;
   RegistryHosts hosts;  // mirrors, TLS settings and credentials per registry
 };

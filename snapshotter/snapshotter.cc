@@ -60,31 +60,31 @@ bool IsUniqueViolation(const SQLite::Exception& e) {
 absl::StatusOr<std::unique_ptr<Snapshotter>> Snapshotter::Open(std::string root, Driver driver,
                                                                store::Store& store,
                                                                std::string writable_root,
-                                                               std::string boot_id) {
+                                                               DeferredSyncOptions deferred_sync) {
   if (writable_root.empty()) writable_root = root;
   for (const std::string& dir : {root, writable_root}) {
     if (absl::Status made = base::MakeDirectories(dir + "/snapshots", 0700); !made.ok()) {
       return made;
     }
   }
-  if (boot_id.empty()) {
+  if (deferred_sync.boot_id.empty()) {
     // Without it a deferred commit could not be told from one of an earlier boot: every commit
     // then syncs at once.
     if (absl::StatusOr<std::string> read = base::ReadFile("/proc/sys/kernel/random/boot_id");
         read.ok()) {
-      boot_id = std::string(absl::StripAsciiWhitespace(*read));
+      deferred_sync.boot_id = std::string(absl::StripAsciiWhitespace(*read));
     }
   }
   std::unique_ptr<Snapshotter> snapshots(new Snapshotter(std::move(root), std::move(writable_root),
-                                                         driver, store, std::move(boot_id)));
+                                                         driver, store, std::move(deferred_sync)));
   // Deferred commits of this boot that an earlier kapald did not live to sync: their trees are
   // in the page cache, and get the sync they were promised.
-  if (!snapshots->boot_id_.empty()) {
+  if (!snapshots->deferred_sync_.boot_id.empty()) {
     absl::Status listed = store.WithDatabase([&](SQLite::Database& db) {
       SQLite::Statement query(db,
                               "SELECT key, rowid FROM snapshots WHERE kind = 'committed' AND "
                               "unsynced_boot = ?");
-      query.bind(1, snapshots->boot_id_);
+      query.bind(1, snapshots->deferred_sync_.boot_id);
       while (query.executeStep()) {
         snapshots->unsynced_.emplace(query.getColumn(0).getString(), query.getColumn(1).getInt64());
       }
@@ -112,11 +112,28 @@ void Snapshotter::RunSyncer() {
   for (;;) {
     sync_wake_.wait(lock, [&] { return stopping_ || sync_due_.has_value(); });
     if (stopping_) return;
-    if (sync_wake_.wait_until(lock, *sync_due_, [&] { return stopping_; })) return;
+    auto due = *sync_due_;
+    if (sync_wake_.wait_until(lock, due, [&] { return stopping_; })) return;
+    sync_wake_.wait_until(lock, due + deferred_sync_.max_hold,
+                          [&] { return stopping_ || holds_ == 0; });
+    if (stopping_) return;
     lock.unlock();
     (void)SyncDeferred();  // a failure puts them back, due again later
     lock.lock();
   }
+}
+
+Snapshotter::SyncHold::SyncHold(Snapshotter& owner) : owner_(owner) {
+  std::lock_guard lock(owner_.sync_mutex_);
+  ++owner_.holds_;
+}
+
+Snapshotter::SyncHold::~SyncHold() {
+  {
+    std::lock_guard lock(owner_.sync_mutex_);
+    --owner_.holds_;
+  }
+  owner_.sync_wake_.notify_all();
 }
 
 absl::Status Snapshotter::SyncDeferred() {
@@ -131,7 +148,7 @@ absl::Status Snapshotter::SyncDeferred() {
   auto put_back = [&](absl::Status status) {
     std::lock_guard lock(sync_mutex_);
     unsynced_.insert(synced.begin(), synced.end());
-    sync_due_ = std::chrono::steady_clock::now() + kDeferredSyncDelay;
+    sync_due_ = std::chrono::steady_clock::now() + deferred_sync_.delay;
     return status;
   };
   // Deferred commits are image layers, which live under root_.
@@ -162,7 +179,7 @@ std::vector<Info> Snapshotter::UnsyncedFromEarlierBoots() {
                             "SELECT key, COALESCE(parent, ''), kind, directory, created_at FROM "
                             "snapshots WHERE kind = 'committed' AND unsynced_boot != '' AND "
                             "unsynced_boot != ? ORDER BY rowid");
-    query.bind(1, boot_id_);
+    query.bind(1, deferred_sync_.boot_id);
     while (query.executeStep()) {
       found.push_back(Info{query.getColumn(0).getString(), query.getColumn(1).getString(),
                            KindFrom(query.getColumn(2).getString()), query.getColumn(3).getString(),
@@ -399,7 +416,8 @@ absl::Status Snapshotter::Commit(const std::string& name, const std::string& key
   }
   absl::StatusOr<Usage> usage = GetUsage(key);
   if (!usage.ok()) return usage.status();
-  bool deferred = sync == Sync::kDeferred && driver_ == Driver::kOverlay && !boot_id_.empty();
+  bool deferred =
+      sync == Sync::kDeferred && driver_ == Driver::kOverlay && !deferred_sync_.boot_id.empty();
   // The content reaches the disk before the record says committed: a crash never leaves a
   // committed snapshot with half its files. One syncfs for the filesystem, not an fsync per
   // file (a layer has thousands); it also covers layers staged beside this one. Deferred: the
@@ -421,7 +439,7 @@ absl::Status Snapshotter::Commit(const std::string& name, const std::string& key
       update.bind(1, name);
       update.bind(2, usage->bytes);
       update.bind(3, usage->inodes);
-      update.bind(4, deferred ? boot_id_ : std::string());
+      update.bind(4, deferred ? deferred_sync_.boot_id : std::string());
       update.bind(5, key);
       if (update.executeStep()) rowid = update.getColumn(0).getInt64();
     } catch (const SQLite::Exception& e) {
@@ -438,7 +456,7 @@ absl::Status Snapshotter::Commit(const std::string& name, const std::string& key
     std::lock_guard lock(sync_mutex_);
     unsynced_.emplace(name, rowid);
     if (!sync_due_) {
-      sync_due_ = std::chrono::steady_clock::now() + kDeferredSyncDelay;
+      sync_due_ = std::chrono::steady_clock::now() + deferred_sync_.delay;
       sync_wake_.notify_one();
     }
   }

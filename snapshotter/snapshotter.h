@@ -63,11 +63,20 @@ enum class Sync {
   kAtCommit,
   // Overlay only (the native driver syncs at commit): for a tree that can be made again from a
   // durable source (an image layer from its fsynced blob). The commit does not wait for the
-  // disk; a background syncfs follows within kDeferredSyncDelay (the kernel's own writeback
+  // disk; a background syncfs follows (DeferredSyncOptions; the kernel's own writeback
   // starts within 30 s anyway), and until then the record names this boot. After a crash of
   // the machine, UnsyncedFromEarlierBoots lists such snapshots for their owner to rebuild
   // (ReplaceTree); after a crash of kapald alone the page cache still holds them.
   kDeferred,
+};
+
+// How deferred commits are synced (Sync::kDeferred).
+struct DeferredSyncOptions {
+  std::string boot_id;  // names this boot of the machine; "": the kernel's random boot id
+  // A background syncfs follows the first deferred commit after DELAY; while a SyncHold lives
+  // (a pull writing), it waits, at most MAX_HOLD longer.
+  std::chrono::milliseconds delay = std::chrono::seconds(10);
+  std::chrono::milliseconds max_hold = std::chrono::seconds(60);
 };
 
 // Snapshots of filesystem trees, as containerd's snapshotters have them. An active snapshot is
@@ -78,18 +87,28 @@ enum class Sync {
 class Snapshotter {
  public:
   // WRITABLE_ROOT: where kWritable snapshots go; empty means ROOT.
-  // BOOT_ID names this boot of the machine (default: the kernel's random boot id).
   static absl::StatusOr<std::unique_ptr<Snapshotter>> Open(std::string root, Driver driver,
                                                            store::Store& store,
                                                            std::string writable_root = "",
-                                                           std::string boot_id = "");
+                                                           DeferredSyncOptions deferred_sync = {});
   // Stops the background sync; what it had not synced yet is synced by the next Open in this
   // boot (the owner calls SyncDeferred first at a clean stop).
   ~Snapshotter();
   Snapshotter(const Snapshotter&) = delete;
   Snapshotter& operator=(const Snapshotter&) = delete;
 
-  static constexpr std::chrono::seconds kDeferredSyncDelay{10};
+  // While one lives (a pull), the background sync of deferred commits waits (at most
+  // max_hold): its writeback would make the pull's own fsyncs wait behind it.
+  class SyncHold {
+   public:
+    explicit SyncHold(Snapshotter& owner);
+    ~SyncHold();
+    SyncHold(const SyncHold&) = delete;
+    SyncHold& operator=(const SyncHold&) = delete;
+
+   private:
+    Snapshotter& owner_;
+  };
 
   // A new active snapshot KEY on top of PARENT (a committed snapshot, or "" for none).
   // ALREADY_EXISTS when KEY is taken; NOT_FOUND when PARENT is unknown or not committed.
@@ -102,7 +121,7 @@ class Snapshotter {
   // (the caller removes KEY and uses NAME: another pull committed the same layer first).
   absl::Status Commit(const std::string& name, const std::string& key, Sync sync = Sync::kAtCommit);
   // Syncs the trees of deferred commits now and records them as on disk (at shutdown, and for
-  // tests; otherwise a background thread does within kDeferredSyncDelay).
+  // tests; otherwise a background thread does, as DeferredSyncOptions say).
   absl::Status SyncDeferred();
   // Committed snapshots whose tree was not known to be on disk when an earlier boot ended:
   // their files may be incomplete after a power loss.
@@ -142,14 +161,14 @@ class Snapshotter {
 
  private:
   Snapshotter(std::string root, std::string writable_root, Driver driver, store::Store& store,
-              std::string boot_id)
+              DeferredSyncOptions deferred_sync)
       : root_(std::move(root)),
         writable_root_(std::move(writable_root)),
         driver_(driver),
         store_(store),
-        boot_id_(std::move(boot_id)) {}
-  // The background thread: a SyncDeferred once the oldest pending commit is kDeferredSyncDelay
-  // old, until stopping_.
+        deferred_sync_(std::move(deferred_sync)) {}
+  // The background thread: a SyncDeferred once the oldest pending commit is
+  // deferred_sync_.delay old and no SyncHold lives (or max_hold more passed), until stopping_.
   void RunSyncer();
   absl::StatusOr<std::vector<Mount>> Create(const std::string& key, const std::string& parent,
                                             Kind kind, Placement placement);
@@ -160,7 +179,7 @@ class Snapshotter {
   std::string writable_root_;
   Driver driver_;
   store::Store& store_;
-  std::string boot_id_;
+  DeferredSyncOptions deferred_sync_;  // its boot_id filled in by Open
 
   // Deferred commits not yet synced: (name, rowid), the rowid telling a snapshot from a later
   // one of the same name.
@@ -169,6 +188,7 @@ class Snapshotter {
   std::set<std::pair<std::string, int64_t>> unsynced_;
   std::optional<std::chrono::steady_clock::time_point> sync_due_;
   bool stopping_ = false;
+  int holds_ = 0;
   std::mutex syncing_;  // one SyncDeferred at a time
   std::thread syncer_;
 };

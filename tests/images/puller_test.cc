@@ -296,8 +296,9 @@ class OverlayPullTest : public PullTest {
   void StartInTheNextBoot() {
     puller_.reset();
     stack_->snapshots.reset();
-    auto rebooted = snapshotter::Snapshotter::Open(
-        dir_->Join("snap"), snapshotter::Driver::kOverlay, *stack_->store, "", "the-next-boot");
+    auto rebooted =
+        snapshotter::Snapshotter::Open(dir_->Join("snap"), snapshotter::Driver::kOverlay,
+                                       *stack_->store, "", {.boot_id = "the-next-boot"});
     ASSERT_TRUE(rebooted.ok()) << rebooted.status();
     stack_->snapshots = std::move(*rebooted);
     snapshots_ = stack_->snapshots.get();

@@ -274,9 +274,12 @@ class DeferredSyncTest : public SnapshotterTest {
     SnapshotterTest::SetUp();
     Boot("boot-1");
   }
-  void Boot(const std::string& boot_id) {
+  void Boot(const std::string& boot_id, std::chrono::milliseconds delay = std::chrono::seconds(10),
+            std::chrono::milliseconds max_hold = std::chrono::seconds(60)) {
     snapshotter_.reset();
-    auto snapshotter = Snapshotter::Open(dir_->Join("root"), GetParam(), *store_, "", boot_id);
+    auto snapshotter =
+        Snapshotter::Open(dir_->Join("root"), GetParam(), *store_, "",
+                          {.boot_id = boot_id, .delay = delay, .max_hold = max_hold});
     ASSERT_TRUE(snapshotter.ok()) << snapshotter.status();
     snapshotter_ = std::move(*snapshotter);
   }
@@ -370,6 +373,35 @@ TEST_P(OverlayDeferredSyncTest, ReplaceTreePutsTheRebuiltTreeInPlaceWithTheRoots
   ASSERT_TRUE(snapshotter_->ReplaceTree("base", *rebuilt).ok());
   EXPECT_EQ(base::ReadFile(*base_tree + "/kept").value_or(""), "from base");
   EXPECT_THAT(UnsyncedKeys(), ::testing::IsEmpty());
+}
+
+TEST_P(OverlayDeferredSyncTest, TheBackgroundSyncFollowsTheDelayOnceNoPullHoldsItOff) {
+  Boot("boot-1", std::chrono::milliseconds(50), std::chrono::seconds(60));
+  auto synced_within_5s = [&](const std::string& key) {
+    for (int i = 0; i < 100 && snapshotter_->Unsynced(key).value_or(true); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return !snapshotter_->Unsynced(key).value_or(true);
+  };
+  {
+    Snapshotter::SyncHold pulling(*snapshotter_);
+    CommitLayer("held", "", "a", Sync::kDeferred);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_TRUE(snapshotter_->Unsynced("held").value_or(false)) << "synced during the pull";
+  }
+  EXPECT_TRUE(synced_within_5s("held"));
+  CommitLayer("free", "held", "b", Sync::kDeferred);
+  EXPECT_TRUE(synced_within_5s("free"));
+}
+
+TEST_P(OverlayDeferredSyncTest, AHoldPutsTheBackgroundSyncOffAtMostMaxHold) {
+  Boot("boot-1", std::chrono::milliseconds(50), std::chrono::milliseconds(200));
+  Snapshotter::SyncHold pulling(*snapshotter_);
+  CommitLayer("held", "", "a", Sync::kDeferred);
+  for (int i = 0; i < 100 && snapshotter_->Unsynced("held").value_or(true); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_FALSE(snapshotter_->Unsynced("held").value_or(true));
 }
 
 INSTANTIATE_TEST_SUITE_P(Drivers, DeferredSyncTest,
