@@ -282,13 +282,19 @@ absl::StatusOr<std::string> Puller::StageLayer(const Descriptor& layer, const Di
       existing.ok() && existing->kind == snapshotter::Kind::kCommitted) {
     return std::string();
   }
+  return UnpackIntoStaging(layer, diff_id, result);
+}
+
+absl::StatusOr<std::string> Puller::UnpackIntoStaging(const Descriptor& layer,
+                                                      const Digest& diff_id,
+                                                      UnpackedLayer& result) {
   absl::StatusOr<std::string> staged = snapshots_.NewStagingDirectory();
   if (!staged.ok()) return staged.status();
   absl::StatusOr<UnpackedLayer> unpacked = images::UnpackLayer(
       content_.PathOf(layer.digest), *staged, WhiteoutStyle::kOverlay, &diff_id, options_.inflate);
   if (!unpacked.ok()) {
     (void)base::RemoveTree(*staged);
-    return unpacked.status();  // the download worker names the layer
+    return unpacked.status();  // the caller names the layer
   }
   result = *unpacked;
   return *staged;
@@ -575,13 +581,11 @@ Puller::Rebuilt Puller::RebuildUnsyncedLayers() {
       continue;
     }
     const Source& source = found->second;
-    absl::StatusOr<std::string> staged = snapshots_.NewStagingDirectory();
+    UnpackedLayer unpacked;
+    absl::StatusOr<std::string> staged = UnpackIntoStaging(source.layer, source.diff_id, unpacked);
     absl::Status status = staged.status();
     if (staged.ok()) {
-      absl::StatusOr<UnpackedLayer> unpacked =
-          images::UnpackLayer(content_.PathOf(source.layer.digest), *staged,
-                              WhiteoutStyle::kOverlay, &source.diff_id, options_.inflate);
-      status = unpacked.ok() ? snapshots_.ReplaceTree(info.key, *staged) : unpacked.status();
+      status = snapshots_.ReplaceTree(info.key, *staged);
       if (!status.ok()) (void)base::RemoveTree(*staged);
     }
     if (status.ok()) {

@@ -174,6 +174,10 @@ class Puller {
   // Overlay: unpacks LAYER into a staging directory at once (the download worker does, so
   // layers unpack in parallel and while others download). "" when the layer is there already
   // or staging does not apply.
+  // LAYER's blob unpacked into a fresh staging directory (overlay form), its diff id checked;
+  // nothing is left when it fails.
+  absl::StatusOr<std::string> UnpackIntoStaging(const Descriptor& layer, const Digest& diff_id,
+                                                UnpackedLayer& result);
   absl::StatusOr<std::string> StageLayer(const Descriptor& layer, const Digest& diff_id,
                                          const Digest& chain_id, UnpackedLayer& unpacked);
   // Adds one unpacked layer's times to REPORT (may be null).
