@@ -313,6 +313,10 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> ContentStore::Writer(const Digest& e
   // Read and write: a blob fetched in ranges is hashed from the file at Commit.
   int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return base::ErrnoStatus(errno, "create " + temp);
+  // The whole blob's blocks reserved at once: ext4 then maps each written page to a block it
+  // already has instead of reserving one per page (3-4% of a random-layer pull's CPU), and the
+  // blob lies in one piece on disk. Only a hint: a filesystem without fallocate writes as usual.
+  if (expected_size > 0) (void)::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, expected_size);
   return std::unique_ptr<BlobWriter>(new BlobWriter(*this, expected, /*verify=*/true, expected_size,
                                                     media_type, std::move(temp), fd,
                                                     std::move(*hasher)));
