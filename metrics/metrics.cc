@@ -42,6 +42,51 @@ void Registry::AddCollectable(std::shared_ptr<prometheus::Collectable> collectab
   added_->Add(std::move(collectable));
 }
 
+// COLLECT until its handle goes.
+class Registry::ScrapeHandle::Function : public prometheus::Collectable {
+ public:
+  explicit Function(std::function<std::vector<prometheus::MetricFamily>()> collect)
+      : collect_(std::move(collect)) {}
+  void Stop() {
+    std::lock_guard lock(mutex_);
+    collect_ = nullptr;
+  }
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::lock_guard lock(mutex_);  // a scrape under way ends before Stop returns
+    if (!collect_) return {};
+    return collect_();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::function<std::vector<prometheus::MetricFamily>()> collect_;
+};
+
+Registry::ScrapeHandle::~ScrapeHandle() { function_->Stop(); }
+
+std::unique_ptr<Registry::ScrapeHandle> Registry::AddScrapeFunction(
+    std::function<std::vector<prometheus::MetricFamily>()> collect) {
+  auto function = std::make_shared<ScrapeHandle::Function>(std::move(collect));
+  AddCollectable(function);
+  return std::make_unique<ScrapeHandle>(std::move(function));
+}
+
+prometheus::MetricFamily GaugeFamily(absl::string_view name, absl::string_view help,
+                                     absl::string_view label,
+                                     const std::map<std::string, double>& values) {
+  prometheus::MetricFamily family;
+  family.name = Registry::Name(name);
+  family.help = std::string(help);
+  family.type = prometheus::MetricType::Gauge;
+  for (const auto& [value_label, value] : values) {
+    prometheus::ClientMetric metric;
+    if (!label.empty()) metric.label.push_back({std::string(label), value_label});
+    metric.gauge.value = value;
+    family.metric.push_back(metric);
+  }
+  return family;
+}
+
 std::vector<std::shared_ptr<prometheus::Collectable>> Registry::Collectables() const {
   return {registry_, added_};
 }

@@ -3,6 +3,8 @@
 // metrics: the Prometheus registry, its HTTP endpoint and the process and rpc metrics.
 // Components register their own metrics here; it must not reach into any of them.
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/histogram.h"
+#include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
 
 namespace kapal::metrics {
@@ -30,6 +33,12 @@ class Registry {
   // For metrics computed at scrape time rather than counted as they happen; may be added after
   // the exposer started (the runtime's are).
   void AddCollectable(std::shared_ptr<prometheus::Collectable> collectable);
+  // The same for a component that may go before the registry: COLLECT is called on every
+  // scrape until the returned handle is destroyed (the component keeps it as a member, after
+  // what COLLECT reads, so that it goes first).
+  class ScrapeHandle;
+  [[nodiscard]] std::unique_ptr<ScrapeHandle> AddScrapeFunction(
+      std::function<std::vector<prometheus::MetricFamily>()> collect);
   // Everything registered, as the exposer sees it.
   std::vector<std::shared_ptr<prometheus::Collectable>> Collectables() const;
   // The Prometheus text format of every metric, as a scrape would return it.
@@ -42,6 +51,24 @@ class Registry {
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<Added> added_;  // what AddCollectable gave, collected as one
 };
+
+class Registry::ScrapeHandle {
+ public:
+  class Function;
+  explicit ScrapeHandle(std::shared_ptr<Function> function) : function_(std::move(function)) {}
+  ~ScrapeHandle();
+  ScrapeHandle(const ScrapeHandle&) = delete;
+  ScrapeHandle& operator=(const ScrapeHandle&) = delete;
+
+ private:
+  std::shared_ptr<Function> function_;
+};
+
+// A gauge family NAME (kPrefix added) with one series per entry of VALUES, labelled
+// LABEL="key" (no label when LABEL is empty).
+prometheus::MetricFamily GaugeFamily(absl::string_view name, absl::string_view help,
+                                     absl::string_view label,
+                                     const std::map<std::string, double>& values);
 
 // kapal_build_info{version, commit} 1, and the kapal_process_* series of this process.
 void RegisterBuildInfo(Registry& registry, absl::string_view version, absl::string_view commit);

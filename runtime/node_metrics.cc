@@ -6,65 +6,34 @@
 #include <mutex>
 #include <vector>
 
-#include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
 #include "runtime/records.h"
 
 namespace kapal::runtime {
 
-class NodeMetrics::Collector : public prometheus::Collectable {
- public:
-  explicit Collector(NodeState& state) : state_(&state) {}
-
-  void Detach() {
-    std::lock_guard lock(mutex_);
-    state_ = nullptr;
-  }
-
-  std::vector<prometheus::MetricFamily> Collect() const override {
-    std::lock_guard lock(mutex_);
-    if (state_ == nullptr) return {};
-    std::map<std::string, double> pods = {{"ready", 0}, {"notready", 0}};
-    std::map<std::string, double> containers = {
-        {"created", 0}, {"running", 0}, {"exited", 0}, {"unknown", 0}};
-    double shims = 0;
-    {
-      std::lock_guard node_lock(state_->mutex);
-      for (const auto& [id, pod] : state_->pods) pods[pod.ready ? "ready" : "notready"] += 1;
-      for (const auto& [id, c] : state_->containers) {
-        containers[ContainerStateWord(c.state)] += 1;
-        // A shim lives as long as its container is not cleaned up; signal 0 only asks.
-        if (c.shim_pid > 0 && ::kill(c.shim_pid, 0) == 0) shims += 1;
-      }
+std::vector<prometheus::MetricFamily> NodeMetrics::Collect() const {
+  std::map<std::string, double> pods = {{"ready", 0}, {"notready", 0}};
+  std::map<std::string, double> containers = {
+      {"created", 0}, {"running", 0}, {"exited", 0}, {"unknown", 0}};
+  double shims = 0;
+  {
+    std::lock_guard node_lock(state_.mutex);
+    for (const auto& [id, pod] : state_.pods) pods[pod.ready ? "ready" : "notready"] += 1;
+    for (const auto& [id, c] : state_.containers) {
+      containers[ContainerStateWord(c.state)] += 1;
+      // A shim lives as long as its container is not cleaned up; signal 0 only asks.
+      if (c.shim_pid > 0 && ::kill(c.shim_pid, 0) == 0) shims += 1;
     }
-    return {Gauges("pods", "Pod sandboxes by state", "state", pods),
-            Gauges("containers", "Containers by state", "state", containers),
-            Gauges("shims_alive", "kapal-shim processes of the node's containers that run", "",
-                   {{"", shims}})};
   }
-
- private:
-  static prometheus::MetricFamily Gauges(const char* name, const char* help, const char* label,
-                                         const std::map<std::string, double>& values) {
-    prometheus::MetricFamily family;
-    family.name = metrics::Registry::Name(name);
-    family.help = help;
-    family.type = prometheus::MetricType::Gauge;
-    for (const auto& [value_label, value] : values) {
-      prometheus::ClientMetric metric;
-      if (*label != '\0') metric.label.push_back({label, value_label});
-      metric.gauge.value = value;
-      family.metric.push_back(metric);
-    }
-    return family;
-  }
-
-  mutable std::mutex mutex_;
-  NodeState* state_;
-};
+  return {
+      metrics::GaugeFamily("pods", "Pod sandboxes by state", "state", pods),
+      metrics::GaugeFamily("containers", "Containers by state", "state", containers),
+      metrics::GaugeFamily("shims_alive", "kapal-shim processes of the node's containers that run",
+                           "", {{"", shims}})};
+}
 
 NodeMetrics::NodeMetrics(metrics::Registry& registry, NodeState& state)
-    : collector_(std::make_shared<Collector>(state)),
+    : state_(state),
       starts_(prometheus::BuildCounter()
                   .Name(metrics::Registry::Name("container_starts_total"))
                   .Help("Containers started")
@@ -78,11 +47,8 @@ NodeMetrics::NodeMetrics(metrics::Registry& registry, NodeState& state)
                     .Help("Containers started as a later attempt of the same container (kubelet's "
                           "restarts: metadata.attempt above 0)")
                     .Register(registry.Prometheus())
-                    .Add({})) {
-  registry.AddCollectable(collector_);
-}
-
-NodeMetrics::~NodeMetrics() { collector_->Detach(); }
+                    .Add({})),
+      scrape_(registry.AddScrapeFunction([this] { return Collect(); })) {}
 
 void NodeMetrics::ContainerStarted(uint32_t attempt) {
   starts_.Add({}).Increment();

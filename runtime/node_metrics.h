@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "metrics/metrics.h"
 #include "runtime/node_state.h"
@@ -16,8 +17,6 @@ namespace kapal::runtime {
 class NodeMetrics {
  public:
   NodeMetrics(metrics::Registry& registry, NodeState& state);
-  // The registry may outlive the node: its scrape-time collector stops reading it here.
-  ~NodeMetrics();
   NodeMetrics(const NodeMetrics&) = delete;
   NodeMetrics& operator=(const NodeMetrics&) = delete;
 
@@ -26,11 +25,14 @@ class NodeMetrics {
   void ContainerExited(const std::string& reason);
 
  private:
-  class Collector;
-  std::shared_ptr<Collector> collector_;
+  std::vector<prometheus::MetricFamily> Collect() const;
+
+  NodeState& state_;
   prometheus::Family<prometheus::Counter>& starts_;
   prometheus::Family<prometheus::Counter>& exits_;
   prometheus::Counter& restarts_;
+  // Last: the registry may outlive the node, and scrapes stop reading it before the rest goes.
+  std::unique_ptr<metrics::Registry::ScrapeHandle> scrape_;
 };
 
 }  // namespace kapal::runtime

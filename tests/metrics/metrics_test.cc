@@ -37,6 +37,23 @@ TEST(MetricsTest, BuildInfoAndProcessMetrics) {
   EXPECT_THAT(text, ::testing::Not(HasSubstr("kapal_process_resident_memory_bytes 0\n")));
 }
 
+TEST(MetricsTest, AScrapeFunctionIsReadOnEveryScrapeUntilItsHandleGoes) {
+  Registry registry;
+  double queued = 2;
+  auto handle = registry.AddScrapeFunction([&] {
+    return std::vector<prometheus::MetricFamily>{
+        GaugeFamily("queued", "Things queued", "kind", {{"a", queued}, {"b", 0}})};
+  });
+  EXPECT_THAT(registry.Serialize(), HasSubstr("kapal_queued{kind=\"a\"} 2\n"));
+  queued = 5;
+  std::string text = registry.Serialize();
+  EXPECT_THAT(text, HasSubstr("kapal_queued{kind=\"a\"} 5\n"));
+  EXPECT_THAT(text, HasSubstr("kapal_queued{kind=\"b\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE kapal_queued gauge"));
+  handle.reset();
+  EXPECT_THAT(registry.Serialize(), ::testing::Not(HasSubstr("kapal_queued")));
+}
+
 TEST(MetricsTest, ExposerServesTheRegistryOnAPickedPort) {
   Registry registry;
   RegisterBuildInfo(registry, "1.2.3", "def");
