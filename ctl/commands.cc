@@ -147,6 +147,13 @@ absl::Status RunInfo(CriClient& client, OutputFormat format, std::ostream& out) 
   fact("pod CIDR", runtime.value("podCIDR", nlohmann::json()));
   fact("metrics", runtime.value("metricsAddress", nlohmann::json()));
   fact("database", runtime.value("database", nlohmann::json()));
+  if (runtime.contains("unsyncedLayers")) {
+    const nlohmann::json& unsynced = runtime["unsyncedLayers"];
+    facts.AddRow({"layers not yet synced",
+                  absl::StrCat(unsynced.value("thisBoot", 0), " waiting for the background sync, ",
+                               unsynced.value("earlierBoot", 0),
+                               " left by a machine crash that could not be unpacked again")});
+  }
   std::string names;
   for (const auto& handler : response.runtime_handlers()) {
     if (!handler.name().empty()) absl::StrAppend(&names, names.empty() ? "" : ", ", handler.name());

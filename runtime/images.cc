@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -36,7 +37,25 @@ Images::Images(images::Puller& puller, images::ImageStore& images, images::Conte
       pulls_(prometheus::BuildCounter()
                  .Name(metrics::Registry::Name("image_pulls_total"))
                  .Help("Image pulls by result (success, failure)")
-                 .Register(metrics.Prometheus())) {}
+                 .Register(metrics.Prometheus())),
+      scrape_(metrics.AddScrapeFunction([this] { return CollectUnsynced(); })) {}
+
+std::vector<prometheus::MetricFamily> Images::CollectUnsynced() {
+  absl::StatusOr<snapshotter::UnsyncedCounts> counts = snapshots_.CountUnsynced();
+  if (!counts.ok()) return {};
+  return {metrics::GaugeFamily(
+      "image_layers_unsynced",
+      "Unpacked image layers whose files are not known to be on disk: boot=\"this\" wait for the "
+      "background sync after their pull; boot=\"earlier\" were left so by a machine that went "
+      "down and could not be unpacked again (see kapald's log)",
+      "boot",
+      {{"this", static_cast<double>(counts->this_boot)},
+       {"earlier", static_cast<double>(counts->earlier_boot)}})};
+}
+
+absl::StatusOr<snapshotter::UnsyncedCounts> Images::UnsyncedLayers() {
+  return snapshots_.CountUnsynced();
+}
 
 absl::StatusOr<images::ImageRecord> Images::Pull(const std::string& reference,
                                                  const images::Credentials& credentials,

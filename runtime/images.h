@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -44,6 +45,8 @@ class Images {
   Images(images::Puller& puller, images::ImageStore& images, images::ContentStore& content,
          snapshotter::Snapshotter& snapshots, metrics::Registry& metrics, std::string root_dir,
          base::Logger& logger);
+  Images(const Images&) = delete;
+  Images& operator=(const Images&) = delete;
 
   // Where pulls, tags, removals, imports and pushes are told (the runtime's journal).
   void AttachJournal(Journal* journal) { journal_ = journal; }
@@ -67,6 +70,10 @@ class Images {
   // Images are counted from what the store recorded when each blob and layer was written (no
   // walk of the disk on kubelet's frequent polls); only writable snapshots are measured.
   absl::StatusOr<FilesystemUsage> Usage();
+  // Layers whose files were not synced yet (the default: a pull does not wait for them), and
+  // those an earlier boot left unsynced that could not be unpacked again at start (their files
+  // may be incomplete). Also served as kapal_image_layers_unsynced{boot="this"|"earlier"}.
+  absl::StatusOr<snapshotter::UnsyncedCounts> UnsyncedLayers();
   // IMAGE's history, newest first (as `docker history` shows it).
   std::vector<HistoryEntry> History(const images::ImageRecord& image);
   // An OCI image layout tar or a `docker save` tar at PATH; every blob digest-checked.
@@ -87,8 +94,12 @@ class Images {
   std::string root_dir_;
   base::Logger& logger_;
   prometheus::Family<prometheus::Counter>& pulls_;
+  std::vector<prometheus::MetricFamily> CollectUnsynced();
   std::mutex removal_mutex_;
   Journal* journal_ = nullptr;
+  // Last: the registry may outlive the images, and scrapes stop reading them before the rest
+  // goes.
+  std::unique_ptr<metrics::Registry::ScrapeHandle> scrape_;
 };
 
 }  // namespace kapal::runtime

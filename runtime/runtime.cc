@@ -360,9 +360,15 @@ absl::StatusOr<std::string> Runtime::PodCidr() {
 }
 
 nlohmann::json Runtime::Describe() {
-  return {{"database", parts_->store.Path()},
-          {"schemaVersion", parts_->store.SchemaVersion()},
-          {"pods", parts_->handlers.Describe()}};
+  nlohmann::json described = {{"database", parts_->store.Path()},
+                              {"schemaVersion", parts_->store.SchemaVersion()},
+                              {"pods", parts_->handlers.Describe()}};
+  if (absl::StatusOr<snapshotter::UnsyncedCounts> unsynced = parts_->images.UnsyncedLayers();
+      unsynced.ok()) {
+    described["unsyncedLayers"] = {{"thisBoot", unsynced->this_boot},
+                                   {"earlierBoot", unsynced->earlier_boot}};
+  }
+  return described;
 }
 
 }  // namespace kapal::runtime

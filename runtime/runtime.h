@@ -165,8 +165,8 @@ class Runtime {
   // one does not erase a known one (kubelet sends "" until the node has one).
   absl::Status SetPodCidr(const std::string& cidrs);
   absl::StatusOr<std::string> PodCidr();
-  // For Status verbose and `kapalctl info`: the database, and under "pods" the handlers and
-  // the limits of this host.
+  // For Status verbose and `kapalctl info`: the database, under "pods" the handlers and the
+  // limits of this host, under "unsyncedLayers" what Images::UnsyncedLayers counts.
   nlohmann::json Describe();
 
  private:

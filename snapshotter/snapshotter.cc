@@ -188,6 +188,24 @@ std::vector<Info> Snapshotter::UnsyncedFromEarlierBoots() {
   return found;
 }
 
+absl::StatusOr<UnsyncedCounts> Snapshotter::CountUnsynced() {
+  UnsyncedCounts counts;
+  absl::Status status = store_.WithDatabase([&](SQLite::Database& db) {
+    SQLite::Statement query(db,
+                            "SELECT COALESCE(SUM(unsynced_boot = ?), 0), "
+                            "COALESCE(SUM(unsynced_boot != ?), 0) FROM snapshots "
+                            "WHERE kind = 'committed' AND unsynced_boot != ''");
+    query.bind(1, deferred_sync_.boot_id);
+    query.bind(2, deferred_sync_.boot_id);
+    if (query.executeStep()) {
+      counts.this_boot = query.getColumn(0).getInt64();
+      counts.earlier_boot = query.getColumn(1).getInt64();
+    }
+  });
+  if (!status.ok()) return status;
+  return counts;
+}
+
 absl::StatusOr<bool> Snapshotter::Unsynced(const std::string& key) {
   std::optional<bool> unsynced;
   absl::Status status = store_.WithDatabase([&](SQLite::Database& db) {

@@ -46,6 +46,12 @@ struct Usage {
   int64_t inodes = 0;
 };
 
+// Committed snapshots whose tree is not yet known to be on disk (Sync::kDeferred).
+struct UnsyncedCounts {
+  int64_t this_boot = 0;     // waiting for the background sync
+  int64_t earlier_boot = 0;  // the machine went down first and the owner could not make them again
+};
+
 // Where an active snapshot's tree lives: with the image layers, or (a container's root
 // filesystem) under the writable root, which may be another filesystem (KEP-4191's split image
 // filesystem: kubelet then watches the two disks apart).
@@ -126,6 +132,8 @@ class Snapshotter {
   // Committed snapshots whose tree was not known to be on disk when an earlier boot ended:
   // their files may be incomplete after a power loss.
   std::vector<Info> UnsyncedFromEarlierBoots();
+  // How many committed snapshots wait for their deferred sync, by the boot that committed them.
+  absl::StatusOr<UnsyncedCounts> CountUnsynced();
   // Whether KEY's tree still waits for its deferred sync (in this boot or an earlier one).
   absl::StatusOr<bool> Unsynced(const std::string& key);
   // Replaces committed snapshot KEY's tree with STAGED (from NewStagingDirectory: the same

@@ -274,6 +274,41 @@ TEST_F(ImageServiceTest, LayersNotSyncedWhenTheMachineWentDownAreUnpackedAgainAt
   EXPECT_EQ(List().size(), 2u);
 }
 
+TEST_F(ImageServiceTest, UnsyncedLayersAreCountedInMetricsAndInfo) {
+  ASSERT_TRUE(registry_->Push("kapal/busybox", "1", busybox_).ok());
+  ASSERT_TRUE(Pull(Ref("kapal/busybox:1")).ok());
+  auto scrape = [&] {
+    absl::StatusOr<std::string> address = kapald_->MetricsAddress();
+    EXPECT_TRUE(address.ok()) << address.status();
+    return RunCommand({"/usr/bin/curl", "-sf", "http://" + address.value_or("") + "/metrics"}).out;
+  };
+  // The background sync comes 10 s after the pull: not yet.
+  EXPECT_THAT(scrape(), HasSubstr("kapal_image_layers_unsynced{boot=\"this\"} 1\n"));
+  CommandResult info = kapald_->Kapalctl({"info"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_EQ(nlohmann::json::parse(info.out)["runtime"]["unsyncedLayers"],
+            nlohmann::json({{"thisBoot", 1}, {"earlierBoot", 0}}));
+
+  // The machine went down before the sync, and the layer's blob is gone too (removed by hand):
+  // the layer cannot be unpacked again, kapald says so and keeps counting it.
+  kapald_->Process().Kill();
+  {
+    SQLite::Database db(kapald_->RootDir() + "/kapal.db", SQLite::OPEN_READWRITE);
+    db.exec("UPDATE snapshots SET unsynced_boot = 'an-earlier-boot' WHERE unsynced_boot != ''");
+  }
+  std::string blob = busybox_.layers[0].digest;
+  ASSERT_EQ(::unlink((kapald_->RootDir() + "/content/blobs/sha256/" + blob.substr(7)).c_str()), 0);
+  ASSERT_TRUE(kapald_->Restart().ok()) << kapald_->Log();
+  EXPECT_THAT(kapald_->Log(),
+              HasSubstr("could not unpack a layer again after the machine went down"));
+  std::string metrics = scrape();
+  EXPECT_THAT(metrics, HasSubstr("kapal_image_layers_unsynced{boot=\"this\"} 0\n"));
+  EXPECT_THAT(metrics, HasSubstr("kapal_image_layers_unsynced{boot=\"earlier\"} 1\n"));
+  CommandResult table = kapald_->Kapalctl({"info", "-o", "table"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("0 waiting for the background sync, 1 left by a machine crash"));
+}
+
 TEST_F(ImageServiceTest, PullMetricsCountResults) {
   ASSERT_TRUE(registry_->Push("kapal/busybox", "1", busybox_).ok());
   ASSERT_TRUE(Pull(Ref("kapal/busybox:1")).ok());

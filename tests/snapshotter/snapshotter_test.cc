@@ -292,6 +292,14 @@ class DeferredSyncTest : public SnapshotterTest {
     ASSERT_TRUE(base::WriteFileAtomically(*content + "/" + file, "from " + name).ok());
     ASSERT_TRUE(snapshotter_->Commit(name, key, sync).ok());
   }
+  // this boot's, earlier boots'
+  using Counted = std::pair<int64_t, int64_t>;
+  Counted Counts() {
+    absl::StatusOr<UnsyncedCounts> counts = snapshotter_->CountUnsynced();
+    EXPECT_TRUE(counts.ok()) << counts.status();
+    if (!counts.ok()) return {-1, -1};
+    return {counts->this_boot, counts->earlier_boot};
+  }
   std::vector<std::string> UnsyncedKeys() {
     std::vector<std::string> keys;
     for (const Info& info : snapshotter_->UnsyncedFromEarlierBoots()) keys.push_back(info.key);
@@ -306,8 +314,10 @@ TEST_P(DeferredSyncTest, ADeferredCommitWaitsForItsSyncAndOnlyOverlayDefers) {
   // The native driver's trees hold their parents' files too: only overlay can unpack a layer
   // again on its own, so only overlay defers.
   EXPECT_EQ(snapshotter_->Unsynced("deferred").value_or(false), GetParam() == Driver::kOverlay);
+  EXPECT_EQ(Counts(), Counted(GetParam() == Driver::kOverlay ? 1 : 0, 0));
   ASSERT_TRUE(snapshotter_->SyncDeferred().ok());
   EXPECT_FALSE(snapshotter_->Unsynced("deferred").value_or(true));
+  EXPECT_EQ(Counts(), Counted(0, 0));
   EXPECT_EQ(snapshotter_->Unsynced("absent").status().code(), absl::StatusCode::kNotFound);
 }
 
@@ -317,6 +327,7 @@ using OverlayDeferredSyncTest = DeferredSyncTest;
 TEST_P(OverlayDeferredSyncTest, AnotherBootListsWhatWasNotSyncedAndTheSameBootSyncsIt) {
   CommitLayer("base", "", "a", Sync::kDeferred);
   CommitLayer("top", "base", "b", Sync::kDeferred);
+  EXPECT_EQ(Counts(), Counted(2, 0));
   // kapald stops without its sync (killed): a new kapald in the same boot syncs them, since
   // the page cache still has their files.
   Boot("boot-1");
@@ -332,6 +343,7 @@ TEST_P(OverlayDeferredSyncTest, AnotherBootListsWhatWasNotSyncedAndTheSameBootSy
   // Its sync of this boot does not vouch for files an earlier boot may have lost.
   ASSERT_TRUE(snapshotter_->SyncDeferred().ok());
   EXPECT_THAT(UnsyncedKeys(), ::testing::ElementsAre("later"));
+  EXPECT_EQ(Counts(), Counted(0, 1));
 }
 
 TEST_P(OverlayDeferredSyncTest, ASnapshotOfTheSameNameLaterIsNotMarkedByAnEarlierSync) {
