@@ -297,10 +297,12 @@ absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerS
   // Owners by number (the image's uids, not this host's names). Paths are made safe by
   // CleanPath and ParentCheck before they reach libarchive, and handed to it as
   // ROOT/relative, so its own absolute-path refusal cannot be used; its '..' check stays as a
-  // second guard.
+  // second guard. No ARCHIVE_EXTRACT_UNLINK: it unlinks every path before creating it, which in
+  // a fresh layer (the usual case) fails 13,500 times for the realistic image's 13,500 files;
+  // libarchive replaces what is in the way all the same when its create finds it (a lower
+  // layer's file in a native snapshot, an entry twice in one layer).
   archive_write_disk_set_options(disk.handle, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM |
                                                   ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
-                                                  ARCHIVE_EXTRACT_UNLINK |
                                                   ARCHIVE_EXTRACT_SECURE_NODOTDOT);
 
   UnpackedLayer result;

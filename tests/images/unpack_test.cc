@@ -127,6 +127,46 @@ TEST_F(UnpackTest, AppliedWhiteoutsDeleteFromLowerLayers) {
   EXPECT_TRUE(Exists(root_ + "/var/new")) << "opaque: this layer's entry stays, whatever the order";
 }
 
+TEST_F(UnpackTest, ALaterLayerReplacesFilesLinksAndDirectoriesOfALowerOne) {
+  // Unpacked over a lower layer's files (the native snapshotter's copy of its parent): what is
+  // in the way is replaced, never written through.
+  ASSERT_TRUE(Unpack({{Kind::kFile, "a", "old"},
+                      {Kind::kSymlink, "b", "a"},
+                      {Kind::kFile, "c", "shared"},
+                      {Kind::kHardlink, "d", "c"},
+                      {Kind::kDirectory, "f", "", 0755},
+                      {Kind::kFile, "g", "file"},
+                      {Kind::kFile, "e", "lower"}},
+                     Compression::kGzip, WhiteoutStyle::kApply)
+                  .ok());
+  auto second = Unpack({{Kind::kFile, "a", "new"},
+                        {Kind::kFile, "b", "own"},
+                        {Kind::kFile, "d", "changed"},
+                        {Kind::kFile, "f", "now a file"},
+                        {Kind::kDirectory, "g", "", 0755},
+                        {Kind::kFile, "g/inner", "i"},
+                        {Kind::kFile, "h", "first"},
+                        {Kind::kFile, "h", "second"},
+                        {Kind::kHardlink, "e", "a"}},
+                       Compression::kGzip, WhiteoutStyle::kApply);
+  ASSERT_TRUE(second.ok()) << second.status();
+  auto read = [&](const std::string& relative) {
+    return base::ReadFile(root_ + "/" + relative).value_or("<missing>");
+  };
+  EXPECT_EQ(read("a"), "new");
+  EXPECT_TRUE(S_ISREG(Lstat("b").st_mode)) << "the symlink was replaced, not followed";
+  EXPECT_EQ(read("b"), "own");
+  EXPECT_EQ(read("c"), "shared") << "the other name of the hard link keeps its content";
+  EXPECT_EQ(read("d"), "changed");
+  EXPECT_NE(Lstat("c").st_ino, Lstat("d").st_ino);
+  EXPECT_TRUE(S_ISREG(Lstat("f").st_mode));
+  EXPECT_EQ(read("f"), "now a file");
+  EXPECT_TRUE(S_ISDIR(Lstat("g").st_mode));
+  EXPECT_EQ(read("g/inner"), "i");
+  EXPECT_EQ(read("h"), "second") << "an entry twice in one layer: the last one wins";
+  EXPECT_EQ(Lstat("e").st_ino, Lstat("a").st_ino) << "a hard link replaces the lower file";
+}
+
 TEST_F(UnpackTest, DotDotEntryIsRejected) {
   auto unpacked = Unpack({{Kind::kFile, "../escaped", "x"}});
   ASSERT_FALSE(unpacked.ok());
