@@ -41,7 +41,7 @@ Images::Images(images::Puller& puller, images::ImageStore& images, images::Conte
       scrape_(metrics.AddScrapeFunction([this] { return CollectUnsynced(); })) {}
 
 std::vector<prometheus::MetricFamily> Images::CollectUnsynced() {
-  absl::StatusOr<snapshotter::UnsyncedCounts> counts = snapshots_.CountUnsynced();
+  absl::StatusOr<snapshotter::UnsyncedCounts> counts = UnsyncedLayers();
   if (!counts.ok()) return {};
   return {metrics::GaugeFamily(
       "image_layers_unsynced",

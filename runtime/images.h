@@ -85,6 +85,8 @@ class Images {
 
  private:
   absl::Status CollectGarbage(const std::vector<images::Digest>& released_blobs);
+  // kapal_image_layers_unsynced, at scrape time.
+  std::vector<prometheus::MetricFamily> CollectUnsynced();
   void Tell(const std::string& action, const std::string& id, const std::string& name);
 
   images::Puller& puller_;
@@ -94,7 +96,6 @@ class Images {
   std::string root_dir_;
   base::Logger& logger_;
   prometheus::Family<prometheus::Counter>& pulls_;
-  std::vector<prometheus::MetricFamily> CollectUnsynced();
   std::mutex removal_mutex_;
   Journal* journal_ = nullptr;
   // Last: the registry may outlive the images, and scrapes stop reading them before the rest
