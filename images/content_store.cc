@@ -25,6 +25,9 @@ namespace kapal::images {
 namespace {
 
 constexpr size_t kWriteChunk = 1 << 20;
+// How much of a blob is written between two of its background syncs. 4, 8 and 16 MiB did the
+// same for three 50 MB blobs written at once (the final fsync 0.01 s instead of 0.2 s).
+constexpr int64_t kWriteBehindBytes = 8 << 20;
 
 int64_t NowSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -166,6 +169,7 @@ BlobWriter::BlobWriter(ContentStore& content, Digest expected, bool verify, int6
       media_type_(std::move(media_type)),
       temp_path_(std::move(temp_path)),
       fd_(fd),
+      write_behind_(fd, kWriteBehindBytes),
       hasher_(std::move(hasher)) {
   pending_.reserve(kWriteChunk + 64 * 1024);
 }
@@ -173,6 +177,7 @@ BlobWriter::BlobWriter(ContentStore& content, Digest expected, bool verify, int6
 BlobWriter::~BlobWriter() {
   Abandon(
       absl::AbortedError(absl::StrCat("the download of blob ", expected_.String(), " stopped")));
+  (void)write_behind_.Finish();  // its thread may be syncing fd_
   if (fd_ >= 0) ::close(fd_);
   if (!committed_) ::unlink(temp_path_.c_str());
 }
@@ -202,6 +207,7 @@ absl::Status BlobWriter::WriteAt(int64_t offset, const char* data, size_t size) 
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return base::ErrnoStatus(errno, "write " + temp_path_);
     if (followed_ != nullptr) followed_->Add(offset, n);
+    write_behind_.Wrote(n);
     data += n;
     size -= static_cast<size_t>(n);
     offset += n;
@@ -242,13 +248,9 @@ absl::Status BlobWriter::HashFile() {
 
 absl::Status BlobWriter::Flush() {
   absl::Status status = WriteAll(fd_, pending_.data(), pending_.size(), temp_path_);
-  // The disk starts writing this piece now, while the rest downloads, so that the fsync at
-  // Commit finds little left to wait for (it was a tenth of a pull's time). Only a hint: an
-  // error here changes nothing, the fsync still decides.
   if (status.ok() && !pending_.empty()) {
     if (followed_ != nullptr) followed_->Add(flushed_, static_cast<int64_t>(pending_.size()));
-    (void)::sync_file_range(fd_, static_cast<off_t>(flushed_), static_cast<off_t>(pending_.size()),
-                            SYNC_FILE_RANGE_WRITE);
+    write_behind_.Wrote(static_cast<int64_t>(pending_.size()));
     flushed_ += static_cast<int64_t>(pending_.size());
   }
   pending_.clear();
@@ -282,6 +284,9 @@ absl::StatusOr<int64_t> BlobWriter::Commit() {
   if (actual != expected_) {
     return absl::DataLossError(
         absl::StrCat("blob ", expected_.String(), ": digest mismatch (got ", actual.String(), ")"));
+  }
+  if (absl::Status synced = write_behind_.Finish(); !synced.ok()) {
+    return absl::Status(synced.code(), absl::StrCat(temp_path_, ": ", synced.message()));
   }
   if (::fsync(fd_) != 0) return base::ErrnoStatus(errno, "fsync " + temp_path_);
   ::close(fd_);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/write_behind_sync.h"
 #include "images/byte_source.h"
 #include "images/digest.h"
 #include "store/store.h"
@@ -58,6 +59,9 @@ class BlobWriter {
   std::string media_type_;
   std::string temp_path_;
   int fd_;
+  // Background fdatasyncs while the blob downloads, so that Commit's fsync waits only for the
+  // tail; finished before fd_ is closed.
+  base::WriteBehindSync write_behind_;
   absl::Status Flush();
   absl::Status HashFile();
   std::shared_ptr<WrittenPrefix> followed_;  // set by Follow
