@@ -43,11 +43,14 @@ void WriteBehindSync::Run() {
     lock.unlock();
     int result;
     do {
-      result = ::fdatasync(fd_);
+      result = scope_ == Scope::kFile ? ::fdatasync(fd_) : ::syncfs(fd_);
     } while (result != 0 && errno == EINTR);
     int error = result == 0 ? 0 : errno;
     lock.lock();
-    if (error != 0 && error_.ok()) error_ = ErrnoStatus(error, "fdatasync while writing");
+    if (error != 0 && error_.ok()) {
+      error_ = ErrnoStatus(
+          error, scope_ == Scope::kFile ? "fdatasync while writing" : "syncfs while writing");
+    }
   }
 }
 

@@ -18,12 +18,17 @@ namespace kapal::base {
 // The thread starts at the first EVERY_BYTES, so small files never get one.
 class WriteBehindSync {
  public:
-  WriteBehindSync(int fd, int64_t every_bytes) : fd_(fd), every_bytes_(every_bytes) {}
+  enum class Scope {
+    kFile,        // fdatasync of FD, for one file being written
+    kFilesystem,  // syncfs of FD's filesystem, for many files (a layer's tree) being written
+  };
+  WriteBehindSync(int fd, int64_t every_bytes, Scope scope = Scope::kFile)
+      : fd_(fd), every_bytes_(every_bytes), scope_(scope) {}
   WriteBehindSync(const WriteBehindSync&) = delete;
   WriteBehindSync& operator=(const WriteBehindSync&) = delete;
   ~WriteBehindSync() { (void)Finish(); }
 
-  // BYTES more were written to the file (any thread).
+  // BYTES more were written to the file or filesystem (any thread).
   void Wrote(int64_t bytes);
   // Stops the background syncs, waiting for one that runs, and returns the first error one of
   // them met. The caller must check it: the kernel reports a write-back error once per open
@@ -36,6 +41,7 @@ class WriteBehindSync {
 
   const int fd_;
   const int64_t every_bytes_;
+  const Scope scope_;
   std::mutex mutex_;
   std::condition_variable changed_;
   int64_t written_ = 0;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <shared_mutex>
 #include <thread>
 #include <vector>
@@ -138,8 +139,8 @@ absl::Status Puller::Download(RegistryClient& client, const std::string& reposit
 absl::StatusOr<std::string> Puller::DownloadAndStage(
     RegistryClient& client, const std::string& repository, const Descriptor& layer,
     const Digest& diff_id, const Digest& chain_id, const ProgressCallback& progress,
-    PullReport* report, UnpackedLayer& unpacked,
-    std::chrono::steady_clock::time_point& downloaded) {
+    PullReport* report, UnpackedLayer& unpacked, std::chrono::steady_clock::time_point& downloaded,
+    base::WriteBehindSync* files_behind) {
   if (snapshots_.GetDriver() != snapshotter::Driver::kOverlay) return std::string();
   if (absl::StatusOr<snapshotter::Info> existing = snapshots_.Stat(chain_id.String());
       existing.ok() && existing->kind == snapshotter::Kind::kCommitted) {
@@ -162,9 +163,9 @@ absl::StatusOr<std::string> Puller::DownloadAndStage(
     // inflate and writing the files overlap the transfer and the blob's fsync.
     absl::StatusOr<UnpackedLayer> unpack_result = absl::UnknownError("not run");
     std::thread unpacker([&] {
-      unpack_result =
-          images::UnpackLayerFrom(std::move(*follower), layer.digest.String(), *directory,
-                                  WhiteoutStyle::kOverlay, &diff_id, options_.inflate);
+      unpack_result = images::UnpackLayerFrom(std::move(*follower), layer.digest.String(),
+                                              *directory, WhiteoutStyle::kOverlay, &diff_id,
+                                              options_.inflate, files_behind);
     });
     absl::Status status = FetchInto(client, repository, layer, ranges, **writer, progress);
     if (status.ok()) {
@@ -276,22 +277,24 @@ absl::Status Puller::FetchInRanges(RegistryClient& client, const std::string& re
 }
 
 absl::StatusOr<std::string> Puller::StageLayer(const Descriptor& layer, const Digest& diff_id,
-                                               const Digest& chain_id, UnpackedLayer& result) {
+                                               const Digest& chain_id, UnpackedLayer& result,
+                                               base::WriteBehindSync* files_behind) {
   if (snapshots_.GetDriver() != snapshotter::Driver::kOverlay) return std::string();
   if (absl::StatusOr<snapshotter::Info> existing = snapshots_.Stat(chain_id.String());
       existing.ok() && existing->kind == snapshotter::Kind::kCommitted) {
     return std::string();
   }
-  return UnpackIntoStaging(layer, diff_id, result);
+  return UnpackIntoStaging(layer, diff_id, result, files_behind);
 }
 
 absl::StatusOr<std::string> Puller::UnpackIntoStaging(const Descriptor& layer,
-                                                      const Digest& diff_id,
-                                                      UnpackedLayer& result) {
+                                                      const Digest& diff_id, UnpackedLayer& result,
+                                                      base::WriteBehindSync* files_behind) {
   absl::StatusOr<std::string> staged = snapshots_.NewStagingDirectory();
   if (!staged.ok()) return staged.status();
-  absl::StatusOr<UnpackedLayer> unpacked = images::UnpackLayer(
-      content_.PathOf(layer.digest), *staged, WhiteoutStyle::kOverlay, &diff_id, options_.inflate);
+  absl::StatusOr<UnpackedLayer> unpacked =
+      images::UnpackLayer(content_.PathOf(layer.digest), *staged, WhiteoutStyle::kOverlay, &diff_id,
+                          options_.inflate, files_behind);
   if (!unpacked.ok()) {
     (void)base::RemoveTree(*staged);
     return unpacked.status();  // the caller names the layer
@@ -456,6 +459,20 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
   std::mutex failure_mutex;
   absl::Status failure;
   std::map<std::string, std::string> staged;  // layer digest -> staging directory
+  // Synced at commit: the disk writes the staged files while they are unpacked (see
+  // PullOptions::sync_behind_bytes).
+  base::UniqueFd layers_filesystem;
+  std::optional<base::WriteBehindSync> files_behind;
+  if (options_.layer_sync == snapshotter::Sync::kAtCommit &&
+      snapshots_.GetDriver() == snapshotter::Driver::kOverlay) {
+    layers_filesystem =
+        base::UniqueFd(::open(snapshots_.Root().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (layers_filesystem) {
+      files_behind.emplace(layers_filesystem.Get(), options_.sync_behind_bytes,
+                           base::WriteBehindSync::Scope::kFilesystem);
+    }
+  }
+  base::WriteBehindSync* files_behind_pointer = files_behind ? &*files_behind : nullptr;
   auto remove_staged = [&] {
     for (const auto& [digest, directory] : staged) (void)base::RemoveTree(directory);
   };
@@ -473,7 +490,7 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
       if (!present && !diff_ids.empty() && options_.stream_min_bytes > 0 &&
           layer.size >= options_.stream_min_bytes) {
         streamed = DownloadAndStage(client, repository, layer, diff_ids[i], chain_ids[i], progress,
-                                    report, unpacked, downloaded);
+                                    report, unpacked, downloaded, files_behind_pointer);
       }
       absl::Status done = streamed.status();
       if (done.ok() && streamed->empty()) {
@@ -492,7 +509,9 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
       }
       if (done.ok() && !diff_ids.empty()) {
         absl::StatusOr<std::string> directory =
-            !streamed->empty() ? *streamed : StageLayer(layer, diff_ids[i], chain_ids[i], unpacked);
+            !streamed->empty()
+                ? *streamed
+                : StageLayer(layer, diff_ids[i], chain_ids[i], unpacked, files_behind_pointer);
         if (directory.ok() && !directory->empty()) Account(unpacked, report);
         if (directory.ok() && !present && report != nullptr) {
           auto since_began = [&](std::chrono::steady_clock::time_point moment) {
@@ -525,6 +544,13 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
                                         static_cast<int>(manifest->layers.size())));
   for (int i = 0; i < count; ++i) workers.emplace_back(worker);
   for (std::thread& thread : workers) thread.join();
+  if (files_behind) {
+    // A write-back error seen by a background syncfs is not reported again to the commits'.
+    if (absl::Status synced = files_behind->Finish(); !synced.ok() && failure.ok()) {
+      failure =
+          absl::Status(synced.code(), absl::StrCat(snapshots_.Root(), ": ", synced.message()));
+    }
+  }
   if (!failure.ok()) {
     remove_staged();
     return Annotate(failure, context);

@@ -85,6 +85,10 @@ struct PullOptions {
   // the machine, RebuildUnsyncedLayers does. At commit: one syncfs per committed layer.
   // Pulls hold the background sync off while they run (Snapshotter::SyncHold).
   snapshotter::Sync layer_sync = snapshotter::Sync::kDeferred;
+  // Synced at commit (overlay): how much of the layers' files a pull writes between two
+  // background syncfs while it unpacks, so that each commit's syncfs finds little left (where a
+  // flush is what writes, a virtual disk, the commit otherwise waited for all of it).
+  int64_t sync_behind_bytes = 16 << 20;
   RegistryHosts hosts;  // mirrors, TLS settings and credentials per registry
 };
 
@@ -146,13 +150,11 @@ class Puller {
   // Downloads LAYER and unpacks it into a staging directory at once (the unpack follows the
   // blob's file as it is written); the directory, or "" when that does not apply (not overlay,
   // already there, a network fault: the caller then downloads it the ordinary way).
-  absl::StatusOr<std::string> DownloadAndStage(RegistryClient& client,
-                                               const std::string& repository,
-                                               const Descriptor& layer, const Digest& diff_id,
-                                               const Digest& chain_id,
-                                               const ProgressCallback& progress, PullReport* report,
-                                               UnpackedLayer& unpacked,
-                                               std::chrono::steady_clock::time_point& downloaded);
+  absl::StatusOr<std::string> DownloadAndStage(
+      RegistryClient& client, const std::string& repository, const Descriptor& layer,
+      const Digest& diff_id, const Digest& chain_id, const ProgressCallback& progress,
+      PullReport* report, UnpackedLayer& unpacked,
+      std::chrono::steady_clock::time_point& downloaded, base::WriteBehindSync* files_behind);
   // BLOB's bytes into WRITER, as ranges (FetchInRanges) or in one request, PROGRESS told at
   // most every 100 ms.
   absl::Status FetchInto(RegistryClient& client, const std::string& repository,
@@ -175,11 +177,13 @@ class Puller {
   // layers unpack in parallel and while others download). "" when the layer is there already
   // or staging does not apply.
   // LAYER's blob unpacked into a fresh staging directory (overlay form), its diff id checked;
-  // nothing is left when it fails.
+  // nothing is left when it fails. FILES_BEHIND, when given, is told of the files' bytes.
   absl::StatusOr<std::string> UnpackIntoStaging(const Descriptor& layer, const Digest& diff_id,
-                                                UnpackedLayer& result);
+                                                UnpackedLayer& result,
+                                                base::WriteBehindSync* files_behind = nullptr);
   absl::StatusOr<std::string> StageLayer(const Descriptor& layer, const Digest& diff_id,
-                                         const Digest& chain_id, UnpackedLayer& unpacked);
+                                         const Digest& chain_id, UnpackedLayer& unpacked,
+                                         base::WriteBehindSync* files_behind);
   // Adds one unpacked layer's times to REPORT (may be null).
   void Account(const UnpackedLayer& unpacked, PullReport* report);
   // Runs WORK once for KEY while concurrent callers with the same KEY wait for its result.

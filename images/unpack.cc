@@ -280,7 +280,8 @@ absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerS
                                            const std::string& blob_path, const std::string& root,
                                            WhiteoutStyle style, const Digest* expected_diff_id,
                                            Clock::time_point started,
-                                           const ExtractOptions& extract = {}) {
+                                           const ExtractOptions& extract = {},
+                                           base::WriteBehindSync* write_behind = nullptr) {
   if (!stream.ok()) return stream.status();
   absl::StatusOr<Hasher> hasher = Hasher::ForAlgorithm("sha256");
   if (!hasher.ok()) return hasher.status();
@@ -402,6 +403,7 @@ absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerS
         return absl::InternalError(
             absl::StrCat("write \"", raw, "\": ", archive_error_string(disk.handle)));
       }
+      if (write_behind != nullptr) write_behind->Wrote(static_cast<int64_t>(size));
     }
     if (archive_write_finish_entry(disk.handle) != ARCHIVE_OK) {
       return absl::InternalError(
@@ -433,19 +435,21 @@ absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerS
 
 absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const std::string& root,
                                           WhiteoutStyle style, const Digest* expected_diff_id,
-                                          InflateEngine engine) {
+                                          InflateEngine engine,
+                                          base::WriteBehindSync* write_behind) {
   auto started = Clock::now();
   return UnpackStream(LayerStream::Open(blob_path, engine), blob_path, root, style,
-                      expected_diff_id, started);
+                      expected_diff_id, started, {}, write_behind);
 }
 
 absl::StatusOr<UnpackedLayer> UnpackLayerFrom(std::unique_ptr<ByteSource> source,
                                               const std::string& name, const std::string& root,
                                               WhiteoutStyle style, const Digest* expected_diff_id,
-                                              InflateEngine engine) {
+                                              InflateEngine engine,
+                                              base::WriteBehindSync* write_behind) {
   auto started = Clock::now();
   return UnpackStream(LayerStream::FromSource(std::move(source), name, engine), name, root, style,
-                      expected_diff_id, started);
+                      expected_diff_id, started, {}, write_behind);
 }
 
 absl::StatusOr<UnpackedLayer> ExtractArchive(const std::string& path, const std::string& root,

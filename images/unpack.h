@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "base/write_behind_sync.h"
 #include "images/byte_source.h"
 #include "images/decompress.h"
 #include "images/digest.h"
@@ -52,17 +53,20 @@ struct UnpackedLayer {
 // owners, modes, mtimes, xattrs, hard links and device nodes. An entry whose path leaves ROOT
 // (`..`), or that would be written through a symlink, is INVALID_ARGUMENT: the whole layer is
 // refused, and the caller discards ROOT. EXPECTED_DIFF_ID, when given, is checked against the tar's
-// digest (DATA_LOSS on mismatch).
+// digest (DATA_LOSS on mismatch). WRITE_BEHIND, when given, is told of every file byte
+// written, so that the disk writes the tree while it is unpacked.
 absl::StatusOr<UnpackedLayer> UnpackLayer(const std::string& blob_path, const std::string& root,
                                           WhiteoutStyle style,
                                           const Digest* expected_diff_id = nullptr,
-                                          InflateEngine engine = InflateEngine::kIsal);
+                                          InflateEngine engine = InflateEngine::kIsal,
+                                          base::WriteBehindSync* write_behind = nullptr);
 // The same, reading the blob's bytes from SOURCE as they arrive (a download followed by its
 // unpack); NAME is for errors.
 absl::StatusOr<UnpackedLayer> UnpackLayerFrom(std::unique_ptr<ByteSource> source,
                                               const std::string& name, const std::string& root,
                                               WhiteoutStyle style, const Digest* expected_diff_id,
-                                              InflateEngine engine);
+                                              InflateEngine engine,
+                                              base::WriteBehindSync* write_behind = nullptr);
 
 // The tar at PATH (plain, gzip or zstd) extracted into ROOT with the guards of UnpackLayer
 // (nothing is written outside ROOT or through a symlink) and no whiteouts.

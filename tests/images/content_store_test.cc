@@ -3,6 +3,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <dirent.h>
 
+#include <algorithm>
 #include <thread>
 #include <vector>
 
@@ -111,6 +112,32 @@ TEST_F(ContentStoreTest, AbandonedWriterKeepsNothing) {
   EXPECT_FALSE(content_->Has(digest));
   EXPECT_EQ(IngestEntries(), 0);
   EXPECT_EQ(ContentRows(), 0);
+}
+
+// Blobs of more than 8 MiB are synced in the background while they are written: the blob
+// keeps every byte, and a writer dropped midway (its sync may be running) keeps nothing.
+TEST_F(ContentStoreTest, LargeBlobSyncedWhileWrittenKeepsEveryByteOrNothing) {
+  std::string data;
+  for (int i = 0; i < 20 << 20; ++i) data += static_cast<char>('a' + i % 29);
+  Digest digest = Digest::Sha256Of(data);
+  {
+    auto dropped = content_->Writer(digest, static_cast<int64_t>(data.size()));
+    ASSERT_TRUE(dropped.ok());
+    ASSERT_TRUE((*dropped)->Write(data.data(), 12 << 20).ok());
+  }
+  EXPECT_FALSE(content_->Has(digest));
+  EXPECT_EQ(IngestEntries(), 0);
+  auto writer = content_->Writer(digest, static_cast<int64_t>(data.size()));
+  ASSERT_TRUE(writer.ok());
+  for (size_t at = 0; at < data.size(); at += 64 * 1024) {
+    ASSERT_TRUE(
+        (*writer)->Write(data.data() + at, std::min<size_t>(64 * 1024, data.size() - at)).ok());
+  }
+  auto committed = (*writer)->Commit();
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  EXPECT_EQ(*committed, static_cast<int64_t>(data.size()));
+  EXPECT_TRUE(content_->ReadAll(digest).value_or("") == data);
+  EXPECT_EQ(IngestEntries(), 0);
 }
 
 // Everything a follower reads, in order, until its end or error.

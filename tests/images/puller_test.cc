@@ -373,11 +373,14 @@ TEST_P(OverlayPullTest, ALayerWhoseBlobIsGoneCannotBeUnpackedAgainAndIsNamed) {
 TEST_P(PullTest, LayersSyncedAtCommitWhenConfigured) {
   PullOptions options;
   options.layer_sync = snapshotter::Sync::kAtCommit;
+  // Background syncs while the layers unpack (overlay), many of them for busybox's layer.
+  options.sync_behind_bytes = 64 * 1024;
   puller_ = std::make_unique<Puller>(*content_, *snapshots_, *images_, options);
   ASSERT_TRUE(registry_->Push("kapal/synced", "v1", Busybox()).ok());
   auto pulled = puller_->Pull(Ref("kapal/synced:v1"), {});
   ASSERT_TRUE(pulled.ok()) << pulled.status();
   EXPECT_FALSE(snapshots_->Unsynced(pulled->top_chain_id.String()).value_or(true));
+  InRootfs(*pulled, [](const std::string& root) { EXPECT_TRUE(Exists(root + "/bin/busybox")); });
 }
 
 TEST_P(PullTest, MultiPlatformIndexPicksThisNode) {
