@@ -7,15 +7,20 @@
 // CRI endpoint pulls it ROUNDS times (removing it before each pull) and prints the median time,
 // the range and the throughput. Throughput counts the compressed bytes fetched from the
 // registry. Endpoints take turns round by round, so that a disk's or cache's warm-up does not
-// favour the one measured last.
+// favour the one measured last. The last two columns say what the machine's cores did during
+// an endpoint's pulls (all processes, from /proc/stat): busy, and idle while waiting for the
+// disk (iowait), as shares of cores x pull time; a pull bound by the CPU shows ~100% busy,
+// one that waits for the disk shows iowait.
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <random>
+#include <sstream>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
@@ -43,6 +48,23 @@ std::unique_ptr<grpc::ClientContext> Deadline(std::chrono::seconds seconds) {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(std::chrono::system_clock::now() + seconds);
   return context;
+}
+
+// The machine's CPU time so far, in clock ticks, from /proc/stat's first line.
+struct CpuTicks {
+  int64_t busy = 0;    // user, nice, system, irq, softirq, steal
+  int64_t iowait = 0;  // idle while a task waited for the disk
+};
+
+CpuTicks ReadCpuTicks() {
+  std::ifstream stat("/proc/stat");
+  std::string line;
+  std::getline(stat, line);
+  std::istringstream fields(line);
+  std::string label;
+  int64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  fields >> label >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  return {user + nice + system + irq + softirq + steal, iowait};
 }
 
 }  // namespace
@@ -93,6 +115,7 @@ int main(int argc, char** argv) {
   std::cout << absl::StrFormat("image %s: %s, %.1f MB compressed, median of %d pulls\n", reference,
                                description, bytes / 1e6, rounds);
   std::vector<std::vector<double>> seconds(endpoints.size());
+  std::vector<CpuTicks> during(endpoints.size());  // summed over an endpoint's pulls
   for (int round = 0; round < rounds; ++round) {
     for (size_t e = 0; e < endpoints.size(); ++e) {
       auto channel = grpc::CreateChannel(endpoints[e], grpc::InsecureChannelCredentials());
@@ -110,10 +133,14 @@ int main(int argc, char** argv) {
       runtime::v1::PullImageRequest pull;
       pull.mutable_image()->set_image(reference);
       runtime::v1::PullImageResponse pulled;
+      CpuTicks ticks_before = ReadCpuTicks();
       auto start = std::chrono::steady_clock::now();
       status = images->PullImage(Deadline(std::chrono::seconds(600)).get(), pull, &pulled);
       double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      CpuTicks ticks_after = ReadCpuTicks();
+      during[e].busy += ticks_after.busy - ticks_before.busy;
+      during[e].iowait += ticks_after.iowait - ticks_before.iowait;
       if (!status.ok()) {
         std::cerr << endpoints[e] << ": PullImage: " << status.error_message() << "\n";
         return 1;
@@ -121,13 +148,20 @@ int main(int argc, char** argv) {
       seconds[e].push_back(elapsed);
     }
   }
-  std::cout << absl::StrFormat("%-64s %8s %14s %8s\n", "endpoint", "seconds", "range", "MB/s");
+  std::cout << absl::StrFormat("%-64s %8s %14s %8s %6s %7s\n", "endpoint", "seconds", "range",
+                               "MB/s", "busy", "iowait");
+  double ticks_per_second = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  double cores = static_cast<double>(::sysconf(_SC_NPROCESSORS_ONLN));
   for (size_t e = 0; e < endpoints.size(); ++e) {
     std::vector<double>& times = seconds[e];
+    double total = 0;
+    for (double time : times) total += time;
+    double capacity = total * cores * ticks_per_second / 100;  // ticks per percent
     std::sort(times.begin(), times.end());
     double median = times[times.size() / 2];
-    std::cout << absl::StrFormat("%-64s %8.2f %6.2f-%-7.2f %8.1f\n", endpoints[e], median,
-                                 times.front(), times.back(), bytes / 1e6 / median);
+    std::cout << absl::StrFormat("%-64s %8.2f %6.2f-%-7.2f %8.1f %5.0f%% %6.0f%%\n", endpoints[e],
+                                 median, times.front(), times.back(), bytes / 1e6 / median,
+                                 during[e].busy / capacity, during[e].iowait / capacity);
   }
   return 0;
 }
