@@ -13,7 +13,7 @@ namespace kapal::base {
 // were written, a thread of its own fdatasyncs the file, so that the writer's own fsync at the
 // end waits only for the last piece. A hint alone (sync_file_range) does not do it where a
 // flush is what writes (a virtual disk whose host caches the writes until the guest flushes:
-// on this project's CI machine a 50 MB blob's fsync took 0.2 s after the download whether or
+// on the development machine a 50 MB blob's fsync took 0.2 s after the download whether or
 // not sync_file_range had started its writeback, 0.01 s after background syncs every 8 MiB).
 // The thread starts at the first EVERY_BYTES, so small files never get one.
 class WriteBehindSync {
