@@ -8,7 +8,9 @@
 #   - random: 3 gzip layers of random bytes (gzip stores them), where hashing and copying are.
 # kapald pulls twice: as configured by default (a layer's files are synced in the background
 # after its commit; its blob is fsynced before) and with `sync_layers_at_commit = true` (one
-# syncfs before each layer's commit), each on its own root.
+# syncfs before each layer's commit), each on its own root; containerd 2.1 too: as configured by
+# default (no unpacked layer synced) and with `image_pull_with_sync_fs = true` (one syncfs after
+# each layer's apply).
 # Prints each one's median seconds, range and MB/s, the ratios, kapald's own split of its time
 # (from its log, with its last realistic pull's layer timeline), the machine's floor for the
 # realistic image (its 7 layers inflated with igzip and unpacked with GNU tar, all at once,
@@ -37,6 +39,11 @@ start_containerd
 endpoints+=("unix://$work/containerd/containerd.sock")
 start_containerd_named containerd21 "$containerd21"
 endpoints+=("unix://$work/containerd21/containerd.sock")
+# containerd 2.1 told to sync each unpacked layer (one syncfs after each layer's apply; off by
+# default): the like of kapald's sync_layers_at_commit.
+start_containerd_named containerd21-synced "$containerd21" \
+  "$(printf '[plugins."io.containerd.grpc.v1.cri"]\n  image_pull_with_sync_fs = true')"
+endpoints+=("unix://$work/containerd21-synced/containerd.sock")
 
 usr_image=${USR_IMAGE:-$work/usr-image}
 if [ ! -f "$usr_image/index.json" ]; then
@@ -109,6 +116,9 @@ for name, label in (("containerd", "containerd 1.6"), ("containerd21", "containe
 if "kapal-synced" in rows and "containerd21" in rows:
     print(f"  containerd 2.1 / kapald with layers synced at commit: "
           f"{rows['containerd21'] / rows['kapal-synced']:.2f}x")
+if "kapal-synced" in rows and "containerd21-synced" in rows:
+    print(f"  both syncing each layer (containerd 2.1 image_pull_with_sync_fs / kapald "
+          f"sync_layers_at_commit): {rows['containerd21-synced'] / rows['kapal-synced']:.2f}x")
 PY
 }
 
