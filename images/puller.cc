@@ -305,11 +305,11 @@ absl::StatusOr<std::string> Puller::UnpackIntoStaging(const Descriptor& layer,
 
 absl::Status Puller::UnpackLayer(const Descriptor& layer, const Digest& diff_id,
                                  const Digest& chain_id, const std::string& parent,
-                                 const std::string& staged, PullReport* report) {
+                                 const StagedLayer* staged, PullReport* report) {
   return Shared("unpack:" + chain_id.String(), [&]() -> absl::Status {
     if (absl::StatusOr<snapshotter::Info> existing = snapshots_.Stat(chain_id.String());
         existing.ok() && existing->kind == snapshotter::Kind::kCommitted) {
-      if (!staged.empty()) (void)base::RemoveTree(staged);  // another pull was first
+      if (staged != nullptr) (void)base::RemoveTree(staged->directory);  // another pull was first
       return absl::OkStatus();
     }
     static std::atomic<uint64_t> counter{0};
@@ -323,18 +323,21 @@ absl::Status Puller::UnpackLayer(const Descriptor& layer, const Digest& diff_id,
       (void)snapshots_.Remove(key);
       return status;
     };
-    if (!staged.empty()) {
-      if (absl::Status adopted = snapshots_.Adopt(key, staged); !adopted.ok()) {
-        (void)base::RemoveTree(staged);
+    std::optional<snapshotter::Usage> measured;
+    if (staged != nullptr) {
+      if (absl::Status adopted = snapshots_.Adopt(key, staged->directory); !adopted.ok()) {
+        (void)base::RemoveTree(staged->directory);
         return discard(adopted);
       }
+      measured = staged->usage;
     } else {
       absl::StatusOr<UnpackedLayer> unpacked = UnpackInto(layer, diff_id, key);
       if (!unpacked.ok()) return discard(unpacked.status());
       Account(*unpacked, report);
     }
     auto commit_started = std::chrono::steady_clock::now();
-    absl::Status committed = snapshots_.Commit(chain_id.String(), key, options_.layer_sync);
+    absl::Status committed =
+        snapshots_.Commit(chain_id.String(), key, options_.layer_sync, measured);
     if (report != nullptr) {
       std::lock_guard lock(report_mutex_);
       report->commit_seconds += SecondsSince(commit_started);
@@ -458,7 +461,7 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
   std::atomic<size_t> next{0};
   std::mutex failure_mutex;
   absl::Status failure;
-  std::map<std::string, std::string> staged;  // layer digest -> staging directory
+  std::map<std::string, StagedLayer> staged;  // by layer digest
   // Synced at commit: the disk writes the staged files while they are unpacked (see
   // PullOptions::sync_behind_bytes).
   base::UniqueFd layers_filesystem;
@@ -474,7 +477,7 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
   }
   base::WriteBehindSync* files_behind_pointer = files_behind ? &*files_behind : nullptr;
   auto remove_staged = [&] {
-    for (const auto& [digest, directory] : staged) (void)base::RemoveTree(directory);
+    for (const auto& [digest, layer] : staged) (void)base::RemoveTree(layer.directory);
   };
   auto worker = [&] {
     for (size_t position = next++; position < order.size(); position = next++) {
@@ -512,7 +515,14 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
             !streamed->empty()
                 ? *streamed
                 : StageLayer(layer, diff_ids[i], chain_ids[i], unpacked, files_behind_pointer);
-        if (directory.ok() && !directory->empty()) Account(unpacked, report);
+        // Measured here, while other layers still unpack, rather than by its commit, which
+        // waits for the last layer.
+        snapshotter::Usage usage;
+        if (directory.ok() && !directory->empty()) {
+          base::TreeUsage measured = base::MeasureTree(*directory);
+          usage = {measured.bytes, measured.inodes};
+          Account(unpacked, report);
+        }
         if (directory.ok() && !present && report != nullptr) {
           auto since_began = [&](std::chrono::steady_clock::time_point moment) {
             return std::chrono::duration<double>(moment - report->began).count();
@@ -526,7 +536,7 @@ absl::StatusOr<ImageRecord> Puller::Pull(const std::string& reference_text,
         if (directory.ok() && !directory->empty()) {
           std::lock_guard lock(failure_mutex);
           // The same blob twice in one image: the second staging is not needed.
-          if (!staged.emplace(layer.digest.String(), *directory).second) {
+          if (!staged.emplace(layer.digest.String(), StagedLayer{*directory, usage}).second) {
             (void)base::RemoveTree(*directory);
           }
         }
@@ -627,7 +637,7 @@ Puller::Rebuilt Puller::RebuildUnsyncedLayers() {
 absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(
     const Digest& manifest_digest, const std::string& manifest_media_type,
     const std::vector<std::string>& repo_tags, const std::vector<std::string>& repo_digests,
-    const std::vector<Digest>& extra_blobs, const std::map<std::string, std::string>& staged,
+    const std::vector<Digest>& extra_blobs, const std::map<std::string, StagedLayer>& staged,
     PullReport* report) {
   std::shared_lock unpacking(images_.CollectionLock());
   snapshotter::Snapshotter::SyncHold writing_layers(snapshots_);
@@ -638,7 +648,7 @@ absl::StatusOr<ImageRecord> Puller::UnpackAndRecord(
 absl::StatusOr<ImageRecord> Puller::UnpackAndRecordHeld(
     const Digest& manifest_digest, const std::string& manifest_media_type,
     const std::vector<std::string>& repo_tags, const std::vector<std::string>& repo_digests,
-    const std::vector<Digest>& extra_blobs, const std::map<std::string, std::string>& staged,
+    const std::vector<Digest>& extra_blobs, const std::map<std::string, StagedLayer>& staged,
     PullReport* report) {
   absl::StatusOr<std::string> manifest_json = content_.ReadAll(manifest_digest);
   if (!manifest_json.ok()) return manifest_json.status();
@@ -672,12 +682,12 @@ absl::StatusOr<ImageRecord> Puller::UnpackAndRecordHeld(
     std::string parent = i == 0 ? "" : chain_ids[i - 1].String();
     auto found = staged.find(manifest->layers[i].digest.String());
     // A blob that appears twice is staged once: the first use adopts it.
-    std::string staged_directory;
-    if (found != staged.end() && ::access(found->second.c_str(), F_OK) == 0) {
-      staged_directory = found->second;
+    const StagedLayer* staged_layer = nullptr;
+    if (found != staged.end() && ::access(found->second.directory.c_str(), F_OK) == 0) {
+      staged_layer = &found->second;
     }
     absl::Status unpacked = UnpackLayer(manifest->layers[i], config->diff_ids[i], chain_ids[i],
-                                        parent, staged_directory, report);
+                                        parent, staged_layer, report);
     if (!unpacked.ok()) return unpacked;
     blobs.push_back(manifest->layers[i].digest);
     size += manifest->layers[i].size;

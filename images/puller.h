@@ -110,15 +110,23 @@ class Puller {
   // The registry settings pulls use (pushes use them too).
   const RegistryHosts& Hosts() const { return options_.hosts; }
 
+  // A layer a pull unpacked into a staging directory before its parent was committed, and the
+  // space its tree takes: measured by the download worker while other layers still unpack, so
+  // that the commits after the last layer do not walk every tree again.
+  struct StagedLayer {
+    std::string directory;
+    snapshotter::Usage usage;
+  };
+
   // Unpacks an image whose manifest, config and layers are all in the content store, and records
   // it under REPO_TAGS and REPO_DIGESTS (pull and import both end here). EXTRA_BLOBS are held by
-  // the image too (an index it came from).
+  // the image too (an index it came from). STAGED: layers already unpacked, by layer digest.
   absl::StatusOr<ImageRecord> UnpackAndRecord(const Digest& manifest_digest,
                                               const std::string& manifest_media_type,
                                               const std::vector<std::string>& repo_tags,
                                               const std::vector<std::string>& repo_digests,
                                               const std::vector<Digest>& extra_blobs,
-                                              const std::map<std::string, std::string>& staged = {},
+                                              const std::map<std::string, StagedLayer>& staged = {},
                                               PullReport* report = nullptr);
 
   // What RebuildUnsyncedLayers did.
@@ -142,7 +150,7 @@ class Puller {
                                                   const std::vector<std::string>& repo_tags,
                                                   const std::vector<std::string>& repo_digests,
                                                   const std::vector<Digest>& extra_blobs,
-                                                  const std::map<std::string, std::string>& staged,
+                                                  const std::map<std::string, StagedLayer>& staged,
                                                   PullReport* report);
   absl::Status Download(RegistryClient& client, const std::string& repository,
                         const Descriptor& blob, const ProgressCallback& progress,
@@ -168,7 +176,7 @@ class Puller {
   // STAGED, when given, holds the layer already unpacked (and its diff id checked) while its
   // parent was not yet committed; it becomes the snapshot's content.
   absl::Status UnpackLayer(const Descriptor& layer, const Digest& diff_id, const Digest& chain_id,
-                           const std::string& parent, const std::string& staged,
+                           const std::string& parent, const StagedLayer* staged,
                            PullReport* report);
   // Unpacks LAYER into active snapshot KEY, checking its diff id.
   absl::StatusOr<UnpackedLayer> UnpackInto(const Descriptor& layer, const Digest& diff_id,

@@ -425,13 +425,14 @@ absl::StatusOr<std::vector<Mount>> Snapshotter::Mounts(const std::string& key) {
   return MountsFor(*info);
 }
 
-absl::Status Snapshotter::Commit(const std::string& name, const std::string& key, Sync sync) {
+absl::Status Snapshotter::Commit(const std::string& name, const std::string& key, Sync sync,
+                                 std::optional<Usage> measured) {
   absl::StatusOr<Info> info = Stat(key);
   if (!info.ok()) return info.status();
   if (info->kind != Kind::kActive) {
     return absl::FailedPreconditionError(absl::StrCat("snapshot \"", key, "\" is not active"));
   }
-  absl::StatusOr<Usage> usage = GetUsage(key);
+  absl::StatusOr<Usage> usage = measured ? absl::StatusOr<Usage>(*measured) : GetUsage(key);
   if (!usage.ok()) return usage.status();
   bool deferred =
       sync == Sync::kDeferred && driver_ == Driver::kOverlay && !deferred_sync_.boot_id.empty();

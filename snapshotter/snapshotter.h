@@ -125,7 +125,11 @@ class Snapshotter {
   absl::StatusOr<std::vector<Mount>> Mounts(const std::string& key);
   // Makes active snapshot KEY the committed snapshot NAME. ALREADY_EXISTS when NAME exists
   // (the caller removes KEY and uses NAME: another pull committed the same layer first).
-  absl::Status Commit(const std::string& name, const std::string& key, Sync sync = Sync::kAtCommit);
+  // MEASURED, when given, is the space KEY's tree takes, measured by the caller since it was
+  // last written (a pull measures each staged layer while others still unpack); otherwise the
+  // commit walks the tree to record it.
+  absl::Status Commit(const std::string& name, const std::string& key, Sync sync = Sync::kAtCommit,
+                      std::optional<Usage> measured = std::nullopt);
   // Syncs the trees of deferred commits now and records them as on disk (at shutdown, and for
   // tests; otherwise a background thread does, as DeferredSyncOptions say).
   absl::Status SyncDeferred();

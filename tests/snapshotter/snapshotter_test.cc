@@ -182,6 +182,20 @@ TEST_P(SnapshotterTest, RemovalNeverDeletesTheSnapshotThatTookItsPlace) {
   EXPECT_EQ(failures, 0) << first_failure;
 }
 
+TEST_P(SnapshotterTest, CommitRecordsTheUsageItsCallerMeasured) {
+  ASSERT_TRUE(snapshotter_->Prepare("extract-l1", "").ok());
+  auto dir = snapshotter_->ContentDirectory("extract-l1");
+  ASSERT_TRUE(dir.ok());
+  ASSERT_TRUE(base::WriteFileAtomically(*dir + "/file", "content").ok());
+  // Numbers no walk of this tree gives: the commit recorded the caller's, not its own.
+  ASSERT_TRUE(
+      snapshotter_->Commit("l1", "extract-l1", Sync::kAtCommit, Usage{1 << 30, 12345}).ok());
+  auto committed = snapshotter_->CommittedUsage();
+  ASSERT_TRUE(committed.ok());
+  EXPECT_EQ(committed->bytes, 1 << 30);
+  EXPECT_EQ(committed->inodes, 12345);
+}
+
 TEST_P(SnapshotterTest, UsageCountsBytesAndInodes) {
   Layer("l1", "", {{"big", std::string(100000, 'x')}});
   auto usage = snapshotter_->GetUsage("l1");
