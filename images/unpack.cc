@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <ctime>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -125,36 +126,113 @@ class BackgroundHasher {
   std::thread thread_;
 };
 
-// Uncompressed bytes from the layer stream, inflated into two buffers in turn (libarchive
-// parses one while the other's piece may still be hashing) and hashed on their way to the tar
-// reader, with the time inflating took (for the pull's report of where its time went).
-struct HashingSource {
-  HashingSource(LayerStream* from, Hasher sha256) : stream(from), hasher(std::move(sha256)) {}
+// Uncompressed bytes from the layer stream, inflated on a thread of their own up to
+// kPieces - 1 pieces ahead of the tar reader and hashed on their way (the hasher at most one
+// piece behind the inflate). A layer's inflate, its diff id and its files then use up to three
+// cores: at a pull's end, when only the last layers are left, their unpacks no longer leave a
+// core idle, and a one-layer image unpacks about as fast as it inflates.
+class InflatingSource {
+ public:
+  InflatingSource(LayerStream* from, Hasher sha256)
+      : stream_(from), hasher_(std::move(sha256)), thread_([this] { Run(); }) {}
+  ~InflatingSource() { Stop(); }  // before the buffers and the hasher go
+  InflatingSource(const InflatingSource&) = delete;
+  InflatingSource& operator=(const InflatingSource&) = delete;
 
-  // The next piece of the tar (empty at its end), handed to the hasher.
+  // The next piece of the tar (empty at its end). The piece returned before is given back to
+  // the inflate here: libarchive reads a piece only until it asks for the next.
   absl::StatusOr<absl::string_view> Next() {
-    std::vector<char>& buffer = buffers[next_buffer];
-    next_buffer ^= 1;
-    auto started = Clock::now();
-    absl::StatusOr<size_t> n = stream->Read(buffer.data(), buffer.size());
-    inflate += Clock::now() - started;
-    if (!n.ok()) return n.status();
-    if (*n > 0) hasher.Submit(buffer.data(), *n);
-    bytes += static_cast<int64_t>(*n);
-    return absl::string_view(buffer.data(), *n);
+    std::unique_lock lock(mutex_);
+    released_ = taken_;
+    space_.notify_one();
+    ready_.wait(lock, [&] { return produced_ > taken_ || failure_ || ended_; });
+    if (produced_ == taken_) {
+      if (failure_) return *failure_;
+      return absl::string_view();  // the end, asked for again
+    }
+    size_t slot = taken_ % kPieces;
+    ++taken_;
+    return absl::string_view(buffers_[slot].data(), sizes_[slot]);
   }
 
-  LayerStream* stream;
-  std::vector<char> buffers[2] = {std::vector<char>(1 << 20), std::vector<char>(1 << 20)};
-  int next_buffer = 0;
-  BackgroundHasher hasher;  // after the buffers: it stops before they go
-  int64_t bytes = 0;
-  absl::Status failure;
-  Clock::duration inflate{};
+  // Once the end was read: the diff id, and the inflating and hashing threads' CPU time.
+  struct Totals {
+    Digest diff_id;
+    int64_t bytes = 0;
+    Clock::duration inflate{};
+    Clock::duration hash{};
+  };
+  Totals Finish() {
+    Stop();
+    auto [diff_id, hash_cpu] = hasher_.Finish();
+    return {diff_id, bytes_, inflate_cpu_, hash_cpu};
+  }
+
+  absl::Status failure;  // what ReadDecompressed last failed with, for libarchive's caller
+
+ private:
+  static constexpr size_t kPieces = 4;
+  static constexpr size_t kPieceBytes = 512 << 10;
+
+  void Run() {
+    auto started = Clock::now();
+    for (uint64_t piece = 0;; ++piece) {
+      {
+        std::unique_lock lock(mutex_);
+        // A slot is free once the reader moved past its piece; the hasher is done with it
+        // then too (Submit returns once the piece before the submitted one is hashed).
+        space_.wait(lock, [&] { return stopping_ || piece < released_ + kPieces; });
+        if (stopping_) break;
+      }
+      size_t slot = piece % kPieces;
+      absl::StatusOr<size_t> n = stream_->Read(buffers_[slot].data(), kPieceBytes);
+      if (n.ok() && *n > 0) hasher_.Submit(buffers_[slot].data(), *n);
+      std::lock_guard lock(mutex_);
+      if (!n.ok()) {
+        failure_ = n.status();
+      } else if (*n == 0) {
+        ended_ = true;
+      } else {
+        sizes_[slot] = *n;
+        bytes_ += static_cast<int64_t>(*n);
+        produced_ = piece + 1;
+      }
+      ready_.notify_one();
+      if (!n.ok() || *n == 0) break;
+    }
+    inflate_cpu_ = Clock::now() - started;
+  }
+  void Stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    space_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  LayerStream* stream_;
+  std::vector<char> buffers_[kPieces] = {
+      std::vector<char>(kPieceBytes), std::vector<char>(kPieceBytes),
+      std::vector<char>(kPieceBytes), std::vector<char>(kPieceBytes)};
+  size_t sizes_[kPieces] = {};
+  BackgroundHasher hasher_;  // after the buffers: it stops before they go
+  std::mutex mutex_;
+  std::condition_variable space_;  // the inflate waits for a free slot
+  std::condition_variable ready_;  // the reader waits for a piece
+  uint64_t produced_ = 0;          // pieces inflated
+  uint64_t taken_ = 0;             // pieces handed to the reader
+  uint64_t released_ = 0;          // pieces the reader is done with
+  std::optional<absl::Status> failure_;
+  bool ended_ = false;
+  bool stopping_ = false;
+  int64_t bytes_ = 0;
+  Clock::duration inflate_cpu_{};
+  std::thread thread_;  // last: it starts once everything above is made
 };
 
 la_ssize_t ReadDecompressed(archive* reader, void* client, const void** data) {
-  auto* source = static_cast<HashingSource*>(client);
+  auto* source = static_cast<InflatingSource*>(client);
   absl::StatusOr<absl::string_view> piece = source->Next();
   if (!piece.ok()) {
     source->failure = piece.status();
@@ -285,7 +363,7 @@ absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerS
   if (!stream.ok()) return stream.status();
   absl::StatusOr<Hasher> hasher = Hasher::ForAlgorithm("sha256");
   if (!hasher.ok()) return hasher.status();
-  HashingSource source(stream->get(), std::move(*hasher));
+  InflatingSource source(stream->get(), std::move(*hasher));
 
   ArchiveReader tar;
   archive_read_support_format_tar(tar.handle);
@@ -417,12 +495,12 @@ absl::StatusOr<UnpackedLayer> UnpackStream(absl::StatusOr<std::unique_ptr<LayerS
     if (!piece.ok()) return piece.status();
     if (piece->empty()) break;
   }
-  auto [diff_id, hash_cpu] = source.hasher.Finish();
-  result.diff_id = diff_id;
-  result.uncompressed_bytes = source.bytes;
-  result.inflate_seconds = Seconds(source.inflate);
-  result.hash_seconds = Seconds(hash_cpu);
-  result.write_seconds = Seconds(Clock::now() - started) - result.inflate_seconds;
+  InflatingSource::Totals totals = source.Finish();
+  result.diff_id = totals.diff_id;
+  result.uncompressed_bytes = totals.bytes;
+  result.inflate_seconds = Seconds(totals.inflate);
+  result.hash_seconds = Seconds(totals.hash);
+  result.write_seconds = Seconds(Clock::now() - started);  // this thread no longer inflates
   if (expected_diff_id != nullptr && result.diff_id != *expected_diff_id) {
     return absl::DataLossError(
         absl::StrCat("layer ", blob_path, ": uncompressed digest ", result.diff_id.String(),

@@ -219,6 +219,41 @@ TEST_F(UnpackTest, DiffIdMismatchIsDataLoss) {
   EXPECT_EQ(unchecked->diff_id.String(), layer->diff_id);
 }
 
+// A layer of many pieces: the inflate runs ahead of the files on a thread of its own, and every
+// byte still arrives in order, hashed once; a refused entry ends the unpack wherever it is, the
+// inflate stopped with it.
+TEST_F(UnpackTest, ALayerOfManyPiecesArrivesWholeAndARefusalStopsItAnywhere) {
+  auto text = [](int file) {
+    std::string content;
+    for (int line = 0; content.size() < (1u << 20) + 777; ++line) {
+      content += "file " + std::to_string(file) + " line " + std::to_string(line) + "\n";
+    }
+    return content;
+  };
+  std::vector<LayerEntry> entries = {{Kind::kDirectory, "data", "", 0755}};
+  for (int i = 0; i < 12; ++i)
+    entries.push_back({Kind::kFile, "data/" + std::to_string(i), text(i)});
+  auto unpacked = Unpack(entries);
+  ASSERT_TRUE(unpacked.ok()) << unpacked.status();
+  EXPECT_GT(unpacked->uncompressed_bytes, 12 << 20);
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_EQ(base::ReadFile(root_ + "/data/" + std::to_string(i)).value_or(""), text(i)) << i;
+  }
+
+  for (bool first : {true, false}) {
+    std::vector<LayerEntry> refused = entries;
+    LayerEntry escaping{Kind::kFile, "../escaped", "x"};
+    if (first) {
+      refused.insert(refused.begin(), escaping);
+    } else {
+      refused.push_back(escaping);
+    }
+    auto status = Unpack(refused).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(), HasSubstr("leaves the root"));
+  }
+}
+
 TEST_F(UnpackTest, GarbageIsNotALayer) {
   std::string blob = dir_->Join("garbage");
   ASSERT_TRUE(base::WriteFileAtomically(blob, std::string(5000, '\x07')).ok());
