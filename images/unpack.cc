@@ -62,6 +62,18 @@ struct ThreadCpuClock {
 };
 using Clock = ThreadCpuClock;
 
+// Tells WORKER, which waits on WAKE for work or for STOPPING (both under MUTEX), to stop, and
+// waits for it to end.
+void StopWorker(std::mutex& mutex, bool& stopping, std::condition_variable& wake,
+                std::thread& worker) {
+  {
+    std::lock_guard lock(mutex);
+    stopping = true;
+  }
+  wake.notify_one();
+  if (worker.joinable()) worker.join();
+}
+
 // Hashes the uncompressed tar on a thread of its own, at most one piece behind the inflate: the
 // diff id's SHA-256 is a sixth of an unpack's CPU, and off the unpacking thread it no longer
 // lengthens the largest layer's unpack, which sets a pull's length once the other layers are
@@ -106,14 +118,7 @@ class BackgroundHasher {
     }
     cpu_ = Clock::now() - started;
   }
-  void Stop() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    work_.notify_one();
-    if (thread_.joinable()) thread_.join();
-  }
+  void Stop() { StopWorker(mutex_, stopping_, work_, thread_); }
 
   Hasher hasher_;
   std::mutex mutex_;
@@ -202,14 +207,7 @@ class InflatingSource {
     }
     inflate_cpu_ = Clock::now() - started;
   }
-  void Stop() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    space_.notify_one();
-    if (thread_.joinable()) thread_.join();
-  }
+  void Stop() { StopWorker(mutex_, stopping_, space_, thread_); }
 
   LayerStream* stream_;
   std::vector<char> buffers_[kPieces] = {
