@@ -134,8 +134,8 @@ class BackgroundHasher {
 // Uncompressed bytes from the layer stream, inflated on a thread of their own up to
 // kPieces - 1 pieces ahead of the tar reader and hashed on their way (the hasher at most one
 // piece behind the inflate). A layer's inflate, its diff id and its files then use up to three
-// cores: at a pull's end, when only the last layers are left, their unpacks no longer leave a
-// core idle, and a one-layer image unpacks about as fast as it inflates.
+// cores: when few layers are left to unpack (a pull's end, a one-layer image) fewer cores idle
+// (a one-layer image of a 134 MB layer: 1.35 -> 1.22 s).
 class InflatingSource {
  public:
   InflatingSource(LayerStream* from, Hasher sha256)
