@@ -328,6 +328,7 @@ absl::Status Containers::Start(const std::string& id_or_prefix) {
         absl::StrCat("container ", id, " is being started, restarted or removed already"));
     if (!taken.ok()) return absl::FailedPreconditionError(taken.status().message());
     starting.emplace(std::move(*taken));
+    c.starting = true;
   }
   timer.Mark("checks");
   // `runc start` runs without the node lock: other pods' calls (and this node's lists) need not
@@ -342,6 +343,7 @@ absl::Status Containers::Start(const std::string& id_or_prefix) {
     return absl::NotFoundError(absl::StrCat("container ", id, " was removed while it started"));
   }
   Container& c = found->second;
+  c.starting = false;
   if (!started.ok()) {
     // A process that failed to exec (no such command) shows here; record it as an exit.
     c.state = runtime::v1::CONTAINER_EXITED;
@@ -361,7 +363,7 @@ absl::Status Containers::Start(const std::string& id_or_prefix) {
   if (c.state == runtime::v1::CONTAINER_CREATED) c.state = runtime::v1::CONTAINER_RUNNING;
   absl::Status saved = records_.SaveContainer(c);
   events_.PublishLocked(LifecycleChange::kStarted, c.id, c.pod_id);
-  // A container that ends at once may have exited already.
+  // A container that ends at once may have exited already; its exit is reported after the start.
   exits_.RefreshLocked(c);
   timer.Mark("record");
   return saved;

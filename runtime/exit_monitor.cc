@@ -100,6 +100,7 @@ void ExitMonitor::RefreshLocked(Container& c) {
     return;
   }
   if (c.shim_pid == 0) return;  // being created
+  if (c.starting) return;       // Start refreshes once it has reported the start
   auto read_record = [&]() -> std::optional<shim::ExitRecord> {
     absl::StatusOr<std::string> text = base::ReadFile(c.bundle + "/" + shim::kExitFile);
     return text.ok() ? shim::ParseExitRecord(*text) : std::nullopt;
@@ -144,6 +145,7 @@ void ExitMonitor::RefreshLocked(Container& c) {
     return;
   }
   state_.containers_changed.notify_all();
+  ::unlink((exit_dir_ + "/" + c.id).c_str());  // the shim's note is answered
   if (absl::Status saved = records_.SaveContainer(c); !saved.ok()) {
     logger_.Error("container ", c.id, ": cannot record its exit: ", saved.message());
   } else {

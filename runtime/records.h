@@ -51,6 +51,9 @@ struct Container {
   std::optional<ProcessUser> user;
   // Frozen by Docker's pause (not stored: recovery reads it back from the cgroup freezer).
   bool paused = false;
+  // Between Start's check and its report (not stored): an exit seen meanwhile waits for Start,
+  // so that every subscriber hears STARTED before STOPPED even for a process that ends at once.
+  bool starting = false;
 };
 
 // A pod's containers as kubelet reads them from PodSandboxStatus and from events: newest first

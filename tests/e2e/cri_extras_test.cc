@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/files.h"
 #include "base/temp_dir.h"
 #include "gmock/gmock.h"
 #include "nlohmann/json.hpp"
@@ -184,6 +185,56 @@ TEST_F(CriExtrasTest, ContainerEventsCarryThePodsWholeStatusToEverySubscriber) {
 }
 
 // A container killed for going over its memory limit: its STOPPED event says OOMKilled, 137.
+// A runtime whose `start` returns late, as runc's does on a loaded node: the process may have
+// ended, and its shim noted the exit, before kapald hears that it started.
+class LateStartTest : public CriExtrasTest {
+ protected:
+  LateStartTest() : wrapper_dir_(*base::TempDir::Create("kapal-late-start")) {
+    std::string runc = ::access("/usr/sbin/runc", X_OK) == 0 ? "/usr/sbin/runc" : "/usr/bin/runc";
+    std::string script = absl::StrCat("#!/bin/sh\n", runc,
+                                      " \"$@\"\nended=$?\n"
+                                      "case \" $* \" in *\" start \"*) sleep 0.5 ;; esac\n"
+                                      "exit $ended\n");
+    EXPECT_TRUE(base::WriteFileAtomically(Wrapper(), script, 0755).ok());
+  }
+  std::string Wrapper() const { return wrapper_dir_.Path() + "/late-runc"; }
+  std::string ExtraToml() const override {
+    return absl::StrCat("[runtime.handlers.late]\nbinary = \"", Wrapper(), "\"\n");
+  }
+  base::TempDir wrapper_dir_;
+};
+
+// Every subscriber hears a container's start before its stop, even when the exit was noted
+// while the runtime's start had not returned (kubelet's evented PLEG would otherwise keep a
+// finished container as running).
+TEST_F(LateStartTest, AnExitDuringTheStartIsReportedAfterIt) {
+  EventReader reader(*stub_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // subscribed
+  RunPodSandboxRequest request;
+  *request.mutable_config() = PodConfig("late");
+  request.set_runtime_handler("late");
+  RunPodSandboxResponse response;
+  ASSERT_TRUE(stub_->RunPodSandbox(LongContext().get(), request, &response).ok());
+  std::string pod = response.pod_sandbox_id();
+  std::string quick = Run(pod, ContainerWith("quick", {"true"}));
+  ContainerStatus status = WaitForExit(quick);
+  EXPECT_EQ(status.exit_code(), 0);
+  EXPECT_EQ(status.reason(), "Completed");
+  EXPECT_GT(status.started_at(), 0);
+  EXPECT_LE(status.started_at(), status.finished_at());
+  ASSERT_TRUE(reader.WaitFor(quick, CONTAINER_STOPPED_EVENT).has_value());
+  std::vector<std::string> of_quick;
+  for (const ContainerEventResponse& event : reader.Events()) {
+    if (event.container_id() == quick) {
+      of_quick.push_back(ContainerEventType_Name(event.container_event_type()));
+    }
+  }
+  EXPECT_THAT(of_quick, ::testing::ElementsAre("CONTAINER_CREATED_EVENT", "CONTAINER_STARTED_EVENT",
+                                               "CONTAINER_STOPPED_EVENT"));
+  ASSERT_TRUE(StopPod(pod).ok());
+  ASSERT_TRUE(RemovePod(pod).ok());
+}
+
 TEST_F(CriExtrasTest, AnOomKillIsInTheEvents) {
   EventReader events(*stub_);
   absl::StatusOr<std::string> pod = RunPod(PodConfig("oom-events"));
