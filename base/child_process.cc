@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -277,6 +278,21 @@ std::vector<std::pair<pid_t, pid_t>> ProcessParents() {
 }
 
 }  // namespace
+
+void MarkInheritedDescriptorsCloseOnExec() {
+  if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+  // Kernels before 5.11 know no CLOSE_RANGE_CLOEXEC: one descriptor at a time.
+  DIR* open_fds = ::opendir("/proc/self/fd");
+  if (open_fds == nullptr) return;
+  int listing_fd = ::dirfd(open_fds);
+  while (dirent* entry = ::readdir(open_fds)) {
+    int fd = -1;
+    if (!absl::SimpleAtoi(entry->d_name, &fd) || fd < 3 || fd == listing_fd) continue;
+    int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+  ::closedir(open_fds);
+}
 
 void KillProcessTree(pid_t root) {
   // Leaves first, a few rounds: a parent that waits for its child (a shell) reaps it, so no

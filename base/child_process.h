@@ -93,6 +93,11 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
                                          ChildOptions options = {},
                                          const std::function<void()>& at_deadline = nullptr);
 
+// Marks every descriptor from 3 up close-on-exec. A daemon calls it first thing: what it
+// inherited from whoever started it (a test runner's log, a supervisor's pipe, a lock) then
+// reaches none of its children, so no shim keeps such a file open for the life of a container.
+void MarkInheritedDescriptorsCloseOnExec();
+
 // SIGKILL to process ROOT and every descendant, leaves first (a parent still waiting reaps its
 // child, instead of leaving a zombie to an init that may never reap it).
 void KillProcessTree(pid_t root);

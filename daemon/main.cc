@@ -10,11 +10,15 @@
 
 #include "CLI/CLI.hpp"
 #include "base/build_info.h"
+#include "base/child_process.h"
 #include "base/logger.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 
 int main(int argc, char** argv) {
+  // Nothing kapald was given beyond stdin, stdout and stderr goes on to runc, CNI plugins or the
+  // shims (which outlive kapald): containerd's children get only what it passes on purpose too.
+  kapal::base::MarkInheritedDescriptorsCloseOnExec();
   // glibc gives each busy thread its own malloc arena (up to 8 per core); kapald's threads
   // (gRPC, streaming, pulls) left a few MiB in them for no measurable speed: with two arenas
   // the daemon holds 28-29 MiB with 50 pods instead of 31. MALLOC_ARENA_MAX, when set, decides.

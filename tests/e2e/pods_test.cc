@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -14,6 +15,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/files.h"
@@ -275,6 +277,55 @@ TEST_F(PodsTest, AnExitIsRecordedWithoutAnyoneAsking) {
   }
   EXPECT_EQ(state, "CONTAINER_EXITED");
   EXPECT_EQ(exit_code, 9);
+}
+
+// kapald started with a descriptor open that it was not meant to have (as a test runner's log
+// or a supervisor's pipe): it keeps it, but passes it to none of its children.
+class InheritedDescriptorTest : public PodFixture {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::pipe(stray_), 0);  // no O_CLOEXEC: kapald inherits both ends
+    struct stat about {};
+    ASSERT_EQ(::fstat(stray_[0], &about), 0);
+    stray_name_ = absl::StrCat("pipe:[", about.st_ino, "]");
+    PodFixture::SetUp();
+    // The test's own copies go; kapald's must not be the only ones left anywhere else.
+    ::close(stray_[0]);
+    ::close(stray_[1]);
+  }
+  // The descriptors of process PID that are the stray pipe.
+  std::vector<std::string> StrayIn(pid_t pid) const {
+    std::vector<std::string> found;
+    std::string fd_dir = absl::StrCat("/proc/", pid, "/fd");
+    absl::StatusOr<std::vector<std::string>> fds = base::ListDirectory(fd_dir);
+    if (!fds.ok()) return {"cannot list " + fd_dir};
+    for (const std::string& fd : *fds) {
+      char target[256] = {};
+      ssize_t n = ::readlink((fd_dir + "/" + fd).c_str(), target, sizeof target - 1);
+      if (n > 0 && stray_name_ == std::string(target, static_cast<size_t>(n))) found.push_back(fd);
+    }
+    return found;
+  }
+  int stray_[2] = {-1, -1};
+  std::string stray_name_;
+};
+
+TEST_F(InheritedDescriptorTest, NoShimOrContainerGetsWhatKapaldInherited) {
+  EXPECT_THAT(StrayIn(kapald_->Process().Pid()), SizeIs(2)) << "kapald did not inherit the pipe";
+  absl::StatusOr<std::string> pod = RunPod(PodConfig("inherit"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  std::string id = Run(*pod, ContainerWith("sleeper", {"sleep", "1000"}));
+  absl::StatusOr<std::string> shim_pid =
+      base::ReadFile(absl::StrCat(kapald_->StateDir(), "/containers/", id, "/shim.pid"));
+  ASSERT_TRUE(shim_pid.ok()) << shim_pid.status();
+  int shim = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(*shim_pid, &shim)) << *shim_pid;
+  EXPECT_THAT(StrayIn(shim), ::testing::IsEmpty()) << "the shim holds kapald's inherited pipe";
+  ExecSyncResponse exec;
+  ASSERT_TRUE(Exec(id, {"sh", "-c", "ls -l /proc/1/fd /proc/self/fd"}, &exec).ok());
+  EXPECT_THAT(exec.stdout(), ::testing::Not(HasSubstr(stray_name_))) << exec.stdout();
+  ASSERT_TRUE(StopPod(*pod).ok());
+  ASSERT_TRUE(RemovePod(*pod).ok());
 }
 
 TEST_F(PodsTest, RemovingTheImageOfARunningContainerKeepsItRunning) {
