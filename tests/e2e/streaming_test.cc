@@ -428,7 +428,7 @@ TEST_F(StreamingTest, KapalctlInteractiveVerbs) {
       Terminal::Start(Kapalctl({"exec", "-it", id, "sh"}), 100, 30);
   ASSERT_TRUE(terminal.ok()) << terminal.status();
   Terminal& tty = **terminal;
-  ASSERT_TRUE(tty.ShellFollowsResize("; sleep 100")) << tty.Screen();
+  ASSERT_TRUE(tty.ShellFollowsResize("sleep 100")) << tty.Screen();
   // Ctrl-C ends the sleep, not kapalctl. It can come before the shell made the sleep its
   // foreground job (then only the shell sees it and the sleep goes on), so it is typed again
   // until the shell runs the next command: "after-42" is its output, never the line's echo.
