@@ -88,10 +88,12 @@ void ExitMonitor::RecordExitsNoted() {
       continue;
     }
     if (found == state_.containers.end()) continue;
-    RefreshLocked(found->second);
+    // Its exit recorded before the note came (read from the bundle, or a refused start).
     if (found->second.state == runtime::v1::CONTAINER_EXITED) {
       ::unlink((exit_dir_ + "/" + id).c_str());
+      continue;
     }
+    RefreshLocked(found->second);  // removes the note once it records the exit
   }
 }
 
