@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdio>
+#include <iostream>
 #include <map>
 #include <set>
 #include <thread>
@@ -99,17 +101,52 @@ class KubeletTest : public ::testing::TestWithParam<KubeletGates> {
     gate.replace(gate.find("@GATE@"), 6, gate_);
     ASSERT_TRUE(base::WriteFileAtomically(manifests_ + "/gate.yaml", gate, 0644).ok());
 
-    base::ChildOptions options;
-    options.stdout_path = dir_->Join("run.log");
-    options.stderr_path = dir_->Join("run.log");
-    options.environment["KUBELET_WAIT"] = "400";
-    if (*GetParam().gates != '\0') options.environment["KUBELET_GATES"] = GetParam().gates;
-    absl::StatusOr<base::ChildProcess> harness =
-        base::ChildProcess::Spawn({kShared + "/critest/run.sh", "--kapald", KAPALD_BINARY,
-                                   "--kubelet", manifests_, "--out", dir_->Join("out")},
-                                  options);
-    ASSERT_TRUE(harness.ok()) << harness.status();
-    harness_.emplace(std::move(*harness));
+    ASSERT_NO_FATAL_FAILURE(StartHarness());
+  }
+
+  // Starts run.sh and waits until it has started kapald. run.sh's own steps before that (its
+  // registry, the 20 test image pushes, its lock) can fail for reasons of their own: its pushes
+  // of three tags of one repository at once race in docker-registry 2.8, which writes a tag's
+  // link file in place, so a concurrent manifest upload can read it empty ("digest invalid",
+  // 1 in 30 pushes measured here). Such a run is started again, up to 3 attempts; from kapald's
+  // start on, nothing is retried.
+  void StartHarness() {
+    const std::string log_path = dir_->Join("run.log");
+    for (int attempt = 1;; ++attempt) {
+      base::ChildOptions options;
+      options.stdout_path = log_path;
+      options.stderr_path = log_path;
+      options.environment["KUBELET_WAIT"] = "400";
+      if (*GetParam().gates != '\0') options.environment["KUBELET_GATES"] = GetParam().gates;
+      absl::StatusOr<base::ChildProcess> harness =
+          base::ChildProcess::Spawn({kShared + "/critest/run.sh", "--kapald", KAPALD_BINARY,
+                                     "--kubelet", manifests_, "--out", dir_->Join("out")},
+                                    options);
+      ASSERT_TRUE(harness.ok()) << harness.status();
+      harness_.emplace(std::move(*harness));
+
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+      std::string log;
+      while (harness_->Running() && std::chrono::steady_clock::now() < deadline) {
+        log = base::ReadFile(log_path).value_or("");
+        if (absl::StrContains(log, "[critest] starting ")) return;  // kapald's start
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      log = base::ReadFile(log_path).value_or("");
+      if (harness_->Running() || absl::StrContains(log, "[critest] starting ")) return;
+      absl::StatusOr<base::ExitInfo> ended = harness_->Wait(std::chrono::seconds(10));
+      const bool set_up_failed =
+          ended.ok() && ended->exited && ended->exit_code == 2 &&
+          (absl::StrContains(log, "run.sh: pushing the test images failed") ||
+           absl::StrContains(log, "run.sh: docker-registry did not come up") ||
+           absl::StrContains(log, "run.sh: another run.sh holds"));
+      if (!set_up_failed || attempt == 3) return;  // TearDown reports how it ended
+      std::cerr << "run.sh could not set itself up (attempt " << attempt << "), again:\n"
+                << log << std::endl;
+      harness_.reset();
+      ASSERT_EQ(::rename(log_path.c_str(), absl::StrCat(log_path, ".", attempt).c_str()), 0);
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+    }
   }
 
   // The gate opens whatever happened, so run.sh ends and cleans up as it does on success; a
