@@ -3,7 +3,7 @@
 # skips because kapald lacks a feature counts as a failure.
 # run.sh exits 2 when the harness itself could not run. When that happened in its own steps
 # before kapald starts (a registry port taken, its lock held, or its image pushes: three tags of
-# one repository pushed at once race in docker-registry 2.8, about 1 push in 30), it is run again,
+# one repository pushed at once race in docker-registry 2.8, once in 30 rounds here), it is run again,
 # up to 3 attempts: that says nothing about kapald. kapald failing to start and spec failures
 # (exit 1) are never retried.
 set -uo pipefail

@@ -108,7 +108,7 @@ class KubeletTest : public ::testing::TestWithParam<KubeletGates> {
   // registry, the 20 test image pushes, its lock) can fail for reasons of their own: its pushes
   // of three tags of one repository at once race in docker-registry 2.8, which writes a tag's
   // link file in place, so a concurrent manifest upload can read it empty ("digest invalid",
-  // 1 in 30 pushes measured here). Such a run is started again, up to 3 attempts; from kapald's
+  // once in 30 rounds measured here). Such a run is started again, up to 3 attempts; from kapald's
   // start on, nothing is retried.
   void StartHarness() {
     const std::string log_path = dir_->Join("run.log");
